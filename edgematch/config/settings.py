@@ -1,0 +1,343 @@
+"""Settings: read once from the environment into one typed, validated object.
+
+Every variable is named ``EDGEMATCH_*``; endpoints of S3-compatible stores and SQS come
+from boto3's own variables (``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_S3``,
+``AWS_ENDPOINT_URL_SQS``, ``AWS_DEFAULT_REGION`` and the credentials chain) and are not
+repeated here.
+
+A missing or malformed value raises :class:`~edgematch.worker.errors.ConfigurationError`
+whose message names the variable; the CLI turns it into exit status 2.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from edgematch.worker.errors import ConfigurationError
+
+T = TypeVar("T")
+
+DEFAULT_API_URL = "https://api.microsoftmoderator.com/photodna/v1.0"
+OPERATIONS = ("MatchEdgeHash", "MatchHash")
+
+
+class Secret:
+    """A string that never shows itself in a repr, a str(), a log line or a traceback.
+
+    ``reveal()`` is the one way to the value; grep for it to audit where secrets go.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything an edgematch process is configured with. Units are in the names."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    api_url: str = DEFAULT_API_URL
+    subscription_key: Secret | None = field(default=None, repr=False)
+    api_operation: str = "MatchEdgeHash"
+    rate_limit_per_s: float = 5.0
+    batch_linger_ms: int = 250
+    sqs_queue_url: str | None = None
+    hash_suffix: str = ".bin"
+    max_hash_bytes: int = 4096
+    result_tag: str = "edgematch-status"
+    namespace: str = "edgematch"
+    # Beyond the issue's contract: knobs with safe defaults, for operators and tests.
+    api_timeout_s: float = 10.0
+    api_connect_timeout_s: float = 3.0
+    tls_verify: bool = True
+    batch_size: int = 5
+    lease_s: float = 60.0
+    max_attempts: int = 8
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 300.0
+    breaker_probe_s: float = 30.0
+    # Spacing kept between the pool's requests beyond 1/rate, as a fraction of the
+    # interval: absorbs the jitter between taking a slot and the request reaching the API.
+    rate_limit_margin: float = 0.02
+    match_pumps: int = 4
+    pump_max_s: float = 2.0
+    idempotency_ttl_s: int = 30 * 24 * 3600
+    intake_high_water: int = 10_000
+    intake_batch: int = 10
+    intake_wait_s: int = 20
+    visibility_timeout_s: int = 3600
+    log_format: str = "json"
+    log_level: str = "INFO"
+    allowed_buckets: tuple[str, ...] = ()
+
+    @property
+    def batch_linger_s(self) -> float:
+        return self.batch_linger_ms / 1000.0
+
+    def require_subscription_key(self) -> Secret:
+        if not self.subscription_key:
+            raise ConfigurationError(
+                "EDGEMATCH_SUBSCRIPTION_KEY or EDGEMATCH_SUBSCRIPTION_KEY_FILE is required"
+            )
+        return self.subscription_key
+
+    def require_sqs_queue_url(self) -> str:
+        if not self.sqs_queue_url:
+            raise ConfigurationError("EDGEMATCH_SQS_QUEUE_URL is required for intake")
+        return self.sqs_queue_url
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate the environment. Raises ConfigurationError naming the variable."""
+        env = os.environ if environ is None else environ
+        r = _Reader(env)
+        redis_url = r.get("EDGEMATCH_REDIS_URL", cls.redis_url, _redis_url)
+        return cls(
+            redis_url=redis_url,
+            broker_url=r.get("EDGEMATCH_BROKER_URL", redis_url, _broker_url),
+            api_url=r.get("EDGEMATCH_API_URL", DEFAULT_API_URL, _http_url).rstrip("/"),
+            subscription_key=_subscription_key(env),
+            api_operation=r.get("EDGEMATCH_API_OPERATION", cls.api_operation, _operation),
+            rate_limit_per_s=r.get("EDGEMATCH_RATE_LIMIT", cls.rate_limit_per_s, _positive_float),
+            batch_linger_ms=r.get("EDGEMATCH_BATCH_LINGER_MS", cls.batch_linger_ms, _non_negative_int),
+            sqs_queue_url=r.get("EDGEMATCH_SQS_QUEUE_URL", None, _http_url),
+            hash_suffix=r.get("EDGEMATCH_HASH_SUFFIX", cls.hash_suffix, _non_empty),
+            max_hash_bytes=r.get("EDGEMATCH_MAX_HASH_BYTES", cls.max_hash_bytes, _positive_int),
+            result_tag=r.get("EDGEMATCH_RESULT_TAG", cls.result_tag, _tag_key),
+            namespace=r.get("EDGEMATCH_NAMESPACE", cls.namespace, _namespace),
+            api_timeout_s=r.get("EDGEMATCH_API_TIMEOUT_S", cls.api_timeout_s, _positive_float),
+            api_connect_timeout_s=r.get(
+                "EDGEMATCH_API_CONNECT_TIMEOUT_S", cls.api_connect_timeout_s, _positive_float
+            ),
+            tls_verify=r.get("EDGEMATCH_TLS_VERIFY", cls.tls_verify, _bool),
+            batch_size=r.get("EDGEMATCH_BATCH_SIZE", cls.batch_size, _batch_size),
+            lease_s=r.get("EDGEMATCH_LEASE_S", cls.lease_s, _positive_float),
+            max_attempts=r.get("EDGEMATCH_MAX_ATTEMPTS", cls.max_attempts, _positive_int),
+            backoff_base_s=r.get("EDGEMATCH_BACKOFF_BASE_S", cls.backoff_base_s, _positive_float),
+            backoff_cap_s=r.get("EDGEMATCH_BACKOFF_CAP_S", cls.backoff_cap_s, _positive_float),
+            breaker_probe_s=r.get("EDGEMATCH_BREAKER_PROBE_S", cls.breaker_probe_s, _positive_float),
+            rate_limit_margin=r.get(
+                "EDGEMATCH_RATE_LIMIT_MARGIN", cls.rate_limit_margin, _fraction
+            ),
+            match_pumps=r.get("EDGEMATCH_MATCH_PUMPS", cls.match_pumps, _positive_int),
+            pump_max_s=r.get("EDGEMATCH_PUMP_MAX_S", cls.pump_max_s, _positive_float),
+            idempotency_ttl_s=r.get(
+                "EDGEMATCH_IDEMPOTENCY_TTL_S", cls.idempotency_ttl_s, _positive_int
+            ),
+            intake_high_water=r.get(
+                "EDGEMATCH_INTAKE_HIGH_WATER", cls.intake_high_water, _positive_int
+            ),
+            intake_batch=r.get("EDGEMATCH_INTAKE_BATCH", cls.intake_batch, _sqs_batch),
+            intake_wait_s=r.get("EDGEMATCH_INTAKE_WAIT_S", cls.intake_wait_s, _sqs_wait),
+            visibility_timeout_s=r.get(
+                "EDGEMATCH_VISIBILITY_TIMEOUT_S", cls.visibility_timeout_s, _positive_int
+            ),
+            log_format=r.get("EDGEMATCH_LOG_FORMAT", cls.log_format, _log_format),
+            log_level=r.get("EDGEMATCH_LOG_LEVEL", cls.log_level, _log_level),
+            allowed_buckets=r.get("EDGEMATCH_ALLOWED_BUCKETS", (), _csv),
+        ).validated()
+
+    def validated(self) -> Settings:
+        """Cross-field checks that no single variable can make."""
+        longest_task_s = self.lease_s + self.api_timeout_s + self.backoff_cap_s
+        if self.visibility_timeout_s <= longest_task_s:
+            raise ConfigurationError(
+                f"EDGEMATCH_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must exceed the "
+                f"longest task plus retry countdown ({longest_task_s:.0f} s): a shorter one "
+                "makes the broker deliver running tasks twice"
+            )
+        if self.lease_s <= self.api_timeout_s + self.api_connect_timeout_s:
+            raise ConfigurationError(
+                "EDGEMATCH_LEASE_S must exceed EDGEMATCH_API_TIMEOUT_S + "
+                "EDGEMATCH_API_CONNECT_TIMEOUT_S, or a batch still in flight is handed out again"
+            )
+        return self
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def get(self, name: str, default: T, parse: Callable[[str], T]) -> T:
+        raw = self._env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            return parse(raw.strip())
+        except ValueError as exc:
+            raise ConfigurationError(f"{name}: {exc}") from None
+
+
+def _subscription_key(env: Mapping[str, str]) -> Secret | None:
+    direct = env.get("EDGEMATCH_SUBSCRIPTION_KEY", "").strip()
+    path = env.get("EDGEMATCH_SUBSCRIPTION_KEY_FILE", "").strip()
+    if direct and path:
+        raise ConfigurationError(
+            "set EDGEMATCH_SUBSCRIPTION_KEY or EDGEMATCH_SUBSCRIPTION_KEY_FILE, not both"
+        )
+    if path:
+        try:
+            value = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"EDGEMATCH_SUBSCRIPTION_KEY_FILE: cannot read {path}: {exc.strerror}"
+            ) from None
+        if not value:
+            raise ConfigurationError(f"EDGEMATCH_SUBSCRIPTION_KEY_FILE: {path} is empty")
+        return Secret(value)
+    return Secret(direct) if direct else None
+
+
+def _redis_url(raw: str) -> str:
+    scheme = urlsplit(raw).scheme
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"expected a redis://, rediss:// or unix:// URL, got scheme {scheme!r}")
+    return raw
+
+
+def _broker_url(raw: str) -> str:
+    scheme = urlsplit(raw).scheme
+    if scheme not in ("redis", "rediss", "sentinel", "unix"):
+        raise ValueError(
+            f"expected a redis://, rediss://, sentinel:// or unix:// URL, got scheme {scheme!r}"
+        )
+    return raw
+
+
+def _http_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"expected an http:// or https:// URL, got {raw!r}")
+    return raw
+
+
+def _operation(raw: str) -> str:
+    if raw not in OPERATIONS:
+        raise ValueError(f"expected one of {', '.join(OPERATIONS)}, got {raw!r}")
+    return raw
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"expected a positive number, got {raw!r}")
+    return value
+
+
+def _fraction(raw: str) -> float:
+    value = float(raw)
+    if not 0 <= value < 1:
+        raise ValueError(f"expected a number in [0, 1), got {raw!r}")
+    return value
+
+
+def _int(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {raw!r}") from None
+
+
+def _positive_int(raw: str) -> int:
+    value = _int(raw)
+    if value <= 0:
+        raise ValueError(f"expected a positive whole number, got {raw!r}")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = _int(raw)
+    if value < 0:
+        raise ValueError(f"expected zero or a positive whole number, got {raw!r}")
+    return value
+
+
+def _batch_size(raw: str) -> int:
+    value = _int(raw)
+    if not 1 <= value <= 5:
+        raise ValueError(f"the API takes 1 to 5 hashes a request, got {raw!r}")
+    return value
+
+
+def _sqs_batch(raw: str) -> int:
+    value = _int(raw)
+    if not 1 <= value <= 10:
+        raise ValueError(f"SQS receives 1 to 10 messages a call, got {raw!r}")
+    return value
+
+
+def _sqs_wait(raw: str) -> int:
+    value = _int(raw)
+    if not 0 <= value <= 20:
+        raise ValueError(f"SQS long polls 0 to 20 seconds, got {raw!r}")
+    return value
+
+
+def _non_empty(raw: str) -> str:
+    if not raw:
+        raise ValueError("must not be empty")
+    return raw
+
+
+def _tag_key(raw: str) -> str:
+    if len(raw) > 128:
+        raise ValueError("an S3 tag key has at most 128 characters")
+    return raw
+
+
+def _namespace(raw: str) -> str:
+    if not all(c.isalnum() or c in "-_" for c in raw):
+        raise ValueError(f"use letters, digits, '-' and '_' only, got {raw!r}")
+    return raw
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
+def _log_format(raw: str) -> str:
+    if raw not in ("json", "console"):
+        raise ValueError(f"expected json or console, got {raw!r}")
+    return raw
+
+
+def _log_level(raw: str) -> str:
+    upper = raw.upper()
+    if upper not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError(f"expected DEBUG, INFO, WARNING or ERROR, got {raw!r}")
+    return upper
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())

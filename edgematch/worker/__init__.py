@@ -1,0 +1,1 @@
+"""The runtime: API client, rate limiter, batch buffer, events, storage, results, CLI."""
