@@ -13,6 +13,7 @@
     └── PermanentError            give up on this item only: result ``unscannable``
         ├── ItemRejected          one item answered 3002, 3206, 3208 …
         ├── RequestRejected       the whole request refused (3209, other 4xx)
+        ├── ObjectMissing         the object an event names no longer exists
         └── BadInput              input that can never succeed: oversized or empty
                                   hash file, malformed event, key outside the allow-list
 
@@ -119,3 +120,9 @@ class BadInput(PermanentError):
     """Input that can never be scanned: a malformed event, an empty or oversized hash file."""
 
     reason = "bad_input"
+
+
+class ObjectMissing(PermanentError):
+    """The object an event names is gone (deleted before we could read it)."""
+
+    reason = "object_missing"
