@@ -125,7 +125,9 @@ class Settings:
             subscription_key=_subscription_key(env),
             api_operation=r.get("EDGEMATCH_API_OPERATION", cls.api_operation, _operation),
             rate_limit_per_s=r.get("EDGEMATCH_RATE_LIMIT", cls.rate_limit_per_s, _positive_float),
-            batch_linger_ms=r.get("EDGEMATCH_BATCH_LINGER_MS", cls.batch_linger_ms, _non_negative_int),
+            batch_linger_ms=r.get(
+                "EDGEMATCH_BATCH_LINGER_MS", cls.batch_linger_ms, _non_negative_int
+            ),
             sqs_queue_url=r.get("EDGEMATCH_SQS_QUEUE_URL", None, _http_url),
             hash_suffix=r.get("EDGEMATCH_HASH_SUFFIX", cls.hash_suffix, _non_empty),
             max_hash_bytes=r.get("EDGEMATCH_MAX_HASH_BYTES", cls.max_hash_bytes, _positive_int),
@@ -141,7 +143,9 @@ class Settings:
             max_attempts=r.get("EDGEMATCH_MAX_ATTEMPTS", cls.max_attempts, _positive_int),
             backoff_base_s=r.get("EDGEMATCH_BACKOFF_BASE_S", cls.backoff_base_s, _positive_float),
             backoff_cap_s=r.get("EDGEMATCH_BACKOFF_CAP_S", cls.backoff_cap_s, _positive_float),
-            breaker_probe_s=r.get("EDGEMATCH_BREAKER_PROBE_S", cls.breaker_probe_s, _positive_float),
+            breaker_probe_s=r.get(
+                "EDGEMATCH_BREAKER_PROBE_S", cls.breaker_probe_s, _positive_float
+            ),
             rate_limit_margin=r.get(
                 "EDGEMATCH_RATE_LIMIT_MARGIN", cls.rate_limit_margin, _fraction
             ),

@@ -1,0 +1,85 @@
+"""Celery configuration derived from :class:`Settings`, in one place.
+
+Choices, each for a failure someone has hit:
+- JSON only, in and out: a pickle message is refused, never executed.
+- Late acknowledgement, requeue when the worker dies, prefetch of one: a task is
+  acknowledged only after its effect is durable, and no process hoards messages that a
+  scaler (KEDA counts list lengths) or another process could use.
+- The broker's visibility timeout is validated to exceed the longest task plus the
+  longest retry countdown, so a running task is never handed out a second time.
+- One queue per step, named under the namespace, so each step scales alone and two
+  deployments can share a Redis; kombu's bookkeeping keys are namespaced too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu import Queue
+
+from edgematch.config.settings import Settings
+from edgematch.worker.keys import QUEUE_STEPS, Keys
+
+TASK_STEPS = {
+    "edgematch.ingest": "ingest",
+    "edgematch.pump": "match",
+    "edgematch.sweep": "match",
+    "edgematch.record_result": "results",
+    "edgematch.quarantine": "quarantine",
+    "edgematch.report": "reports",
+}
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """The Celery settings for one deployment. Pure."""
+    keys = Keys(settings.namespace)
+    ns = settings.namespace
+    task_budget_s = settings.pump_max_s + settings.api_timeout_s + settings.api_connect_timeout_s
+    return {
+        "broker_url": settings.broker_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            "visibility_timeout": settings.visibility_timeout_s,
+            "socket_keepalive": True,
+            "socket_timeout": 30,
+            "socket_connect_timeout": 10,
+            "health_check_interval": 10,
+            "retry_on_timeout": True,
+            "unacked_key": f"{ns}:kombu:unacked",
+            "unacked_index_key": f"{ns}:kombu:unacked_index",
+            "unacked_mutex_key": f"{ns}:kombu:unacked_mutex",
+        },
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_disable_prefetch": True,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
+        "task_queues": [
+            Queue(keys.queue(step), routing_key=keys.queue(step)) for step in QUEUE_STEPS
+        ],
+        "task_default_queue": keys.queue("ingest"),
+        "task_routes": {name: {"queue": keys.queue(step)} for name, step in TASK_STEPS.items()},
+        "task_soft_time_limit": int(task_budget_s + 30),
+        "task_time_limit": int(task_budget_s + 60),
+        "beat_scheduler": "celery.beat:Scheduler",
+        "beat_schedule": {
+            "sweep": {
+                "task": "edgematch.sweep",
+                "schedule": 1.0,
+                # A sweep is only useful now: stale ones queued while no worker ran are dropped.
+                "options": {"expires": 5.0},
+            },
+        },
+        "timezone": "UTC",
+    }

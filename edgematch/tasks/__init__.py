@@ -1,0 +1,10 @@
+"""The Celery app and task definitions: thin, each calls into ``edgematch.worker``.
+
+``celery -A edgematch.tasks worker`` works as well as ``edgematch worker``: the app is
+configured from the environment at import, and refuses to start on a bad setting.
+"""
+
+from edgematch.tasks.app import app
+from edgematch.tasks.steps import ingest, pump, record_result, sweep
+
+__all__ = ["app", "ingest", "pump", "record_result", "sweep"]

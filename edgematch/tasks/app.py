@@ -1,0 +1,49 @@
+"""The Celery application, configured from :class:`Settings` and wired to structlog."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from celery import Celery, signals
+
+from edgematch.config.celery import celery_config
+from edgematch.config.settings import Settings
+from edgematch.worker import logs
+
+
+def create_app(settings: Settings) -> Celery:
+    celery = Celery("edgematch", set_as_current=True)
+    celery.conf.update(celery_config(settings))
+    return celery
+
+
+_settings = Settings.from_env()
+app = create_app(_settings)
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    # Connecting here stops Celery from configuring the root logger its own way.
+    logs.configure(_settings.log_level, _settings.log_format, process="worker")
+    if _settings.subscription_key:
+        logs.register_secret(_settings.subscription_key.reveal())
+
+
+@signals.task_prerun.connect
+def _bind_task_context(
+    task: Any = None, task_id: str | None = None, kwargs: Any = None, **_: Any
+) -> None:
+    structlog.contextvars.clear_contextvars()
+    correlation_id = (kwargs or {}).get("correlation_id")
+    structlog.contextvars.bind_contextvars(
+        task_id=task_id,
+        task=getattr(task, "name", None),
+        retries=getattr(getattr(task, "request", None), "retries", 0),
+        **({"correlation_id": correlation_id} if correlation_id else {}),
+    )
+
+
+@signals.task_postrun.connect
+def _clear_task_context(**_: Any) -> None:
+    structlog.contextvars.clear_contextvars()

@@ -1,0 +1,241 @@
+"""The durable batch buffer and the pool-wide rate limit, in Redis.
+
+Items wait in a sorted set scored by the time they may be sent. A batch of up to
+``batch_size`` is taken by one Lua script (``lua/take_batch.lua``) at the moment a
+request slot is free, so a request carries 5 hashes whenever 5 are waiting, and a lone
+hash waits at most the linger time. Taking a batch, spending the rate-limit slot and
+leasing the batch are one atomic step on Redis's clock: the limit holds for every process
+on every host. A batch whose worker dies is given back when its lease runs out.
+
+Raises ``TransientError`` when Redis cannot be reached (translated at this boundary).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis
+
+from edgematch.config.settings import Settings
+from edgematch.worker.errors import TransientError
+from edgematch.worker.items import Item
+from edgematch.worker.keys import Keys
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A leased batch. ``probe`` marks the one request that tests an open breaker."""
+
+    id: str
+    items: tuple[Item, ...]
+    probe: bool
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Nothing may be sent for ``seconds``; ``reason`` says why (rate, linger, cooldown …)."""
+
+    seconds: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Empty:
+    """No item waits in the buffer."""
+
+
+TakeResult = Batch | Wait | Empty
+
+
+def limiter_window(rate_per_s: float, margin: float) -> tuple[int, int]:
+    """Translate a rate into (requests per window, window in ms) for a sliding log.
+
+    A whole-number rate R allows R requests in any 1-second window, widened by ``margin``
+    to absorb the jitter between taking a slot and the request reaching the API. A
+    fractional rate keeps the average: 7.5/s becomes 7 per 933 ms; 0.5/s, 1 per 2000 ms.
+    """
+    if rate_per_s <= 0 or not math.isfinite(rate_per_s):
+        raise ValueError("rate must be a positive number")
+    if not 0 <= margin < 1:
+        raise ValueError("margin must be in [0, 1)")
+    per_window = max(1, math.floor(rate_per_s))
+    window_ms = math.ceil(1000.0 * per_window / rate_per_s * (1.0 + margin))
+    return per_window, window_ms
+
+
+def _script(name: str) -> str:
+    return resources.files("edgematch.worker").joinpath(f"lua/{name}.lua").read_text("utf-8")
+
+
+class BatchBuffer:
+    """Push, take, settle; plus the pool's cooldown, breaker and pump bookkeeping."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self._r = client
+        self._s = settings
+        self.keys = Keys(settings.namespace)
+        self._per_window, self._window_ms = limiter_window(
+            settings.rate_limit_per_s, settings.rate_limit_margin
+        )
+        self._push = client.register_script(_script("push"))
+        self._take = client.register_script(_script("take_batch"))
+        self._settle = client.register_script(_script("settle"))
+        self._kick = client.register_script(_script("kick"))
+        self._hold = client.register_script(_script("hold_until"))
+
+    # -- items in ---------------------------------------------------------------------
+    def push(self, item: Item, identity: str) -> bool:
+        """Add ``item`` unless this object version (``identity``) was accepted before.
+
+        Idempotent: returns False, and changes nothing, for a repeated identity.
+        """
+        k = self.keys
+        added = self._call(
+            self._push,
+            [k.seen(identity), k.ready, k.items, k.stats],
+            [item.id, item.to_json(), self._s.idempotency_ttl_s],
+        )
+        return bool(added)
+
+    def forget(self, identity: str) -> None:
+        """Let this object version be accepted again (used by a deliberate rescan)."""
+        self._guard(lambda: self._r.delete(self.keys.seen(identity)))
+
+    # -- batches out --------------------------------------------------------------------
+    def take(self) -> TakeResult:
+        """Take the next batch if a request may be sent now; else say how long to wait."""
+        k = self.keys
+        reply = self._call(
+            self._take,
+            [
+                k.ready,
+                k.items,
+                k.leases,
+                k.lease_items,
+                k.rate_log,
+                k.cooldown,
+                k.breaker,
+                k.breaker_probe,
+                k.stats,
+            ],
+            [
+                uuid.uuid4().hex,
+                self._s.batch_size,
+                self._s.batch_linger_ms,
+                self._per_window,
+                self._window_ms,
+                int(self._s.lease_s * 1000),
+            ],
+        )
+        kind = _text(reply[0])
+        if kind == "batch":
+            items = tuple(Item.from_json(doc) for doc in reply[3:])
+            return Batch(id=_text(reply[1]), items=items, probe=int(reply[2]) == 1)
+        if kind == "wait":
+            return Wait(seconds=max(0.0, int(reply[1]) / 1000.0), reason=_text(reply[2]))
+        return Empty()
+
+    def settle(
+        self, batch_id: str, finished: Iterable[str], again: Sequence[tuple[Item, float]]
+    ) -> bool:
+        """Close a batch: ``finished`` ids leave the buffer, ``again`` items wait ``delay_s``.
+
+        Returns False when the lease had already expired (the batch may have been handed
+        out again; results are idempotent, so this is logged, not fatal).
+        """
+        done = list(finished)
+        args: list[Any] = [batch_id, len(done), *done]
+        for item, delay_s in again:
+            args.extend([item.id, max(0, int(delay_s * 1000)), item.to_json()])
+        k = self.keys
+        owned = self._call(self._settle, [k.ready, k.items, k.leases, k.lease_items, k.stats], args)
+        return bool(owned)
+
+    # -- pool-wide signals ------------------------------------------------------------
+    def set_cooldown(self, seconds: float) -> None:
+        """Hold every request of the pool for ``seconds`` (never shortens a longer hold)."""
+        k = self.keys
+        self._call(self._hold, [k.cooldown, k.stats], [int(seconds * 1000), "cooldowns", "expire"])
+
+    def open_breaker(self, seconds: float) -> None:
+        """The key was refused: stop the pool, then allow one probe after ``seconds``."""
+        k = self.keys
+        self._guard(lambda: self._r.delete(k.breaker_probe))
+        self._call(
+            self._hold, [k.breaker, k.stats], [int(seconds * 1000), "breaker_opened", "keep"]
+        )
+
+    def close_breaker(self) -> None:
+        """A request was accepted: the key works again."""
+        self._guard(lambda: self._r.delete(self.keys.breaker, self.keys.breaker_probe))
+
+    def count(self, field: str, by: int = 1) -> None:
+        self._guard(lambda: self._r.hincrby(self.keys.stats, field, by))
+
+    # -- pumps -----------------------------------------------------------------------
+    def kick(self, *, horizon_s: float | None = None) -> str | None:
+        """Reserve a pump slot if one more match task is useful; returns its id or None."""
+        pump_id = uuid.uuid4().hex
+        k = self.keys
+        horizon = self._s.pump_max_s if horizon_s is None else horizon_s
+        started = self._call(
+            self._kick,
+            [k.pumps, k.ready, k.cooldown, k.breaker],
+            [
+                pump_id,
+                self._s.match_pumps,
+                int(self.pump_ttl_s * 1000),
+                self._s.batch_size,
+                int(horizon * 1000),
+            ],
+        )
+        return pump_id if started else None
+
+    @property
+    def pump_ttl_s(self) -> float:
+        """How long a pump slot outlives a pump that died without releasing it."""
+        return self._s.pump_max_s + self._s.api_timeout_s + self._s.api_connect_timeout_s + 5.0
+
+    def hold_pump(self, pump_id: str, seconds: float) -> None:
+        """Keep the slot of a pump that is waiting or rescheduled for ``seconds``."""
+        ttl_ms = int((seconds + self.pump_ttl_s) * 1000)
+        self._guard(lambda: self._r.zadd(self.keys.pumps, {pump_id: self._now_ms() + ttl_ms}))
+
+    def release_pump(self, pump_id: str) -> None:
+        self._guard(lambda: self._r.zrem(self.keys.pumps, pump_id))
+
+    # -- observation ---------------------------------------------------------------------
+    def depth(self) -> int:
+        """Items waiting (ready now or later), not counting those in flight."""
+        return int(self._guard(lambda: self._r.zcard(self.keys.ready)))
+
+    def in_flight(self) -> int:
+        return int(self._guard(lambda: self._r.zcard(self.keys.leases)))
+
+    def stats(self) -> dict[str, int]:
+        raw = self._guard(lambda: self._r.hgetall(self.keys.stats))
+        return {_text(key): int(value) for key, value in raw.items()}
+
+    # -- plumbing --------------------------------------------------------------------
+    def _now_ms(self) -> int:
+        sec, usec = self._r.time()
+        return int(sec) * 1000 + int(usec) // 1000
+
+    def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        return self._guard(lambda: script(keys=keys, args=args))
+
+    @staticmethod
+    def _guard(fn: Any) -> Any:
+        try:
+            return fn()
+        except redis.RedisError as exc:
+            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

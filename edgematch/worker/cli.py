@@ -1,0 +1,196 @@
+"""The ``edgematch`` command: the process types an operator runs, and the tools around them.
+
+Exit status: 0 success, 1 failure or not found, 2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from edgematch import __version__
+from edgematch.config.settings import Settings
+from edgematch.worker.errors import ConfigurationError
+from edgematch.worker.keys import QUEUE_STEPS
+
+EPILOG = """\
+Configuration comes from EDGEMATCH_* environment variables (see README.md); S3 and SQS
+endpoints from boto3's own AWS_ENDPOINT_URL* variables.
+
+process types (see Procfile):
+  edgematch intake     long-poll SQS, enqueue one ingest task per hash file
+  edgematch worker     the Celery worker for the ingest, match and results queues
+  edgematch beat       the periodic sweep that keeps the batch buffer drained
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command not in ("worker", "beat", "sandbox"):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        code: int = args.run(args, rest)
+    except ConfigurationError as exc:
+        print(f"edgematch: configuration error: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgematch",
+        description="Scan PhotoDNA edge hashes from object-storage uploads "
+        "with PhotoDNA Cloud Service.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"edgematch {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("intake", help="long-poll SQS and enqueue ingest tasks")
+    p.set_defaults(run=_intake)
+
+    p = sub.add_parser(
+        "worker",
+        help="run a Celery worker (extra arguments go to celery worker)",
+        description="Run a Celery worker. Arguments after the known ones go to `celery worker` "
+        "(for example --concurrency 4 or --pool solo).",
+    )
+    p.add_argument(
+        "--queues",
+        default=",".join(s for s in QUEUE_STEPS if s not in ("quarantine", "reports")),
+        help="comma-separated steps to consume: "
+        + ", ".join(QUEUE_STEPS)
+        + " (default: %(default)s)",
+    )
+    p.set_defaults(run=_worker)
+
+    p = sub.add_parser("beat", help="run the periodic sweep (exactly one per deployment)")
+    p.set_defaults(run=_beat)
+
+    p = sub.add_parser("sandbox", help="run the local PhotoDNA stand-in", add_help=False)
+    p.set_defaults(run=_sandbox)
+
+    p = sub.add_parser("result", help="print the recorded result of a hash or content object")
+    p.add_argument("uri", help="s3://bucket/key of the hash file (or of its content object)")
+    p.set_defaults(run=_result)
+
+    p = sub.add_parser(
+        "config", help="print the effective settings (secrets masked) and check them"
+    )
+    p.set_defaults(run=_config)
+
+    p = sub.add_parser("demo", help="run the whole pipeline locally and scan a set of uploads")
+    p.add_argument(
+        "--uploads", type=int, default=24, help="hash files to upload (default: %(default)s)"
+    )
+    p.add_argument(
+        "--matches",
+        type=int,
+        default=4,
+        help="how many of them are known hits (default: %(default)s)",
+    )
+    p.add_argument(
+        "--rate", type=float, default=5.0, help="sandbox requests per second (default: %(default)s)"
+    )
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for every result")
+    p.set_defaults(run=_demo)
+    return parser
+
+
+def _intake(args: argparse.Namespace, rest: list[str]) -> int:
+    from edgematch.tasks import ingest as ingest_task
+    from edgematch.worker import logs
+    from edgematch.worker.ingest import event_to_args
+    from edgematch.worker.intake import Intake
+    from edgematch.worker.runtime import runtime
+    from edgematch.worker.storage import make_sqs_client
+
+    rt = runtime()
+    logs.configure(rt.settings.log_level, rt.settings.log_format, process="intake")
+
+    def enqueue(obj: object, correlation_id: str) -> None:
+        ingest_task.apply_async(
+            kwargs={"event": event_to_args(obj), "correlation_id": correlation_id, "lane": "live"}  # type: ignore[arg-type]
+        )
+
+    intake = Intake(rt, make_sqs_client(rt.settings), enqueue)
+    intake.install_signal_handlers()
+    intake.run()
+    return 0
+
+
+def _worker(args: argparse.Namespace, rest: list[str]) -> int:
+    settings = Settings.from_env()
+    settings.require_subscription_key()
+    from edgematch.tasks import app
+    from edgematch.worker.keys import Keys
+
+    keys = Keys(settings.namespace)
+    steps = [s.strip() for s in args.queues.split(",") if s.strip()]
+    try:
+        queues = [keys.queue(step) for step in steps]
+    except ValueError as exc:
+        raise ConfigurationError(f"--queues: {exc}") from None
+    argv = ["worker", "--queues", ",".join(queues), "--loglevel", settings.log_level, *rest]
+    if not any(a.startswith(("-c", "--concurrency")) for a in rest) and os.environ.get(
+        "EDGEMATCH_WORKER_CONCURRENCY"
+    ):
+        argv += ["--concurrency", os.environ["EDGEMATCH_WORKER_CONCURRENCY"]]
+    app.worker_main(argv)  # does not return
+
+
+def _beat(args: argparse.Namespace, rest: list[str]) -> int:
+    settings = Settings.from_env()
+    from edgematch.tasks import app
+
+    app.start(["beat", "--loglevel", settings.log_level, *rest])  # does not return
+
+
+def _sandbox(args: argparse.Namespace, rest: list[str]) -> int:
+    from edgematch.sandbox.server import main as sandbox_main
+
+    return sandbox_main(rest)
+
+
+def _result(args: argparse.Namespace, rest: list[str]) -> int:
+    from edgematch.worker.events import parse_s3_uri
+    from edgematch.worker.runtime import runtime
+
+    try:
+        bucket, key = parse_s3_uri(args.uri)
+    except ValueError as exc:
+        print(f"edgematch: {exc}", file=sys.stderr)
+        return 2
+    doc = runtime().results.get(bucket, key)
+    if doc is None:
+        print(f"edgematch: no result recorded for s3://{bucket}/{key}", file=sys.stderr)
+        return 1
+    print(json.dumps(doc, indent=2, sort_keys=True))
+    return 0
+
+
+def _config(args: argparse.Namespace, rest: list[str]) -> int:
+    settings = Settings.from_env()
+    doc = {k: (str(v) if k == "subscription_key" else v) for k, v in settings.__dict__.items()}
+    print(json.dumps(doc, indent=2, default=str))
+    return 0
+
+
+def _demo(args: argparse.Namespace, rest: list[str]) -> int:
+    from edgematch.worker.demo import run_demo
+
+    return run_demo(
+        uploads=args.uploads, matches=args.matches, rate=args.rate, timeout_s=args.timeout
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,161 @@
+"""The ingest step: one object-created event in, one item in the batch buffer out.
+
+Idempotent on the object version (bucket, key, version id or ETag): a second delivery of
+the same event adds nothing, so it never costs a second API call. Oversized and empty hash
+files are refused before download. An object that can never be scanned gets an
+``unscannable`` result (so its content is tagged) and a dead letter, and is marked as
+accepted so that a redelivery does not fail again forever.
+
+Raises ``TransientError`` for what is worth retrying (S3 throttling, Redis unreachable).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from edgematch.worker.errors import PermanentError
+from edgematch.worker.events import ObjectCreated
+from edgematch.worker.items import Item
+from edgematch.worker.logs import get_logger
+from edgematch.worker.results import UNSCANNABLE, Result
+from edgematch.worker.runtime import Runtime
+from edgematch.worker.storage import content_location
+
+log = get_logger(__name__)
+
+ADDED, DUPLICATE, REFUSED = "added", "duplicate", "refused"
+
+
+def event_to_args(obj: ObjectCreated) -> dict[str, Any]:
+    """The JSON arguments of an ingest task for ``obj``."""
+    return {
+        "bucket": obj.bucket,
+        "key": obj.key,
+        "version_id": obj.version_id,
+        "etag": obj.etag,
+        "size": obj.size,
+        "event_time": obj.event_time,
+        "event_name": obj.event_name,
+        "sequencer": obj.sequencer,
+        "source": obj.source,
+    }
+
+
+def args_to_event(args: dict[str, Any]) -> ObjectCreated:
+    return ObjectCreated(
+        bucket=args["bucket"],
+        key=args["key"],
+        version_id=args.get("version_id"),
+        etag=args.get("etag"),
+        size=args.get("size"),
+        event_time=args.get("event_time"),
+        event_name=args.get("event_name") or "ObjectCreated",
+        sequencer=args.get("sequencer"),
+        source=args.get("source") or "s3",
+    )
+
+
+def ingest(
+    rt: Runtime,
+    obj: ObjectCreated,
+    *,
+    correlation_id: str,
+    lane: str,
+    publish: Callable[[Result], None],
+    start_pump: Callable[[str], None],
+) -> str:
+    """Fetch, validate and buffer the hash file ``obj`` names. Returns ADDED/DUPLICATE/REFUSED."""
+    s = rt.settings
+    buf = rt.buffer
+    if rt.redis.exists(buf.keys.seen(obj.identity)):
+        log.info("ingest_duplicate", bucket=obj.bucket, key=obj.key, version_id=obj.version_id)
+        return DUPLICATE
+    if obj.size is not None and obj.size > s.max_hash_bytes:
+        return _refuse(
+            rt,
+            obj,
+            correlation_id,
+            lane,
+            publish,
+            reason="bad_input",
+            message=f"hash file is {obj.size} bytes, over the limit of {s.max_hash_bytes}",
+        )
+    try:
+        info, data = rt.store.read_hash(
+            obj.bucket,
+            obj.key,
+            version_id=obj.version_id,
+            max_bytes=s.max_hash_bytes,
+            expected_etag=obj.etag,
+        )
+        content_bucket, content_key = content_location(
+            info, suffix=s.hash_suffix, allowed_buckets=s.allowed_buckets
+        )
+    except PermanentError as exc:
+        return _refuse(rt, obj, correlation_id, lane, publish, reason=exc.reason, message=str(exc))
+    item = Item.new(
+        bucket=obj.bucket,
+        key=obj.key,
+        version_id=info.version_id or obj.version_id,
+        etag=info.etag or obj.etag,
+        content_bucket=content_bucket,
+        content_key=content_key,
+        data=data,
+        correlation_id=correlation_id,
+        lane=lane,
+        event_time=obj.event_time,
+    )
+    if not buf.push(item, obj.identity):
+        log.info("ingest_duplicate", bucket=obj.bucket, key=obj.key, version_id=obj.version_id)
+        return DUPLICATE
+    log.info("ingest_buffered", **item.log_fields(), content_key=content_key)
+    pump_id = buf.kick()
+    if pump_id is not None:
+        start_pump(pump_id)
+    return ADDED
+
+
+def _refuse(
+    rt: Runtime,
+    obj: ObjectCreated,
+    correlation_id: str,
+    lane: str,
+    publish: Callable[[Result], None],
+    *,
+    reason: str,
+    message: str,
+) -> str:
+    s = rt.settings
+    content_key = obj.key[: -len(s.hash_suffix)] if obj.key.endswith(s.hash_suffix) else obj.key
+    item = Item(
+        id="refused-"
+        + hashlib.sha256(obj.identity.encode("utf-8", "surrogatepass")).hexdigest()[:32],
+        bucket=obj.bucket,
+        key=obj.key,
+        version_id=obj.version_id,
+        etag=obj.etag,
+        size=obj.size or 0,
+        content_bucket=obj.bucket,
+        content_key=content_key,
+        correlation_id=correlation_id,
+        hash_b64="",
+        lane=lane,
+        event_time=obj.event_time,
+    )
+    rt.dead_letters.add(
+        task="edgematch.ingest",
+        queue=rt.buffer.keys.queue("ingest"),
+        reason=reason,
+        message=message,
+        args=event_to_args(obj),
+        correlation_id=correlation_id,
+        bucket=obj.bucket,
+        key=obj.key,
+        dedupe_id=f"ingest:{rt.buffer.keys.seen(obj.identity)}",
+    )
+    publish(Result.for_item(item, verdict=UNSCANNABLE, reason=f"{reason}: {message}"))
+    rt.redis.set(rt.buffer.keys.seen(obj.identity), item.id, ex=s.idempotency_ttl_s)
+    log.warning("ingest_refused", bucket=obj.bucket, key=obj.key, reason=reason, error=message)
+    return REFUSED

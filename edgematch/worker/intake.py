@@ -1,0 +1,192 @@
+"""Intake: long-poll SQS for object-created events and enqueue one ingest task per hash file.
+
+A message is deleted only after every ingest task it yields is enqueued: a crash between
+the two redelivers the message, and ingest's idempotency makes that harmless. A message
+that cannot be read is recorded as a dead letter with its reason and deleted, so it never
+blocks those behind it and never crashes the loop. When the pipeline's backlog (the
+ingest queue plus the batch buffer) passes the high-water mark, intake stops receiving and
+SQS holds the rest: memory stays bounded whatever the burst.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from edgematch.worker.errors import BadInput, EdgematchError
+from edgematch.worker.events import ObjectCreated, parse_message, select
+from edgematch.worker.logs import get_logger
+from edgematch.worker.runtime import Runtime
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+log = get_logger(__name__)
+
+Enqueue = Callable[[ObjectCreated, str], None]
+
+
+@dataclass
+class IntakeStats:
+    messages: int = 0
+    enqueued: int = 0
+    skipped: int = 0
+    malformed: int = 0
+    paused_s: float = 0.0
+    by_skip_reason: dict[str, int] = field(default_factory=dict)
+
+
+class Intake:
+    """The receive → parse → enqueue → delete loop. ``stop()`` ends it after the current batch."""
+
+    def __init__(self, rt: Runtime, sqs: SQSClient, enqueue: Enqueue) -> None:
+        self.rt = rt
+        self.sqs = sqs
+        self.enqueue = enqueue
+        self.queue_url = rt.settings.require_sqs_queue_url()
+        self.stats = IntakeStats()
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop())
+
+    def backlog(self) -> int:
+        """Work accepted but not yet sent: the ingest queue plus the batch buffer."""
+        keys = self.rt.buffer.keys
+        pipe = self.rt.redis.pipeline()
+        pipe.llen(keys.queue("ingest"))
+        pipe.zcard(keys.ready)
+        ingest_len, buffered = pipe.execute()
+        return int(ingest_len) + int(buffered)
+
+    def run(self, *, max_idle_polls: int | None = None) -> IntakeStats:
+        """Loop until stopped (or after ``max_idle_polls`` empty polls, for tests)."""
+        s = self.rt.settings
+        idle = 0
+        paused_since: float | None = None
+        log.info("intake_started", queue_url=self.queue_url, high_water=s.intake_high_water)
+        while not self._stop.is_set():
+            try:
+                backlog = self.backlog()
+            except Exception as exc:  # noqa: BLE001 - Redis down must not end the loop
+                log.warning("backlog_unknown", error=type(exc).__name__)
+                self._stop.wait(1.0)
+                continue
+            if backlog >= s.intake_high_water:
+                if paused_since is None:
+                    paused_since = time.monotonic()
+                    log.warning("intake_paused", backlog=backlog, high_water=s.intake_high_water)
+                self._stop.wait(0.5)
+                continue
+            if paused_since is not None:
+                self.stats.paused_s += time.monotonic() - paused_since
+                log.info("intake_resumed", backlog=backlog)
+                paused_since = None
+            try:
+                got = self.poll_once()
+            except Exception as exc:  # noqa: BLE001 - SQS or broker trouble: back off, go on
+                log.warning("intake_poll_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+                self._stop.wait(2.0)
+                continue
+            idle = 0 if got else idle + 1
+            if max_idle_polls is not None and idle >= max_idle_polls:
+                break
+        log.info("intake_stopped", **self.stats.__dict__)
+        return self.stats
+
+    def poll_once(self) -> int:
+        """Receive one batch of messages and handle each. Returns how many arrived."""
+        s = self.rt.settings
+        reply = self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=s.intake_batch,
+            WaitTimeSeconds=s.intake_wait_s,
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+        )
+        messages = reply.get("Messages", [])
+        done: list[dict[str, str]] = []
+        for message in messages:
+            self.stats.messages += 1
+            if self.handle(message):
+                done.append({"Id": message["MessageId"], "ReceiptHandle": message["ReceiptHandle"]})
+        if done:
+            self._delete(done)
+        return len(messages)
+
+    def handle(self, message: Any) -> bool:
+        """Handle one message. True when it may be deleted (its work is safely enqueued)."""
+        message_id = message.get("MessageId", "?")
+        body = message.get("Body", "")
+        try:
+            parsed = select(
+                parse_message(body),
+                suffix=self.rt.settings.hash_suffix,
+                allowed_buckets=self.rt.settings.allowed_buckets,
+            )
+        except BadInput as exc:
+            self.stats.malformed += 1
+            self._set_aside(message_id, body, str(exc))
+            return True
+        for skipped in parsed.skipped:
+            self.stats.skipped += 1
+            self.stats.by_skip_reason[skipped.reason] = (
+                self.stats.by_skip_reason.get(skipped.reason, 0) + 1
+            )
+            if skipped.reason == "bad_record":
+                self._set_aside(message_id, body, skipped.detail)
+            else:
+                log.debug(
+                    "event_skipped",
+                    message_id=message_id,
+                    reason=skipped.reason,
+                    detail=skipped.detail,
+                )
+        try:
+            for obj in parsed.objects:
+                correlation_id = uuid.uuid4().hex
+                self.enqueue(obj, correlation_id)
+                self.stats.enqueued += 1
+                log.info(
+                    "event_enqueued",
+                    correlation_id=correlation_id,
+                    bucket=obj.bucket,
+                    key=obj.key,
+                    version_id=obj.version_id,
+                    message_id=message_id,
+                )
+        except Exception as exc:  # noqa: BLE001 - leave the message for SQS to redeliver
+            log.warning(
+                "enqueue_failed", message_id=message_id, error=f"{type(exc).__name__}: {exc}"[:300]
+            )
+            return False
+        return True
+
+    def _set_aside(self, message_id: str, body: str, reason: str) -> None:
+        try:
+            self.rt.dead_letters.add(
+                task="edgematch.intake",
+                queue="sqs",
+                reason="malformed_event",
+                message=reason,
+                args={"message_id": message_id, "body_excerpt": body[:512]},
+                dedupe_id=f"sqs:{message_id}",
+            )
+        except EdgematchError as exc:
+            log.error("dead_letter_failed", message_id=message_id, error=str(exc))
+            raise
+        log.warning("event_malformed", message_id=message_id, reason=reason)
+
+    def _delete(self, entries: list[dict[str, str]]) -> None:
+        reply = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)  # type: ignore[arg-type]
+        for failure in reply.get("Failed", []):
+            # Not fatal: the message comes back and ingest ignores the repeat.
+            log.warning("sqs_delete_failed", message_id=failure.get("Id"), code=failure.get("Code"))

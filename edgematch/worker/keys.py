@@ -1,0 +1,106 @@
+"""Every Redis key and queue name edgematch uses, in one place, under one namespace.
+
+Deployments that share a Redis set different ``EDGEMATCH_NAMESPACE`` values and never see
+each other's keys. Keys that a crashed process could leak carry a TTL where they are set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+QUEUE_STEPS = ("ingest", "match", "results", "quarantine", "reports")
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names for one namespace. Pure: builds strings, touches nothing."""
+
+    ns: str
+
+    # -- batch buffer -------------------------------------------------------------------
+    @property
+    def ready(self) -> str:
+        """ZSET item id -> the time (ms) it may be sent: the items waiting for a batch."""
+        return f"{self.ns}:buf:ready"
+
+    @property
+    def items(self) -> str:
+        """HASH item id -> item JSON, for items waiting or leased."""
+        return f"{self.ns}:buf:items"
+
+    @property
+    def leases(self) -> str:
+        """ZSET batch id -> lease expiry (ms): batches a worker is sending."""
+        return f"{self.ns}:buf:leases"
+
+    @property
+    def lease_items(self) -> str:
+        """HASH batch id -> comma-separated item ids of that batch."""
+        return f"{self.ns}:buf:lease_items"
+
+    # -- rate limit, cooldown, circuit breaker, pumps ------------------------------------
+    @property
+    def rate_log(self) -> str:
+        """ZSET of the pool's recent requests, scored by when each was allowed (ms)."""
+        return f"{self.ns}:rl:log"
+
+    @property
+    def cooldown(self) -> str:
+        """STRING: no request before this time (ms); set from a 429's Retry-After."""
+        return f"{self.ns}:rl:cooldown"
+
+    @property
+    def breaker(self) -> str:
+        """STRING: the key was refused; no request before this time (ms) but one probe."""
+        return f"{self.ns}:breaker"
+
+    @property
+    def breaker_probe(self) -> str:
+        """STRING with a TTL: the batch id of the one probe request in flight."""
+        return f"{self.ns}:breaker:probe"
+
+    @property
+    def pumps(self) -> str:
+        """ZSET pump id -> expiry (ms): match tasks that are draining the buffer."""
+        return f"{self.ns}:pumps"
+
+    @property
+    def stats(self) -> str:
+        """HASH of pipeline counters (requests, items, 429s …) for status and tests."""
+        return f"{self.ns}:stats"
+
+    # -- idempotency, results, dead letters -----------------------------------------------
+    def seen(self, identity: str) -> str:
+        """STRING with a TTL: this object version was accepted for scanning."""
+        digest = hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"{self.ns}:seen:{digest}"
+
+    def result(self, bucket: str, key: str) -> str:
+        """STRING: the latest recorded result for the hash object bucket/key."""
+        return f"{self.ns}:result:{bucket}/{key}"
+
+    def content_result(self, bucket: str, key: str) -> str:
+        """STRING: the hash object location whose result covers content object bucket/key."""
+        return f"{self.ns}:result-content:{bucket}/{key}"
+
+    @property
+    def dead_letters(self) -> str:
+        """HASH dead-letter id -> entry JSON."""
+        return f"{self.ns}:dlq:entries"
+
+    @property
+    def dead_letter_index(self) -> str:
+        """ZSET dead-letter id -> time of the last failure (ms)."""
+        return f"{self.ns}:dlq:index"
+
+    # -- Celery queues ------------------------------------------------------------------
+    def queue(self, step: str) -> str:
+        """The Celery queue (and Redis list) of one step: ``<ns>.ingest`` …"""
+        if step not in QUEUE_STEPS:
+            raise ValueError(f"unknown step {step!r}")
+        return f"{self.ns}.{step}"
+
+    @property
+    def heartbeat_prefix(self) -> str:
+        return f"{self.ns}:heartbeat:"

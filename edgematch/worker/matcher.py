@@ -1,0 +1,246 @@
+"""The match step: drain the batch buffer into the API under the pool-wide limit.
+
+A *pump* is one match task that loops for at most ``pump_max_s``: take a batch when a
+slot is free, send it, settle it, repeat. Pumps are few (bounded by ``match_pumps`` and by
+the batches waiting), short, and never wait long inside a worker process: when the pool
+must wait longer than a pump may run (a 429 cooldown, an open breaker), the pump ends
+and the beat's sweep starts a new one when the wait is nearly over.
+
+Outcome handling, item by item:
+- 3000 → a ``clean`` or ``match`` result;
+- transient (3004, missing, 5xx, timeouts) → sent again after a jittered backoff, until
+  ``max_attempts``, then ``unscannable``;
+- permanent (3002, 3206, 3208, 3209) → ``unscannable`` with the reason, and a dead letter;
+- 429 → the pool cools down for Retry-After; the items go back without losing an attempt;
+- 401/403 → the breaker opens for the pool; the items go back without losing an attempt.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from edgematch.worker.api import BatchResponse, HashItem, ItemOutcome
+from edgematch.worker.backoff import compute_backoff
+from edgematch.worker.buffer import Batch, Empty, Wait
+from edgematch.worker.errors import (
+    CredentialError,
+    EdgematchError,
+    PermanentError,
+    RateLimited,
+    TransientError,
+)
+from edgematch.worker.items import Item
+from edgematch.worker.logs import get_logger
+from edgematch.worker.results import CLEAN, MATCH, UNSCANNABLE, Result
+from edgematch.worker.runtime import Runtime
+
+log = get_logger(__name__)
+
+Publish = Callable[[Result], None]
+Reschedule = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class PumpReport:
+    """What one pump run did, for logs and tests."""
+
+    batches: int
+    items: int
+    stopped: str
+
+
+def pump(
+    rt: Runtime,
+    pump_id: str,
+    *,
+    publish: Publish,
+    start_pump: Callable[[str], None],
+    sleep: Callable[[float], None] = time.sleep,
+) -> PumpReport:
+    """Drain the buffer for at most ``pump_max_s``; then hand over to a new pump if needed.
+
+    ``publish`` enqueues a result; ``start_pump`` enqueues a pump task with a given id.
+    """
+    s = rt.settings
+    buf = rt.buffer
+    deadline = time.monotonic() + s.pump_max_s
+    batches = items = 0
+    stopped = "deadline"
+    try:
+        while True:
+            taken = buf.take()
+            if isinstance(taken, Batch):
+                if taken.items:
+                    # More waiting than this pump can send alone: let another join in.
+                    _kick(rt, start_pump)
+                    send_batch(rt, taken, publish=publish)
+                    batches += 1
+                    items += len(taken.items)
+                else:
+                    buf.settle(taken.id, (), ())
+                if time.monotonic() >= deadline:
+                    break
+                continue
+            if isinstance(taken, Empty):
+                stopped = "empty"
+                break
+            assert isinstance(taken, Wait)
+            remaining = deadline - time.monotonic()
+            if taken.seconds > remaining:
+                stopped = taken.reason
+                break
+            sleep(taken.seconds)
+    finally:
+        buf.release_pump(pump_id)
+    # Released first, then kicked: an item pushed meanwhile is seen by one of the two.
+    _kick(rt, start_pump)
+    return PumpReport(batches=batches, items=items, stopped=stopped)
+
+
+def _kick(rt: Runtime, start_pump: Callable[[str], None]) -> None:
+    pump_id = rt.buffer.kick()
+    if pump_id is not None:
+        start_pump(pump_id)
+
+
+def send_batch(rt: Runtime, batch: Batch, *, publish: Publish) -> None:
+    """Send one leased batch and settle every item in it. Never raises for API outcomes."""
+    s = rt.settings
+    buf = rt.buffer
+    blog = log.bind(batch_id=batch.id, items=len(batch.items), probe=batch.probe)
+    try:
+        response = rt.api.match([HashItem(content_id=i.id, data=i.data) for i in batch.items])
+    except RateLimited as exc:
+        buf.set_cooldown(exc.retry_after_s)
+        buf.count("http_429")
+        blog.warning("rate_limited", retry_after_s=exc.retry_after_s)
+        buf.settle(batch.id, (), [(item, 0.0) for item in batch.items])
+        _end_probe(rt, batch)
+        return
+    except CredentialError as exc:
+        buf.open_breaker(s.breaker_probe_s)
+        blog.error("credentials_refused", status_code=exc.status_code, pause_s=s.breaker_probe_s)
+        buf.settle(batch.id, (), [(item, 0.0) for item in batch.items])
+        return
+    except TransientError as exc:
+        _end_probe(rt, batch)
+        blog.warning("batch_transient", reason=exc.reason, error=str(exc))
+        _settle_all(rt, batch, exc, publish=publish)
+        return
+    except PermanentError as exc:
+        _end_probe(rt, batch)
+        blog.error("batch_rejected", reason=exc.reason, error=str(exc))
+        _settle_all(rt, batch, exc, publish=publish)
+        return
+    if batch.probe:
+        buf.close_breaker()
+        blog.info("breaker_closed")
+    buf.count("requests_ok")
+    _settle_response(rt, batch, response, publish=publish)
+
+
+def _end_probe(rt: Runtime, batch: Batch) -> None:
+    if batch.probe:
+        # The probe proved nothing about the key; let the next request probe again.
+        rt.redis.delete(rt.buffer.keys.breaker_probe)
+
+
+def _settle_all(rt: Runtime, batch: Batch, exc: EdgematchError, *, publish: Publish) -> None:
+    finished: list[str] = []
+    again: list[tuple[Item, float]] = []
+    for item in batch.items:
+        _decide(rt, item.sent(exc.reason), exc, finished=finished, again=again, publish=publish)
+    rt.buffer.settle(batch.id, finished, again)
+
+
+def _settle_response(
+    rt: Runtime, batch: Batch, response: BatchResponse, *, publish: Publish
+) -> None:
+    finished: list[str] = []
+    again: list[tuple[Item, float]] = []
+    for item in batch.items:
+        outcome = response.outcomes[item.id]
+        if outcome.error is None:
+            publish(_verdict(item.sent(), outcome, response))
+            finished.append(item.id)
+            continue
+        _decide(
+            rt,
+            item.sent(outcome.error.reason),
+            outcome.error,
+            finished=finished,
+            again=again,
+            publish=publish,
+            response=response,
+            outcome=outcome,
+        )
+    owned = rt.buffer.settle(batch.id, finished, again)
+    if not owned:
+        log.warning("lease_lost", batch_id=batch.id, items=len(batch.items))
+
+
+def _decide(
+    rt: Runtime,
+    item: Item,
+    exc: EdgematchError,
+    *,
+    finished: list[str],
+    again: list[tuple[Item, float]],
+    publish: Publish,
+    response: BatchResponse | None = None,
+    outcome: ItemOutcome | None = None,
+) -> None:
+    """Retry ``item`` later, or give up on it with an ``unscannable`` result."""
+    s = rt.settings
+    if isinstance(exc, TransientError) and item.attempts < s.max_attempts:
+        delay = compute_backoff(item.attempts, base_s=s.backoff_base_s, cap_s=s.backoff_cap_s)
+        again.append((item, delay))
+        log.info("item_retry", **item.log_fields(), reason=exc.reason, delay_s=round(delay, 3))
+        return
+    reason = exc.reason if isinstance(exc, PermanentError) else "retries_exhausted"
+    result = Result.for_item(
+        item,
+        verdict=UNSCANNABLE,
+        tracking_id=response.tracking_id if response else None,
+        request_id=response.request_id if response else None,
+        status_code=outcome.status_code if outcome else getattr(exc, "status_code", None),
+        status_description=outcome.description if outcome else None,
+        reason=f"{reason}: {exc}",
+    )
+    rt.dead_letters.add(
+        task="edgematch.match",
+        queue=rt.buffer.keys.queue("match"),
+        reason=reason,
+        message=str(exc),
+        args={
+            "bucket": item.bucket,
+            "key": item.key,
+            "version_id": item.version_id,
+            "etag": item.etag,
+        },
+        attempts=item.attempts,
+        correlation_id=item.correlation_id,
+        bucket=item.bucket,
+        key=item.key,
+        dedupe_id=f"item:{item.id}",
+    )
+    publish(result)
+    finished.append(item.id)
+    log.warning("item_unscannable", **item.log_fields(), reason=reason, error=str(exc))
+
+
+def _verdict(item: Item, outcome: ItemOutcome, response: BatchResponse) -> Result:
+    return Result.for_item(
+        item,
+        verdict=MATCH if outcome.is_match else CLEAN,
+        is_match=outcome.is_match,
+        match_ids=outcome.match_ids,
+        sources=outcome.sources,
+        violations=outcome.violations,
+        tracking_id=response.tracking_id,
+        request_id=response.request_id,
+        status_code=outcome.status_code,
+        status_description=outcome.description,
+    )

@@ -1,0 +1,92 @@
+"""What one process holds: settings, one Redis pool, one API client, one S3 client.
+
+Built lazily on first use and rebuilt after a fork (Celery's prefork children must not
+share their parent's sockets). Tasks reach everything through :func:`runtime`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import cached_property
+
+import redis
+
+from edgematch.config.settings import Settings
+from edgematch.worker.api import PhotoDNAClient
+from edgematch.worker.buffer import BatchBuffer
+from edgematch.worker.deadletters import DeadLetters
+from edgematch.worker.results import ResultStore
+from edgematch.worker.storage import ObjectStore, make_s3_client
+
+RESULT_TTL_S = 90 * 24 * 3600
+
+
+def redis_client(url: str) -> redis.Redis:
+    """A pooled client with timeouts, keepalive and health checks (rediss:// verifies TLS)."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=10,
+        socket_connect_timeout=5,
+        socket_keepalive=True,
+        health_check_interval=15,
+        retry_on_timeout=True,
+    )
+
+
+class Runtime:
+    """The per-process singletons. Attributes are created on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pid = os.getpid()
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis_client(self.settings.redis_url)
+
+    @cached_property
+    def buffer(self) -> BatchBuffer:
+        return BatchBuffer(self.redis, self.settings)
+
+    @cached_property
+    def dead_letters(self) -> DeadLetters:
+        return DeadLetters(self.redis, self.settings.namespace)
+
+    @cached_property
+    def results(self) -> ResultStore:
+        return ResultStore(self.redis, self.settings.namespace, ttl_s=RESULT_TTL_S)
+
+    @cached_property
+    def store(self) -> ObjectStore:
+        return ObjectStore(make_s3_client(self.settings))
+
+    @cached_property
+    def api(self) -> PhotoDNAClient:
+        return PhotoDNAClient.from_settings(self.settings)
+
+    def close(self) -> None:
+        if "api" in self.__dict__:
+            self.api.close()
+        if "redis" in self.__dict__:
+            self.redis.close()
+
+
+_lock = threading.Lock()
+_current: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    """This process's runtime, built from the environment on first use."""
+    global _current  # noqa: PLW0603 - one runtime per process, by design
+    with _lock:
+        if _current is None or _current.pid != os.getpid():
+            _current = Runtime(Settings.from_env())
+        return _current
+
+
+def install(rt: Runtime) -> None:
+    """Use ``rt`` as this process's runtime (tests, the demo)."""
+    global _current  # noqa: PLW0603
+    with _lock:
+        _current = rt
