@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import structlog
@@ -25,7 +26,8 @@ app = create_app(_settings)
 @signals.setup_logging.connect
 def _setup_logging(**_: Any) -> None:
     # Connecting here stops Celery from configuring the root logger its own way.
-    logs.configure(_settings.log_level, _settings.log_format, process="worker")
+    process = os.environ.get("EDGEMATCH_PROCESS", "worker")
+    logs.configure(_settings.log_level, _settings.log_format, process=process)
     if _settings.subscription_key:
         logs.register_secret(_settings.subscription_key.reveal())
 

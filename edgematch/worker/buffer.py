@@ -185,7 +185,7 @@ class BatchBuffer:
         horizon = self._s.pump_max_s if horizon_s is None else horizon_s
         started = self._call(
             self._kick,
-            [k.pumps, k.ready, k.cooldown, k.breaker],
+            [k.pumps, k.ready, k.cooldown, k.breaker, k.leases],
             [
                 pump_id,
                 self._s.match_pumps,

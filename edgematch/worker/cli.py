@@ -149,6 +149,7 @@ def _worker(args: argparse.Namespace, rest: list[str]) -> int:
 
 def _beat(args: argparse.Namespace, rest: list[str]) -> int:
     settings = Settings.from_env()
+    os.environ["EDGEMATCH_PROCESS"] = "beat"
     from edgematch.tasks import app
 
     app.start(["beat", "--loglevel", settings.log_level, *rest])  # does not return

@@ -1,6 +1,6 @@
 -- Decide whether one more pump (a match task draining the buffer) should start.
 --
--- KEYS: 1 pumps, 2 ready, 3 cooldown, 4 breaker
+-- KEYS: 1 pumps, 2 ready, 3 cooldown, 4 breaker, 5 leases
 -- ARGV: 1 pump id, 2 max pumps, 3 pump TTL (ms), 4 batch size, 5 horizon (ms)
 -- Returns 1 when the caller must enqueue a pump with that id, else 0.
 --
@@ -21,7 +21,9 @@ local running = redis.call('ZCARD', KEYS[1])
 if running >= tonumber(ARGV[2]) then
   return 0
 end
+-- Items of a batch whose worker died count too: only a pump's take gives them back.
 local waiting = redis.call('ZCOUNT', KEYS[2], '-inf', horizon)
+  + redis.call('ZCOUNT', KEYS[5], '-inf', now) * tonumber(ARGV[4])
 if waiting == 0 then
   return 0
 end

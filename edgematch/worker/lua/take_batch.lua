@@ -22,14 +22,15 @@ local per_window = tonumber(ARGV[4])
 local window = tonumber(ARGV[5])
 local lease = tonumber(ARGV[6])
 
--- 1. Give back the items of batches whose worker died: their lease ran out.
+-- 1. Give back the items of batches whose worker died: their lease ran out. They have
+--    waited long enough already, so they are due at once, without another linger.
 local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 50)
 for _, bid in ipairs(expired) do
   local ids = redis.call('HGET', KEYS[4], bid)
   if ids then
     for id in string.gmatch(ids, '[^,]+') do
       if redis.call('HEXISTS', KEYS[2], id) == 1 then
-        redis.call('ZADD', KEYS[1], now, id)
+        redis.call('ZADD', KEYS[1], now - linger, id)
         redis.call('HINCRBY', KEYS[9], 'items_reclaimed', 1)
       end
     end

@@ -1,0 +1,52 @@
+"""Shared fixtures: real parts on 127.0.0.1, never the machine's shared services."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+import structlog
+
+from edgematch.config.settings import Secret, Settings
+from edgematch.worker.devstack import RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A private redis-server on a free port for the whole session."""
+    server = RedisServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A client of the private server, emptied after each test (it is ours alone)."""
+    client = redis.Redis.from_url(redis_server.url)
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def make_settings(redis_server: RedisServer) -> Iterator[object]:
+    def make(**overrides: object) -> Settings:
+        base: dict[str, object] = {
+            "redis_url": redis_server.url,
+            "broker_url": redis_server.url,
+            "subscription_key": Secret("test-key-0123456789"),
+            "api_url": "http://127.0.0.1:9/photodna/v1.0",
+        }
+        base.update(overrides)
+        return Settings(**base).validated()  # type: ignore[arg-type]
+
+    yield make
+
+
+@pytest.fixture(autouse=True)
+def _clear_log_context() -> Iterator[None]:
+    """No log context leaks from one test into the next."""
+    structlog.contextvars.clear_contextvars()
+    yield
+    structlog.contextvars.clear_contextvars()
