@@ -11,6 +11,7 @@ from celery import Celery, signals
 from edgematch.config.celery import celery_config
 from edgematch.config.settings import Settings
 from edgematch.worker import logs
+from edgematch.worker.runtime import runtime
 
 
 def create_app(settings: Settings) -> Celery:
@@ -30,6 +31,15 @@ def _setup_logging(**_: Any) -> None:
     logs.configure(_settings.log_level, _settings.log_format, process=process)
     if _settings.subscription_key:
         logs.register_secret(_settings.subscription_key.reveal())
+
+
+@signals.worker_process_init.connect
+def _warm_up(**_: Any) -> None:
+    # Build the API and S3 clients (TLS contexts, connection pools) before the first task:
+    # a first request that pays for them would reach the API late, after its slot.
+    rt = runtime()
+    for part in (rt.api, rt.store, rt.buffer):
+        assert part is not None
 
 
 @signals.task_prerun.connect

@@ -87,17 +87,20 @@ class BatchBuffer:
         self._settle = client.register_script(_script("settle"))
         self._kick = client.register_script(_script("kick"))
         self._hold = client.register_script(_script("hold_until"))
+        self._mark_sent = client.register_script(_script("mark_sent"))
 
     # -- items in ---------------------------------------------------------------------
-    def push(self, item: Item, identity: str) -> bool:
-        """Add ``item`` unless this object version (``identity``) was accepted before.
+    def push(self, item: Item, identity: str, *, alias: str | None = None) -> bool:
+        """Add ``item`` unless this object version was accepted before.
 
-        Idempotent: returns False, and changes nothing, for a repeated identity.
+        ``identity`` names the version as read from the store; ``alias``, as the event
+        named it (without a version id, say). Either one seen before makes this a repeat.
+        Idempotent: returns False, and changes nothing but the alias, for a repeat.
         """
         k = self.keys
         added = self._call(
             self._push,
-            [k.seen(identity), k.ready, k.items, k.stats],
+            [k.seen(identity), k.ready, k.items, k.stats, k.seen(alias or identity)],
             [item.id, item.to_json(), self._s.idempotency_ttl_s],
         )
         return bool(added)
@@ -139,6 +142,10 @@ class BatchBuffer:
         if kind == "wait":
             return Wait(seconds=max(0.0, int(reply[1]) / 1000.0), reason=_text(reply[2]))
         return Empty()
+
+    def mark_sent(self, batch_id: str) -> None:
+        """Record that the batch's request is leaving now (see ``lua/mark_sent.lua``)."""
+        self._call(self._mark_sent, [self.keys.rate_log], [batch_id])
 
     def settle(
         self, batch_id: str, finished: Iterable[str], again: Sequence[tuple[Item, float]]

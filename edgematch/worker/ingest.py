@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from edgematch.worker.errors import PermanentError
@@ -69,6 +70,7 @@ def ingest(
     """Fetch, validate and buffer the hash file ``obj`` names. Returns ADDED/DUPLICATE/REFUSED."""
     s = rt.settings
     buf = rt.buffer
+    # A cheap look before any S3 call; the atomic check is the push below.
     if rt.redis.exists(buf.keys.seen(obj.identity)):
         log.info("ingest_duplicate", bucket=obj.bucket, key=obj.key, version_id=obj.version_id)
         return DUPLICATE
@@ -107,7 +109,8 @@ def ingest(
         lane=lane,
         event_time=obj.event_time,
     )
-    if not buf.push(item, obj.identity):
+    as_read = replace(obj, version_id=item.version_id, etag=item.etag).identity
+    if not buf.push(item, as_read, alias=obj.identity):
         log.info("ingest_duplicate", bucket=obj.bucket, key=obj.key, version_id=obj.version_id)
         return DUPLICATE
     log.info("ingest_buffered", **item.log_fields(), content_key=content_key)

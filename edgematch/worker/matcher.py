@@ -73,9 +73,11 @@ def pump(
             taken = buf.take()
             if isinstance(taken, Batch):
                 if taken.items:
-                    # More waiting than this pump can send alone: let another join in.
-                    _kick(rt, start_pump)
+                    # The request goes out first: every instant between taking the slot and
+                    # sending is jitter the API's window sees and our margin must absorb.
                     send_batch(rt, taken, publish=publish)
+                    # More may be waiting than this pump can send alone: let another join in.
+                    _kick(rt, start_pump)
                     batches += 1
                     items += len(taken.items)
                 else:
@@ -110,8 +112,10 @@ def send_batch(rt: Runtime, batch: Batch, *, publish: Publish) -> None:
     s = rt.settings
     buf = rt.buffer
     blog = log.bind(batch_id=batch.id, items=len(batch.items), probe=batch.probe)
+    request = [HashItem(content_id=i.id, data=i.data) for i in batch.items]
+    buf.mark_sent(batch.id)
     try:
-        response = rt.api.match([HashItem(content_id=i.id, data=i.data) for i in batch.items])
+        response = rt.api.match(request)
     except RateLimited as exc:
         buf.set_cooldown(exc.retry_after_s)
         buf.count("http_429")

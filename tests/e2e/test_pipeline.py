@@ -1,0 +1,227 @@
+"""The whole pipeline through the Procfile's real processes: intake, worker, beat.
+
+Every test runs a private redis-server, moto's server (S3 notifications to SQS), the
+sandbox over HTTP and the processes exactly as an operator would start them, configured
+only through environment variables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from edgematch.worker.localstack import LocalPipeline
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+HASH = 924
+MakePipeline = Callable[..., LocalPipeline]
+
+
+@pytest.fixture
+def make_pipeline() -> Iterator[MakePipeline]:
+    made: list[LocalPipeline] = []
+
+    def make(**kwargs: object) -> LocalPipeline:
+        pipe = LocalPipeline(**kwargs).start()  # type: ignore[arg-type]
+        made.append(pipe)
+        return pipe
+
+    yield make
+    for pipe in made:
+        pipe.close()
+
+
+def _wait(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def test_uploads_are_scanned_matched_and_tagged(make_pipeline: MakePipeline) -> None:
+    """Uploaded hash files get a result each, known hashes match, and tags merge."""
+    pipe = make_pipeline(rate=10.0)
+    pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
+    hashes = {f"photos/p{i}.jpg.bin": os.urandom(HASH) for i in range(8)}
+    known = ["photos/p2.jpg.bin", "photos/p5.jpg.bin"]
+    pipe.add_known(hashes[k] for k in known)
+    for key, data in hashes.items():
+        pipe.upload(key, data, content=b"image bytes")
+
+    results = pipe.wait_for_results(hashes, timeout_s=60)
+
+    assert set(results) == set(hashes)
+    assert {k for k, r in results.items() if r["verdict"] == "match"} == set(known)
+    for key, doc in results.items():
+        assert doc["schema"] == "edgematch.result/v1"
+        assert doc["content_key"] == key.removesuffix(".bin")
+        assert doc["tracking_id"] and doc["correlation_id"] and doc["attempts"] == 1
+        tags = pipe.s3().get_object_tagging(Bucket=pipe.bucket, Key=doc["content_key"])["TagSet"]
+        assert {t["Key"]: t["Value"] for t in tags} == {
+            "owner": "platform",
+            "edgematch-status": doc["verdict"],
+        }
+    match = results["photos/p2.jpg.bin"]
+    assert match["match_ids"] and match["sources"] == ["sandbox"] and match["violations"]
+
+    # The recorded result, the way on-call finds it.
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgematch.worker.cli",
+            "result",
+            f"s3://{pipe.bucket}/photos/p2.jpg",
+        ],
+        env=pipe.env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert json.loads(shown.stdout)["verdict"] == "match"
+
+    # One correlation id follows an upload from the event to its result.
+    corr = match["correlation_id"]
+    lines = [json.loads(line) for line in pipe.log_lines("worker") if line.startswith("{")]
+    events = {line["event"] for line in lines if line.get("correlation_id") == corr}
+    assert {"ingest_buffered", "result_recorded"} <= events
+
+
+def test_redelivered_event_makes_no_second_call(make_pipeline: MakePipeline) -> None:
+    """The same S3 event delivered three times is scanned once: one item reaches the API.
+
+    The repeats name the version by its id, as real S3 does, while moto's first event
+    named it by ETag only: both names must lead to the one scan.
+    """
+    pipe = make_pipeline(rate=10.0)
+    pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
+    key = "dup/one.jpg.bin"
+    pipe.upload(key, os.urandom(HASH))
+    assert pipe.wait_for_results([key], timeout_s=30)
+    head = pipe.s3().head_object(Bucket=pipe.bucket, Key=key)
+    record = {
+        "eventSource": "aws:s3",
+        "eventName": "ObjectCreated:Put",
+        "s3": {
+            "bucket": {"name": pipe.bucket},
+            "object": {
+                "key": key,
+                "size": HASH,
+                "eTag": head["ETag"],
+                "versionId": head.get("VersionId"),
+            },
+        },
+    }
+    for _ in range(2):
+        pipe.sqs().send_message(
+            QueueUrl=pipe.queue_url, MessageBody=json.dumps({"Records": [record]})
+        )
+
+    def duplicates_seen() -> bool:
+        return sum('"ingest_duplicate"' in line for line in pipe.log_lines("worker")) >= 2
+
+    _wait(duplicates_seen, 30, "both repeats to be ignored")
+    time.sleep(1.0)
+    assert pipe.sandbox_stats()["items_total"] == 1
+
+
+def test_twelve_hashes_make_three_requests(make_pipeline: MakePipeline) -> None:
+    """12 hashes arriving together go out as 3 requests of 5, 5 and 2."""
+    pipe = make_pipeline(rate=10.0, settings={"EDGEMATCH_BATCH_LINGER_MS": "4000"})
+    pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
+    keys = [f"twelve/{i}.bin" for i in range(12)]
+    for key in keys:
+        pipe.upload(key, os.urandom(HASH))
+    assert len(pipe.wait_for_results(keys, timeout_s=60)) == 12
+    stats = pipe.sandbox_stats()
+    assert stats["by_http_status"] == {"200": 3}
+    assert {k: v for k, v in stats["files_per_request"].items() if v} == {"5": 2, "2": 1}
+
+
+def test_four_workers_never_draw_a_429(make_pipeline: MakePipeline) -> None:
+    """Four worker processes against a 5 request/s API: sustained load, no 429, full batches."""
+    count = 150
+    pipe = make_pipeline(rate=5.0, settings={"EDGEMATCH_RATE_LIMIT": "5"})
+    pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "4"])
+    keys = [f"load/{i}.bin" for i in range(count)]
+    for key in keys:
+        pipe.upload(key, os.urandom(HASH))
+    assert len(pipe.wait_for_results(keys, timeout_s=120)) == count
+    stats = pipe.sandbox_stats()
+    assert "429" not in stats["by_http_status"]
+    assert stats["max_accepted_in_any_1s_window"] <= 5
+    requests = stats["by_http_status"]["200"]
+    assert count / requests >= 4.0  # batches are full while work waits
+
+
+def test_worker_killed_mid_batch_loses_no_hash(make_pipeline: MakePipeline) -> None:
+    """SIGKILL of the worker while its batches are in flight: every hash still gets a result."""
+    pipe = make_pipeline(
+        rate=10.0,
+        settings={
+            "EDGEMATCH_LEASE_S": "6",
+            "EDGEMATCH_API_TIMEOUT_S": "4",
+            "EDGEMATCH_API_CONNECT_TIMEOUT_S": "1",
+            "EDGEMATCH_BACKOFF_CAP_S": "2",
+            "EDGEMATCH_VISIBILITY_TIMEOUT_S": "30",
+            "EDGEMATCH_BATCH_LINGER_MS": "100",
+        },
+    )
+    pipe.sandbox_faults(slow_rate=1.0, slow_s=3.0)
+    pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
+    keys = [f"kill/{i}.bin" for i in range(10)]
+    for key in keys:
+        pipe.upload(key, os.urandom(HASH))
+    client = redis.Redis.from_url(pipe.redis.url)
+    _wait(lambda: client.zcard(pipe.keys.leases) > 0, 30, "a batch in flight")
+    assert pipe.processes is not None
+    pipe.processes.kill("worker")
+    pipe.sandbox_faults(slow_rate=0.0)
+    pipe.start_processes("worker", worker_args=["--concurrency", "2"])
+
+    results = pipe.wait_for_results(keys, timeout_s=90)
+
+    assert set(results) == set(keys)
+    assert all(doc["verdict"] == "clean" for doc in results.values())
+    assert int(client.hget(pipe.keys.stats, "items_reclaimed") or 0) >= 1
+    client.close()
+
+
+def test_malformed_message_is_set_aside(make_pipeline: MakePipeline) -> None:
+    """A message that is not an event is dead-lettered; the messages behind it still flow."""
+    pipe = make_pipeline(rate=10.0)
+    pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "1"])
+    pipe.sqs().send_message(QueueUrl=pipe.queue_url, MessageBody="this is not json")
+    pipe.upload("after/ok.bin", os.urandom(HASH))
+    assert pipe.wait_for_results(["after/ok.bin"], timeout_s=30)
+    client = redis.Redis.from_url(pipe.redis.url)
+    entries = [json.loads(v) for v in client.hvals(pipe.keys.dead_letters)]
+    client.close()
+    assert [e["reason"] for e in entries] == ["malformed_event"]
+    assert "not json" in entries[0]["args"]["body_excerpt"]
+    assert pipe.processes is not None and pipe.processes.procs["intake"].poll() is None
+
+
+def test_procfile_names_the_process_types() -> None:
+    """The Procfile runs intake, worker and beat through the edgematch command."""
+    procfile = Path(__file__).resolve().parents[2] / "Procfile"
+    lines = [
+        line for line in procfile.read_text().splitlines() if line and not line.startswith("#")
+    ]
+    assert dict(line.split(": ", 1) for line in lines) == {
+        "intake": "edgematch intake",
+        "worker": "edgematch worker",
+        "beat": "edgematch beat",
+    }
