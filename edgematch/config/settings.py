@@ -247,15 +247,22 @@ def _operation(raw: str) -> str:
     return raw
 
 
+def _float(raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"expected a number, got {raw!r}") from None
+
+
 def _positive_float(raw: str) -> float:
-    value = float(raw)
+    value = _float(raw)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"expected a positive number, got {raw!r}")
     return value
 
 
 def _fraction(raw: str) -> float:
-    value = float(raw)
+    value = _float(raw)
     if not 0 <= value < 1:
         raise ValueError(f"expected a number in [0, 1), got {raw!r}")
     return value

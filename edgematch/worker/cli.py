@@ -114,6 +114,8 @@ def _intake(args: argparse.Namespace, rest: list[str]) -> int:
     from edgematch.worker.storage import make_sqs_client
 
     rt = runtime()
+    rt.settings.require_sqs_queue_url()
+    rt.settings.require_subscription_key()
     logs.configure(rt.settings.log_level, rt.settings.log_format, process="intake")
 
     def enqueue(obj: object, correlation_id: str) -> None:

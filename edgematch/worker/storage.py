@@ -26,7 +26,7 @@ from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import boto3
 import structlog
@@ -119,7 +119,8 @@ def make_s3_client(settings: Settings) -> S3Client:
         # Room for every item of every pump's batch to be read or tagged at once.
         max_pool_connections=max(_MIN_POOL_CONNECTIONS, settings.match_pumps * settings.batch_size),
     )
-    return boto3.client("s3", config=config)
+    client: S3Client = _client("s3", config)
+    return client
 
 
 def make_sqs_client(settings: Settings) -> SQSClient:
@@ -130,7 +131,18 @@ def make_sqs_client(settings: Settings) -> SQSClient:
         read_timeout=settings.intake_wait_s + _SQS_READ_MARGIN_S,
         max_pool_connections=_MIN_POOL_CONNECTIONS,
     )
-    return boto3.client("sqs", config=config)
+    client: SQSClient = _client("sqs", config)
+    return client
+
+
+def _client(service: Literal["s3", "sqs"], config: Config) -> Any:
+    try:
+        return boto3.client(service, config=config)
+    except NoRegionError:
+        raise ConfigurationError(
+            "AWS_DEFAULT_REGION (or AWS_REGION) is required: no region is configured for "
+            f"{service}"
+        ) from None
 
 
 @dataclass(frozen=True)
