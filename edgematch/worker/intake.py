@@ -110,7 +110,6 @@ class Intake:
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=s.intake_batch,
             WaitTimeSeconds=s.intake_wait_s,
-            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
         )
         messages = reply.get("Messages", [])
         done: list[dict[str, str]] = []
