@@ -1,0 +1,140 @@
+"""Intake's loop against moto's SQS and a private Redis: what is enqueued, deleted, set aside."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+import redis
+from moto import mock_aws
+
+from edgematch.config.settings import Settings
+from edgematch.worker.events import ObjectCreated
+from edgematch.worker.intake import Intake
+from edgematch.worker.runtime import Runtime
+
+MakeSettings = Callable[..., Settings]
+
+
+@pytest.fixture
+def sqs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        yield boto3.client("sqs", region_name="us-east-1")
+
+
+def _record(key: str, bucket: str = "uploads") -> dict[str, Any]:
+    return {
+        "eventSource": "aws:s3",
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": bucket}, "object": {"key": key, "size": 924, "eTag": "abc"}},
+    }
+
+
+def _intake(
+    sqs: Any, make_settings: MakeSettings, **overrides: Any
+) -> tuple[Intake, list[ObjectCreated]]:
+    url = sqs.create_queue(QueueName="events")["QueueUrl"]
+    settings = make_settings(sqs_queue_url=url, intake_wait_s=0, **overrides)
+    enqueued: list[ObjectCreated] = []
+    intake = Intake(Runtime(settings), sqs, lambda obj, corr: enqueued.append(obj))
+    return intake, enqueued
+
+
+def _remaining(sqs: Any, url: str) -> int:
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(
+        attrs["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+def test_events_are_enqueued_and_deleted(
+    sqs: Any, redis_client: redis.Redis, make_settings: MakeSettings
+) -> None:
+    """Hash-file records become ingest work; other keys and test events are skipped; all deleted."""
+    intake, enqueued = _intake(sqs, make_settings)
+    url = intake.queue_url
+    sqs.send_message(
+        QueueUrl=url,
+        MessageBody=json.dumps({"Records": [_record("a+b.jpg.bin"), _record("c.jpg")]}),
+    )
+    sqs.send_message(
+        QueueUrl=url, MessageBody=json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent"})
+    )
+    intake.run(max_idle_polls=1)
+    assert [obj.key for obj in enqueued] == ["a b.jpg.bin"]
+    assert intake.stats.skipped == 2
+    assert _remaining(sqs, url) == 0
+
+
+def test_malformed_message_is_dead_lettered_and_the_next_still_flows(
+    sqs: Any, redis_client: redis.Redis, make_settings: MakeSettings
+) -> None:
+    """A body that is not an event is set aside with its reason; the loop goes on."""
+    intake, enqueued = _intake(sqs, make_settings)
+    sqs.send_message(QueueUrl=intake.queue_url, MessageBody="{not json")
+    sqs.send_message(
+        QueueUrl=intake.queue_url, MessageBody=json.dumps({"Records": [_record("ok.bin")]})
+    )
+    intake.run(max_idle_polls=1)
+    assert [obj.key for obj in enqueued] == ["ok.bin"]
+    letters = intake.rt.dead_letters.list()
+    assert [(d.task, d.reason) for d in letters] == [("edgematch.intake", "malformed_event")]
+    assert _remaining(sqs, intake.queue_url) == 0
+
+
+def test_message_is_kept_when_enqueueing_fails(
+    sqs: Any, redis_client: redis.Redis, make_settings: MakeSettings
+) -> None:
+    """If the broker refuses the task, the message stays in SQS for redelivery."""
+    intake, _ = _intake(sqs, make_settings)
+
+    def broken(obj: ObjectCreated, corr: str) -> None:
+        raise ConnectionError("broker down")
+
+    intake.enqueue = broken
+    sqs.send_message(
+        QueueUrl=intake.queue_url, MessageBody=json.dumps({"Records": [_record("x.bin")]})
+    )
+    assert intake.poll_once() == 1
+    assert _remaining(sqs, intake.queue_url) == 1
+
+
+def test_backlog_over_high_water_stops_receiving(
+    sqs: Any, redis_client: redis.Redis, make_settings: MakeSettings
+) -> None:
+    """Past the high-water mark intake receives nothing; SQS holds the burst until work drains."""
+    intake, enqueued = _intake(sqs, make_settings, intake_high_water=3)
+    ingest_queue = intake.rt.buffer.keys.queue("ingest")
+    redis_client.rpush(ingest_queue, *[b"task"] * 3)  # a backlog of three waiting ingest tasks
+    for n in range(5):
+        sqs.send_message(
+            QueueUrl=intake.queue_url, MessageBody=json.dumps({"Records": [_record(f"{n}.bin")]})
+        )
+    runner = threading.Thread(target=intake.run)
+    runner.start()
+    try:
+        time.sleep(1.5)
+        assert enqueued == []
+        assert _remaining(sqs, intake.queue_url) == 5
+        redis_client.delete(ingest_queue)  # the workers caught up
+        deadline = time.monotonic() + 10
+        while len(enqueued) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        intake.stop()
+        runner.join(10)
+    assert sorted(obj.key for obj in enqueued) == [f"{n}.bin" for n in range(5)]
+    assert intake.stats.paused_s > 1.0
