@@ -1,8 +1,15 @@
-"""The tasks of the pipeline. Each one is a thin shell around ``edgematch.worker``."""
+"""The tasks of the pipeline. Each one is a thin shell around ``edgematch.worker``.
+
+One failure policy for every step (``_guarded``): a ``TransientError`` is retried with
+capped, jittered backoff up to ``EDGEMATCH_MAX_ATTEMPTS``; anything else — a permanent
+error, a configuration problem (S3 access denied), or a bug — is recorded as a dead letter
+with the task's arguments, so that nothing is acknowledged and forgotten.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from celery import Task
 
@@ -10,12 +17,13 @@ from edgematch.tasks.app import app
 from edgematch.worker import ingest as ingest_step
 from edgematch.worker import matcher
 from edgematch.worker.backoff import compute_backoff
-from edgematch.worker.errors import TransientError
+from edgematch.worker.errors import EdgematchError, TransientError
 from edgematch.worker.logs import get_logger
 from edgematch.worker.results import Result, consume
 from edgematch.worker.runtime import runtime
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 
 def publish_result(result: Result) -> None:
@@ -33,47 +41,76 @@ def _write_tags(bucket: str, key: str, tags: dict[str, str]) -> None:
     runtime().store.merge_tags(bucket, key, tags)
 
 
+def _guarded(
+    task: Task[Any, Any],
+    step: str,
+    run: Callable[[], T],
+    *,
+    args: Mapping[str, Any],
+    correlation_id: str | None,
+    location: tuple[str | None, str | None],
+) -> T | str:
+    rt = runtime()
+    try:
+        return run()
+    except TransientError as exc:
+        attempt = task.request.retries + 1
+        if attempt < rt.settings.max_attempts:
+            delay = compute_backoff(
+                attempt, base_s=rt.settings.backoff_base_s, cap_s=rt.settings.backoff_cap_s
+            )
+            log.warning(f"{step}_retry", error=str(exc), attempt=attempt, delay_s=round(delay, 3))
+            raise task.retry(exc=exc, countdown=delay) from exc
+        reason, message, attempts = "retries_exhausted", str(exc), attempt
+    except EdgematchError as exc:
+        reason, message, attempts = exc.reason, str(exc), task.request.retries + 1
+    except Exception as exc:  # a bug must leave a dead letter, not a lost task
+        log.exception(f"{step}_crashed")
+        reason, message, attempts = "unexpected", f"{type(exc).__name__}: {exc}", 1
+    rt.dead_letters.add(
+        task=task.name,
+        queue=rt.buffer.keys.queue(step),
+        reason=reason,
+        message=message,
+        args=args,
+        attempts=attempts,
+        correlation_id=correlation_id,
+        bucket=location[0],
+        key=location[1],
+    )
+    log.error(f"{step}_dead_lettered", reason=reason, error=message, attempts=attempts)
+    return "dead_lettered"
+
+
 @app.task(name="edgematch.ingest", bind=True, max_retries=None)
 def ingest(
     self: Task[Any, Any], event: dict[str, Any], correlation_id: str, lane: str = "live"
 ) -> str:
     """Fetch one hash file and put it in the batch buffer (idempotent per object version)."""
-    rt = runtime()
-    try:
-        return ingest_step.ingest(
-            rt,
+    return _guarded(
+        self,
+        "ingest",
+        lambda: ingest_step.ingest(
+            runtime(),
             ingest_step.args_to_event(event),
             correlation_id=correlation_id,
             lane=lane,
             publish=publish_result,
             start_pump=start_pump,
-        )
-    except TransientError as exc:
-        attempt = self.request.retries + 1
-        if attempt >= rt.settings.max_attempts:
-            rt.dead_letters.add(
-                task="edgematch.ingest",
-                queue=rt.buffer.keys.queue("ingest"),
-                reason="retries_exhausted",
-                message=str(exc),
-                args=event,
-                attempts=attempt,
-                correlation_id=correlation_id,
-                bucket=event.get("bucket"),
-                key=event.get("key"),
-            )
-            log.error("ingest_gave_up", error=str(exc), attempts=attempt)
-            return "dead_lettered"
-        delay = compute_backoff(
-            attempt, base_s=rt.settings.backoff_base_s, cap_s=rt.settings.backoff_cap_s
-        )
-        log.warning("ingest_retry", error=str(exc), delay_s=round(delay, 3))
-        raise self.retry(exc=exc, countdown=delay) from exc
+        ),
+        args={"event": event, "lane": lane},
+        correlation_id=correlation_id,
+        location=(event.get("bucket"), event.get("key")),
+    )
 
 
 @app.task(name="edgematch.pump")
 def pump(pump_id: str) -> dict[str, Any]:
-    """Drain the batch buffer into the API for a short while (see worker/matcher.py)."""
+    """Drain the batch buffer into the API for a short while (see worker/matcher.py).
+
+    A pump that fails leaves its batch leased: the lease runs out and the items go back,
+    so a crash here loses nothing and needs no dead letter.
+    """
     report = matcher.pump(runtime(), pump_id, publish=publish_result, start_pump=start_pump)
     return {"batches": report.batches, "items": report.items, "stopped": report.stopped}
 
@@ -93,21 +130,20 @@ def sweep() -> int:
 
 
 @app.task(name="edgematch.record_result", bind=True, max_retries=None)
-def record_result(self: Task[Any, Any], result: dict[str, Any], correlation_id: str) -> bool:
+def record_result(self: Task[Any, Any], result: dict[str, Any], correlation_id: str) -> bool | str:
     """Record one result, tag its content object, hand matches downstream."""
     rt = runtime()
-    try:
-        return consume(
+    return _guarded(
+        self,
+        "results",
+        lambda: consume(
             Result.from_dict(result),
             store=rt.results,
             write_tags=_write_tags,
             tag_key=rt.settings.result_tag,
             log=log,
-        )
-    except TransientError as exc:
-        delay = compute_backoff(
-            self.request.retries + 1,
-            base_s=rt.settings.backoff_base_s,
-            cap_s=rt.settings.backoff_cap_s,
-        )
-        raise self.retry(exc=exc, countdown=delay) from exc
+        ),
+        args={"result": result},
+        correlation_id=correlation_id,
+        location=(result.get("bucket"), result.get("key")),
+    )
