@@ -7,6 +7,7 @@ only through environment variables.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from edgematch.worker.localstack import LocalPipeline
+from edgematch.worker.localstack import SANDBOX_KEY, LocalPipeline
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -97,6 +98,13 @@ def test_uploads_are_scanned_matched_and_tagged(make_pipeline: MakePipeline) -> 
     lines = [json.loads(line) for line in pipe.log_lines("worker") if line.startswith("{")]
     events = {line["event"] for line in lines if line.get("correlation_id") == corr}
     assert {"ingest_buffered", "result_recorded"} <= events
+
+    # Neither the subscription key nor any hash's bytes reach a log line.
+    logs = "\n".join(pipe.log_lines("worker") + pipe.log_lines("intake") + pipe.log_lines("beat"))
+    assert SANDBOX_KEY not in logs
+    for data in hashes.values():
+        assert base64.b64encode(data).decode()[:40] not in logs
+        assert data.hex()[:40] not in logs
 
 
 def test_redelivered_event_makes_no_second_call(make_pipeline: MakePipeline) -> None:
