@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from celery import Task
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import RedisError
 
 from edgematch.tasks.app import app
 from edgematch.worker import ingest as ingest_step
@@ -26,15 +28,21 @@ log = get_logger(__name__)
 T = TypeVar("T")
 
 
+def _send(task: Task[Any, Any], kwargs: dict[str, Any]) -> None:
+    """Enqueue ``task``; a broker that cannot take it is a transient error, not a crash."""
+    try:
+        task.apply_async(kwargs=kwargs)
+    except (KombuOperationalError, RedisError) as exc:
+        raise TransientError(f"broker unavailable: {type(exc).__name__}") from exc
+
+
 def publish_result(result: Result) -> None:
     """Put ``result`` on the results queue (its consumer records and tags it)."""
-    record_result.apply_async(
-        kwargs={"result": result.to_dict(), "correlation_id": result.correlation_id}
-    )
+    _send(record_result, {"result": result.to_dict(), "correlation_id": result.correlation_id})
 
 
 def start_pump(pump_id: str) -> None:
-    pump.apply_async(kwargs={"pump_id": pump_id})
+    _send(pump, {"pump_id": pump_id})
 
 
 def _write_tags(bucket: str, key: str, tags: dict[str, str]) -> None:
