@@ -140,8 +140,7 @@ def _client(service: Literal["s3", "sqs"], config: Config) -> Any:
         return boto3.client(service, config=config)
     except NoRegionError:
         raise ConfigurationError(
-            "AWS_DEFAULT_REGION (or AWS_REGION) is required: no region is configured for "
-            f"{service}"
+            f"AWS_DEFAULT_REGION (or AWS_REGION) is required: no region is configured for {service}"
         ) from None
 
 
