@@ -1,0 +1,609 @@
+"""Unit tests for edgematch.config.settings (Settings.from_env, Secret) and the CLI contract."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgematch.config.settings import Secret, Settings
+from edgematch.worker.errors import ConfigurationError
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = "KEY-0123456789abcdef"
+
+# The defaults documented in README.md's two configuration tables, by variable.
+README_DEFAULTS: dict[str, tuple[str, object]] = {
+    "EDGEMATCH_REDIS_URL": ("redis_url", "redis://127.0.0.1:6379/0"),
+    "EDGEMATCH_BROKER_URL": ("broker_url", "redis://127.0.0.1:6379/0"),
+    "EDGEMATCH_API_URL": ("api_url", "https://api.microsoftmoderator.com/photodna/v1.0"),
+    "EDGEMATCH_API_OPERATION": ("api_operation", "MatchEdgeHash"),
+    "EDGEMATCH_RATE_LIMIT": ("rate_limit_per_s", 5.0),
+    "EDGEMATCH_BATCH_LINGER_MS": ("batch_linger_ms", 250),
+    "EDGEMATCH_SQS_QUEUE_URL": ("sqs_queue_url", None),
+    "EDGEMATCH_HASH_SUFFIX": ("hash_suffix", ".bin"),
+    "EDGEMATCH_MAX_HASH_BYTES": ("max_hash_bytes", 4096),
+    "EDGEMATCH_RESULT_TAG": ("result_tag", "edgematch-status"),
+    "EDGEMATCH_NAMESPACE": ("namespace", "edgematch"),
+    "EDGEMATCH_ALLOWED_BUCKETS": ("allowed_buckets", ()),
+    "EDGEMATCH_API_TIMEOUT_S": ("api_timeout_s", 10.0),
+    "EDGEMATCH_API_CONNECT_TIMEOUT_S": ("api_connect_timeout_s", 3.0),
+    "EDGEMATCH_TLS_VERIFY": ("tls_verify", True),
+    "EDGEMATCH_RATE_LIMIT_MARGIN": ("rate_limit_margin", 0.02),
+    "EDGEMATCH_MATCH_PUMPS": ("match_pumps", 4),
+    "EDGEMATCH_LEASE_S": ("lease_s", 60.0),
+    "EDGEMATCH_MAX_ATTEMPTS": ("max_attempts", 8),
+    "EDGEMATCH_BACKOFF_BASE_S": ("backoff_base_s", 1.0),
+    "EDGEMATCH_BACKOFF_CAP_S": ("backoff_cap_s", 300.0),
+    "EDGEMATCH_BREAKER_PROBE_S": ("breaker_probe_s", 30.0),
+    "EDGEMATCH_INTAKE_HIGH_WATER": ("intake_high_water", 10_000),
+    "EDGEMATCH_VISIBILITY_TIMEOUT_S": ("visibility_timeout_s", 3600),
+    "EDGEMATCH_IDEMPOTENCY_TTL_S": ("idempotency_ttl_s", 30 * 24 * 3600),
+    "EDGEMATCH_LOG_FORMAT": ("log_format", "json"),
+    "EDGEMATCH_LOG_LEVEL": ("log_level", "INFO"),
+}
+# README variables that are not a Settings field with a plain default.
+README_NOT_FIELDS = {
+    "EDGEMATCH_SUBSCRIPTION_KEY",
+    "EDGEMATCH_SUBSCRIPTION_KEY_FILE",
+    "EDGEMATCH_WORKER_CONCURRENCY",
+}
+
+
+def _readme_variables() -> set[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = [line for line in text.splitlines() if line.startswith("| `EDGEMATCH_")]
+    names: set[str] = set()
+    for row in rows:
+        first_cell = row.split("|")[1]
+        names.update(re.findall(r"`(EDGEMATCH_[A-Z_]+)`", first_cell))
+    return names
+
+
+# --- defaults ------------------------------------------------------------------------
+
+
+def test_readme_table_lists_only_known_variables() -> None:
+    """Every variable in README's configuration tables has a default checked here."""
+    documented = _readme_variables()
+    assert documented, "no configuration table found in README.md"
+    assert documented == set(README_DEFAULTS) | README_NOT_FIELDS
+
+
+@pytest.mark.parametrize(("var", "field_and_default"), sorted(README_DEFAULTS.items()))
+def test_default_matches_readme(var: str, field_and_default: tuple[str, object]) -> None:
+    """An empty environment gives the default README.md documents for each variable."""
+    field_name, expected = field_and_default
+    settings = Settings.from_env({})
+    assert getattr(settings, field_name) == expected
+
+
+def test_empty_environment_has_no_key_and_no_queue() -> None:
+    """Without the key and the queue URL those stay unset (required only where used)."""
+    settings = Settings.from_env({})
+    assert settings.subscription_key is None
+    assert settings.sqs_queue_url is None
+
+
+def test_blank_values_mean_the_default() -> None:
+    """A variable set to whitespace only is treated as unset."""
+    settings = Settings.from_env({"EDGEMATCH_RATE_LIMIT": "   ", "EDGEMATCH_NAMESPACE": ""})
+    assert settings.rate_limit_per_s == 5.0
+    assert settings.namespace == "edgematch"
+
+
+# --- every variable parsed -------------------------------------------------------------
+
+GOOD_VALUES: list[tuple[str, str, str, object]] = [
+    ("EDGEMATCH_REDIS_URL", "redis://10.0.0.5:6380/2", "redis_url", "redis://10.0.0.5:6380/2"),
+    ("EDGEMATCH_REDIS_URL", "rediss://:pw@cache:6380/0", "redis_url", "rediss://:pw@cache:6380/0"),
+    ("EDGEMATCH_REDIS_URL", "unix:///run/redis.sock", "redis_url", "unix:///run/redis.sock"),
+    ("EDGEMATCH_BROKER_URL", "redis://b:6379/1", "broker_url", "redis://b:6379/1"),
+    ("EDGEMATCH_BROKER_URL", "rediss://b:6380/1", "broker_url", "rediss://b:6380/1"),
+    (
+        "EDGEMATCH_BROKER_URL",
+        "sentinel://s1:26379;sentinel://s2:26379",
+        "broker_url",
+        "sentinel://s1:26379;sentinel://s2:26379",
+    ),
+    ("EDGEMATCH_BROKER_URL", "unix:///run/redis.sock", "broker_url", "unix:///run/redis.sock"),
+    (
+        "EDGEMATCH_API_URL",
+        "http://127.0.0.1:8080/photodna/v1.0/",
+        "api_url",
+        "http://127.0.0.1:8080/photodna/v1.0",
+    ),
+    ("EDGEMATCH_API_OPERATION", "MatchHash", "api_operation", "MatchHash"),
+    ("EDGEMATCH_API_OPERATION", "MatchEdgeHash", "api_operation", "MatchEdgeHash"),
+    ("EDGEMATCH_RATE_LIMIT", "7.5", "rate_limit_per_s", 7.5),
+    ("EDGEMATCH_RATE_LIMIT", " 10 ", "rate_limit_per_s", 10.0),
+    ("EDGEMATCH_BATCH_LINGER_MS", "0", "batch_linger_ms", 0),
+    ("EDGEMATCH_BATCH_LINGER_MS", "1000", "batch_linger_ms", 1000),
+    (
+        "EDGEMATCH_SQS_QUEUE_URL",
+        "https://sqs.us-east-1.amazonaws.com/123456789012/events",
+        "sqs_queue_url",
+        "https://sqs.us-east-1.amazonaws.com/123456789012/events",
+    ),
+    ("EDGEMATCH_HASH_SUFFIX", ".pdna", "hash_suffix", ".pdna"),
+    ("EDGEMATCH_MAX_HASH_BYTES", "1024", "max_hash_bytes", 1024),
+    ("EDGEMATCH_RESULT_TAG", "scan-status", "result_tag", "scan-status"),
+    ("EDGEMATCH_RESULT_TAG", "t" * 128, "result_tag", "t" * 128),
+    ("EDGEMATCH_NAMESPACE", "tenant_a-1", "namespace", "tenant_a-1"),
+    ("EDGEMATCH_API_TIMEOUT_S", "5.5", "api_timeout_s", 5.5),
+    ("EDGEMATCH_API_CONNECT_TIMEOUT_S", "1", "api_connect_timeout_s", 1.0),
+    ("EDGEMATCH_TLS_VERIFY", "false", "tls_verify", False),
+    ("EDGEMATCH_TLS_VERIFY", "0", "tls_verify", False),
+    ("EDGEMATCH_TLS_VERIFY", "no", "tls_verify", False),
+    ("EDGEMATCH_TLS_VERIFY", "OFF", "tls_verify", False),
+    ("EDGEMATCH_TLS_VERIFY", "True", "tls_verify", True),
+    ("EDGEMATCH_TLS_VERIFY", "1", "tls_verify", True),
+    ("EDGEMATCH_TLS_VERIFY", "yes", "tls_verify", True),
+    ("EDGEMATCH_TLS_VERIFY", "on", "tls_verify", True),
+    ("EDGEMATCH_BATCH_SIZE", "1", "batch_size", 1),
+    ("EDGEMATCH_BATCH_SIZE", "5", "batch_size", 5),
+    ("EDGEMATCH_LEASE_S", "90", "lease_s", 90.0),
+    ("EDGEMATCH_MAX_ATTEMPTS", "3", "max_attempts", 3),
+    ("EDGEMATCH_BACKOFF_BASE_S", "0.5", "backoff_base_s", 0.5),
+    ("EDGEMATCH_BACKOFF_CAP_S", "120", "backoff_cap_s", 120.0),
+    ("EDGEMATCH_BREAKER_PROBE_S", "10", "breaker_probe_s", 10.0),
+    ("EDGEMATCH_RATE_LIMIT_MARGIN", "0", "rate_limit_margin", 0.0),
+    ("EDGEMATCH_RATE_LIMIT_MARGIN", "0.1", "rate_limit_margin", 0.1),
+    ("EDGEMATCH_MATCH_PUMPS", " 8 ", "match_pumps", 8),
+    ("EDGEMATCH_PUMP_MAX_S", "1.5", "pump_max_s", 1.5),
+    ("EDGEMATCH_IDEMPOTENCY_TTL_S", "86400", "idempotency_ttl_s", 86400),
+    ("EDGEMATCH_INTAKE_HIGH_WATER", "500", "intake_high_water", 500),
+    ("EDGEMATCH_INTAKE_BATCH", "1", "intake_batch", 1),
+    ("EDGEMATCH_INTAKE_BATCH", "10", "intake_batch", 10),
+    ("EDGEMATCH_INTAKE_WAIT_S", "0", "intake_wait_s", 0),
+    ("EDGEMATCH_INTAKE_WAIT_S", "20", "intake_wait_s", 20),
+    ("EDGEMATCH_VISIBILITY_TIMEOUT_S", "7200", "visibility_timeout_s", 7200),
+    ("EDGEMATCH_LOG_FORMAT", "console", "log_format", "console"),
+    ("EDGEMATCH_LOG_FORMAT", "json", "log_format", "json"),
+    ("EDGEMATCH_LOG_LEVEL", "debug", "log_level", "DEBUG"),
+    ("EDGEMATCH_LOG_LEVEL", "Warning", "log_level", "WARNING"),
+    ("EDGEMATCH_LOG_LEVEL", "ERROR", "log_level", "ERROR"),
+    ("EDGEMATCH_ALLOWED_BUCKETS", " a, b ,,c ", "allowed_buckets", ("a", "b", "c")),
+    ("EDGEMATCH_ALLOWED_BUCKETS", "uploads", "allowed_buckets", ("uploads",)),
+    ("EDGEMATCH_ALLOWED_BUCKETS", " , ", "allowed_buckets", ()),
+]
+
+
+@pytest.mark.parametrize(("var", "raw", "field_name", "expected"), GOOD_VALUES)
+def test_variable_is_parsed(var: str, raw: str, field_name: str, expected: object) -> None:
+    """Each EDGEMATCH_* variable is parsed into its typed field."""
+    value = getattr(Settings.from_env({var: raw}), field_name)
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://r:6379/3", "rediss://:secret@r:6380/0", "unix:///run/redis.sock"]
+)
+def test_broker_defaults_to_redis_url(url: str) -> None:
+    """Without EDGEMATCH_BROKER_URL the broker is EDGEMATCH_REDIS_URL."""
+    settings = Settings.from_env({"EDGEMATCH_REDIS_URL": url})
+    assert settings.redis_url == url
+    assert settings.broker_url == url
+
+
+def test_broker_url_overrides_redis_url() -> None:
+    """An explicit EDGEMATCH_BROKER_URL wins over the Redis URL for the broker only."""
+    settings = Settings.from_env(
+        {"EDGEMATCH_REDIS_URL": "redis://r:6379/0", "EDGEMATCH_BROKER_URL": "sentinel://s:26379"}
+    )
+    assert settings.redis_url == "redis://r:6379/0"
+    assert settings.broker_url == "sentinel://s:26379"
+
+
+def test_from_env_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings.from_env() without an argument reads the process environment."""
+    monkeypatch.setenv("EDGEMATCH_MATCH_PUMPS", "11")
+    assert Settings.from_env().match_pumps == 11
+
+
+# --- malformed values ----------------------------------------------------------------
+
+BAD_VALUES: list[tuple[str, str]] = [
+    ("EDGEMATCH_REDIS_URL", "http://cache:6379"),
+    ("EDGEMATCH_REDIS_URL", "sentinel://s:26379"),
+    ("EDGEMATCH_REDIS_URL", "localhost"),
+    ("EDGEMATCH_REDIS_URL", "127.0.0.1:6379"),
+    ("EDGEMATCH_BROKER_URL", "amqp://guest@rabbit//"),
+    ("EDGEMATCH_BROKER_URL", "sqs://"),
+    ("EDGEMATCH_BROKER_URL", "http://b:6379"),
+    ("EDGEMATCH_API_URL", "ftp://example.com/photodna"),
+    ("EDGEMATCH_API_URL", "api.example.com/photodna"),
+    ("EDGEMATCH_API_URL", "https://"),
+    ("EDGEMATCH_API_URL", "http:///photodna"),
+    ("EDGEMATCH_SQS_QUEUE_URL", "sqs://events"),
+    ("EDGEMATCH_SQS_QUEUE_URL", "edgematch-events"),
+    ("EDGEMATCH_API_OPERATION", "matchedgehash"),
+    ("EDGEMATCH_API_OPERATION", "Match"),
+    ("EDGEMATCH_API_OPERATION", "MatchEdgeHashes"),
+    ("EDGEMATCH_RATE_LIMIT", "0"),
+    ("EDGEMATCH_RATE_LIMIT", "-1"),
+    ("EDGEMATCH_RATE_LIMIT", "fast"),
+    ("EDGEMATCH_RATE_LIMIT", "5/s"),
+    ("EDGEMATCH_RATE_LIMIT", "nan"),
+    ("EDGEMATCH_RATE_LIMIT", "inf"),
+    ("EDGEMATCH_BATCH_LINGER_MS", "-1"),
+    ("EDGEMATCH_BATCH_LINGER_MS", "2.5"),
+    ("EDGEMATCH_BATCH_LINGER_MS", "250ms"),
+    ("EDGEMATCH_MAX_HASH_BYTES", "0"),
+    ("EDGEMATCH_MAX_HASH_BYTES", "-5"),
+    ("EDGEMATCH_MAX_HASH_BYTES", "4k"),
+    ("EDGEMATCH_MAX_HASH_BYTES", "1e3"),
+    ("EDGEMATCH_RESULT_TAG", "t" * 129),
+    ("EDGEMATCH_NAMESPACE", "a:b"),
+    ("EDGEMATCH_NAMESPACE", "a b"),
+    ("EDGEMATCH_NAMESPACE", "ns/1"),
+    ("EDGEMATCH_NAMESPACE", "a.b"),
+    ("EDGEMATCH_NAMESPACE", "ns{1}"),
+    ("EDGEMATCH_API_TIMEOUT_S", "0"),
+    ("EDGEMATCH_API_TIMEOUT_S", "-1"),
+    ("EDGEMATCH_API_TIMEOUT_S", "ten"),
+    ("EDGEMATCH_API_TIMEOUT_S", "inf"),
+    ("EDGEMATCH_API_CONNECT_TIMEOUT_S", "0"),
+    ("EDGEMATCH_API_CONNECT_TIMEOUT_S", "3s"),
+    ("EDGEMATCH_TLS_VERIFY", "maybe"),
+    ("EDGEMATCH_TLS_VERIFY", "2"),
+    ("EDGEMATCH_TLS_VERIFY", "tru"),
+    ("EDGEMATCH_BATCH_SIZE", "0"),
+    ("EDGEMATCH_BATCH_SIZE", "6"),
+    ("EDGEMATCH_BATCH_SIZE", "five"),
+    ("EDGEMATCH_LEASE_S", "0"),
+    ("EDGEMATCH_LEASE_S", "-3"),
+    ("EDGEMATCH_LEASE_S", "1m"),
+    ("EDGEMATCH_MAX_ATTEMPTS", "0"),
+    ("EDGEMATCH_MAX_ATTEMPTS", "1.5"),
+    ("EDGEMATCH_BACKOFF_BASE_S", "0"),
+    ("EDGEMATCH_BACKOFF_BASE_S", "x"),
+    ("EDGEMATCH_BACKOFF_CAP_S", "-1"),
+    ("EDGEMATCH_BACKOFF_CAP_S", "nan"),
+    ("EDGEMATCH_BREAKER_PROBE_S", "0"),
+    ("EDGEMATCH_BREAKER_PROBE_S", "-inf"),
+    ("EDGEMATCH_RATE_LIMIT_MARGIN", "1"),
+    ("EDGEMATCH_RATE_LIMIT_MARGIN", "1.5"),
+    ("EDGEMATCH_RATE_LIMIT_MARGIN", "-0.1"),
+    ("EDGEMATCH_RATE_LIMIT_MARGIN", "nan"),
+    ("EDGEMATCH_RATE_LIMIT_MARGIN", "2%"),
+    ("EDGEMATCH_MATCH_PUMPS", "0"),
+    ("EDGEMATCH_MATCH_PUMPS", "-2"),
+    ("EDGEMATCH_MATCH_PUMPS", "many"),
+    ("EDGEMATCH_PUMP_MAX_S", "0"),
+    ("EDGEMATCH_IDEMPOTENCY_TTL_S", "0"),
+    ("EDGEMATCH_IDEMPOTENCY_TTL_S", "30d"),
+    ("EDGEMATCH_INTAKE_HIGH_WATER", "0"),
+    ("EDGEMATCH_INTAKE_HIGH_WATER", "1e4"),
+    ("EDGEMATCH_INTAKE_BATCH", "0"),
+    ("EDGEMATCH_INTAKE_BATCH", "11"),
+    ("EDGEMATCH_INTAKE_WAIT_S", "-1"),
+    ("EDGEMATCH_INTAKE_WAIT_S", "21"),
+    ("EDGEMATCH_VISIBILITY_TIMEOUT_S", "0"),
+    ("EDGEMATCH_VISIBILITY_TIMEOUT_S", "3600.5"),
+    ("EDGEMATCH_VISIBILITY_TIMEOUT_S", "1h"),
+    ("EDGEMATCH_LOG_FORMAT", "text"),
+    ("EDGEMATCH_LOG_FORMAT", "yaml"),
+    ("EDGEMATCH_LOG_LEVEL", "TRACE"),
+    ("EDGEMATCH_LOG_LEVEL", "verbose"),
+]
+
+
+@pytest.mark.parametrize(("var", "raw"), BAD_VALUES)
+def test_malformed_value_names_the_variable(var: str, raw: str) -> None:
+    """A malformed value raises ConfigurationError whose message starts with the variable."""
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({var: raw})
+    assert str(info.value).startswith(f"{var}: ")
+
+
+def test_every_parsed_variable_has_a_malformed_case() -> None:
+    """The malformed-value table covers every variable that has a malformed value."""
+    parsed = {var for var, *_ in GOOD_VALUES}
+    # Any non-blank suffix and any list of buckets are valid.
+    no_bad_value = {"EDGEMATCH_HASH_SUFFIX", "EDGEMATCH_ALLOWED_BUCKETS"}
+    assert parsed - no_bad_value == {var for var, _ in BAD_VALUES}
+
+
+# --- the subscription key ----------------------------------------------------------------
+
+
+def test_key_from_variable_is_stripped() -> None:
+    """EDGEMATCH_SUBSCRIPTION_KEY is read, stripped of whitespace, and wrapped in a Secret."""
+    settings = Settings.from_env({"EDGEMATCH_SUBSCRIPTION_KEY": f"  {KEY}\n"})
+    assert isinstance(settings.subscription_key, Secret)
+    assert settings.subscription_key.reveal() == KEY
+
+
+def test_key_file_is_read_and_stripped(tmp_path: Path) -> None:
+    """EDGEMATCH_SUBSCRIPTION_KEY_FILE is read once and stripped of surrounding whitespace."""
+    key_file = tmp_path / "key"
+    key_file.write_text(f"\n  {KEY}  \n\n", encoding="utf-8")
+    settings = Settings.from_env({"EDGEMATCH_SUBSCRIPTION_KEY_FILE": str(key_file)})
+    assert settings.require_subscription_key().reveal() == KEY
+    key_file.write_text("changed", encoding="utf-8")
+    assert settings.require_subscription_key().reveal() == KEY
+
+
+def test_missing_key_file_names_the_variable(tmp_path: Path) -> None:
+    """A key file that does not exist is a ConfigurationError naming the variable."""
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({"EDGEMATCH_SUBSCRIPTION_KEY_FILE": str(tmp_path / "absent")})
+    assert str(info.value).startswith("EDGEMATCH_SUBSCRIPTION_KEY_FILE: ")
+
+
+def test_directory_as_key_file_names_the_variable(tmp_path: Path) -> None:
+    """A key file path that is a directory is a ConfigurationError naming the variable."""
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({"EDGEMATCH_SUBSCRIPTION_KEY_FILE": str(tmp_path)})
+    assert str(info.value).startswith("EDGEMATCH_SUBSCRIPTION_KEY_FILE: ")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_key_file_names_the_variable(tmp_path: Path) -> None:
+    """A key file without read permission is a ConfigurationError naming the variable."""
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY, encoding="utf-8")
+    key_file.chmod(0)
+    try:
+        with pytest.raises(ConfigurationError) as info:
+            Settings.from_env({"EDGEMATCH_SUBSCRIPTION_KEY_FILE": str(key_file)})
+    finally:
+        key_file.chmod(0o600)
+    assert str(info.value).startswith("EDGEMATCH_SUBSCRIPTION_KEY_FILE: ")
+
+
+@pytest.mark.parametrize("content", ["", "   \n\t\n"])
+def test_empty_key_file_names_the_variable(tmp_path: Path, content: str) -> None:
+    """An empty (or whitespace-only) key file is a ConfigurationError naming the variable."""
+    key_file = tmp_path / "key"
+    key_file.write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({"EDGEMATCH_SUBSCRIPTION_KEY_FILE": str(key_file)})
+    assert str(info.value).startswith("EDGEMATCH_SUBSCRIPTION_KEY_FILE: ")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=UnicodeDecodeError,
+    reason="a key file that is not UTF-8 escapes as UnicodeDecodeError (a ValueError, not "
+    "the OSError _subscription_key catches): a traceback instead of a ConfigurationError",
+)
+def test_non_utf8_key_file_names_the_variable(tmp_path: Path) -> None:
+    """A key file that is not UTF-8 text is a ConfigurationError naming the variable."""
+    key_file = tmp_path / "key"
+    key_file.write_bytes(b"\xff\xfe" + KEY.encode())
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({"EDGEMATCH_SUBSCRIPTION_KEY_FILE": str(key_file)})
+    assert str(info.value).startswith("EDGEMATCH_SUBSCRIPTION_KEY_FILE: ")
+
+
+def test_key_and_key_file_together_is_an_error(tmp_path: Path) -> None:
+    """Setting both the key and the key file is an error naming both variables."""
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY, encoding="utf-8")
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env(
+            {
+                "EDGEMATCH_SUBSCRIPTION_KEY": KEY,
+                "EDGEMATCH_SUBSCRIPTION_KEY_FILE": str(key_file),
+            }
+        )
+    message = str(info.value)
+    assert "EDGEMATCH_SUBSCRIPTION_KEY_FILE" in message
+    assert "EDGEMATCH_SUBSCRIPTION_KEY " in message
+    assert KEY not in message
+
+
+def test_key_never_shows_in_settings_repr_or_str(tmp_path: Path) -> None:
+    """Neither repr(settings) nor str(settings) contains the subscription key."""
+    direct = Settings.from_env({"EDGEMATCH_SUBSCRIPTION_KEY": KEY})
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY, encoding="utf-8")
+    from_file = Settings.from_env({"EDGEMATCH_SUBSCRIPTION_KEY_FILE": str(key_file)})
+    for settings in (direct, from_file):
+        assert settings.require_subscription_key().reveal() == KEY
+        assert KEY not in repr(settings)
+        assert KEY not in str(settings)
+        assert KEY not in f"{settings}"
+
+
+def test_secret_hides_its_value() -> None:
+    """repr(), str() and format() of a Secret never show the value; reveal() does."""
+    secret = Secret(KEY)
+    assert KEY not in repr(secret)
+    assert KEY not in str(secret)
+    assert KEY not in f"{secret}"
+    assert KEY not in repr([secret])
+    assert "*" in repr(secret)
+    assert secret.reveal() == KEY
+
+
+def test_secret_equality_and_truth() -> None:
+    """Secrets compare by value, and an empty Secret is falsy."""
+    assert Secret(KEY) == Secret(KEY)
+    assert Secret(KEY) != Secret(KEY + "x")
+    assert Secret(KEY) != KEY
+    assert bool(Secret(KEY)) is True
+    assert bool(Secret("")) is False
+
+
+def test_require_subscription_key() -> None:
+    """require_subscription_key returns the key, or names both variables when it is unset."""
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({}).require_subscription_key()
+    assert "EDGEMATCH_SUBSCRIPTION_KEY" in str(info.value)
+    assert "EDGEMATCH_SUBSCRIPTION_KEY_FILE" in str(info.value)
+    with pytest.raises(ConfigurationError):
+        Settings(subscription_key=Secret("")).require_subscription_key()
+    key = Settings.from_env({"EDGEMATCH_SUBSCRIPTION_KEY": KEY}).require_subscription_key()
+    assert key == Secret(KEY)
+
+
+def test_require_sqs_queue_url() -> None:
+    """require_sqs_queue_url returns the URL, or names the variable when it is unset."""
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({}).require_sqs_queue_url()
+    assert str(info.value).startswith("EDGEMATCH_SQS_QUEUE_URL")
+    url = "http://127.0.0.1:4566/000000000000/events"
+    assert Settings.from_env({"EDGEMATCH_SQS_QUEUE_URL": url}).require_sqs_queue_url() == url
+
+
+# --- cross-field checks ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        # lease 60 + API timeout 10 + backoff cap 300 = 370: equal is not enough.
+        {"EDGEMATCH_VISIBILITY_TIMEOUT_S": "370"},
+        {"EDGEMATCH_VISIBILITY_TIMEOUT_S": "100"},
+        {"EDGEMATCH_BACKOFF_CAP_S": "3600"},
+        {"EDGEMATCH_LEASE_S": "3300"},
+        {"EDGEMATCH_API_TIMEOUT_S": "3300", "EDGEMATCH_LEASE_S": "3304"},
+    ],
+)
+def test_visibility_timeout_must_exceed_longest_task(env: dict[str, str]) -> None:
+    """A visibility timeout not above lease + API timeout + backoff cap names the variable."""
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env(env)
+    assert str(info.value).startswith("EDGEMATCH_VISIBILITY_TIMEOUT_S")
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"EDGEMATCH_VISIBILITY_TIMEOUT_S": "371"},
+        {"EDGEMATCH_BACKOFF_CAP_S": "3529"},
+        {"EDGEMATCH_VISIBILITY_TIMEOUT_S": "4000", "EDGEMATCH_BACKOFF_CAP_S": "3000"},
+    ],
+)
+def test_visibility_timeout_just_above_longest_task_is_accepted(env: dict[str, str]) -> None:
+    """A visibility timeout above lease + API timeout + backoff cap is accepted."""
+    settings = Settings.from_env(env)
+    assert settings.visibility_timeout_s > (
+        settings.lease_s + settings.api_timeout_s + settings.backoff_cap_s
+    )
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        # API timeouts 10 + 3 = 13: the lease must be longer than that.
+        {"EDGEMATCH_LEASE_S": "13"},
+        {"EDGEMATCH_LEASE_S": "5"},
+        {"EDGEMATCH_API_TIMEOUT_S": "57"},
+        {"EDGEMATCH_API_CONNECT_TIMEOUT_S": "50"},
+    ],
+)
+def test_lease_must_exceed_api_timeouts(env: dict[str, str]) -> None:
+    """A lease not above the API read + connect timeouts names EDGEMATCH_LEASE_S."""
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env(env)
+    assert str(info.value).startswith("EDGEMATCH_LEASE_S")
+
+
+def test_lease_just_above_api_timeouts_is_accepted() -> None:
+    """A lease above the API read + connect timeouts is accepted."""
+    assert Settings.from_env({"EDGEMATCH_LEASE_S": "13.5"}).lease_s == 13.5
+
+
+def test_validated_checks_directly_built_settings() -> None:
+    """Settings(...).validated() applies the same cross-field checks as from_env."""
+    with pytest.raises(ConfigurationError, match=r"^EDGEMATCH_LEASE_S"):
+        Settings(lease_s=1.0).validated()
+    with pytest.raises(ConfigurationError, match=r"^EDGEMATCH_VISIBILITY_TIMEOUT_S"):
+        Settings(visibility_timeout_s=60).validated()
+    fine = Settings()
+    assert fine.validated() is fine
+
+
+# --- the CLI contract --------------------------------------------------------------------
+
+
+def _run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    controlled = {
+        "PATH": os.environ.get("PATH", ""),
+        "AWS_DEFAULT_REGION": "us-east-1",
+        # Never the machine's shared Redis, should a command try to connect.
+        "EDGEMATCH_REDIS_URL": "redis://127.0.0.1:9/0",
+    }
+    controlled.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "edgematch.worker.cli", *args],
+        env=controlled,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("var", "raw"),
+    [
+        ("EDGEMATCH_RATE_LIMIT", "fast"),
+        ("EDGEMATCH_BROKER_URL", "amqp://guest@rabbit//"),
+        ("EDGEMATCH_VISIBILITY_TIMEOUT_S", "60"),
+    ],
+)
+def test_cli_config_bad_variable_exits_2(var: str, raw: str) -> None:
+    """`edgematch config` with a bad variable exits 2 and names it on stderr, no traceback."""
+    proc = _run_cli("config", env={var: raw})
+    assert proc.returncode == 2
+    assert var in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="EDGEMATCH_WORKER_CONCURRENCY is in README's table but never validated: "
+    "`edgematch config` accepts a malformed value (exit 0); `edgematch worker` hands it "
+    "unchecked to celery's --concurrency",
+)
+def test_cli_config_bad_worker_concurrency_exits_2() -> None:
+    """`edgematch config` refuses a malformed EDGEMATCH_WORKER_CONCURRENCY like any variable."""
+    proc = _run_cli("config", env={"EDGEMATCH_WORKER_CONCURRENCY": "lots"})
+    assert proc.returncode == 2
+    assert "EDGEMATCH_WORKER_CONCURRENCY" in proc.stderr
+
+
+def test_cli_config_masks_the_key() -> None:
+    """`edgematch config` prints the effective settings as JSON with the key masked."""
+    proc = _run_cli(
+        "config", env={"EDGEMATCH_SUBSCRIPTION_KEY": KEY, "EDGEMATCH_RATE_LIMIT": "7.5"}
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc: dict[str, Any] = json.loads(proc.stdout)
+    assert KEY not in proc.stdout
+    assert KEY not in proc.stderr
+    assert doc["subscription_key"]
+    assert "*" in doc["subscription_key"]
+    assert doc["rate_limit_per_s"] == 7.5
+    assert doc["redis_url"] == "redis://127.0.0.1:9/0"
+    assert doc["broker_url"] == "redis://127.0.0.1:9/0"
+
+
+def test_cli_help_lists_commands() -> None:
+    """`edgematch --help` exits 0 and lists every process type and tool."""
+    proc = _run_cli("--help")
+    assert proc.returncode == 0
+    for command in ("intake", "worker", "beat", "sandbox", "result", "demo", "config"):
+        assert command in proc.stdout
+
+
+def test_cli_result_rejects_a_non_s3_uri() -> None:
+    """`edgematch result not-a-uri` exits 2 with a message, before touching Redis."""
+    proc = _run_cli("result", "not-a-uri")
+    assert proc.returncode == 2
+    assert "s3://" in proc.stderr
+    assert "Traceback" not in proc.stderr
