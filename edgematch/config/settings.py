@@ -95,6 +95,7 @@ class Settings:
     log_format: str = "json"
     log_level: str = "INFO"
     allowed_buckets: tuple[str, ...] = ()
+    worker_concurrency: int | None = None
 
     @property
     def batch_linger_s(self) -> float:
@@ -124,7 +125,7 @@ class Settings:
             api_url=r.get("EDGEMATCH_API_URL", DEFAULT_API_URL, _http_url).rstrip("/"),
             subscription_key=_subscription_key(env),
             api_operation=r.get("EDGEMATCH_API_OPERATION", cls.api_operation, _operation),
-            rate_limit_per_s=r.get("EDGEMATCH_RATE_LIMIT", cls.rate_limit_per_s, _positive_float),
+            rate_limit_per_s=r.get("EDGEMATCH_RATE_LIMIT", cls.rate_limit_per_s, _rate),
             batch_linger_ms=r.get(
                 "EDGEMATCH_BATCH_LINGER_MS", cls.batch_linger_ms, _non_negative_int
             ),
@@ -165,6 +166,7 @@ class Settings:
             log_format=r.get("EDGEMATCH_LOG_FORMAT", cls.log_format, _log_format),
             log_level=r.get("EDGEMATCH_LOG_LEVEL", cls.log_level, _log_level),
             allowed_buckets=r.get("EDGEMATCH_ALLOWED_BUCKETS", (), _csv),
+            worker_concurrency=r.get("EDGEMATCH_WORKER_CONCURRENCY", None, _positive_int),
         ).validated()
 
     def validated(self) -> Settings:
@@ -212,6 +214,10 @@ def _subscription_key(env: Mapping[str, str]) -> Secret | None:
             raise ConfigurationError(
                 f"EDGEMATCH_SUBSCRIPTION_KEY_FILE: cannot read {path}: {exc.strerror}"
             ) from None
+        except UnicodeDecodeError:
+            raise ConfigurationError(
+                f"EDGEMATCH_SUBSCRIPTION_KEY_FILE: {path} is not UTF-8 text"
+            ) from None
         if not value:
             raise ConfigurationError(f"EDGEMATCH_SUBSCRIPTION_KEY_FILE: {path} is empty")
         return Secret(value)
@@ -258,6 +264,13 @@ def _positive_float(raw: str) -> float:
     value = _float(raw)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"expected a positive number, got {raw!r}")
+    return value
+
+
+def _rate(raw: str) -> float:
+    value = _positive_float(raw)
+    if value < 0.001:
+        raise ValueError(f"expected at least 0.001 requests per second, got {raw!r}")
     return value
 
 

@@ -16,6 +16,7 @@ import math
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from importlib import resources
 from typing import Any
 
@@ -55,17 +56,26 @@ TakeResult = Batch | Wait | Empty
 def limiter_window(rate_per_s: float, margin: float) -> tuple[int, int]:
     """Translate a rate into (requests per window, window in ms) for a sliding log.
 
-    A whole-number rate R allows R requests in any 1-second window, widened by ``margin``
-    to absorb the jitter between taking a slot and the request reaching the API. A
-    fractional rate keeps the average: 7.5/s becomes 7 per 933 ms; 0.5/s, 1 per 2000 ms.
+    A sliding log of ``n`` requests per window ``w`` keeps every one-second window at or
+    under the rate only when ``w`` is at least a second and ``n`` at most the rate. So a
+    rate of 1 or more allows ``floor(rate)`` requests per second (7.5/s runs at 7/s), and a
+    rate under 1 allows one request per ``1/rate`` seconds. The window is widened by
+    ``margin`` to absorb the jitter between taking a slot and the request reaching the API.
+    Raises ValueError for a rate that is not positive and finite, or a bad margin.
     """
-    if rate_per_s <= 0 or not math.isfinite(rate_per_s):
+    if not math.isfinite(rate_per_s) or rate_per_s <= 0:
         raise ValueError("rate must be a positive number")
     if not 0 <= margin < 1:
         raise ValueError("margin must be in [0, 1)")
-    per_window = max(1, math.floor(rate_per_s))
-    window_ms = math.ceil(1000.0 * per_window / rate_per_s * (1.0 + margin))
-    return per_window, window_ms
+    if rate_per_s < 1 / 86_400:
+        raise ValueError("rate is too small: less than one request a day")
+    # Exact decimal arithmetic: a float window rounded down by a hair would admit more than
+    # the rate, and one rounded up by a hair would cost a millisecond for nothing.
+    if rate_per_s >= 1:
+        per_window, seconds = math.floor(rate_per_s), Fraction(1)
+    else:
+        per_window, seconds = 1, 1 / Fraction(repr(rate_per_s))
+    return per_window, math.ceil(seconds * 1000 * (1 + Fraction(repr(margin))))
 
 
 def _script(name: str) -> str:

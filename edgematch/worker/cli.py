@@ -142,10 +142,8 @@ def _worker(args: argparse.Namespace, rest: list[str]) -> int:
     except ValueError as exc:
         raise ConfigurationError(f"--queues: {exc}") from None
     argv = ["worker", "--queues", ",".join(queues), "--loglevel", settings.log_level, *rest]
-    if not any(a.startswith(("-c", "--concurrency")) for a in rest) and os.environ.get(
-        "EDGEMATCH_WORKER_CONCURRENCY"
-    ):
-        argv += ["--concurrency", os.environ["EDGEMATCH_WORKER_CONCURRENCY"]]
+    if settings.worker_concurrency and not any(a.startswith(("-c", "--concurrency")) for a in rest):
+        argv += ["--concurrency", str(settings.worker_concurrency)]
     app.worker_main(argv)  # does not return
 
 

@@ -280,7 +280,7 @@ def _parse_document(document: Any, *, via_sns: bool) -> ParsedMessage:
 
 def _parse_sns(document: Mapping[str, Any]) -> ParsedMessage:
     kind = document.get("Type")
-    if kind in _SNS_CONTROL_TYPES:
+    if isinstance(kind, str) and kind in _SNS_CONTROL_TYPES:
         return _only_skipped("not_object_created", f"SNS {kind}")
     if kind != "Notification":
         raise BadInput(f"SNS message of unexpected Type {_short(kind)}")

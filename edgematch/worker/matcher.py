@@ -18,7 +18,7 @@ Outcome handling, item by item:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from edgematch.worker.api import BatchResponse, HashItem, ItemOutcome
@@ -120,13 +120,13 @@ def send_batch(rt: Runtime, batch: Batch, *, publish: Publish) -> None:
         buf.set_cooldown(exc.retry_after_s)
         buf.count("http_429")
         blog.warning("rate_limited", retry_after_s=exc.retry_after_s)
-        buf.settle(batch.id, (), [(item, 0.0) for item in batch.items])
+        _settle(rt, batch, (), [(item, 0.0) for item in batch.items])
         _end_probe(rt, batch)
         return
     except CredentialError as exc:
         buf.open_breaker(s.breaker_probe_s)
         blog.error("credentials_refused", status_code=exc.status_code, pause_s=s.breaker_probe_s)
-        buf.settle(batch.id, (), [(item, 0.0) for item in batch.items])
+        _settle(rt, batch, (), [(item, 0.0) for item in batch.items])
         return
     except TransientError as exc:
         _end_probe(rt, batch)
@@ -156,7 +156,14 @@ def _settle_all(rt: Runtime, batch: Batch, exc: EdgematchError, *, publish: Publ
     again: list[tuple[Item, float]] = []
     for item in batch.items:
         _decide(rt, item.sent(exc.reason), exc, finished=finished, again=again, publish=publish)
-    rt.buffer.settle(batch.id, finished, again)
+    _settle(rt, batch, finished, again)
+
+
+def _settle(
+    rt: Runtime, batch: Batch, finished: Sequence[str], again: Sequence[tuple[Item, float]]
+) -> None:
+    if not rt.buffer.settle(batch.id, finished, again):
+        log.warning("lease_lost", batch_id=batch.id, items=len(batch.items))
 
 
 def _settle_response(
@@ -180,9 +187,7 @@ def _settle_response(
             response=response,
             outcome=outcome,
         )
-    owned = rt.buffer.settle(batch.id, finished, again)
-    if not owned:
-        log.warning("lease_lost", batch_id=batch.id, items=len(batch.items))
+    _settle(rt, batch, finished, again)
 
 
 def _decide(

@@ -631,14 +631,6 @@ def test_lost_lease_is_logged_and_loses_no_item(
     _assert_drained(h)
 
 
-LEASE_LOST_NOT_LOGGED = (
-    "matcher.send_batch ignores BatchBuffer.settle()'s False (lease lost) on every path but "
-    "a 200 answer: _settle_all (matcher.py:159), the 429 path (:123) and the 401/403 path "
-    "(:129) never log lease_lost"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=LEASE_LOST_NOT_LOGGED)
 @pytest.mark.parametrize(
     "answer",
     [

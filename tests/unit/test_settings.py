@@ -370,12 +370,6 @@ def test_empty_key_file_names_the_variable(tmp_path: Path, content: str) -> None
     assert str(info.value).startswith("EDGEMATCH_SUBSCRIPTION_KEY_FILE: ")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeDecodeError,
-    reason="a key file that is not UTF-8 escapes as UnicodeDecodeError (a ValueError, not "
-    "the OSError _subscription_key catches): a traceback instead of a ConfigurationError",
-)
 def test_non_utf8_key_file_names_the_variable(tmp_path: Path) -> None:
     """A key file that is not UTF-8 text is a ConfigurationError naming the variable."""
     key_file = tmp_path / "key"
@@ -564,12 +558,6 @@ def test_cli_config_bad_variable_exits_2(var: str, raw: str) -> None:
     assert proc.stdout == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="EDGEMATCH_WORKER_CONCURRENCY is in README's table but never validated: "
-    "`edgematch config` accepts a malformed value (exit 0); `edgematch worker` hands it "
-    "unchecked to celery's --concurrency",
-)
 def test_cli_config_bad_worker_concurrency_exits_2() -> None:
     """`edgematch config` refuses a malformed EDGEMATCH_WORKER_CONCURRENCY like any variable."""
     proc = _run_cli("config", env={"EDGEMATCH_WORKER_CONCURRENCY": "lots"})

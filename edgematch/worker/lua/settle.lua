@@ -3,8 +3,9 @@
 -- KEYS: 1 ready, 2 items, 3 leases, 4 lease_items, 5 stats
 -- ARGV: 1 batch id, 2 number of finished ids F, 3 .. 2+F finished ids,
 --       then triples (item id, delay ms, item JSON) for the items to send again.
--- Returns 1 when the lease was still ours, 0 when it had expired (the items may already
--- have been handed to another batch: the caller logs it; results are idempotent).
+-- Returns 1 when the lease was still ours, 0 when it had expired: the items may already
+-- have been handed to another batch, so finished ones still leave (no second send) but
+-- none is put back; the caller logs it, and results are idempotent.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local owned = redis.call('ZREM', KEYS[3], ARGV[1])
@@ -16,6 +17,11 @@ for i = 3, 2 + finished do
 end
 local i = 3 + finished
 local again = 0
+-- A batch whose lease ran out no longer owns its items: they were given back and may be
+-- in another batch already, whose own answer decides what happens to them next.
+if owned == 0 then
+  i = #ARGV + 1
+end
 while i + 2 <= #ARGV do
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2])
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[i + 1]), ARGV[i])
