@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +97,41 @@ class Settings:
     log_level: str = "INFO"
     allowed_buckets: tuple[str, ...] = ()
     worker_concurrency: int | None = None
+    # Downstream of a match (worker/quarantine.py, worker/reports.py, worker/reporters.py).
+    #: move, tag or off; None picks move when a quarantine bucket is set, else tag.
+    quarantine_mode: str | None = None
+    quarantine_bucket: str | None = None
+    #: Object Lock retention of a quarantined copy, in days; 0 sets the legal hold only.
+    evidence_retention_days: int = 365
+    reports_bucket: str | None = None
+    #: With a key id the reports are encrypted with aws:kms, otherwise with AES256.
+    reports_kms_key_id: str | None = None
+    reporter: str = "record"
+    report_webhook_url: str | None = None
+    report_webhook_secret: Secret | None = field(default=None, repr=False)
+    report_user: Secret | None = field(default=None, repr=False)
+    report_password: Secret | None = field(default=None, repr=False)
+    report_org_name: str | None = None
+    report_reporter_name: str | None = None
+    report_test: bool = False
+    match_cache_ttl_s: int = 90 * 24 * 3600
+
+    @property
+    def effective_quarantine_mode(self) -> str:
+        """The quarantine mode in force: the configured one, else move with a bucket, else tag."""
+        if self.quarantine_mode:
+            return self.quarantine_mode
+        return "move" if self.quarantine_bucket else "tag"
+
+    def secrets(self) -> tuple[Secret, ...]:
+        """Every secret this process holds, for the log masker."""
+        held = (
+            self.subscription_key,
+            self.report_webhook_secret,
+            self.report_user,
+            self.report_password,
+        )
+        return tuple(secret for secret in held if secret)
 
     @property
     def batch_linger_s(self) -> float:
@@ -167,6 +203,24 @@ class Settings:
             log_level=r.get("EDGEMATCH_LOG_LEVEL", cls.log_level, _log_level),
             allowed_buckets=r.get("EDGEMATCH_ALLOWED_BUCKETS", (), _csv),
             worker_concurrency=r.get("EDGEMATCH_WORKER_CONCURRENCY", None, _positive_int),
+            quarantine_mode=r.get("EDGEMATCH_QUARANTINE_MODE", None, _quarantine_mode),
+            quarantine_bucket=r.get("EDGEMATCH_QUARANTINE_BUCKET", None, _bucket_name),
+            evidence_retention_days=r.get(
+                "EDGEMATCH_EVIDENCE_RETENTION_DAYS", cls.evidence_retention_days, _retention_days
+            ),
+            reports_bucket=r.get("EDGEMATCH_REPORTS_BUCKET", None, _bucket_name),
+            reports_kms_key_id=r.get("EDGEMATCH_REPORTS_KMS_KEY_ID", None, _non_empty),
+            reporter=r.get("EDGEMATCH_REPORTER", cls.reporter, _reporter),
+            report_webhook_url=r.get("EDGEMATCH_REPORT_WEBHOOK_URL", None, _webhook_url),
+            report_webhook_secret=_secret(env, "EDGEMATCH_REPORT_WEBHOOK_SECRET"),
+            report_user=_secret(env, "EDGEMATCH_REPORT_USER"),
+            report_password=_secret(env, "EDGEMATCH_REPORT_PASSWORD"),
+            report_org_name=r.get("EDGEMATCH_REPORT_ORG_NAME", None, _non_empty),
+            report_reporter_name=r.get("EDGEMATCH_REPORT_REPORTER_NAME", None, _non_empty),
+            report_test=r.get("EDGEMATCH_REPORT_TEST", cls.report_test, _bool),
+            match_cache_ttl_s=r.get(
+                "EDGEMATCH_MATCH_CACHE_TTL_S", cls.match_cache_ttl_s, _positive_int
+            ),
         ).validated()
 
     def validated(self) -> Settings:
@@ -183,7 +237,37 @@ class Settings:
                 "EDGEMATCH_LEASE_S must exceed EDGEMATCH_API_TIMEOUT_S + "
                 "EDGEMATCH_API_CONNECT_TIMEOUT_S, or a batch still in flight is handed out again"
             )
+        self._validate_downstream()
         return self
+
+    def _validate_downstream(self) -> None:
+        if self.quarantine_mode == "move" and not self.quarantine_bucket:
+            raise ConfigurationError(
+                "EDGEMATCH_QUARANTINE_MODE=move needs EDGEMATCH_QUARANTINE_BUCKET"
+            )
+        if self.quarantine_bucket and self.quarantine_bucket in self.allowed_buckets:
+            raise ConfigurationError(
+                f"EDGEMATCH_QUARANTINE_BUCKET ({self.quarantine_bucket}) must not be an upload "
+                "bucket listed in EDGEMATCH_ALLOWED_BUCKETS"
+            )
+        needed: dict[str, object] = {}
+        if self.reporter == "webhook":
+            needed = {
+                "EDGEMATCH_REPORT_WEBHOOK_URL": self.report_webhook_url,
+                "EDGEMATCH_REPORT_WEBHOOK_SECRET": self.report_webhook_secret,
+            }
+        elif self.reporter == "photodna":
+            needed = {
+                "EDGEMATCH_REPORT_USER": self.report_user,
+                "EDGEMATCH_REPORT_PASSWORD": self.report_password,
+                "EDGEMATCH_REPORT_ORG_NAME": self.report_org_name,
+                "EDGEMATCH_REPORT_REPORTER_NAME": self.report_reporter_name,
+            }
+        missing = [name for name, value in needed.items() if not value]
+        if missing:
+            raise ConfigurationError(
+                f"EDGEMATCH_REPORTER={self.reporter} needs {' and '.join(missing)}"
+            )
 
 
 class _Reader:
@@ -201,25 +285,24 @@ class _Reader:
 
 
 def _subscription_key(env: Mapping[str, str]) -> Secret | None:
-    direct = env.get("EDGEMATCH_SUBSCRIPTION_KEY", "").strip()
-    path = env.get("EDGEMATCH_SUBSCRIPTION_KEY_FILE", "").strip()
+    return _secret(env, "EDGEMATCH_SUBSCRIPTION_KEY")
+
+
+def _secret(env: Mapping[str, str], name: str) -> Secret | None:
+    """The secret in ``name``, or in the file ``name``_FILE names (read once, stripped)."""
+    direct = env.get(name, "").strip()
+    path = env.get(f"{name}_FILE", "").strip()
     if direct and path:
-        raise ConfigurationError(
-            "set EDGEMATCH_SUBSCRIPTION_KEY or EDGEMATCH_SUBSCRIPTION_KEY_FILE, not both"
-        )
+        raise ConfigurationError(f"set {name} or {name}_FILE, not both")
     if path:
         try:
             value = Path(path).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigurationError(
-                f"EDGEMATCH_SUBSCRIPTION_KEY_FILE: cannot read {path}: {exc.strerror}"
-            ) from None
+            raise ConfigurationError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from None
         except UnicodeDecodeError:
-            raise ConfigurationError(
-                f"EDGEMATCH_SUBSCRIPTION_KEY_FILE: {path} is not UTF-8 text"
-            ) from None
+            raise ConfigurationError(f"{name}_FILE: {path} is not UTF-8 text") from None
         if not value:
-            raise ConfigurationError(f"EDGEMATCH_SUBSCRIPTION_KEY_FILE: {path} is empty")
+            raise ConfigurationError(f"{name}_FILE: {path} is empty")
         return Secret(value)
     return Secret(direct) if direct else None
 
@@ -365,3 +448,43 @@ def _log_level(raw: str) -> str:
 
 def _csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _quarantine_mode(raw: str) -> str:
+    if raw not in ("move", "tag", "off"):
+        raise ValueError(f"expected move, tag or off, got {raw!r}")
+    return raw
+
+
+def _reporter(raw: str) -> str:
+    if raw not in ("record", "webhook", "photodna"):
+        raise ValueError(f"expected record, webhook or photodna, got {raw!r}")
+    return raw
+
+
+def _retention_days(raw: str) -> int:
+    value = _non_negative_int(raw)
+    # S3 Object Lock accepts at most 100 years.
+    if value > 36_500:
+        raise ValueError(f"expected at most 36500 days, got {raw!r}")
+    return value
+
+
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def _bucket_name(raw: str) -> str:
+    if not _BUCKET_NAME.fullmatch(raw) or ".." in raw:
+        raise ValueError(
+            f"expected an S3 bucket name (3-63 lowercase letters, digits, '.' and '-'), got {raw!r}"
+        )
+    return raw
+
+
+def _webhook_url(raw: str) -> str:
+    url = _http_url(raw)
+    host = (urlsplit(url).hostname or "").lower()
+    # A report names matched content: it never travels in clear text off this machine.
+    if urlsplit(url).scheme != "https" and host not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError(f"expected an https:// URL (http:// only for localhost), got {raw!r}")
+    return url
