@@ -80,6 +80,8 @@ class Settings:
     batch_size: int = 5
     lease_s: float = 60.0
     max_attempts: int = 8
+    # Times a worker may begin the same task (and die with it) before it is a poison message.
+    max_deliveries: int = 3
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 300.0
     breaker_probe_s: float = 30.0
@@ -89,6 +91,7 @@ class Settings:
     match_pumps: int = 4
     pump_max_s: float = 2.0
     idempotency_ttl_s: int = 30 * 24 * 3600
+    dead_letter_limit: int = 100_000
     intake_high_water: int = 10_000
     intake_batch: int = 10
     intake_wait_s: int = 20
@@ -178,6 +181,7 @@ class Settings:
             batch_size=r.get("EDGEMATCH_BATCH_SIZE", cls.batch_size, _batch_size),
             lease_s=r.get("EDGEMATCH_LEASE_S", cls.lease_s, _positive_float),
             max_attempts=r.get("EDGEMATCH_MAX_ATTEMPTS", cls.max_attempts, _positive_int),
+            max_deliveries=r.get("EDGEMATCH_MAX_DELIVERIES", cls.max_deliveries, _positive_int),
             backoff_base_s=r.get("EDGEMATCH_BACKOFF_BASE_S", cls.backoff_base_s, _positive_float),
             backoff_cap_s=r.get("EDGEMATCH_BACKOFF_CAP_S", cls.backoff_cap_s, _positive_float),
             breaker_probe_s=r.get(
@@ -190,6 +194,9 @@ class Settings:
             pump_max_s=r.get("EDGEMATCH_PUMP_MAX_S", cls.pump_max_s, _positive_float),
             idempotency_ttl_s=r.get(
                 "EDGEMATCH_IDEMPOTENCY_TTL_S", cls.idempotency_ttl_s, _positive_int
+            ),
+            dead_letter_limit=r.get(
+                "EDGEMATCH_DEAD_LETTER_LIMIT", cls.dead_letter_limit, _positive_int
             ),
             intake_high_water=r.get(
                 "EDGEMATCH_INTAKE_HIGH_WATER", cls.intake_high_water, _positive_int

@@ -94,6 +94,20 @@ class Keys:
         """ZSET dead-letter id -> time of the last failure (ms)."""
         return f"{self.ns}:dlq:index"
 
+    @property
+    def dead_letter_replays(self) -> str:
+        """HASH dead-letter id -> JSON of its latest replay (task id, time, failures then)."""
+        return f"{self.ns}:dlq:replaying"
+
+    @property
+    def dead_letter_meta(self) -> str:
+        """HASH of store-wide facts: entries refused because the store was full, and when."""
+        return f"{self.ns}:dlq:meta"
+
+    def deliveries(self, task_id: str) -> str:
+        """HASH with a TTL: retry number -> times a worker began this task (poison check)."""
+        return f"{self.ns}:deliveries:{task_id}"
+
     # -- Celery queues ------------------------------------------------------------------
     def queue(self, step: str) -> str:
         """The Celery queue (and Redis list) of one step: ``<ns>.ingest`` …"""
@@ -101,6 +115,15 @@ class Keys:
             raise ValueError(f"unknown step {step!r}")
         return f"{self.ns}.{step}"
 
+    # -- on-call: heartbeats, backfill checkpoints ------------------------------------------
     @property
     def heartbeat_prefix(self) -> str:
         return f"{self.ns}:heartbeat:"
+
+    def heartbeat(self, host: str, pid: int) -> str:
+        """STRING with a TTL: one live process (worker, intake, beat) and when it last beat."""
+        return f"{self.heartbeat_prefix}{host}:{pid}"
+
+    def backfill(self, bucket: str, prefix: str) -> str:
+        """HASH: a backfill's checkpoint (last key fully enqueued, counters)."""
+        return f"{self.ns}:backfill:{bucket}/{prefix}"

@@ -51,7 +51,9 @@ class Runtime:
 
     @cached_property
     def dead_letters(self) -> DeadLetters:
-        return DeadLetters(self.redis, self.settings.namespace)
+        return DeadLetters(
+            self.redis, self.settings.namespace, max_entries=self.settings.dead_letter_limit
+        )
 
     @cached_property
     def results(self) -> ResultStore:
