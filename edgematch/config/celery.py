@@ -13,6 +13,7 @@ Choices, each for a failure someone has hit:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from kombu import Queue
@@ -30,6 +31,24 @@ TASK_STEPS = {
 }
 
 
+def _router(keys: Keys) -> Callable[..., dict[str, str] | None]:
+    """Route each task to its step's queue; replays and backfills ingest on their own.
+
+    Live uploads must not wait behind a backfill's thousands of ingest tasks: background
+    lanes get the ``background`` queue, which a worker consumes in turn with the others.
+    """
+
+    def route(name: str, args: Any, kwargs: Any, options: Any, **_: Any) -> dict[str, str] | None:
+        step = TASK_STEPS.get(name)
+        if step is None:
+            return None
+        if step == "ingest" and (kwargs or {}).get("lane", "live") != "live":
+            step = "background"
+        return {"queue": keys.queue(step)}
+
+    return route
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery settings for one deployment. Pure."""
     keys = Keys(settings.namespace)
@@ -40,6 +59,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
             "visibility_timeout": settings.visibility_timeout_s,
+            # Look for tasks abandoned by a killed worker every 10 s rather than kombu's
+            # default of about 100 s: they come back soon after the visibility timeout.
+            "unacked_restore_interval": 10,
+            "unacked_restore_throttle": 1,
             "socket_keepalive": True,
             "socket_timeout": 30,
             "socket_connect_timeout": 10,
@@ -69,7 +92,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             Queue(keys.queue(step), routing_key=keys.queue(step)) for step in QUEUE_STEPS
         ],
         "task_default_queue": keys.queue("ingest"),
-        "task_routes": {name: {"queue": keys.queue(step)} for name, step in TASK_STEPS.items()},
+        "task_routes": (_router(keys),),
         "task_soft_time_limit": int(task_budget_s + 30),
         "task_time_limit": int(task_budget_s + 60),
         "beat_scheduler": "celery.beat:Scheduler",

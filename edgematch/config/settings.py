@@ -100,6 +100,7 @@ class Settings:
     log_level: str = "INFO"
     allowed_buckets: tuple[str, ...] = ()
     worker_concurrency: int | None = None
+    background_min_share: float = 0.1
     # Downstream of a match (worker/quarantine.py, worker/reports.py, worker/reporters.py).
     #: move, tag or off; None picks move when a quarantine bucket is set, else tag.
     quarantine_mode: str | None = None
@@ -210,6 +211,9 @@ class Settings:
             log_level=r.get("EDGEMATCH_LOG_LEVEL", cls.log_level, _log_level),
             allowed_buckets=r.get("EDGEMATCH_ALLOWED_BUCKETS", (), _csv),
             worker_concurrency=r.get("EDGEMATCH_WORKER_CONCURRENCY", None, _positive_int),
+            background_min_share=r.get(
+                "EDGEMATCH_BACKGROUND_MIN_SHARE", cls.background_min_share, _fraction
+            ),
             quarantine_mode=r.get("EDGEMATCH_QUARANTINE_MODE", None, _quarantine_mode),
             quarantine_bucket=r.get("EDGEMATCH_QUARANTINE_BUCKET", None, _bucket_name),
             evidence_retention_days=r.get(

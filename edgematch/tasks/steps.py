@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+import structlog
 from celery import Task
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
@@ -21,6 +22,7 @@ from edgematch.worker import matcher
 from edgematch.worker.backoff import compute_backoff
 from edgematch.worker.errors import EdgematchError, TransientError
 from edgematch.worker.logs import get_logger
+from edgematch.worker.poison import POISON, Deliveries, counter_ttl_s, is_poison
 from edgematch.worker.results import Result, consume
 from edgematch.worker.runtime import runtime
 
@@ -57,10 +59,37 @@ def _guarded(
     args: Mapping[str, Any],
     correlation_id: str | None,
     location: tuple[str | None, str | None],
+    replayed_from: str | None = None,
 ) -> T | str:
+    """Run one task's work under the failure policy; see the module docstring.
+
+    Before the work, this delivery is counted (worker/poison.py): a task begun more than
+    ``max_deliveries`` times is dead-lettered as ``poison`` without running. A task that
+    replays a dead letter (``replayed_from``) resolves it when the work completes, and a
+    failure of it updates that same entry instead of adding another.
+    """
     rt = runtime()
+    task_id: str | None = task.request.id
+    if replayed_from:
+        structlog.contextvars.bind_contextvars(replayed_from=replayed_from)
+    deliveries = Deliveries(
+        rt.redis,
+        rt.settings.namespace,
+        ttl_s=counter_ttl_s(rt.settings.visibility_timeout_s, rt.settings.max_deliveries),
+    )
     try:
-        return run()
+        delivery = deliveries.begin(task_id, task.request.retries) if task_id else 1
+        if is_poison(delivery, rt.settings.max_deliveries):
+            reason, attempts = POISON, delivery - 1
+            message = f"began {attempts} times and never finished: each run killed its worker"
+        else:
+            value = run()
+            if replayed_from:
+                outcome = rt.dead_letters.resolve(replayed_from)
+                log.info("replay_resolved", replayed_from=replayed_from, entry=outcome)
+            if task_id:
+                deliveries.finish(task_id)
+            return value
     except TransientError as exc:
         attempt = task.request.retries + 1
         if attempt < rt.settings.max_attempts:
@@ -75,26 +104,44 @@ def _guarded(
     except Exception as exc:  # a bug must leave a dead letter, not a lost task
         log.exception(f"{step}_crashed")
         reason, message, attempts = "unexpected", f"{type(exc).__name__}: {exc}", 1
-    rt.dead_letters.add(
-        task=task.name,
-        queue=rt.buffer.keys.queue(step),
-        reason=reason,
-        message=message,
-        args=args,
-        attempts=attempts,
-        correlation_id=correlation_id,
-        bucket=location[0],
-        key=location[1],
-    )
+    try:
+        rt.dead_letters.add(
+            task=task.name,
+            queue=rt.buffer.keys.queue(step),
+            reason=reason,
+            message=message,
+            args=args,
+            attempts=attempts,
+            correlation_id=correlation_id,
+            bucket=location[0],
+            key=location[1],
+            # One entry per task however often it is dead-lettered (a redelivery after a
+            # crash between here and the acknowledgement), and a replay's failure updates
+            # the entry it replays.
+            dedupe_id=replayed_from or (f"task:{task_id}" if task_id else None),
+        )
+    except TransientError as exc:
+        # The store is full or unreachable: acknowledging now would lose the task.
+        log.error(f"{step}_not_dead_lettered", reason=reason, error=str(exc))
+        raise task.retry(exc=exc, countdown=rt.settings.backoff_cap_s) from exc
+    if task_id:
+        deliveries.finish(task_id)
     log.error(f"{step}_dead_lettered", reason=reason, error=message, attempts=attempts)
     return "dead_lettered"
 
 
 @app.task(name="edgematch.ingest", bind=True, max_retries=None)
 def ingest(
-    self: Task[Any, Any], event: dict[str, Any], correlation_id: str, lane: str = "live"
+    self: Task[Any, Any],
+    event: dict[str, Any],
+    correlation_id: str,
+    lane: str = "live",
+    replayed_from: str | None = None,
 ) -> str:
-    """Fetch one hash file and put it in the batch buffer (idempotent per object version)."""
+    """Fetch one hash file and put it in the batch buffer (idempotent per object version).
+
+    ``replayed_from`` names the dead letter this task replays (``edgematch dlq replay``).
+    """
     return _guarded(
         self,
         "ingest",
@@ -109,6 +156,7 @@ def ingest(
         args={"event": event, "lane": lane},
         correlation_id=correlation_id,
         location=(event.get("bucket"), event.get("key")),
+        replayed_from=replayed_from,
     )
 
 
@@ -138,8 +186,16 @@ def sweep() -> int:
 
 
 @app.task(name="edgematch.record_result", bind=True, max_retries=None)
-def record_result(self: Task[Any, Any], result: dict[str, Any], correlation_id: str) -> bool | str:
-    """Record one result, tag its content object, hand matches downstream."""
+def record_result(
+    self: Task[Any, Any],
+    result: dict[str, Any],
+    correlation_id: str,
+    replayed_from: str | None = None,
+) -> bool | str:
+    """Record one result, tag its content object, hand matches downstream.
+
+    ``replayed_from`` names the dead letter this task replays (``edgematch dlq replay``).
+    """
     rt = runtime()
     return _guarded(
         self,
@@ -154,4 +210,5 @@ def record_result(self: Task[Any, Any], result: dict[str, Any], correlation_id: 
         args={"result": result},
         correlation_id=correlation_id,
         location=(result.get("bucket"), result.get("key")),
+        replayed_from=replayed_from,
     )

@@ -25,7 +25,7 @@ import redis
 from edgematch.config.settings import Settings
 from edgematch.worker.errors import TransientError
 from edgematch.worker.items import Item
-from edgematch.worker.keys import Keys
+from edgematch.worker.keys import LANES, Keys
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,14 @@ class Wait:
 
     seconds: float
     reason: str
+
+
+@dataclass(frozen=True)
+class LaneState:
+    """One lane of the buffer: items waiting, and how long the oldest has waited."""
+
+    waiting: int
+    oldest_age_s: float
 
 
 @dataclass(frozen=True)
@@ -110,7 +118,13 @@ class BatchBuffer:
         k = self.keys
         added = self._call(
             self._push,
-            [k.seen(identity), k.ready, k.items, k.stats, k.seen(alias or identity)],
+            [
+                k.seen(identity),
+                k.ready_lane(item.lane),
+                k.items,
+                k.stats,
+                k.seen(alias or identity),
+            ],
             [item.id, item.to_json(), self._s.idempotency_ttl_s],
         )
         return bool(added)
@@ -126,7 +140,7 @@ class BatchBuffer:
         reply = self._call(
             self._take,
             [
-                k.ready,
+                *k.ready_lanes,
                 k.items,
                 k.leases,
                 k.lease_items,
@@ -135,6 +149,7 @@ class BatchBuffer:
                 k.breaker,
                 k.breaker_probe,
                 k.stats,
+                k.background_credit,
             ],
             [
                 uuid.uuid4().hex,
@@ -143,6 +158,7 @@ class BatchBuffer:
                 self._per_window,
                 self._window_ms,
                 int(self._s.lease_s * 1000),
+                self._s.background_min_share,
             ],
         )
         kind = _text(reply[0])
@@ -168,9 +184,12 @@ class BatchBuffer:
         done = list(finished)
         args: list[Any] = [batch_id, len(done), *done]
         for item, delay_s in again:
-            args.extend([item.id, max(0, int(delay_s * 1000)), item.to_json()])
+            lane = LANES.index(item.lane) + 1
+            args.extend([item.id, max(0, int(delay_s * 1000)), item.to_json(), lane])
         k = self.keys
-        owned = self._call(self._settle, [k.ready, k.items, k.leases, k.lease_items, k.stats], args)
+        owned = self._call(
+            self._settle, [*k.ready_lanes, k.items, k.leases, k.lease_items, k.stats], args
+        )
         return bool(owned)
 
     # -- pool-wide signals ------------------------------------------------------------
@@ -202,7 +221,7 @@ class BatchBuffer:
         horizon = self._s.pump_max_s if horizon_s is None else horizon_s
         started = self._call(
             self._kick,
-            [k.pumps, k.ready, k.cooldown, k.breaker, k.leases],
+            [k.pumps, k.cooldown, k.breaker, k.leases, *k.ready_lanes],
             [
                 pump_id,
                 self._s.match_pumps,
@@ -228,8 +247,30 @@ class BatchBuffer:
 
     # -- observation ---------------------------------------------------------------------
     def depth(self) -> int:
-        """Items waiting (ready now or later), not counting those in flight."""
-        return int(self._guard(lambda: self._r.zcard(self.keys.ready)))
+        """Items waiting in every lane (ready now or later), not counting those in flight."""
+        return sum(lane.waiting for lane in self.lanes().values())
+
+    def lanes(self) -> dict[str, LaneState]:
+        """Each lane's waiting items and the age of its oldest (seconds, on Redis's clock)."""
+
+        def run() -> dict[str, LaneState]:
+            pipe = self._r.pipeline()
+            pipe.time()
+            for key in self.keys.ready_lanes:
+                pipe.zcard(key)
+                pipe.zrange(key, 0, 0, withscores=True)
+            reply = pipe.execute()
+            sec, usec = reply[0]
+            now_ms = int(sec) * 1000 + int(usec) // 1000
+            states: dict[str, LaneState] = {}
+            for n, lane in enumerate(LANES):
+                count, first = reply[1 + 2 * n], reply[2 + 2 * n]
+                age = max(0.0, (now_ms - float(first[0][1])) / 1000) if first else 0.0
+                states[lane] = LaneState(waiting=int(count), oldest_age_s=age)
+            return states
+
+        result: dict[str, LaneState] = self._guard(run)
+        return result
 
     def in_flight(self) -> int:
         return int(self._guard(lambda: self._r.zcard(self.keys.leases)))

@@ -62,11 +62,8 @@ class Intake:
     def backlog(self) -> int:
         """Work accepted but not yet sent: the ingest queue plus the batch buffer."""
         keys = self.rt.buffer.keys
-        pipe = self.rt.redis.pipeline()
-        pipe.llen(keys.queue("ingest"))
-        pipe.zcard(keys.ready)
-        ingest_len, buffered = pipe.execute()
-        return int(ingest_len) + int(buffered)
+        ingest_len = int(self.rt.redis.llen(keys.queue("ingest")))
+        return ingest_len + self.rt.buffer.depth()
 
     def run(self, *, max_idle_polls: int | None = None) -> IntakeStats:
         """Loop until stopped (or after ``max_idle_polls`` empty polls, for tests)."""

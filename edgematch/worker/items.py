@@ -12,10 +12,8 @@ import hashlib
 import json
 import time
 import uuid
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
-
-LANES = ("live", "replay", "backfill")
 
 
 @dataclass(frozen=True)
@@ -37,6 +35,9 @@ class Item:
     event_time: str | None = None
     enqueued_at: float = 0.0
     last_error: str | None = None
+    # The content object's version as of ingest: quarantine acts on that version only.
+    content_version_id: str | None = None
+    content_etag: str | None = None
 
     @classmethod
     def new(
@@ -52,6 +53,8 @@ class Item:
         correlation_id: str,
         lane: str = "live",
         event_time: str | None = None,
+        content_version_id: str | None = None,
+        content_etag: str | None = None,
     ) -> Item:
         return cls(
             id=uuid.uuid4().hex,
@@ -67,6 +70,8 @@ class Item:
             lane=lane,
             event_time=event_time,
             enqueued_at=time.time(),
+            content_version_id=content_version_id,
+            content_etag=content_etag,
         )
 
     @property
@@ -88,7 +93,9 @@ class Item:
     @classmethod
     def from_json(cls, raw: str | bytes) -> Item:
         doc: dict[str, Any] = json.loads(raw)
-        return cls(**doc)
+        # Fields a newer release added are ignored, so old and new workers can overlap.
+        known = {f.name for f in fields(cls)}
+        return cls(**{name: value for name, value in doc.items() if name in known})
 
     def log_fields(self) -> dict[str, Any]:
         """What may be logged about an item: locations and ids, never the hash bytes."""

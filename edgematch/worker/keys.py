@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-QUEUE_STEPS = ("ingest", "match", "results", "quarantine", "reports")
+QUEUE_STEPS = ("ingest", "background", "match", "results", "quarantine", "reports")
+#: Lanes in the order they are served: live uploads first, then replays, then backfills.
+LANES = ("live", "replay", "backfill")
 
 
 @dataclass(frozen=True)
@@ -21,8 +23,24 @@ class Keys:
     # -- batch buffer -------------------------------------------------------------------
     @property
     def ready(self) -> str:
-        """ZSET item id -> the time (ms) it may be sent: the items waiting for a batch."""
-        return f"{self.ns}:buf:ready"
+        """ZSET item id -> the time (ms) it may be sent: live items waiting for a batch."""
+        return self.ready_lane("live")
+
+    def ready_lane(self, lane: str) -> str:
+        """The waiting items of one lane (live, replay, backfill)."""
+        if lane not in LANES:
+            raise ValueError(f"unknown lane {lane!r}")
+        return f"{self.ns}:buf:ready:{lane}"
+
+    @property
+    def ready_lanes(self) -> tuple[str, ...]:
+        """Every lane's waiting items, in the order batches are filled from them."""
+        return tuple(self.ready_lane(lane) for lane in LANES)
+
+    @property
+    def background_credit(self) -> str:
+        """STRING: how much of a batch the background lanes are owed (their minimum share)."""
+        return f"{self.ns}:buf:background_credit"
 
     @property
     def items(self) -> str:
@@ -108,6 +126,27 @@ class Keys:
         """HASH with a TTL: retry number -> times a worker began this task (poison check)."""
         return f"{self.ns}:deliveries:{task_id}"
 
+    # -- downstream of a match: match cache, quarantine, reports ----------------------------
+    def match_cache(self, hash_sha256: str) -> str:
+        """STRING with a TTL: the match details of a hash that matched, by its SHA-256."""
+        return f"{self.ns}:match-cache:{hash_sha256}"
+
+    def quarantine_done(self, identity: str) -> str:
+        """STRING with a TTL: where a matched content version's evidence is (JSON)."""
+        return f"{self.ns}:quarantine:{_digest(identity)}"
+
+    def quarantine_lock(self, identity: str) -> str:
+        """STRING with a TTL: one worker at a time quarantines a content version."""
+        return f"{self.ns}:quarantine-lock:{_digest(identity)}"
+
+    def report(self, report_id: str) -> str:
+        """STRING with a TTL: the reports-bucket key of a report, by report id."""
+        return f"{self.ns}:report:{report_id}"
+
+    def report_lock(self, report_id: str) -> str:
+        """STRING with a TTL: one worker at a time writes or submits a report."""
+        return f"{self.ns}:report-lock:{report_id}"
+
     # -- Celery queues ------------------------------------------------------------------
     def queue(self, step: str) -> str:
         """The Celery queue (and Redis list) of one step: ``<ns>.ingest`` …"""
@@ -127,3 +166,7 @@ class Keys:
     def backfill(self, bucket: str, prefix: str) -> str:
         """HASH: a backfill's checkpoint (last key fully enqueued, counters)."""
         return f"{self.ns}:backfill:{bucket}/{prefix}"
+
+
+def _digest(identity: str) -> str:
+    return hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()

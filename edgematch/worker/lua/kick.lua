@@ -1,6 +1,6 @@
 -- Decide whether one more pump (a match task draining the buffer) should start.
 --
--- KEYS: 1 pumps, 2 ready, 3 cooldown, 4 breaker, 5 leases
+-- KEYS: 1 pumps, 2 cooldown, 3 breaker, 4 leases, 5-7 ready lanes
 -- ARGV: 1 pump id, 2 max pumps, 3 pump TTL (ms), 4 batch size, 5 horizon (ms)
 -- Returns 1 when the caller must enqueue a pump with that id, else 0.
 --
@@ -11,8 +11,8 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local horizon = now + tonumber(ARGV[5])
-local blocked = math.max(tonumber(redis.call('GET', KEYS[3]) or '0'),
-                         tonumber(redis.call('GET', KEYS[4]) or '0'))
+local blocked = math.max(tonumber(redis.call('GET', KEYS[2]) or '0'),
+                         tonumber(redis.call('GET', KEYS[3]) or '0'))
 if blocked > horizon then
   return 0
 end
@@ -22,8 +22,10 @@ if running >= tonumber(ARGV[2]) then
   return 0
 end
 -- Items of a batch whose worker died count too: only a pump's take gives them back.
-local waiting = redis.call('ZCOUNT', KEYS[2], '-inf', horizon)
-  + redis.call('ZCOUNT', KEYS[5], '-inf', now) * tonumber(ARGV[4])
+local waiting = redis.call('ZCOUNT', KEYS[4], '-inf', now) * tonumber(ARGV[4])
+for i = 5, 7 do
+  waiting = waiting + redis.call('ZCOUNT', KEYS[i], '-inf', horizon)
+end
 if waiting == 0 then
   return 0
 end

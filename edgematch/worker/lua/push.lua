@@ -1,6 +1,7 @@
 -- Accept an object version for scanning exactly once, and put its item in the buffer.
 --
--- KEYS: 1 seen (the version as read: version id, else ETag), 2 ready, 3 items, 4 stats,
+-- KEYS: 1 seen (the version as read: version id, else ETag), 2 ready (the item's lane),
+--       3 items, 4 stats,
 --       5 seen alias (the version as the event named it; may equal KEYS[1])
 -- ARGV: 1 item id, 2 item JSON, 3 idempotency TTL (s)
 -- Returns 1 when the item was added, 0 when this object version was accepted before.

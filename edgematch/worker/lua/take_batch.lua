@@ -1,9 +1,9 @@
 -- Take the next batch for the API, atomically, if and only if a request may be sent now.
 --
--- KEYS: 1 ready, 2 items, 3 leases, 4 lease_items, 5 rate_log, 6 cooldown, 7 breaker,
---       8 breaker_probe, 9 stats
+-- KEYS: 1-3 ready lanes (live, replay, backfill), 4 items, 5 leases, 6 lease_items,
+--       7 rate_log, 8 cooldown, 9 breaker, 10 breaker_probe, 11 stats, 12 background credit
 -- ARGV: 1 batch id (fresh), 2 batch size, 3 linger (ms), 4 requests per window,
---       5 window (ms), 6 lease (ms)
+--       5 window (ms), 6 lease (ms), 7 background minimum share (0..1)
 --
 -- Returns one of
 --   {"batch", batch_id, probe (0|1), item_json, ...}
@@ -21,40 +21,42 @@ local linger = tonumber(ARGV[3])
 local per_window = tonumber(ARGV[4])
 local window = tonumber(ARGV[5])
 local lease = tonumber(ARGV[6])
+local min_share = tonumber(ARGV[7])
+local lanes = {KEYS[1], KEYS[2], KEYS[3]}
 
 -- 1. Give back the items of batches whose worker died: their lease ran out. They have
 --    waited long enough already, so they are due at once, without another linger.
-local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 50)
+local expired = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 50)
 for _, bid in ipairs(expired) do
-  local ids = redis.call('HGET', KEYS[4], bid)
-  if ids then
-    for id in string.gmatch(ids, '[^,]+') do
-      if redis.call('HEXISTS', KEYS[2], id) == 1 then
-        redis.call('ZADD', KEYS[1], now - linger, id)
-        redis.call('HINCRBY', KEYS[9], 'items_reclaimed', 1)
+  local members = redis.call('HGET', KEYS[6], bid)
+  if members then
+    for lane, id in string.gmatch(members, '(%d):([^,]+)') do
+      if redis.call('HEXISTS', KEYS[4], id) == 1 then
+        redis.call('ZADD', lanes[tonumber(lane)], now - linger, id)
+        redis.call('HINCRBY', KEYS[11], 'items_reclaimed', 1)
       end
     end
   end
-  redis.call('HDEL', KEYS[4], bid)
-  redis.call('ZREM', KEYS[3], bid)
-  redis.call('HINCRBY', KEYS[9], 'leases_expired', 1)
+  redis.call('HDEL', KEYS[6], bid)
+  redis.call('ZREM', KEYS[5], bid)
+  redis.call('HINCRBY', KEYS[11], 'leases_expired', 1)
 end
 
 -- 2. A 429 asked the whole pool to wait.
-local cooldown = tonumber(redis.call('GET', KEYS[6]) or '0')
+local cooldown = tonumber(redis.call('GET', KEYS[8]) or '0')
 if cooldown > now then
   return {'wait', cooldown - now, 'cooldown'}
 end
 
 -- 3. The key was refused: wait, then let exactly one probe request through.
 local probe = 0
-local breaker = redis.call('GET', KEYS[7])
+local breaker = redis.call('GET', KEYS[9])
 if breaker then
   breaker = tonumber(breaker)
   if breaker > now then
     return {'wait', breaker - now, 'breaker'}
   end
-  local ttl = redis.call('PTTL', KEYS[8])
+  local ttl = redis.call('PTTL', KEYS[10])
   if ttl > 0 then
     return {'wait', math.min(ttl, 1000), 'probe'}
   end
@@ -62,44 +64,80 @@ if breaker then
 end
 
 -- 4. Is there anything to send, and is it worth sending now?
-local ready = redis.call('ZCOUNT', KEYS[1], '-inf', now)
-if ready == 0 then
-  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  if #first == 0 then
+local ready = {0, 0, 0}
+local total = 0
+local oldest = nil
+local next_due = nil
+for i, key in ipairs(lanes) do
+  ready[i] = redis.call('ZCOUNT', key, '-inf', now)
+  total = total + ready[i]
+  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if #first > 0 then
+    local score = tonumber(first[2])
+    if next_due == nil or score < next_due then next_due = score end
+    if ready[i] > 0 and (oldest == nil or score < oldest) then oldest = score end
+  end
+end
+if total == 0 then
+  if next_due == nil then
     return {'empty'}
   end
-  return {'wait', tonumber(first[2]) - now, 'not_ready'}
+  return {'wait', next_due - now, 'not_ready'}
 end
-if ready < batch_size then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  local age = now - tonumber(oldest[2])
-  if age < linger then
-    return {'wait', linger - age, 'linger'}
-  end
+if total < batch_size and now - oldest < linger then
+  return {'wait', linger - (now - oldest), 'linger'}
 end
 
 -- 5. The pool-wide limit: at most per_window requests in any window of `window` ms.
-redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - window)
-if redis.call('ZCARD', KEYS[5]) >= per_window then
-  local oldest = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
-  return {'wait', math.max(1, tonumber(oldest[2]) + window - now), 'rate'}
+redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - window)
+if redis.call('ZCARD', KEYS[7]) >= per_window then
+  local first = redis.call('ZRANGE', KEYS[7], 0, 0, 'WITHSCORES')
+  return {'wait', math.max(1, tonumber(first[2]) + window - now), 'rate'}
 end
 
--- 6. Take the batch under a lease and spend the slot.
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, batch_size)
-redis.call('ZREM', KEYS[1], unpack(ids))
-redis.call('ZADD', KEYS[3], now + lease, batch_id)
-redis.call('HSET', KEYS[4], batch_id, table.concat(ids, ','))
-redis.call('ZADD', KEYS[5], now, batch_id)
-redis.call('PEXPIRE', KEYS[5], window * 2)
-if probe == 1 then
-  redis.call('SET', KEYS[8], batch_id, 'PX', lease)
+-- 6. Fill the batch across lanes: live first, then replay, then backfill. While live
+--    traffic and background work both wait, every batch earns the background lanes
+--    `min_share` of a batch; once they are owed a whole one, it is filled from them first.
+local order = {1, 2, 3}
+local background = ready[2] + ready[3]
+if ready[1] > 0 and background > 0 and min_share > 0 then
+  local credit = tonumber(redis.call('GET', KEYS[12]) or '0') + min_share
+  if credit >= 1 then
+    order = {2, 3, 1}
+    credit = credit - 1
+  end
+  redis.call('SET', KEYS[12], tostring(credit), 'EX', 3600)
 end
-redis.call('HINCRBY', KEYS[9], 'requests', 1)
-redis.call('HINCRBY', KEYS[9], 'batch_items', #ids)
+local ids = {}
+local members = {}
+for _, lane in ipairs(order) do
+  local room = batch_size - #ids
+  if room <= 0 then break end
+  if ready[lane] > 0 then
+    local got = redis.call('ZRANGEBYSCORE', lanes[lane], '-inf', now, 'LIMIT', 0, room)
+    if #got > 0 then
+      redis.call('ZREM', lanes[lane], unpack(got))
+      for _, id in ipairs(got) do
+        ids[#ids + 1] = id
+        members[#members + 1] = lane .. ':' .. id
+      end
+    end
+  end
+end
+
+-- 7. Lease the batch and spend the slot.
+redis.call('ZADD', KEYS[5], now + lease, batch_id)
+redis.call('HSET', KEYS[6], batch_id, table.concat(members, ','))
+redis.call('ZADD', KEYS[7], now, batch_id)
+redis.call('PEXPIRE', KEYS[7], window * 2)
+if probe == 1 then
+  redis.call('SET', KEYS[10], batch_id, 'PX', lease)
+end
+redis.call('HINCRBY', KEYS[11], 'requests', 1)
+redis.call('HINCRBY', KEYS[11], 'batch_items', #ids)
 local out = {'batch', batch_id, probe}
-local docs = redis.call('HMGET', KEYS[2], unpack(ids))
-for i, doc in ipairs(docs) do
+local docs = redis.call('HMGET', KEYS[4], unpack(ids))
+for _, doc in ipairs(docs) do
   if doc then
     out[#out + 1] = doc
   end

@@ -1,0 +1,186 @@
+"""Delivery counting and the task failure policy (``_guarded``) on a private redis-server.
+
+A worker killed mid-task is simulated by a ``BaseException`` that no ``except Exception``
+catches: the task never returns, exactly as when SIGKILL ends the process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import redis
+
+from edgematch.config.settings import Settings
+from edgematch.tasks import steps
+from edgematch.worker import runtime as runtime_module
+from edgematch.worker.errors import EdgematchError, TransientError
+from edgematch.worker.poison import Deliveries, counter_ttl_s, is_poison
+from edgematch.worker.runtime import Runtime
+
+MakeSettings = Callable[..., Settings]
+
+
+class Killed(BaseException):
+    """The worker died with the task: nothing after this point runs."""
+
+
+class RetryRequested(Exception):
+    """What the fake task's retry() returns, to be raised."""
+
+    def __init__(self, countdown: float) -> None:
+        super().__init__(countdown)
+        self.countdown = countdown
+
+
+@dataclass
+class Request:
+    id: str | None = "task-1"
+    retries: int = 0
+
+
+@dataclass
+class FakeTask:
+    name: str = "edgematch.ingest"
+    request: Request = field(default_factory=Request)
+    retried: list[float] = field(default_factory=list)
+
+    def retry(self, exc: Exception | None = None, countdown: float = 0.0) -> RetryRequested:
+        self.retried.append(countdown)
+        return RetryRequested(countdown)
+
+
+@pytest.fixture
+def rt(
+    make_settings: MakeSettings, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Runtime]:
+    runtime = Runtime(make_settings(max_deliveries=3, namespace="poisontest"))
+    monkeypatch.setattr(runtime_module, "_current", runtime)
+    yield runtime
+    runtime.close()
+
+
+def _run(task: FakeTask, work: Callable[[], Any], replayed_from: str | None = None) -> Any:
+    return steps._guarded(
+        task,  # type: ignore[arg-type]
+        "ingest",
+        work,
+        args={"event": {"bucket": "b", "key": "k.bin"}, "lane": "live"},
+        correlation_id="corr-1",
+        location=("b", "k.bin"),
+        replayed_from=replayed_from,
+    )
+
+
+def _die() -> None:
+    raise Killed
+
+
+@pytest.mark.parametrize(
+    ("delivery", "limit", "poison"),
+    [(1, 3, False), (3, 3, False), (4, 3, True), (2, 1, True), (1, 1, False)],
+)
+def test_is_poison(delivery: int, limit: int, poison: bool) -> None:
+    """A task is poison on the first start beyond the allowed deliveries, not before."""
+    assert is_poison(delivery, limit) is poison
+
+
+def test_counter_outlives_every_redelivery() -> None:
+    """The count lives longer than max_deliveries + 1 visibility timeouts."""
+    assert counter_ttl_s(3600, 3) > 4 * 3600
+
+
+def test_deliveries_count_per_retry(redis_client: redis.Redis) -> None:
+    """Starts are counted per (task id, retry number), with a TTL; finish drops the count."""
+    deliveries = Deliveries(redis_client, "poisontest", ttl_s=100)
+    assert [deliveries.begin("t", 0) for _ in range(3)] == [1, 2, 3]
+    assert deliveries.begin("t", 1) == 1  # a retry is a deliberate new delivery
+    key = "poisontest:deliveries:t"
+    assert 0 < redis_client.ttl(key) <= 100
+    deliveries.finish("t")
+    assert not redis_client.exists(key)
+
+
+def test_task_killed_three_times_is_poison(rt: Runtime) -> None:
+    """Three starts that die, then the fourth is dead-lettered as poison without running."""
+    task = FakeTask()
+    for _ in range(3):
+        with pytest.raises(Killed):
+            _run(task, _die)
+    ran: list[int] = []
+    assert _run(task, lambda: ran.append(1)) == "dead_lettered"
+    assert ran == []
+    (entry,) = rt.dead_letters.list()
+    assert (entry.reason, entry.attempts, entry.id) == ("poison", 3, "task:task-1")
+    assert entry.args == {"event": {"bucket": "b", "key": "k.bin"}, "lane": "live"}
+    assert (entry.bucket, entry.key, entry.correlation_id) == ("b", "k.bin", "corr-1")
+    assert not rt.redis.exists("poisontest:deliveries:task-1")
+
+
+def test_finished_task_is_never_poison(rt: Runtime) -> None:
+    """A task that completes drops its count: later deliveries of the same id start afresh."""
+    task = FakeTask()
+    for _ in range(5):
+        assert _run(task, lambda: "added") == "added"
+    assert rt.dead_letters.count() == 0
+
+
+def test_replay_success_resolves_its_entry(rt: Runtime) -> None:
+    """A replaying task that completes removes the entry it replays."""
+    entry = rt.dead_letters.add(
+        task="edgematch.ingest", queue="q", reason="retries_exhausted", message="m", args={}
+    )
+    rt.dead_letters.mark_replaying(entry.id, "task-1")
+    assert _run(FakeTask(), lambda: "added", replayed_from=entry.id) == "added"
+    assert rt.dead_letters.get(entry.id) is None
+
+
+def test_replay_failure_updates_its_entry(rt: Runtime) -> None:
+    """A replaying task that fails again updates the same entry instead of adding one."""
+    entry = rt.dead_letters.add(
+        task="edgematch.ingest", queue="q", reason="retries_exhausted", message="m", args={}
+    )
+    rt.dead_letters.mark_replaying(entry.id, "task-1")
+
+    def fail() -> None:
+        raise EdgematchError("still broken")
+
+    assert _run(FakeTask(), fail, replayed_from=entry.id) == "dead_lettered"
+    (again,) = rt.dead_letters.list()
+    assert (again.id, again.failures, again.state, again.message) == (
+        entry.id,
+        2,
+        "failed",
+        "still broken",
+    )
+
+
+def test_full_store_retries_the_task(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the dead letter cannot be written the task is retried later, not acknowledged."""
+    monkeypatch.setattr(rt.dead_letters, "max_entries", 0)
+    task = FakeTask()
+
+    def fail() -> None:
+        raise EdgematchError("broken")
+
+    with pytest.raises(RetryRequested) as info:
+        _run(task, fail)
+    assert info.value.countdown == rt.settings.backoff_cap_s
+    assert rt.dead_letters.count() == 0
+
+
+def test_transient_error_retries_then_exhausts(rt: Runtime) -> None:
+    """A transient error retries below max_attempts and is dead-lettered at it."""
+    task = FakeTask()
+
+    def flaky() -> None:
+        raise TransientError("S3 answered SlowDown")
+
+    with pytest.raises(RetryRequested):
+        _run(task, flaky)
+    task.request.retries = rt.settings.max_attempts - 1
+    assert _run(task, flaky) == "dead_lettered"
+    (entry,) = rt.dead_letters.list()
+    assert (entry.reason, entry.attempts) == ("retries_exhausted", rt.settings.max_attempts)
