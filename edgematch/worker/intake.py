@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from edgematch.worker import backpressure
 from edgematch.worker.errors import BadInput, EdgematchError
 from edgematch.worker.events import ObjectCreated, parse_message, select
 from edgematch.worker.logs import get_logger
@@ -60,10 +61,11 @@ class Intake:
             signal.signal(sig, lambda *_: self.stop())
 
     def backlog(self) -> int:
-        """Work accepted but not yet sent: the ingest queue plus the batch buffer."""
-        keys = self.rt.buffer.keys
-        ingest_len = int(self.rt.redis.llen(keys.queue("ingest")))
-        return ingest_len + self.rt.buffer.depth()
+        """Work competing with live uploads: the ingest queue plus the batch buffer.
+
+        See worker/backpressure.py, shared with backfill and replay.
+        """
+        return backpressure.backlog(self.rt).of("live")
 
     def run(self, *, max_idle_polls: int | None = None) -> IntakeStats:
         """Loop until stopped (or after ``max_idle_polls`` empty polls, for tests)."""
