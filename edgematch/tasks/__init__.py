@@ -5,6 +5,7 @@ configured from the environment at import, and refuses to start on a bad setting
 """
 
 from edgematch.tasks.app import app
+from edgematch.tasks.downstream import quarantine, report
 from edgematch.tasks.steps import ingest, pump, record_result, sweep
 
-__all__ = ["app", "ingest", "pump", "record_result", "sweep"]
+__all__ = ["app", "ingest", "pump", "quarantine", "record_result", "report", "sweep"]

@@ -29,8 +29,9 @@ def _setup_logging(**_: Any) -> None:
     # Connecting here stops Celery from configuring the root logger its own way.
     process = os.environ.get("EDGEMATCH_PROCESS", "worker")
     logs.configure(_settings.log_level, _settings.log_format, process=process)
-    if _settings.subscription_key:
-        logs.register_secret(_settings.subscription_key.reveal())
+    # The subscription key and the reporting credentials and webhook secret.
+    for secret in _settings.secrets():
+        logs.register_secret(secret.reveal())
 
 
 @signals.worker_process_init.connect

@@ -22,7 +22,7 @@ endpoints from boto3's own AWS_ENDPOINT_URL* variables.
 
 process types (see Procfile):
   edgematch intake     long-poll SQS, enqueue one ingest task per hash file
-  edgematch worker     the Celery worker for the ingest, match and results queues
+  edgematch worker     the Celery worker: ingest, match, results, quarantine, reports
   edgematch beat       the periodic sweep that keeps the batch buffer drained
 """
 
@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--queues",
-        default=",".join(s for s in QUEUE_STEPS if s not in ("quarantine", "reports")),
+        default=",".join(QUEUE_STEPS),
         help="comma-separated steps to consume: "
         + ", ".join(QUEUE_STEPS)
         + " (default: %(default)s)",
@@ -81,6 +81,18 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("result", help="print the recorded result of a hash or content object")
     p.add_argument("uri", help="s3://bucket/key of the hash file (or of its content object)")
     p.set_defaults(run=_result)
+
+    p = sub.add_parser("reports", help="find the reports of matched content")
+    reports_sub = p.add_subparsers(dest="reports_command", metavar="ACTION", required=True)
+    q = reports_sub.add_parser("list", help="list reports, oldest first")
+    q.add_argument("--status", choices=("pending", "submitted", "failed", "shadow"))
+    q.add_argument("--since", help="only reports of scans on or after this date (YYYY-MM-DD)")
+    q.add_argument("--limit", type=int, default=100, help="at most this many (default: 100)")
+    q.add_argument("--json", action="store_true", help="print JSON documents, one a line")
+    q.set_defaults(run=_reports_list)
+    q = reports_sub.add_parser("show", help="print one report document")
+    q.add_argument("report_id", metavar="ID")
+    q.set_defaults(run=_reports_show)
 
     p = sub.add_parser(
         "config", help="print the effective settings (secrets masked) and check them"
@@ -175,6 +187,46 @@ def _result(args: argparse.Namespace, rest: list[str]) -> int:
         print(f"edgematch: no result recorded for s3://{bucket}/{key}", file=sys.stderr)
         return 1
     print(json.dumps(doc, indent=2, sort_keys=True))
+    return 0
+
+
+def _reports_list(args: argparse.Namespace, rest: list[str]) -> int:
+    import datetime as dt
+
+    from edgematch.worker.downstream import parts
+    from edgematch.worker.runtime import runtime
+
+    try:
+        since = dt.date.fromisoformat(args.since) if args.since else None
+    except ValueError:
+        print(f"edgematch: --since: expected YYYY-MM-DD, got {args.since!r}", file=sys.stderr)
+        return 2
+    docs = parts(runtime()).reports.list(since=since, status=args.status, limit=args.limit)
+    for doc in docs:
+        if args.json:
+            print(json.dumps(doc, sort_keys=True))
+            continue
+        evidence = doc.get("evidence") or {}
+        where = f"s3://{evidence['bucket']}/{evidence['key']}" if evidence.get("bucket") else "-"
+        content = doc.get("content") or {}
+        print(
+            f"{doc['report_id']}  {doc['status']:<9}  {doc['created_at']}  "
+            f"s3://{content.get('bucket')}/{content.get('key')}  "
+            f"evidence {evidence.get('state')} {where}"
+        )
+    return 0
+
+
+def _reports_show(args: argparse.Namespace, rest: list[str]) -> int:
+    from edgematch.worker.downstream import parts
+    from edgematch.worker.reports import dumps
+    from edgematch.worker.runtime import runtime
+
+    doc = parts(runtime()).reports.find(args.report_id)
+    if doc is None:
+        print(f"edgematch: no report {args.report_id}", file=sys.stderr)
+        return 1
+    print(dumps(doc))
     return 0
 
 

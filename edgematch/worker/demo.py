@@ -1,8 +1,10 @@
-"""``edgematch demo``: the whole pipeline on this machine, from upload to verdict.
+"""``edgematch demo``: the whole pipeline on this machine, from upload to quarantine and report.
 
-Starts a private Redis, moto's S3 and SQS (the bucket's notifications go to the queue),
-the PhotoDNA sandbox and the Procfile's processes; uploads content objects and their hash
-files (a few of them known hits); prints each result as it arrives and a summary.
+Starts a private Redis, moto's S3 and SQS (the bucket's notifications go to the queue; a
+quarantine bucket with Object Lock and a reports bucket beside it), the PhotoDNA sandbox
+and the Procfile's processes; uploads content objects and their hash files (a few of them
+known hits); prints each result as it arrives, each matched upload as it leaves the upload
+bucket for quarantine, each report as it is written, and a summary.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from edgematch.worker.localstack import LocalPipeline
 
 HASH_SIZE = 924
+QUARANTINE_BUCKET = "quarantine"
 
 
 def _say(text: str) -> None:
@@ -30,9 +33,13 @@ def run_demo(*, uploads: int, matches: int, rate: float, timeout_s: float) -> in
         return 2
     started = time.monotonic()
     _say(f"edgematch demo: {uploads} uploads, {matches} known hits, API limit {rate:g} requests/s")
-    with LocalPipeline(rate=rate) as pipe:
+    with LocalPipeline(rate=rate, quarantine_bucket=QUARANTINE_BUCKET) as pipe:
         _say(f"  redis      {pipe.redis.url} (private)")
         _say(f"  moto       {pipe.moto.url} (S3 bucket '{pipe.bucket}' → SQS '{pipe.queue_name}')")
+        _say(
+            f"             quarantine bucket '{QUARANTINE_BUCKET}' (Object Lock), "
+            f"reports bucket '{pipe.reports_bucket}'"
+        )
         _say(f"  sandbox    {pipe.sandbox.url}")
         pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
         _say("  processes  intake, worker (2 processes), beat — logs in " + str(pipe.dir))
@@ -43,50 +50,110 @@ def run_demo(*, uploads: int, matches: int, rate: float, timeout_s: float) -> in
         _say(f"\nuploading {uploads} images and their hash files …")
         for key, data in hashes.items():
             pipe.upload(key, data, content=b"\xff\xd8 not really a jpeg " + os.urandom(16))
-        _say("waiting for results:\n")
+        _say("waiting for results, quarantine and reports:\n")
 
         seen: dict[str, dict[str, Any]] = {}
+        moved: set[str] = set()
+        reports: dict[str, dict[str, Any]] = {}
         deadline = time.monotonic() + timeout_s
-        while len(seen) < uploads and time.monotonic() < deadline:
+
+        def finished() -> bool:
+            matched = [d for d in seen.values() if d["verdict"] == "match"]
+            return (
+                len(seen) == uploads and len(moved) == len(matched) and len(reports) == len(matched)
+            )
+
+        while not finished() and time.monotonic() < deadline:
             for key in hashes:
                 if key in seen:
                     continue
                 doc = pipe.result(key)
-                if doc is None:
+                if doc is not None:
+                    seen[key] = doc
+                    _say(_line(doc, time.monotonic() - started))
+            for doc in seen.values():
+                content = doc["content_key"]
+                if doc["verdict"] != "match" or content in moved:
                     continue
-                seen[key] = doc
-                _say(_line(doc, time.monotonic() - started))
+                target = f"{doc['content_bucket']}/{content}"
+                if not pipe.exists(pipe.bucket, content) and pipe.exists(QUARANTINE_BUCKET, target):
+                    moved.add(content)
+                    _say(
+                        f"  {time.monotonic() - started:6.1f}s → quarantined "
+                        f"s3://{pipe.bucket}/{content} → s3://{QUARANTINE_BUCKET}/{target}"
+                    )
+            if len(reports) < len(moved):
+                for report in pipe.reports():
+                    if report["report_id"] not in reports:
+                        reports[report["report_id"]] = report
+                        _say(_report_line(report, time.monotonic() - started))
             time.sleep(0.1)
 
-        stats = pipe.sandbox_stats()
-        verdicts = Counter(doc["verdict"] for doc in seen.values())
-        s3 = pipe.s3()
-        tagged: Counter[str] = Counter()
-        for doc in seen.values():
-            tags = s3.get_object_tagging(Bucket=doc["content_bucket"], Key=doc["content_key"])[
-                "TagSet"
-            ]
-            tagged[
-                next((t["Value"] for t in tags if t["Key"] == "edgematch-status"), "untagged")
-            ] += 1
-        missing = uploads - len(seen)
-        wrong = [k for k in hit_keys if seen.get(k, {}).get("verdict") != "match"]
-        _say("\nsummary")
-        _say(
-            f"  results    {len(seen)}/{uploads}: "
-            + ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items()))
+        return _summary(
+            pipe,
+            uploads=uploads,
+            hit_keys=hit_keys,
+            seen=seen,
+            moved=moved,
+            reports=reports,
+            started=started,
         )
-        _say("  tags       " + ", ".join(f"{n} {v}" for v, n in sorted(tagged.items())))
+
+
+def _summary(
+    pipe: LocalPipeline,
+    *,
+    uploads: int,
+    hit_keys: list[str],
+    seen: dict[str, dict[str, Any]],
+    moved: set[str],
+    reports: dict[str, dict[str, Any]],
+    started: float,
+) -> int:
+    stats = pipe.sandbox_stats()
+    verdicts = Counter(doc["verdict"] for doc in seen.values())
+    s3 = pipe.s3()
+    tagged: Counter[str] = Counter()
+    for doc in seen.values():
+        if doc["verdict"] == "match":
+            continue  # moved away: its tags travelled with the quarantined copy
+        tags = s3.get_object_tagging(Bucket=doc["content_bucket"], Key=doc["content_key"])["TagSet"]
+        tagged[next((t["Value"] for t in tags if t["Key"] == "edgematch-status"), "untagged")] += 1
+    matched = [doc["content_key"] for doc in seen.values() if doc["verdict"] == "match"]
+    left = sum(pipe.exists(pipe.bucket, key) for key in matched)
+    held = sum(bool(r["evidence"].get("legal_hold")) for r in reports.values())
+    statuses = Counter(r["status"] for r in reports.values())
+    _say("\nsummary")
+    _say(
+        f"  results    {len(seen)}/{uploads}: "
+        + ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items()))
+    )
+    _say("  tags       " + ", ".join(f"{n} {v}" for v, n in sorted(tagged.items())))
+    _say(
+        f"  quarantine {len(moved)} moved to s3://{QUARANTINE_BUCKET} ({held} under legal hold); "
+        f"{left} of {len(matched)} matched uploads left in '{pipe.bucket}'"
+    )
+    _say(
+        f"  reports    {len(reports)} in s3://{pipe.reports_bucket}/reports/: "
+        + (", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) or "none")
+        + " (reporter: record, for human review)"
+    )
+    _say(
+        f"  API        {stats.get('by_http_status', {})} requests by HTTP status; "
+        f"files per request {stats.get('files_per_request', {})}"
+    )
+    _say(f"  elapsed    {time.monotonic() - started:.1f} s")
+    missing = uploads - len(seen)
+    wrong = [k for k in hit_keys if seen.get(k, {}).get("verdict") != "match"]
+    if missing or wrong or left or len(reports) != len(matched):
         _say(
-            f"  API        {stats.get('by_http_status', {})} requests by HTTP status; "
-            f"files per request {stats.get('files_per_request', {})}"
+            f"\nFAILED: {missing} results missing, {len(wrong)} known hits not matched, "
+            f"{left} matches not quarantined, {len(matched) - len(reports)} reports missing"
         )
-        _say(f"  elapsed    {time.monotonic() - started:.1f} s")
-        if missing or wrong:
-            _say(f"\nFAILED: {missing} results missing, {len(wrong)} known hits not matched")
-            return 1
-        _say("\nall uploads scanned; every known hit matched.")
-        return 0
+        return 1
+    _say("\nall uploads scanned; every known hit matched, quarantined and reported.")
+    _say("  find them again: edgematch reports list; edgematch reports show ID")
+    return 0
 
 
 def _line(doc: dict[str, Any], elapsed_s: float) -> str:
@@ -100,3 +167,12 @@ def _line(doc: dict[str, Any], elapsed_s: float) -> str:
     elif verdict == "unscannable":
         detail = f"  {doc.get('reason')}"
     return f"  {elapsed_s:6.1f}s {mark} s3://{doc['content_bucket']}/{doc['content_key']}{detail}"
+
+
+def _report_line(report: dict[str, Any], elapsed_s: float) -> str:
+    evidence = report.get("evidence") or {}
+    held = ", evidence under legal hold" if evidence.get("legal_hold") else ""
+    return (
+        f"  {elapsed_s:6.1f}s ✎ report      {report['status']} ({report['reporter']}{held}) "
+        f"{report['key']}"
+    )

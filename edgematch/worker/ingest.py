@@ -6,6 +6,11 @@ files are refused before download. An object that can never be scanned gets an
 ``unscannable`` result (so its content is tagged) and a dead letter, and is marked as
 accepted so that a redelivery does not fail again forever.
 
+Two things for what follows a match: the content object's version as of the scan is
+noted on the item (quarantine acts on that version only), and a hash whose SHA-256 is in
+the match cache gets its ``match`` result at once, without joining the buffer or
+spending API quota.
+
 Raises ``TransientError`` for what is worth retrying (S3 throttling, Redis unreachable).
 """
 
@@ -16,17 +21,20 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from edgematch.worker.errors import PermanentError
+import redis
+
+from edgematch.worker.errors import ConfigurationError, PermanentError, TransientError
 from edgematch.worker.events import ObjectCreated
 from edgematch.worker.items import Item
 from edgematch.worker.logs import get_logger
+from edgematch.worker.matchcache import MatchCache
 from edgematch.worker.results import UNSCANNABLE, Result
 from edgematch.worker.runtime import Runtime
-from edgematch.worker.storage import content_location
+from edgematch.worker.storage import ObjectInfo, content_location
 
 log = get_logger(__name__)
 
-ADDED, DUPLICATE, REFUSED = "added", "duplicate", "refused"
+ADDED, DUPLICATE, REFUSED, CACHED = "added", "duplicate", "refused", "cached"
 
 
 def event_to_args(obj: ObjectCreated) -> dict[str, Any]:
@@ -97,6 +105,7 @@ def ingest(
         )
     except PermanentError as exc:
         return _refuse(rt, obj, correlation_id, lane, publish, reason=exc.reason, message=str(exc))
+    content_version_id, content_etag = _content_version(rt, info, content_bucket, content_key)
     item = Item.new(
         bucket=obj.bucket,
         key=obj.key,
@@ -108,8 +117,13 @@ def ingest(
         correlation_id=correlation_id,
         lane=lane,
         event_time=obj.event_time,
+        content_version_id=content_version_id,
+        content_etag=content_etag,
     )
     as_read = replace(obj, version_id=item.version_id, etag=item.etag).identity
+    cached = MatchCache(rt.redis, s.namespace, ttl_s=s.match_cache_ttl_s).lookup(item.hash_sha256)
+    if cached is not None:
+        return _publish_cached(rt, item, cached.result_for(item), (as_read, obj.identity), publish)
     if not buf.push(item, as_read, alias=obj.identity):
         log.info("ingest_duplicate", bucket=obj.bucket, key=obj.key, version_id=obj.version_id)
         return DUPLICATE
@@ -118,6 +132,55 @@ def ingest(
     if pump_id is not None:
         start_pump(pump_id)
     return ADDED
+
+
+def _content_version(
+    rt: Runtime, info: ObjectInfo, bucket: str, key: str
+) -> tuple[str | None, str | None]:
+    """The content object's version as of this scan: what quarantine will act on.
+
+    Named by the hash file's ``content-version-id`` metadata when the platform pins it,
+    else the current version (one HEAD). None, None when it cannot be known — gone
+    already, or not readable by us — which quarantine then records rather than guesses.
+    """
+    metadata = {k.lower(): v for k, v in info.metadata.items()}
+    if metadata.get("content-version-id"):
+        return metadata["content-version-id"], None
+    try:
+        head = rt.store.head(bucket, key)
+    except (PermanentError, ConfigurationError) as exc:
+        log.info("ingest_content_version_unknown", bucket=bucket, key=key, reason=exc.reason)
+        return None, None
+    return head.version_id, head.etag
+
+
+def _publish_cached(
+    rt: Runtime,
+    item: Item,
+    result: Result,
+    identities: tuple[str, ...],
+    publish: Callable[[Result], None],
+) -> str:
+    """Publish a match from the match cache in place of an API call. Idempotent."""
+    seen = [rt.buffer.keys.seen(identity) for identity in dict.fromkeys(identities)]
+    ttl_s = rt.settings.idempotency_ttl_s
+    try:
+        if not rt.redis.set(seen[0], item.id, nx=True, ex=ttl_s):
+            log.info("ingest_duplicate", bucket=item.bucket, key=item.key)
+            return DUPLICATE
+        for alias in seen[1:]:
+            rt.redis.set(alias, item.id, ex=ttl_s)
+        try:
+            publish(result)
+        except Exception:
+            # Not published: let the retry (or a redelivery) through again.
+            rt.redis.delete(*seen)
+            raise
+    except redis.RedisError as exc:
+        raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+    rt.buffer.count("items_from_match_cache")
+    log.info("ingest_match_cached", **item.log_fields(), content_key=item.content_key)
+    return CACHED
 
 
 def _refuse(

@@ -45,9 +45,18 @@ class LocalPipeline:
         redis_aof: bool = False,
         sandbox_args: list[str] | None = None,
         versioned: bool = True,
+        quarantine_bucket: str | None = None,
+        object_lock: bool = True,
+        reports_bucket: str = "edgematch-reports",
     ) -> None:
+        """``quarantine_bucket``: created (with Object Lock unless ``object_lock`` is
+        False) and set as EDGEMATCH_QUARANTINE_BUCKET; without it quarantine tags.
+        ``reports_bucket`` is always created and set as EDGEMATCH_REPORTS_BUCKET."""
         self.rate = rate
         self.bucket = bucket
+        self.quarantine_bucket = quarantine_bucket
+        self.object_lock = object_lock
+        self.reports_bucket = reports_bucket
         self.queue_name = queue
         self.extra_settings = dict(settings or {})
         self.versioned = versioned
@@ -109,8 +118,11 @@ class LocalPipeline:
                 "EDGEMATCH_SQS_QUEUE_URL": self.queue_url,
                 "EDGEMATCH_INTAKE_WAIT_S": "1",
                 "EDGEMATCH_LOG_FORMAT": "json",
+                "EDGEMATCH_REPORTS_BUCKET": self.reports_bucket,
             }
         )
+        if self.quarantine_bucket:
+            env["EDGEMATCH_QUARANTINE_BUCKET"] = self.quarantine_bucket
         env.update(self.extra_settings)
         return env
 
@@ -138,6 +150,12 @@ class LocalPipeline:
         arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
             "Attributes"
         ]["QueueArn"]
+        s3.create_bucket(Bucket=self.reports_bucket)
+        if self.quarantine_bucket:
+            # Object Lock turns versioning on: a copy can be held, and never overwritten.
+            s3.create_bucket(
+                Bucket=self.quarantine_bucket, ObjectLockEnabledForBucket=self.object_lock
+            )
         s3.create_bucket(Bucket=self.bucket)
         if self.versioned:
             s3.put_bucket_versioning(
@@ -219,6 +237,21 @@ class LocalPipeline:
             if pending:
                 time.sleep(0.1)
         return found
+
+    def reports(self) -> list[dict[str, Any]]:
+        """Every report document in the reports bucket, in key order."""
+        s3 = self.s3()
+        docs: list[dict[str, Any]] = []
+        listing = s3.list_objects_v2(Bucket=self.reports_bucket, Prefix="reports/")
+        for obj in listing.get("Contents", []):
+            body = s3.get_object(Bucket=self.reports_bucket, Key=obj["Key"])["Body"].read()
+            docs.append({**json.loads(body), "key": obj["Key"]})
+        return docs
+
+    def exists(self, bucket: str, key: str) -> bool:
+        """Whether ``key`` has a current version in ``bucket``."""
+        listing = self.s3().list_objects_v2(Bucket=bucket, Prefix=key)
+        return any(obj["Key"] == key for obj in listing.get("Contents", []))
 
     def log_lines(self, name: str) -> list[str]:
         path: Path = self.dir / f"{name}.log"

@@ -9,6 +9,7 @@ Recording is idempotent: the same result delivered twice changes nothing the sec
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -53,6 +54,14 @@ class Result:
     enqueued_at: float = 0.0
     scanned_at: float = field(default_factory=time.time)
     schema: str = SCHEMA
+    # Added after v1 shipped; defaults keep older documents readable.
+    #: The content object's version (or ETag) as of ingest: what quarantine acts on.
+    content_version_id: str | None = None
+    content_etag: str | None = None
+    #: SHA-256 of the hash bytes (not the bytes): the match cache's key.
+    hash_sha256: str | None = None
+    #: True when the verdict came from the match cache, without an API call.
+    from_cache: bool = False
 
     @classmethod
     def for_item(
@@ -93,6 +102,9 @@ class Result:
             reason=reason,
             event_time=item.event_time,
             enqueued_at=item.enqueued_at,
+            content_version_id=item.content_version_id,
+            content_etag=item.content_etag,
+            hash_sha256=item.hash_sha256 if item.hash_b64 else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -105,10 +117,12 @@ class Result:
     def from_dict(cls, doc: dict[str, Any]) -> Result:
         if doc.get("schema") != SCHEMA:
             raise ValueError(f"unknown result schema {doc.get('schema')!r}")
-        fields = dict(doc)
+        # Fields a newer release added are ignored, so old and new workers can overlap.
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {name: value for name, value in doc.items() if name in known}
         for name in ("match_ids", "sources", "violations"):
-            fields[name] = tuple(fields.get(name) or ())
-        return cls(**fields)
+            values[name] = tuple(values.get(name) or ())
+        return cls(**values)
 
 
 Downstream = Callable[[Result], None]

@@ -1,0 +1,120 @@
+"""The tasks downstream of a match: ``edgematch.quarantine`` and ``edgematch.report``.
+
+Each runs on its own queue (``<ns>.quarantine``, ``<ns>.reports``) so each scales alone,
+under the same failure policy as every step (``steps._guarded``): transient errors retry
+with backoff, anything else becomes a dead letter. The chain, registered with
+:func:`register_downstream` so that it runs for every recorded result, repeats included:
+
+    results ──match──► quarantine ──(evidence)──► report
+
+A quarantine that gives up leaves its dead letter *and* still sends the report, with
+evidence ``failed``: the match is reported even when it could not be preserved, and the
+content keeps its ``match`` tag. See ``edgematch.worker.downstream`` for the why.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+
+from edgematch.tasks.app import app
+from edgematch.tasks.steps import _guarded, _send
+from edgematch.worker.downstream import parts
+from edgematch.worker.errors import EdgematchError
+from edgematch.worker.logs import get_logger
+from edgematch.worker.quarantine import ContentVersion, Evidence
+from edgematch.worker.results import MATCH, Result, register_downstream
+from edgematch.worker.runtime import runtime
+
+log = get_logger(__name__)
+
+
+def on_result(result: Result) -> None:
+    """Downstream consumer of every recorded result: a match is cached and quarantined."""
+    if result.verdict != MATCH:
+        return
+    parts(runtime()).match_cache.remember(result)
+    _send(quarantine, {"result": result.to_dict(), "correlation_id": result.correlation_id})
+
+
+register_downstream(on_result)
+
+
+def _send_report(result: dict[str, Any], evidence: Evidence, correlation_id: str) -> None:
+    _send(
+        report,
+        {"result": result, "evidence": evidence.to_dict(), "correlation_id": correlation_id},
+    )
+
+
+@app.task(name="edgematch.quarantine", bind=True, max_retries=None)
+def quarantine(self: Task[Any, Any], result: dict[str, Any], correlation_id: str) -> str:
+    """Quarantine one matched content version, then send its report (idempotent)."""
+    parsed = Result.from_dict(result)
+    failure: list[EdgematchError] = []
+
+    def run() -> str:
+        try:
+            evidence = parts(runtime()).quarantine.run(parsed)
+        except EdgematchError as exc:
+            failure[:] = [exc]
+            raise
+        _send_report(result, evidence, correlation_id)
+        return evidence.state
+
+    outcome = _guarded(
+        self,
+        "quarantine",
+        run,
+        args={"result": result},
+        correlation_id=correlation_id,
+        location=(parsed.content_bucket, parsed.content_key),
+    )
+    if outcome == "dead_lettered":
+        reason = f"{failure[0].reason}: {failure[0]}" if failure else "unexpected error"
+        evidence = Evidence.failed(
+            ContentVersion.of(parsed), mode=parts(runtime()).quarantine.mode, reason=reason
+        )
+        _guarded(
+            self,
+            "quarantine",
+            lambda: _send_report(result, evidence, correlation_id),
+            args={"result": result},
+            correlation_id=correlation_id,
+            location=(parsed.content_bucket, parsed.content_key),
+        )
+    return outcome
+
+
+@app.task(name="edgematch.report", bind=True, max_retries=None)
+def report(
+    self: Task[Any, Any], result: dict[str, Any], evidence: dict[str, Any], correlation_id: str
+) -> str:
+    """Write the one report of a matched content version and hand it to the reporter."""
+    parsed = Result.from_dict(result)
+    found = Evidence.from_dict(evidence)
+    failure: list[EdgematchError] = []
+
+    def run() -> str:
+        try:
+            doc = parts(runtime()).file_report(parsed, found)
+        except EdgematchError as exc:
+            failure[:] = [exc]
+            raise
+        return str(doc["status"])
+
+    outcome = _guarded(
+        self,
+        "reports",
+        run,
+        args={"result": result, "evidence": evidence},
+        correlation_id=correlation_id,
+        location=(parsed.content_bucket, parsed.content_key),
+    )
+    if outcome == "dead_lettered" and failure:
+        try:
+            parts(runtime()).mark_failed(parsed, f"{failure[0].reason}: {failure[0]}")
+        except EdgematchError as exc:
+            log.warning("report_not_marked_failed", error=str(exc))
+    return outcome
