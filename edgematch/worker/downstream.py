@@ -21,7 +21,7 @@ from functools import cached_property
 from typing import Any, Final
 
 from edgematch.worker import reporters
-from edgematch.worker.errors import ConfigurationError, PermanentError
+from edgematch.worker.errors import ConfigurationError, EdgematchError, TransientError
 from edgematch.worker.evidence import EvidenceStore
 from edgematch.worker.keys import Keys
 from edgematch.worker.locks import exclusive
@@ -151,8 +151,8 @@ class Downstream:
 
         Idempotent: a repeat finds the document (and, when a replayed quarantine has
         moved the evidence since, records where it is now); a ``submitted`` or
-        ``shadow`` report is never sent again. A permanent reporter error marks it
-        ``failed`` and is raised; a transient one is raised with the report ``pending``.
+        ``shadow`` report is never sent again. A reporter error that is not transient
+        marks it ``failed`` and is raised; a transient one is raised with it ``pending``.
         """
         store = self.reports
         report_id = report_id_for(result)
@@ -179,8 +179,12 @@ class Downstream:
                 return doc
             try:
                 receipt = self.reporter.submit(doc)
-            except PermanentError as exc:
-                store.save(key, transition(doc, FAILED, now=time.time(), reason=str(exc)))
+            except TransientError:
+                raise  # retried by the task; the report stays pending meanwhile
+            except EdgematchError as exc:
+                # Refused for good (bad request, credentials, no image): a person must act.
+                reason = f"{exc.reason}: {exc}"
+                store.save(key, transition(doc, FAILED, now=time.time(), reason=reason))
                 raise
             if receipt is None:
                 return doc  # record: the document is the output, pending a human

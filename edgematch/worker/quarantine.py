@@ -20,8 +20,9 @@ Never fails open. Raised, for the task's failure policy:
 
 * :class:`CopyUnverified` (a ``TransientError``): the copy does not match; the original
   stays and the task retries. Any ``TransientError`` from S3 or Redis likewise.
-* ``PermanentError`` / ``ConfigurationError`` (quarantine bucket missing, access denied,
-  more than 10 tags …): the task dead-letters it; the content keeps its ``match`` tag.
+* :class:`QuarantineUnavailable` (the quarantine bucket is missing), other
+  ``PermanentError`` s and ``ConfigurationError`` (access denied, more than 10 tags …):
+  the task dead-letters it; the content keeps its ``match`` tag.
 
 An original that is gone is not an error: with a verified copy it was moved by an
 earlier attempt, without one it is recorded as ``content_missing``.
@@ -39,7 +40,7 @@ from typing import Any, Final
 import redis
 
 from edgematch.config.settings import Settings
-from edgematch.worker.errors import ObjectMissing, TransientError
+from edgematch.worker.errors import ObjectMissing, PermanentError, TransientError
 from edgematch.worker.evidence import EvidenceStore, VersionInfo
 from edgematch.worker.keys import Keys
 from edgematch.worker.locks import exclusive
@@ -76,6 +77,12 @@ class CopyUnverified(TransientError):
     """The quarantined copy does not match the original: keep the original, try again."""
 
     reason = "copy_unverified"
+
+
+class QuarantineUnavailable(PermanentError):
+    """The quarantine bucket is missing: a person must create it, then replay."""
+
+    reason = "quarantine_unavailable"
 
 
 @dataclass(frozen=True)
@@ -255,7 +262,9 @@ class Quarantine:
             ttl_s=LOCK_TTL_S,
             what=f"quarantine of {content.uri}",
         ):
-            done = self._recall(content)
+            # An ETag names bytes, not a write: identical bytes uploaded again after a move
+            # must be moved again, so without a version id the S3 state decides.
+            done = self._recall(content) if content.version_id else None
             if done is not None:
                 log.info("quarantine_repeat", state=done.state, key=content.key)
                 return done
@@ -320,7 +329,7 @@ class Quarantine:
             source = self._head_scanned(content)
         except ObjectMissing as exc:
             return self._source_gone(content, dest_bucket, dest_key, str(exc))
-        locked = self._store.object_lock_enabled(dest_bucket)
+        locked = self._lock_enabled(dest_bucket)
         copy = self._existing_copy(dest_bucket, dest_key, source.version_id, source.etag)
         if copy is None:
             source_tags = self._objects.get_tags(
@@ -370,6 +379,14 @@ class Quarantine:
             content.bucket, content.key, version_id=content.version_id, if_match=if_match
         )
 
+    def _lock_enabled(self, bucket: str) -> bool:
+        """Whether the quarantine bucket has Object Lock; asked first, so that a missing
+        quarantine bucket is named as such (not mistaken for missing content)."""
+        try:
+            return self._store.object_lock_enabled(bucket)
+        except ObjectMissing as exc:
+            raise QuarantineUnavailable(f"quarantine bucket {bucket!r}: {exc}") from exc
+
     def _existing_copy(
         self, bucket: str, key: str, source_version: str | None, source_etag: str | None
     ) -> VersionInfo | None:
@@ -413,7 +430,7 @@ class Quarantine:
             return self._missing(content, why)
         recorded_size = copy.metadata.get(META_SOURCE_SIZE)
         recorded_etag = copy.metadata.get(META_SOURCE_ETAG)
-        locked = self._store.object_lock_enabled(dest_bucket)
+        locked = self._lock_enabled(dest_bucket)
         if locked:
             copy = self._protect(copy)
         stand_in = VersionInfo(
