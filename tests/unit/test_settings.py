@@ -49,12 +49,30 @@ README_DEFAULTS: dict[str, tuple[str, object]] = {
     "EDGEMATCH_IDEMPOTENCY_TTL_S": ("idempotency_ttl_s", 30 * 24 * 3600),
     "EDGEMATCH_LOG_FORMAT": ("log_format", "json"),
     "EDGEMATCH_LOG_LEVEL": ("log_level", "INFO"),
+    "EDGEMATCH_QUARANTINE_BUCKET": ("quarantine_bucket", None),
+    "EDGEMATCH_EVIDENCE_RETENTION_DAYS": ("evidence_retention_days", 365),
+    "EDGEMATCH_REPORTS_BUCKET": ("reports_bucket", None),
+    "EDGEMATCH_REPORTS_KMS_KEY_ID": ("reports_kms_key_id", None),
+    "EDGEMATCH_REPORTER": ("reporter", "record"),
+    "EDGEMATCH_REPORT_WEBHOOK_URL": ("report_webhook_url", None),
+    "EDGEMATCH_REPORT_ORG_NAME": ("report_org_name", None),
+    "EDGEMATCH_REPORT_REPORTER_NAME": ("report_reporter_name", None),
+    "EDGEMATCH_REPORT_TEST": ("report_test", False),
+    "EDGEMATCH_MATCH_CACHE_TTL_S": ("match_cache_ttl_s", 90 * 24 * 3600),
 }
 # README variables that are not a Settings field with a plain default.
 README_NOT_FIELDS = {
     "EDGEMATCH_SUBSCRIPTION_KEY",
     "EDGEMATCH_SUBSCRIPTION_KEY_FILE",
     "EDGEMATCH_WORKER_CONCURRENCY",
+    # The quarantine mode's default depends on EDGEMATCH_QUARANTINE_BUCKET.
+    "EDGEMATCH_QUARANTINE_MODE",
+    "EDGEMATCH_REPORT_WEBHOOK_SECRET",
+    "EDGEMATCH_REPORT_WEBHOOK_SECRET_FILE",
+    "EDGEMATCH_REPORT_USER",
+    "EDGEMATCH_REPORT_USER_FILE",
+    "EDGEMATCH_REPORT_PASSWORD",
+    "EDGEMATCH_REPORT_PASSWORD_FILE",
 }
 
 

@@ -1,0 +1,254 @@
+"""Quarantine and reporting end to end, through the Procfile's real processes.
+
+moto's server holds the upload bucket, a quarantine bucket with Object Lock and the
+reports bucket; the sandbox answers MatchEdgeHash; the worker consumes every queue,
+quarantine and reports included, exactly as an operator would run it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from edgematch.sandbox.webhook import WebhookReceiver
+from edgematch.worker.localstack import LocalPipeline
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+HASH = 924
+IMAGE = b"\xff\xd8 an image the platform stored"
+QUARANTINE = "quarantine"
+SECRET = "whsec-e2e-0123456789"
+FAST_RETRIES = {"EDGEMATCH_BACKOFF_BASE_S": "0.2", "EDGEMATCH_BACKOFF_CAP_S": "1"}
+MakePipeline = Callable[..., LocalPipeline]
+
+
+@pytest.fixture
+def make_pipeline() -> Iterator[MakePipeline]:
+    made: list[LocalPipeline] = []
+
+    def make(**kwargs: Any) -> LocalPipeline:
+        pipe = LocalPipeline(rate=10.0, **kwargs).start()
+        made.append(pipe)
+        pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
+        return pipe
+
+    yield make
+    for pipe in made:
+        pipe.close()
+
+
+def _wait(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def _versions(pipe: LocalPipeline, bucket: str, key: str) -> list[dict[str, Any]]:
+    listing = pipe.s3().list_object_versions(Bucket=bucket, Prefix=key)
+    return [v for v in listing.get("Versions", []) if v["Key"] == key]
+
+
+def _tags(pipe: LocalPipeline, bucket: str, key: str) -> dict[str, str]:
+    tag_set = pipe.s3().get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
+    return {t["Key"]: t["Value"] for t in tag_set}
+
+
+def _events(pipe: LocalPipeline, event: str) -> int:
+    return sum(f'"event": "{event}"' in line for line in pipe.log_lines("worker"))
+
+
+def _cli(pipe: LocalPipeline, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edgematch.worker.cli", *args],
+        env=pipe.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _redeliver(pipe: LocalPipeline, result: dict[str, Any], times: int) -> None:
+    """Put the same result on the results queue again, as a broker redelivery would."""
+    code = (
+        "import json, sys\n"
+        "from edgematch.tasks import record_result\n"
+        "doc = json.loads(sys.stdin.read())\n"
+        f"for _ in range({times}):\n"
+        "    record_result.apply_async(kwargs={'result': doc, "
+        "'correlation_id': doc['correlation_id']})\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code],
+        input=json.dumps(result),
+        env=pipe.env(),
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+
+def test_match_is_moved_verified_and_reported_once(make_pipeline: MakePipeline) -> None:
+    """A matched upload ends up only in quarantine, held, with one report, whatever repeats."""
+    pipe = make_pipeline(quarantine_bucket=QUARANTINE, settings=FAST_RETRIES)
+    hit = os.urandom(HASH)
+    pipe.add_known([hit])
+    pipe.upload("photos/hit.jpg.bin", hit, content=IMAGE)
+    pipe.upload("photos/ok.jpg.bin", os.urandom(HASH), content=b"a clean image")
+    _wait(lambda: len(pipe.reports()) == 1, 60, "the report")
+
+    # Only in quarantine, verified and held; the clean upload is where it was.
+    assert _versions(pipe, pipe.bucket, "photos/hit.jpg") == []
+    (copy,) = _versions(pipe, QUARANTINE, "uploads/photos/hit.jpg")
+    head = pipe.s3().head_object(
+        Bucket=QUARANTINE, Key="uploads/photos/hit.jpg", VersionId=copy["VersionId"]
+    )
+    assert head["ObjectLockLegalHoldStatus"] == "ON" and head["ContentLength"] == len(IMAGE)
+    assert _tags(pipe, QUARANTINE, "uploads/photos/hit.jpg") == {
+        "owner": "platform",
+        "edgematch-status": "quarantined",
+    }
+    assert pipe.exists(pipe.bucket, "photos/ok.jpg")
+    (report,) = pipe.reports()
+    assert report["status"] == "pending" and report["reporter"] == "record"
+    assert report["evidence"]["state"] == "moved" and report["evidence"]["legal_hold"] is True
+    assert report["evidence"]["version_id"] == copy["VersionId"]
+    assert report["content"]["key"] == "photos/hit.jpg" and report["match_ids"]
+
+    # The same result delivered three more times: still one copy, one report.
+    result = pipe.result("photos/hit.jpg.bin")
+    assert result is not None
+    _redeliver(pipe, result, 3)
+    _wait(lambda: _events(pipe, "quarantine_repeat") >= 3, 60, "three repeats")
+    time.sleep(1.0)  # the report tasks that follow each repeat
+    assert len(pipe.reports()) == 1
+    assert len(_versions(pipe, QUARANTINE, "uploads/photos/hit.jpg")) == 1
+
+    # A re-upload of the matched hash: from the match cache, no API call, its own report.
+    items_before = pipe.sandbox_stats()["items_total"]
+    pipe.upload("photos/again.jpg.bin", hit, content=b"the same picture, uploaded again")
+    _wait(lambda: len(pipe.reports()) == 2, 60, "the second report")
+    assert pipe.sandbox_stats()["items_total"] == items_before
+    again = pipe.result("photos/again.jpg.bin")
+    assert again is not None and again["verdict"] == "match" and again["from_cache"] is True
+    assert _versions(pipe, pipe.bucket, "photos/again.jpg") == []
+    assert pipe.exists(QUARANTINE, "uploads/photos/again.jpg")
+
+    # A person finds them again.
+    listed = _cli(pipe, "reports", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    ids = [json.loads(line)["report_id"] for line in listed.stdout.splitlines()]
+    assert sorted(ids) == sorted(r["report_id"] for r in pipe.reports())
+    shown = _cli(pipe, "reports", "show", ids[0])
+    assert shown.returncode == 0 and json.loads(shown.stdout)["report_id"] == ids[0]
+    assert _cli(pipe, "reports", "show", "rpt-none").returncode == 1
+
+    # One correlation id from the upload to its report; no image bytes in any log.
+    corr = report["correlation_id"]
+    lines = [json.loads(line) for line in pipe.log_lines("worker") if line.startswith("{")]
+    events = {line["event"] for line in lines if line.get("correlation_id") == corr}
+    assert {"result_recorded", "quarantine_done", "report_recorded"} <= events
+    assert IMAGE.hex()[:24] not in "\n".join(pipe.log_lines("worker"))
+
+
+def test_webhook_sees_one_delivery_per_report(make_pipeline: MakePipeline) -> None:
+    """The receiver answers 500 once: the retry carries the same key, one report arrives."""
+    with WebhookReceiver(SECRET, fail_first=1) as hook:
+        pipe = make_pipeline(
+            quarantine_bucket=QUARANTINE,
+            settings={
+                **FAST_RETRIES,
+                "EDGEMATCH_REPORTER": "webhook",
+                "EDGEMATCH_REPORT_WEBHOOK_URL": hook.url,
+                "EDGEMATCH_REPORT_WEBHOOK_SECRET": SECRET,
+            },
+        )
+        hit = os.urandom(HASH)
+        pipe.add_known([hit])
+        pipe.upload("photos/hit.jpg.bin", hit, content=IMAGE)
+
+        def submitted() -> bool:
+            docs = pipe.reports()
+            return bool(docs) and docs[0]["status"] == "submitted"
+
+        _wait(submitted, 60, "the report to be submitted")
+        time.sleep(1.0)
+        requests = hook.requests
+    (report,) = pipe.reports()
+    assert [r.status for r in requests] == [500, 200]
+    assert all(r.signature_ok for r in requests)
+    assert {r.idempotency_key for r in requests} == {report["report_id"]}
+    assert list(hook.delivered) == [report["report_id"]]
+    assert report["submission"]["http_status"] == 200
+    assert SECRET not in "\n".join(pipe.log_lines("worker"))
+
+
+def test_shadow_mode_touches_nothing(make_pipeline: MakePipeline) -> None:
+    """off: the match is decided and recorded (a shadow report); no object is touched."""
+    pipe = make_pipeline(
+        quarantine_bucket=QUARANTINE, settings={"EDGEMATCH_QUARANTINE_MODE": "off"}
+    )
+    hit = os.urandom(HASH)
+    pipe.add_known([hit])
+    pipe.upload("photos/hit.jpg.bin", hit, content=IMAGE)
+    _wait(lambda: len(pipe.reports()) == 1, 60, "the shadow report")
+    (report,) = pipe.reports()
+    assert report["status"] == "shadow" and report["evidence"]["state"] == "shadow"
+    assert "would move" in report["evidence"]["detail"]
+    assert len(_versions(pipe, pipe.bucket, "photos/hit.jpg")) == 1
+    assert _tags(pipe, pipe.bucket, "photos/hit.jpg") == {
+        "owner": "platform",
+        "edgematch-status": "match",
+    }
+    assert pipe.s3().list_object_versions(Bucket=QUARANTINE).get("Versions", []) == []
+
+
+def test_tag_mode_keeps_existing_tags(make_pipeline: MakePipeline) -> None:
+    """No quarantine bucket: the content is tagged quarantined beside the platform's tags."""
+    pipe = make_pipeline()
+    hit = os.urandom(HASH)
+    pipe.add_known([hit])
+    pipe.upload("photos/hit.jpg.bin", hit, content=IMAGE)
+    _wait(lambda: len(pipe.reports()) == 1, 60, "the report")
+    (report,) = pipe.reports()
+    assert report["evidence"]["state"] == "tagged"
+    assert _tags(pipe, pipe.bucket, "photos/hit.jpg") == {
+        "owner": "platform",
+        "edgematch-status": "quarantined",
+    }
+    assert len(_versions(pipe, pipe.bucket, "photos/hit.jpg")) == 1
+
+
+def test_quarantine_that_cannot_complete_fails_closed(make_pipeline: MakePipeline) -> None:
+    """The quarantine bucket refuses the copy: a dead letter, the content in place, tagged match."""
+    pipe = make_pipeline(
+        settings={**FAST_RETRIES, "EDGEMATCH_QUARANTINE_BUCKET": "no-such-quarantine"}
+    )
+    hit = os.urandom(HASH)
+    pipe.add_known([hit])
+    pipe.upload("photos/hit.jpg.bin", hit, content=IMAGE)
+    _wait(lambda: len(pipe.reports()) == 1, 60, "the report of the unpreserved match")
+
+    client = redis.Redis.from_url(pipe.redis.url)
+    entries = [json.loads(v) for v in client.hvals(pipe.keys.dead_letters)]
+    client.close()
+    (entry,) = [e for e in entries if e["task"] == "edgematch.quarantine"]
+    assert entry["reason"] == "quarantine_unavailable" and "no-such-quarantine" in entry["message"]
+    assert entry["key"] == "photos/hit.jpg"
+    assert len(_versions(pipe, pipe.bucket, "photos/hit.jpg")) == 1
+    assert _tags(pipe, pipe.bucket, "photos/hit.jpg")["edgematch-status"] == "match"
+    (report,) = pipe.reports()
+    assert report["evidence"]["state"] == "failed"
+    assert "quarantine_unavailable" in report["evidence"]["detail"]
