@@ -54,6 +54,17 @@ class LaneState:
 
 
 @dataclass(frozen=True)
+class WindowUse:
+    """The pool's use of the rate limit right now."""
+
+    used: int
+    capacity: int
+    window_s: float
+    cooldown_s: float
+    breaker_open: bool
+
+
+@dataclass(frozen=True)
 class Empty:
     """No item waits in the buffer."""
 
@@ -270,6 +281,30 @@ class BatchBuffer:
             return states
 
         result: dict[str, LaneState] = self._guard(run)
+        return result
+
+    def window_use(self) -> WindowUse:
+        """The pool's requests in the current window, the limit, cooldown and breaker."""
+
+        def run() -> WindowUse:
+            k = self.keys
+            pipe = self._r.pipeline()
+            pipe.time()
+            pipe.zrange(k.rate_log, 0, -1, withscores=True)
+            pipe.get(k.cooldown)
+            pipe.get(k.breaker)
+            (sec, usec), log, cooldown, breaker = pipe.execute()
+            now_ms = int(sec) * 1000 + int(usec) // 1000
+            used = sum(1 for _, score in log if score > now_ms - self._window_ms)
+            return WindowUse(
+                used=used,
+                capacity=self._per_window,
+                window_s=self._window_ms / 1000,
+                cooldown_s=max(0.0, (int(cooldown or 0) - now_ms) / 1000),
+                breaker_open=breaker is not None,
+            )
+
+        result: WindowUse = self._guard(run)
         return result
 
     def in_flight(self) -> int:

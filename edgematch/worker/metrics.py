@@ -1,0 +1,242 @@
+"""Prometheus metrics: what each process counts, and what is read from Redis at scrape time.
+
+Counters and histograms are updated where things happen. Under Celery's prefork pool the
+worker's children write them to ``PROMETHEUS_MULTIPROC_DIR`` and the parent serves the sum,
+so the figures are right however many processes run (``edgematch worker`` sets the
+directory up before anything imports prometheus_client). Levels that live in Redis — queue
+depths, the batch buffer per lane, batches in flight, rate-limit use, cooldown and breaker,
+dead letters — are read when Prometheus scrapes, by the one process that serves them.
+
+Names follow Prometheus conventions (``_total``, ``_seconds``, base units) and every label
+has a small, fixed set of values: never a key, a bucket or an object name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    multiprocess,
+    start_http_server,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from edgematch.worker.keys import QUEUE_STEPS
+
+PREFIX = "edgematch"
+
+#: Seconds: API calls and Redis waits are fast; end-to-end spans linger, retries, backoff.
+_FAST = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_SLOW = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+
+EVENTS_RECEIVED = Counter(
+    f"{PREFIX}_events_received_total",
+    "SQS messages received by intake.",
+)
+EVENTS_SKIPPED = Counter(
+    f"{PREFIX}_events_skipped_total",
+    "Event records not scanned, by reason (test_event, suffix, not_object_created, …).",
+    ["reason"],
+)
+OBJECTS_ENQUEUED = Counter(
+    f"{PREFIX}_objects_enqueued_total",
+    "Hash files handed to ingest, by lane.",
+    ["lane"],
+)
+INGESTED = Counter(
+    f"{PREFIX}_ingest_total",
+    "Ingest outcomes: added, duplicate, refused, cached (answered from the match cache).",
+    ["outcome"],
+)
+HASHES_SCANNED = Counter(
+    f"{PREFIX}_hashes_scanned_total",
+    "Hash files that got a verdict, by verdict (clean, match, unscannable) and lane.",
+    ["verdict", "lane"],
+)
+MATCHES = Counter(f"{PREFIX}_matches_total", "Hash files that matched known material.")
+API_REQUESTS = Counter(
+    f"{PREFIX}_api_requests_total",
+    "Requests to PhotoDNA by outcome (ok, rate_limited, credentials, server_error, "
+    "transport, rejected) and HTTP status code.",
+    ["outcome", "code"],
+)
+API_LATENCY = Histogram(
+    f"{PREFIX}_api_request_duration_seconds",
+    "Time from sending a request to PhotoDNA to its answer.",
+    buckets=_FAST,
+)
+RATE_LIMITED = Counter(f"{PREFIX}_api_rate_limited_total", "Requests answered 429.")
+RETRIES = Counter(
+    f"{PREFIX}_retries_total",
+    "Items sent again, by reason (server_error, transport, item_transient, …).",
+    ["reason"],
+)
+LIMITER_WAIT = Histogram(
+    f"{PREFIX}_rate_limiter_wait_seconds",
+    "How long a pump waited for the next request slot (rate, linger, cooldown).",
+    ["reason"],
+    buckets=_FAST,
+)
+BATCH_SIZE = Histogram(
+    f"{PREFIX}_batch_size",
+    "Hashes per request to PhotoDNA.",
+    buckets=(1, 2, 3, 4, 5),
+)
+END_TO_END = Histogram(
+    f"{PREFIX}_end_to_end_seconds",
+    "From the upload event to the recorded result, by lane.",
+    ["lane"],
+    buckets=_SLOW,
+)
+QUARANTINE = Counter(
+    f"{PREFIX}_quarantine_total",
+    "Quarantine outcomes (moved, tagged, shadow, missing, failed).",
+    ["outcome"],
+)
+REPORTS = Counter(
+    f"{PREFIX}_reports_total",
+    "Report outcomes (submitted, failed, repeat).",
+    ["outcome"],
+)
+DEAD_LETTERED = Counter(
+    f"{PREFIX}_dead_lettered_total",
+    "Entries added to the dead-letter store, by reason.",
+    ["reason"],
+)
+
+#: Every metric name the code defines, for the tests that check dashboards and scalers.
+NAMES = frozenset(
+    m._name  # prometheus_client keeps the base name there
+    for m in (
+        EVENTS_RECEIVED,
+        EVENTS_SKIPPED,
+        OBJECTS_ENQUEUED,
+        INGESTED,
+        HASHES_SCANNED,
+        MATCHES,
+        API_REQUESTS,
+        API_LATENCY,
+        RATE_LIMITED,
+        RETRIES,
+        LIMITER_WAIT,
+        BATCH_SIZE,
+        END_TO_END,
+        QUARANTINE,
+        REPORTS,
+        DEAD_LETTERED,
+    )
+) | {
+    f"{PREFIX}_queue_depth",
+    f"{PREFIX}_buffer_items",
+    f"{PREFIX}_buffer_oldest_age_seconds",
+    f"{PREFIX}_batches_in_flight",
+    f"{PREFIX}_rate_limit_requests_in_window",
+    f"{PREFIX}_rate_limit_capacity",
+    f"{PREFIX}_cooldown_seconds",
+    f"{PREFIX}_breaker_open",
+    f"{PREFIX}_dead_letters",
+}
+
+
+class RedisLevels(Collector):
+    """Reads the pipeline's levels from Redis when Prometheus scrapes."""
+
+    def __init__(self, runtime_factory: Any) -> None:
+        self._runtime = runtime_factory
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            yield from self._collect()
+        except Exception:  # noqa: BLE001 - a scrape must answer even when Redis does not
+            up = GaugeMetricFamily(f"{PREFIX}_redis_up", "Whether Redis answered the scrape.")
+            up.add_metric([], 0)
+            yield up
+
+    def _collect(self) -> Iterable[Metric]:
+        rt = self._runtime()
+        keys = rt.buffer.keys
+        r = rt.redis
+        queues = GaugeMetricFamily(
+            f"{PREFIX}_queue_depth", "Tasks waiting in each step's queue.", labels=["queue"]
+        )
+        pipe = r.pipeline()
+        for step in QUEUE_STEPS:
+            pipe.llen(keys.queue(step))
+        for step, depth in zip(QUEUE_STEPS, pipe.execute(), strict=True):
+            queues.add_metric([step], int(depth))
+        yield queues
+
+        items = GaugeMetricFamily(
+            f"{PREFIX}_buffer_items", "Hashes waiting in the batch buffer.", labels=["lane"]
+        )
+        oldest = GaugeMetricFamily(
+            f"{PREFIX}_buffer_oldest_age_seconds",
+            "Age of the oldest hash waiting in each lane.",
+            labels=["lane"],
+        )
+        for lane, state in rt.buffer.lanes().items():
+            items.add_metric([lane], state.waiting)
+            oldest.add_metric([lane], state.oldest_age_s)
+        yield items
+        yield oldest
+
+        in_flight = GaugeMetricFamily(f"{PREFIX}_batches_in_flight", "Batches leased to a worker.")
+        in_flight.add_metric([], rt.buffer.in_flight())
+        yield in_flight
+
+        window = rt.buffer.window_use()
+        used = GaugeMetricFamily(
+            f"{PREFIX}_rate_limit_requests_in_window",
+            "Requests the pool sent in the current rate-limit window.",
+        )
+        used.add_metric([], window.used)
+        yield used
+        capacity = GaugeMetricFamily(
+            f"{PREFIX}_rate_limit_capacity", "Requests the rate limit allows per window."
+        )
+        capacity.add_metric([], window.capacity)
+        yield capacity
+        cooldown = GaugeMetricFamily(
+            f"{PREFIX}_cooldown_seconds", "Seconds the pool still waits after a 429."
+        )
+        cooldown.add_metric([], window.cooldown_s)
+        yield cooldown
+        breaker = GaugeMetricFamily(
+            f"{PREFIX}_breaker_open", "1 while the API refuses the subscription key."
+        )
+        breaker.add_metric([], 1.0 if window.breaker_open else 0.0)
+        yield breaker
+
+        letters = GaugeMetricFamily(
+            f"{PREFIX}_dead_letters", "Entries in the dead-letter store.", labels=["reason"]
+        )
+        for reason, count in _dead_letters_by_reason(rt).items():
+            letters.add_metric([reason], count)
+        yield letters
+
+
+def _dead_letters_by_reason(rt: Any) -> dict[str, int]:
+    stats = getattr(rt.dead_letters, "stats", None)
+    if callable(stats):
+        by_reason = stats().get("by_reason", {})
+        return {str(k): int(v) for k, v in by_reason.items()}
+    return {"all": int(rt.dead_letters.count())}
+
+
+def serve(port: int, *, runtime_factory: Any, addr: str = "0.0.0.0") -> None:  # noqa: S104
+    """Serve /metrics on ``port``: this process's (or the pool's) metrics and Redis levels."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        registry = REGISTRY
+    registry.register(RedisLevels(runtime_factory))
+    start_http_server(port, addr=addr, registry=registry)
