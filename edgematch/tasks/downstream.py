@@ -2,8 +2,9 @@
 
 Each runs on its own queue (``<ns>.quarantine``, ``<ns>.reports``) so each scales alone,
 under the same failure policy as every step (``steps._guarded``): transient errors retry
-with backoff, anything else becomes a dead letter. The chain, registered with
-:func:`register_downstream` so that it runs for every recorded result, repeats included:
+with backoff, anything else becomes a dead letter, which ``edgematch dlq replay`` sends
+back here (``replayed_from``). The chain, registered with :func:`register_downstream` so
+that it runs for every recorded result, repeats included:
 
     results ──match──► quarantine ──(evidence)──► report
 
@@ -48,15 +49,23 @@ def _send_report(result: dict[str, Any], evidence: Evidence, correlation_id: str
     )
 
 
+def _location(result: dict[str, Any]) -> tuple[str | None, str | None]:
+    return result.get("content_bucket"), result.get("content_key")
+
+
 @app.task(name="edgematch.quarantine", bind=True, max_retries=None)
-def quarantine(self: Task[Any, Any], result: dict[str, Any], correlation_id: str) -> str:
+def quarantine(
+    self: Task[Any, Any],
+    result: dict[str, Any],
+    correlation_id: str,
+    replayed_from: str | None = None,
+) -> str:
     """Quarantine one matched content version, then send its report (idempotent)."""
-    parsed = Result.from_dict(result)
     failure: list[EdgematchError] = []
 
     def run() -> str:
         try:
-            evidence = parts(runtime()).quarantine.run(parsed)
+            evidence = parts(runtime()).quarantine.run(Result.from_dict(result))
         except EdgematchError as exc:
             failure[:] = [exc]
             raise
@@ -69,36 +78,46 @@ def quarantine(self: Task[Any, Any], result: dict[str, Any], correlation_id: str
         run,
         args={"result": result},
         correlation_id=correlation_id,
-        location=(parsed.content_bucket, parsed.content_key),
+        location=_location(result),
+        replayed_from=replayed_from,
     )
     if outcome == "dead_lettered":
-        reason = f"{failure[0].reason}: {failure[0]}" if failure else "unexpected error"
-        evidence = Evidence.failed(
-            ContentVersion.of(parsed), mode=parts(runtime()).quarantine.mode, reason=reason
-        )
+        # Reported all the same: the report says the evidence was not preserved.
+        why = f"{failure[0].reason}: {failure[0]}" if failure else "unexpected error"
+
+        def report_unpreserved() -> None:
+            content = ContentVersion.of(Result.from_dict(result))
+            mode = parts(runtime()).quarantine.mode
+            _send_report(result, Evidence.failed(content, mode=mode, reason=why), correlation_id)
+
+        # Not replayed_from: sending the report must not resolve the quarantine's entry.
         _guarded(
             self,
             "quarantine",
-            lambda: _send_report(result, evidence, correlation_id),
+            report_unpreserved,
             args={"result": result},
             correlation_id=correlation_id,
-            location=(parsed.content_bucket, parsed.content_key),
+            location=_location(result),
         )
     return outcome
 
 
 @app.task(name="edgematch.report", bind=True, max_retries=None)
 def report(
-    self: Task[Any, Any], result: dict[str, Any], evidence: dict[str, Any], correlation_id: str
+    self: Task[Any, Any],
+    result: dict[str, Any],
+    evidence: dict[str, Any],
+    correlation_id: str,
+    replayed_from: str | None = None,
 ) -> str:
     """Write the one report of a matched content version and hand it to the reporter."""
-    parsed = Result.from_dict(result)
-    found = Evidence.from_dict(evidence)
     failure: list[EdgematchError] = []
 
     def run() -> str:
         try:
-            doc = parts(runtime()).file_report(parsed, found)
+            doc = parts(runtime()).file_report(
+                Result.from_dict(result), Evidence.from_dict(evidence)
+            )
         except EdgematchError as exc:
             failure[:] = [exc]
             raise
@@ -110,11 +129,14 @@ def report(
         run,
         args={"result": result, "evidence": evidence},
         correlation_id=correlation_id,
-        location=(parsed.content_bucket, parsed.content_key),
+        location=_location(result),
+        replayed_from=replayed_from,
     )
     if outcome == "dead_lettered" and failure:
         try:
-            parts(runtime()).mark_failed(parsed, f"{failure[0].reason}: {failure[0]}")
+            parts(runtime()).mark_failed(
+                Result.from_dict(result), f"{failure[0].reason}: {failure[0]}"
+            )
         except EdgematchError as exc:
             log.warning("report_not_marked_failed", error=str(exc))
     return outcome

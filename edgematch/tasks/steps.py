@@ -47,8 +47,8 @@ def start_pump(pump_id: str) -> None:
     _send(pump, {"pump_id": pump_id})
 
 
-def _write_tags(bucket: str, key: str, tags: dict[str, str]) -> None:
-    runtime().store.merge_tags(bucket, key, tags)
+def _write_tags(bucket: str, key: str, tags: dict[str, str], version_id: str | None) -> None:
+    runtime().store.merge_tags(bucket, key, tags, version_id=version_id)
 
 
 def _guarded(

@@ -262,9 +262,11 @@ class Quarantine:
             ttl_s=LOCK_TTL_S,
             what=f"quarantine of {content.uri}",
         ):
-            # An ETag names bytes, not a write: identical bytes uploaded again after a move
-            # must be moved again, so without a version id the S3 state decides.
-            done = self._recall(content) if content.version_id else None
+            # Only a move with a version id is answered from memory. An ETag names bytes,
+            # not a write: identical bytes uploaded again must be moved again. And a tag
+            # is cheap to check, and a redelivered result sets it back to `match`.
+            remembered = self.mode == MOVE and content.version_id
+            done = self._recall(content) if remembered else None
             if done is not None:
                 log.info("quarantine_repeat", state=done.state, key=content.key)
                 return done

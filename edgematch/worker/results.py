@@ -181,7 +181,8 @@ class ResultStore:
         return doc
 
 
-TagWriter = Callable[[str, str, dict[str, str]], None]
+#: Writes tags on (bucket, key), on one version when the version id is not None.
+TagWriter = Callable[[str, str, dict[str, str], str | None], None]
 
 
 def consume(
@@ -195,7 +196,14 @@ def consume(
     """Record, tag and hand on one result. Idempotent. Returns False for a repeat."""
     fresh = store.record(result)
     try:
-        write_tags(result.content_bucket, result.content_key, {tag_key: result.verdict})
+        # The scanned version, when ingest could name it: a newer upload of the same key
+        # gets its own verdict, and a version quarantine moved away is not re-created.
+        write_tags(
+            result.content_bucket,
+            result.content_key,
+            {tag_key: result.verdict},
+            result.content_version_id,
+        )
     except ObjectMissing:
         # The user deleted the content before we could tag it: nothing is left to serve.
         log.warning("content_missing", bucket=result.content_bucket, key=result.content_key)

@@ -105,12 +105,15 @@ def test_match_is_moved_verified_and_reported_once(make_pipeline: MakePipeline) 
     pipe = make_pipeline(quarantine_bucket=QUARANTINE, settings=FAST_RETRIES)
     hit = os.urandom(HASH)
     pipe.add_known([hit])
+    # An earlier, unscanned version of the key: quarantine must take the scanned one only.
+    earlier = pipe.s3().put_object(Bucket=pipe.bucket, Key="photos/hit.jpg", Body=b"earlier")
     pipe.upload("photos/hit.jpg.bin", hit, content=IMAGE)
     pipe.upload("photos/ok.jpg.bin", os.urandom(HASH), content=b"a clean image")
     _wait(lambda: len(pipe.reports()) == 1, 60, "the report")
 
     # Only in quarantine, verified and held; the clean upload is where it was.
-    assert _versions(pipe, pipe.bucket, "photos/hit.jpg") == []
+    (left,) = _versions(pipe, pipe.bucket, "photos/hit.jpg")
+    assert left["VersionId"] == earlier["VersionId"]
     (copy,) = _versions(pipe, QUARANTINE, "uploads/photos/hit.jpg")
     head = pipe.s3().head_object(
         Bucket=QUARANTINE, Key="uploads/photos/hit.jpg", VersionId=copy["VersionId"]
@@ -135,6 +138,8 @@ def test_match_is_moved_verified_and_reported_once(make_pipeline: MakePipeline) 
     time.sleep(1.0)  # the report tasks that follow each repeat
     assert len(pipe.reports()) == 1
     assert len(_versions(pipe, QUARANTINE, "uploads/photos/hit.jpg")) == 1
+    # The repeats tagged no other version of the key as a match.
+    assert _tags(pipe, pipe.bucket, "photos/hit.jpg") == {}
 
     # A re-upload of the matched hash: from the match cache, no API call, its own report.
     items_before = pipe.sandbox_stats()["items_total"]
