@@ -20,7 +20,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from edgematch.worker import metrics
 from edgematch.worker.api import BatchResponse, HashItem, ItemOutcome
 from edgematch.worker.backoff import compute_backoff
 from edgematch.worker.buffer import Batch, Empty, Wait
@@ -30,6 +32,7 @@ from edgematch.worker.errors import (
     PermanentError,
     RateLimited,
     TransientError,
+    TransportError,
 )
 from edgematch.worker.items import Item
 from edgematch.worker.logs import get_logger
@@ -93,6 +96,7 @@ def pump(
             if taken.seconds > remaining:
                 stopped = taken.reason
                 break
+            metrics.LIMITER_WAIT.labels(taken.reason).observe(taken.seconds)
             sleep(taken.seconds)
     finally:
         buf.release_pump(pump_id)
@@ -109,40 +113,73 @@ def _kick(rt: Runtime, start_pump: Callable[[str], None]) -> None:
 
 def send_batch(rt: Runtime, batch: Batch, *, publish: Publish) -> None:
     """Send one leased batch and settle every item in it. Never raises for API outcomes."""
-    s = rt.settings
     buf = rt.buffer
     blog = log.bind(batch_id=batch.id, items=len(batch.items), probe=batch.probe)
     request = [HashItem(content_id=i.id, data=i.data) for i in batch.items]
+    metrics.BATCH_SIZE.observe(len(request))
     buf.mark_sent(batch.id)
+    started = time.monotonic()
     try:
         response = rt.api.match(request)
-    except RateLimited as exc:
+    except EdgematchError as exc:
+        metrics.API_REQUESTS.labels(*_outcome(exc)).inc()
+        if not isinstance(exc, TransportError):
+            metrics.API_LATENCY.observe(time.monotonic() - started)
+        _on_failure(rt, batch, exc, publish=publish, blog=blog)
+        return
+    metrics.API_REQUESTS.labels("ok", str(response.http_status)).inc()
+    metrics.API_LATENCY.observe(time.monotonic() - started)
+    if batch.probe:
+        buf.close_breaker()
+        blog.info("breaker_closed")
+    buf.count("requests_ok")
+    _settle_response(rt, batch, response, publish=publish)
+
+
+def _outcome(exc: EdgematchError) -> tuple[str, str]:
+    """The (outcome, code) labels of a failed request: a small, fixed set of values."""
+    code = getattr(exc, "status_code", None)
+    if isinstance(exc, RateLimited):
+        return "rate_limited", "429"
+    if isinstance(exc, CredentialError):
+        return "credentials", str(code)
+    if isinstance(exc, TransportError):
+        return "transport", "none"
+    if isinstance(exc, TransientError):
+        return "server_error", str(code) if code else "none"
+    return "rejected", str(code) if code else "none"
+
+
+def _on_failure(
+    rt: Runtime, batch: Batch, exc: EdgematchError, *, publish: Publish, blog: Any
+) -> None:
+    """Settle a batch whose request failed as a whole."""
+    s = rt.settings
+    buf = rt.buffer
+    if isinstance(exc, RateLimited):
+        metrics.RATE_LIMITED.inc()
         buf.set_cooldown(exc.retry_after_s)
         buf.count("http_429")
         blog.warning("rate_limited", retry_after_s=exc.retry_after_s)
         _settle(rt, batch, (), [(item, 0.0) for item in batch.items])
         _end_probe(rt, batch)
         return
-    except CredentialError as exc:
+    if isinstance(exc, CredentialError):
         buf.open_breaker(s.breaker_probe_s)
         blog.error("credentials_refused", status_code=exc.status_code, pause_s=s.breaker_probe_s)
         _settle(rt, batch, (), [(item, 0.0) for item in batch.items])
         return
-    except TransientError as exc:
+    if isinstance(exc, TransientError):
         _end_probe(rt, batch)
         blog.warning("batch_transient", reason=exc.reason, error=str(exc))
         _settle_all(rt, batch, exc, publish=publish)
         return
-    except PermanentError as exc:
+    if isinstance(exc, PermanentError):
         _end_probe(rt, batch)
         blog.error("batch_rejected", reason=exc.reason, error=str(exc))
         _settle_all(rt, batch, exc, publish=publish)
         return
-    if batch.probe:
-        buf.close_breaker()
-        blog.info("breaker_closed")
-    buf.count("requests_ok")
-    _settle_response(rt, batch, response, publish=publish)
+    raise exc
 
 
 def _end_probe(rt: Runtime, batch: Batch) -> None:
@@ -206,6 +243,7 @@ def _decide(
     if isinstance(exc, TransientError) and item.attempts < s.max_attempts:
         delay = compute_backoff(item.attempts, base_s=s.backoff_base_s, cap_s=s.backoff_cap_s)
         again.append((item, delay))
+        metrics.RETRIES.labels(exc.reason).inc()
         log.info("item_retry", **item.log_fields(), reason=exc.reason, delay_s=round(delay, 3))
         return
     reason = exc.reason if isinstance(exc, PermanentError) else "retries_exhausted"
