@@ -11,6 +11,7 @@ from celery import Celery, signals
 from edgematch.config.celery import celery_config
 from edgematch.config.settings import Settings
 from edgematch.worker import logs
+from edgematch.worker.heartbeat import Heartbeat
 from edgematch.worker.runtime import runtime
 
 
@@ -41,6 +42,29 @@ def _warm_up(**_: Any) -> None:
     rt = runtime()
     for part in (rt.api, rt.store, rt.buffer):
         assert part is not None
+
+
+_heartbeats: list[Heartbeat] = []
+
+
+@signals.worker_process_init.connect
+def _start_worker_heartbeat(**_: Any) -> None:
+    # Each process that runs tasks says it is alive, for `edgematch status`.
+    rt = runtime()
+    queues = sorted(getattr(app.amqp.queues, "consume_from", None) or ())
+    _heartbeats.append(Heartbeat(rt.redis, rt.settings.namespace, "worker", queues=queues).start())
+
+
+@signals.worker_process_shutdown.connect
+def _stop_worker_heartbeat(**_: Any) -> None:
+    while _heartbeats:
+        _heartbeats.pop().stop()
+
+
+@signals.beat_init.connect
+def _start_beat_heartbeat(**_: Any) -> None:
+    rt = runtime()
+    _heartbeats.append(Heartbeat(rt.redis, rt.settings.namespace, "beat").start())
 
 
 @signals.task_prerun.connect

@@ -24,6 +24,11 @@ process types (see Procfile):
   edgematch intake     long-poll SQS, enqueue one ingest task per hash file
   edgematch worker     the Celery worker: ingest, match, results, quarantine, reports
   edgematch beat       the periodic sweep that keeps the batch buffer drained
+
+on-call (see deploy/runbooks/):
+  edgematch status     is the pipeline healthy, and where is it stuck (exit 1 if not)
+  edgematch dlq        list, show, replay and purge dead letters
+  edgematch backfill   scan hash files already in a bucket, resumably
 """
 
 
@@ -99,6 +104,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=_config)
 
+    from edgematch.worker.cli_dlq import add_commands as add_dlq_commands
+    from edgematch.worker.cli_ops import add_commands as add_ops_commands
+
+    add_ops_commands(sub)
+    add_dlq_commands(sub)
+
     p = sub.add_parser("demo", help="run the whole pipeline locally and scan a set of uploads")
     p.add_argument(
         "--uploads", type=int, default=24, help="hash files to upload (default: %(default)s)"
@@ -120,6 +131,7 @@ def _parser() -> argparse.ArgumentParser:
 def _intake(args: argparse.Namespace, rest: list[str]) -> int:
     from edgematch.tasks import ingest as ingest_task
     from edgematch.worker import logs
+    from edgematch.worker.heartbeat import Heartbeat
     from edgematch.worker.ingest import event_to_args
     from edgematch.worker.intake import Intake
     from edgematch.worker.runtime import runtime
@@ -137,7 +149,11 @@ def _intake(args: argparse.Namespace, rest: list[str]) -> int:
 
     intake = Intake(rt, make_sqs_client(rt.settings), enqueue)
     intake.install_signal_handlers()
-    intake.run()
+    heartbeat = Heartbeat(rt.redis, rt.settings.namespace, "intake").start()
+    try:
+        intake.run()
+    finally:
+        heartbeat.stop()
     return 0
 
 
