@@ -85,6 +85,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "worker_disable_prefetch": True,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # SIGTERM: stop taking tasks, let running ones finish for the grace period, then
+        # hand what is left back to the broker (late acknowledgement makes that safe).
+        "worker_soft_shutdown_timeout": settings.shutdown_grace_s,
+        "worker_enable_soft_shutdown_on_idle": True,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
         "task_send_sent_event": False,
@@ -95,7 +99,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": (_router(keys),),
         "task_soft_time_limit": int(task_budget_s + 30),
         "task_time_limit": int(task_budget_s + 60),
-        "beat_scheduler": "celery.beat:Scheduler",
+        "beat_scheduler": "edgematch.tasks.lifecycle:HeartbeatScheduler",
         "beat_schedule": {
             "sweep": {
                 "task": "edgematch.sweep",

@@ -101,6 +101,8 @@ class Settings:
     allowed_buckets: tuple[str, ...] = ()
     worker_concurrency: int | None = None
     background_min_share: float = 0.1
+    shutdown_grace_s: float = 30.0
+    metrics_port: int | None = None
     # Downstream of a match (worker/quarantine.py, worker/reports.py, worker/reporters.py).
     #: move, tag or off; None picks move when a quarantine bucket is set, else tag.
     quarantine_mode: str | None = None
@@ -211,6 +213,10 @@ class Settings:
             log_level=r.get("EDGEMATCH_LOG_LEVEL", cls.log_level, _log_level),
             allowed_buckets=r.get("EDGEMATCH_ALLOWED_BUCKETS", (), _csv),
             worker_concurrency=r.get("EDGEMATCH_WORKER_CONCURRENCY", None, _positive_int),
+            shutdown_grace_s=r.get(
+                "EDGEMATCH_SHUTDOWN_GRACE_S", cls.shutdown_grace_s, _positive_float
+            ),
+            metrics_port=r.get("EDGEMATCH_METRICS_PORT", None, _port),
             background_min_share=r.get(
                 "EDGEMATCH_BACKGROUND_MIN_SHARE", cls.background_min_share, _fraction
             ),
@@ -358,6 +364,13 @@ def _positive_float(raw: str) -> float:
     value = _float(raw)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"expected a positive number, got {raw!r}")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = _int(raw)
+    if not 1 <= value <= 65535:
+        raise ValueError(f"expected a TCP port from 1 to 65535, got {raw!r}")
     return value
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from edgematch.worker import backpressure
+from edgematch.worker import backpressure, health, metrics
 from edgematch.worker.errors import BadInput, EdgematchError
 from edgematch.worker.events import ObjectCreated, parse_message, select
 from edgematch.worker.logs import get_logger
@@ -74,6 +74,7 @@ class Intake:
         paused_since: float | None = None
         log.info("intake_started", queue_url=self.queue_url, high_water=s.intake_high_water)
         while not self._stop.is_set():
+            health.beat("intake")
             try:
                 backlog = self.backlog()
             except Exception as exc:  # noqa: BLE001 - Redis down must not end the loop
@@ -114,6 +115,7 @@ class Intake:
         done: list[dict[str, str]] = []
         for message in messages:
             self.stats.messages += 1
+            metrics.EVENTS_RECEIVED.inc()
             if self.handle(message):
                 done.append({"Id": message["MessageId"], "ReceiptHandle": message["ReceiptHandle"]})
         if done:
@@ -132,10 +134,12 @@ class Intake:
             )
         except BadInput as exc:
             self.stats.malformed += 1
+            metrics.EVENTS_SKIPPED.labels("malformed").inc()
             self._set_aside(message_id, body, str(exc))
             return True
         for skipped in parsed.skipped:
             self.stats.skipped += 1
+            metrics.EVENTS_SKIPPED.labels(skipped.reason).inc()
             self.stats.by_skip_reason[skipped.reason] = (
                 self.stats.by_skip_reason.get(skipped.reason, 0) + 1
             )
@@ -153,6 +157,7 @@ class Intake:
                 correlation_id = uuid.uuid4().hex
                 self.enqueue(obj, correlation_id)
                 self.stats.enqueued += 1
+                metrics.OBJECTS_ENQUEUED.labels("live").inc()
                 log.info(
                     "event_enqueued",
                     correlation_id=correlation_id,
