@@ -10,6 +10,7 @@ from celery import Celery, signals
 
 from edgematch.config.celery import celery_config
 from edgematch.config.settings import Settings
+from edgematch.tasks import lifecycle
 from edgematch.worker import logs
 from edgematch.worker.heartbeat import Heartbeat
 from edgematch.worker.runtime import runtime
@@ -23,6 +24,7 @@ def create_app(settings: Settings) -> Celery:
 
 _settings = Settings.from_env()
 app = create_app(_settings)
+lifecycle.install(app)
 
 
 @signals.setup_logging.connect

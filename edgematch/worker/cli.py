@@ -9,7 +9,9 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 from edgematch import __version__
 from edgematch.config.settings import Settings
@@ -60,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("intake", help="long-poll SQS and enqueue ingest tasks")
+    _metrics_port_argument(p)
     p.set_defaults(run=_intake)
 
     p = sub.add_parser(
@@ -75,10 +78,36 @@ def _parser() -> argparse.ArgumentParser:
         + ", ".join(QUEUE_STEPS)
         + " (default: %(default)s)",
     )
+    _metrics_port_argument(p)
     p.set_defaults(run=_worker)
 
     p = sub.add_parser("beat", help="run the periodic sweep (exactly one per deployment)")
+    _metrics_port_argument(p)
     p.set_defaults(run=_beat)
+
+    p = sub.add_parser(
+        "health",
+        help="liveness or readiness of a process on this host (exit 0 or 1), for probes",
+        description="Check a process's heartbeat file (touched by its working loop); "
+        "--readiness also needs Redis to answer. Exit 0 when healthy, 1 when not.",
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--liveness", action="store_true", help="is the process's loop alive?")
+    which.add_argument("--readiness", action="store_true", help="alive, and Redis answers?")
+    p.add_argument(
+        "--process",
+        choices=("worker", "intake", "beat"),
+        default="worker",
+        help="which process type (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-age",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="oldest heartbeat still counted alive (default: %(default)s)",
+    )
+    p.set_defaults(run=_health)
 
     p = sub.add_parser("sandbox", help="run the local PhotoDNA stand-in", add_help=False)
     p.set_defaults(run=_sandbox)
@@ -128,6 +157,51 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _metrics_port_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics on this port (default: EDGEMATCH_METRICS_PORT; none)",
+    )
+
+
+def _serve_metrics(args: argparse.Namespace, settings: Settings) -> None:
+    port = args.metrics_port or settings.metrics_port
+    if not port:
+        return
+    from edgematch.worker import metrics
+    from edgematch.worker.runtime import runtime
+
+    metrics.serve(port, runtime_factory=runtime)
+
+
+def _prepare_multiprocess_metrics() -> None:
+    """Give the prefork pool a fresh directory to sum its children's metrics in.
+
+    Must run before anything imports prometheus_client. Stale files from an earlier run
+    would be added to this run's figures, so an operator-provided directory is emptied.
+    """
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        for stale in Path(path).glob("*.db"):
+            stale.unlink(missing_ok=True)
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="edgematch-metrics-")
+
+
+def _health(args: argparse.Namespace, rest: list[str]) -> int:
+    from edgematch.worker import health
+
+    if args.liveness:
+        check = health.liveness(args.process, max_age_s=args.max_age)
+    else:
+        settings = Settings.from_env()
+        check = health.readiness(args.process, settings.redis_url, max_age_s=args.max_age)
+    print(("ok: " if check.ok else "unhealthy: ") + check.detail)
+    return 0 if check.ok else 1
+
+
 def _intake(args: argparse.Namespace, rest: list[str]) -> int:
     from edgematch.tasks import ingest as ingest_task
     from edgematch.worker import logs
@@ -141,6 +215,7 @@ def _intake(args: argparse.Namespace, rest: list[str]) -> int:
     rt.settings.require_sqs_queue_url()
     rt.settings.require_subscription_key()
     logs.configure(rt.settings.log_level, rt.settings.log_format, process="intake")
+    _serve_metrics(args, rt.settings)
 
     def enqueue(obj: object, correlation_id: str) -> None:
         ingest_task.apply_async(
@@ -160,6 +235,8 @@ def _intake(args: argparse.Namespace, rest: list[str]) -> int:
 def _worker(args: argparse.Namespace, rest: list[str]) -> int:
     settings = Settings.from_env()
     settings.require_subscription_key()
+    if args.metrics_port or settings.metrics_port:
+        _prepare_multiprocess_metrics()
     from edgematch.tasks import app
     from edgematch.worker.keys import Keys
 
@@ -172,6 +249,7 @@ def _worker(args: argparse.Namespace, rest: list[str]) -> int:
     argv = ["worker", "--queues", ",".join(queues), "--loglevel", settings.log_level, *rest]
     if settings.worker_concurrency and not any(a.startswith(("-c", "--concurrency")) for a in rest):
         argv += ["--concurrency", str(settings.worker_concurrency)]
+    _serve_metrics(args, settings)
     app.worker_main(argv)  # does not return
 
 
@@ -180,6 +258,7 @@ def _beat(args: argparse.Namespace, rest: list[str]) -> int:
     os.environ["EDGEMATCH_PROCESS"] = "beat"
     from edgematch.tasks import app
 
+    _serve_metrics(args, settings)
     app.start(["beat", "--loglevel", settings.log_level, *rest])  # does not return
 
 

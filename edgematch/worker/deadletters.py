@@ -37,6 +37,7 @@ from typing import Any, TypeVar, cast
 
 import redis
 
+from edgematch.worker import metrics
 from edgematch.worker.errors import TransientError
 from edgematch.worker.keys import Keys
 from edgematch.worker.logs import get_logger
@@ -250,6 +251,7 @@ class DeadLetters:
             pipe.hset(self._k.dead_letters, entry_id, entry.to_json())
             pipe.zadd(self._k.dead_letter_index, {entry_id: int(now * 1000)})
             pipe.execute()
+            metrics.DEAD_LETTERED.labels(reason).inc()
             return entry
 
         return self._guard(write)

@@ -14,10 +14,12 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 import redis
 
+from edgematch.worker import metrics
 from edgematch.worker.errors import ObjectMissing, TransientError
 from edgematch.worker.items import Item
 from edgematch.worker.keys import Keys
@@ -185,6 +187,16 @@ class ResultStore:
 TagWriter = Callable[[str, str, dict[str, str], str | None], None]
 
 
+def _event_epoch(event_time: str | None) -> float | None:
+    """The upload event's time (ISO 8601, as S3 writes it) in epoch seconds, if readable."""
+    if not event_time:
+        return None
+    try:
+        return datetime.fromisoformat(event_time.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 def consume(
     result: Result,
     *,
@@ -214,6 +226,12 @@ def consume(
     if not fresh:
         log.info("result_repeat", verdict=result.verdict)
         return False
+    metrics.HASHES_SCANNED.labels(result.verdict, result.lane).inc()
+    if result.is_match:
+        metrics.MATCHES.inc()
+    started = _event_epoch(result.event_time) or result.enqueued_at
+    if started:
+        metrics.END_TO_END.labels(result.lane).observe(max(0.0, time.time() - started))
     log.info(
         "result_recorded",
         verdict=result.verdict,
