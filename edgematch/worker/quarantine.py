@@ -74,7 +74,7 @@ _MAX_MATCH_IDS_CHARS: Final = 512
 
 
 class CopyUnverified(TransientError):
-    """The quarantined copy does not match the original: keep the original, try again."""
+    """The copy (or, in tag mode, the tag) does not read back right: keep the original, retry."""
 
     reason = "copy_unverified"
 
