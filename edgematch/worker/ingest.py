@@ -99,6 +99,8 @@ def ingest(
             version_id=obj.version_id,
             max_bytes=s.max_hash_bytes,
             expected_etag=obj.etag,
+            # The event's size lets the store skip its HEAD (one S3 request per hash).
+            expected_size=obj.size,
         )
         content_bucket, content_key = content_location(
             info, suffix=s.hash_suffix, allowed_buckets=s.allowed_buckets

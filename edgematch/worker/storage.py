@@ -175,19 +175,31 @@ class ObjectStore:
         version_id: str | None,
         max_bytes: int,
         expected_etag: str | None = None,
+        expected_size: int | None = None,
     ) -> tuple[ObjectInfo, bytes]:
         """Read a hash file of 1 to ``max_bytes`` bytes: the write the event named.
 
-        The size is checked on a HEAD, before any byte is downloaded. The GET is pinned
-        to the object the HEAD saw: by version id when there is one, otherwise by
+        The size is checked before any byte is downloaded: on a HEAD, or — when the event
+        announced a size within the limit (``expected_size``) and names the write by version
+        id or ETag — on the event, and the HEAD is skipped (one S3 request instead of two).
+        The GET is pinned to the write: by version id when there is one, otherwise by
         ``If-Match`` on ``expected_etag`` (or the HEAD's ETag). When the key now holds
         other bytes than the event announced, the event's object no longer exists: we
         raise ObjectMissing with a ``superseded:`` message rather than scan bytes the
-        event did not name — the newer write brings its own event. The body is read to
-        at most ``max_bytes + 1`` bytes, so a hash file that grew is refused, not loaded.
+        event did not name — the newer write brings its own event. The GET's own length
+        is checked before its body is read, and the body is read to at most
+        ``max_bytes + 1`` bytes, so a hash file that grew is refused, not loaded.
         """
         # With a version id the bytes are immutable; If-Match would only add a way to fail.
         if_match = expected_etag if version_id is None else None
+        if (
+            expected_size is not None
+            and 0 < expected_size <= max_bytes
+            and (version_id or if_match)
+        ):
+            return self._get_hash(
+                bucket, key, version_id=version_id, if_match=if_match, max_bytes=max_bytes
+            )
         info = self._head(bucket, key, version_id=version_id, if_match=if_match)
         if info.size == 0:
             raise BadInput(f"empty hash file: s3://{bucket}/{key}")
@@ -196,17 +208,27 @@ class ObjectStore:
 
         pin_version = version_id or info.version_id
         pin_etag = None if pin_version else (expected_etag or info.etag)
-        action = "s3:GetObjectVersion" if pin_version else "s3:GetObject"
-        with _translated(action, bucket, key, pin_version):
-            if pin_version:
-                response = self._s3.get_object(Bucket=bucket, Key=key, VersionId=pin_version)
-            elif pin_etag:
-                response = self._s3.get_object(Bucket=bucket, Key=key, IfMatch=_quoted(pin_etag))
+        _, data = self._get_hash(
+            bucket, key, version_id=pin_version, if_match=pin_etag, max_bytes=max_bytes
+        )
+        return info, data
+
+    def _get_hash(
+        self, bucket: str, key: str, *, version_id: str | None, if_match: str | None, max_bytes: int
+    ) -> tuple[ObjectInfo, bytes]:
+        """GET a hash file pinned by version id or If-Match; refuse it past ``max_bytes``."""
+        action = "s3:GetObjectVersion" if version_id else "s3:GetObject"
+        with _translated(action, bucket, key, version_id):
+            if version_id:
+                response = self._s3.get_object(Bucket=bucket, Key=key, VersionId=version_id)
+            elif if_match:
+                response = self._s3.get_object(Bucket=bucket, Key=key, IfMatch=_quoted(if_match))
             else:
                 response = self._s3.get_object(Bucket=bucket, Key=key)
             stream = response["Body"]
             try:
-                # The object may have changed since the HEAD; refuse before reading.
+                # The object may differ from what the HEAD or the event said; refuse
+                # before reading.
                 if response.get("ContentLength", 0) > max_bytes:
                     raise BadInput(
                         f"hash file is {response['ContentLength']} bytes, over the limit of "
@@ -221,6 +243,18 @@ class ObjectStore:
             )
         if not data:
             raise BadInput(f"empty hash file: s3://{bucket}/{key}")
+        etag = response.get("ETag")
+        returned_version = response.get("VersionId")
+        info = ObjectInfo(
+            bucket=bucket,
+            key=key,
+            size=len(data),
+            etag=(etag.strip('"') or None) if etag else None,
+            # "null" pins nothing, as in _head.
+            version_id=None if returned_version in (None, "", "null") else returned_version,
+            metadata=MappingProxyType(dict(response.get("Metadata", {}))),
+            content_type=response.get("ContentType"),
+        )
         return info, data
 
     def get_tags(self, bucket: str, key: str, *, version_id: str | None = None) -> dict[str, str]:

@@ -188,6 +188,127 @@ def test_versioned_bucket_without_event_version_pins_get_to_head_version(
     assert gets[0]["VersionId"] == put["VersionId"]
 
 
+@pytest.fixture
+def heads(s3: S3Client) -> list[dict[str, Any]]:
+    """The API parameters of every HeadObject call made on the client."""
+    calls: list[dict[str, Any]] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        calls.append(dict(params))
+
+    s3.meta.events.register("before-parameter-build.s3.HeadObject", record)
+    return calls
+
+
+def test_event_size_skips_the_head_and_pins_the_get_to_the_etag(
+    s3: S3Client, heads: list[dict[str, Any]], gets: list[dict[str, Any]]
+) -> None:
+    """With the event's size and ETag, one GET pinned by If-Match reads the file: no HEAD,
+    and size, ETag, metadata and content type come from the GET."""
+    payload = bytes(range(256)) * 3
+    put = s3.put_object(
+        Bucket=BUCKET,
+        Key="photos/cat.jpg.bin",
+        Body=payload,
+        Metadata={"content-key": "originals/cat.jpg"},
+        ContentType="application/octet-stream",
+    )
+    info, data = ObjectStore(s3).read_hash(
+        BUCKET,
+        "photos/cat.jpg.bin",
+        version_id=None,
+        max_bytes=1024,
+        expected_etag=put["ETag"].strip('"'),
+        expected_size=len(payload),
+    )
+    assert data == payload
+    assert heads == []
+    assert [g["IfMatch"] for g in gets] == [put["ETag"]]
+    assert info.size == len(payload)
+    assert info.etag == put["ETag"].strip('"')
+    assert info.metadata == {"content-key": "originals/cat.jpg"}
+    assert info.content_type == "application/octet-stream"
+
+
+def test_event_size_with_version_id_gets_that_version_without_a_head(
+    s3: S3Client, heads: list[dict[str, Any]], gets: list[dict[str, Any]]
+) -> None:
+    """With a version id and the event's size, the GET names the version; no HEAD."""
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    old = s3.put_object(Bucket=BUCKET, Key="v.bin", Body=b"old bytes")
+    s3.put_object(Bucket=BUCKET, Key="v.bin", Body=b"new bytes, longer")
+    info, data = ObjectStore(s3).read_hash(
+        BUCKET, "v.bin", version_id=old["VersionId"], max_bytes=64, expected_size=9
+    )
+    assert data == b"old bytes"
+    assert info.version_id == old["VersionId"]
+    assert heads == []
+    assert [g["VersionId"] for g in gets] == [old["VersionId"]]
+
+
+def test_event_size_in_versioned_bucket_without_version_id_reports_the_version(
+    s3: S3Client, heads: list[dict[str, Any]]
+) -> None:
+    """An event with an ETag but no version id (MinIO, moto): the version read is reported."""
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    put = s3.put_object(Bucket=BUCKET, Key="v.bin", Body=b"bytes")
+    info, _ = ObjectStore(s3).read_hash(
+        BUCKET,
+        "v.bin",
+        version_id=None,
+        max_bytes=64,
+        expected_etag=put["ETag"].strip('"'),
+        expected_size=5,
+    )
+    assert info.version_id == put["VersionId"]
+    assert heads == []
+
+
+def test_event_size_superseded_object_is_missing(s3: S3Client) -> None:
+    """Without the HEAD, an overwrite since the event is still ObjectMissing "superseded"."""
+    first = s3.put_object(Bucket=BUCKET, Key="k.bin", Body=b"first")
+    s3.put_object(Bucket=BUCKET, Key="k.bin", Body=b"second")
+    with pytest.raises(ObjectMissing, match=r"^superseded:"):
+        ObjectStore(s3).read_hash(
+            BUCKET,
+            "k.bin",
+            version_id=None,
+            max_bytes=64,
+            expected_etag=first["ETag"].strip('"'),
+            expected_size=5,
+        )
+
+
+def test_event_size_that_understates_the_object_is_refused_before_the_body(
+    aws_env: None,
+) -> None:
+    """An event that claims 10 bytes for a 5000-byte object: refused on the GET's length,
+    before any of the body is read."""
+    client, stub = _stubbed()
+    stream = _CountingStream(b"x" * 5000)
+    stub.add_response("get_object", {"Body": StreamingBody(stream, 5000), "ContentLength": 5000})
+    with stub, pytest.raises(BadInput, match="5000 bytes, over the limit of 16"):
+        ObjectStore(client).read_hash(
+            BUCKET, "k.bin", version_id=None, max_bytes=16, expected_etag="e", expected_size=10
+        )
+    assert stream.requested == []
+
+
+def test_event_size_without_a_pin_or_out_of_range_keeps_the_head(
+    s3: S3Client, heads: list[dict[str, Any]]
+) -> None:
+    """No ETag and no version id, or an event size of 0 or over the limit: the HEAD is made."""
+    put = s3.put_object(Bucket=BUCKET, Key="k.bin", Body=b"bytes")
+    store = ObjectStore(s3)
+    store.read_hash(BUCKET, "k.bin", version_id=None, max_bytes=64, expected_size=5)
+    etag = put["ETag"].strip('"')
+    for size in (0, 65):
+        store.read_hash(
+            BUCKET, "k.bin", version_id=None, max_bytes=64, expected_etag=etag, expected_size=size
+        )
+    assert len(heads) == 3
+
+
 class _CountingStream(io.BytesIO):
     def __init__(self, data: bytes) -> None:
         super().__init__(data)
