@@ -50,7 +50,7 @@ in Redis records the last key enqueued: run the same command again after a crash
 Ctrl-C and it resumes there. Enqueueing pauses while the backlog is at the high-water
 mark. Objects already scanned are skipped without an API call unless --rescan.
 
-Needs s3:ListBucket on the bucket (see deploy/iam-policy-backfill.json).
+Needs s3:ListBucket on the bucket (statement TellGoneFromDenied, deploy/iam-policy.json).
 
   edgematch backfill s3://uploads/photos/
   edgematch backfill s3://uploads/photos/ --since 2024-05-01T00:00Z

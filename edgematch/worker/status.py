@@ -27,6 +27,7 @@ from typing import Any
 
 import redis
 
+from edgematch.config.celery import celery_config
 from edgematch.worker import backpressure, heartbeat
 from edgematch.worker.backfill import Checkpoints
 from edgematch.worker.buffer import limiter_window
@@ -98,7 +99,8 @@ def _collect(rt: Runtime) -> Snapshot:
     pipe = r.pipeline()
     for step in QUEUE_STEPS:
         pipe.llen(k.queue(step))
-    pipe.hlen(f"{s.namespace}:kombu:unacked")
+    # Tasks delivered and not yet acknowledged: with late acks and prefetch 1, the running ones.
+    pipe.hlen(celery_config(s)["broker_transport_options"]["unacked_key"])
     pipe.zcard(k.leases)
     pipe.zcount(k.leases, "-inf", now_ms)
     pipe.zcount(k.pumps, now_ms, "+inf")
