@@ -117,6 +117,7 @@ class BatchBuffer:
         self._kick = client.register_script(_script("kick"))
         self._hold = client.register_script(_script("hold_until"))
         self._mark_sent = client.register_script(_script("mark_sent"))
+        self._wait_turn = client.register_script(_script("wait_turn"))
 
     # -- items in ---------------------------------------------------------------------
     def push(self, item: Item, identity: str, *, alias: str | None = None) -> bool:
@@ -232,7 +233,7 @@ class BatchBuffer:
         horizon = self._s.pump_max_s if horizon_s is None else horizon_s
         started = self._call(
             self._kick,
-            [k.pumps, k.cooldown, k.breaker, k.leases, *k.ready_lanes],
+            [k.pumps, k.cooldown, k.breaker, k.leases, *k.ready_lanes, k.pump_waiters],
             [
                 pump_id,
                 self._s.match_pumps,
@@ -254,7 +255,23 @@ class BatchBuffer:
         self._guard(lambda: self._r.zadd(self.keys.pumps, {pump_id: self._now_ms() + ttl_ms}))
 
     def release_pump(self, pump_id: str) -> None:
-        self._guard(lambda: self._r.zrem(self.keys.pumps, pump_id))
+        k = self.keys
+
+        def run() -> None:
+            pipe = self._r.pipeline()
+            pipe.zrem(k.pumps, pump_id)
+            pipe.zrem(k.pump_waiters, pump_id)
+            pipe.execute()
+
+        self._guard(run)
+
+    def wait_turn(self, pump_id: str, seconds: float) -> bool:
+        """May this pump sleep ``seconds`` for the next slot? Only one pump waits at a time."""
+        ttl_ms = int(seconds * 1000) + 1000
+        return bool(self._call(self._wait_turn, [self.keys.pump_waiters], [pump_id, ttl_ms]))
+
+    def end_wait(self, pump_id: str) -> None:
+        self._guard(lambda: self._r.zrem(self.keys.pump_waiters, pump_id))
 
     # -- observation ---------------------------------------------------------------------
     def depth(self) -> int:

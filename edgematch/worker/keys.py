@@ -84,6 +84,11 @@ class Keys:
         return f"{self.ns}:pumps"
 
     @property
+    def pump_waiters(self) -> str:
+        """ZSET pump id -> expiry (ms): the one pump sleeping until the next request slot."""
+        return f"{self.ns}:pumps:waiting"
+
+    @property
     def stats(self) -> str:
         """HASH of pipeline counters (requests, items, 429s …) for status and tests."""
         return f"{self.ns}:stats"

@@ -76,11 +76,10 @@ def pump(
             taken = buf.take()
             if isinstance(taken, Batch):
                 if taken.items:
-                    # The request goes out first: every instant between taking the slot and
-                    # sending is jitter the API's window sees and our margin must absorb.
-                    send_batch(rt, taken, publish=publish)
-                    # More may be waiting than this pump can send alone: let another join in.
-                    _kick(rt, start_pump)
+                    # Another pump waits for the next slot while this request is in flight.
+                    send_batch(
+                        rt, taken, publish=publish, before_send=lambda: _kick(rt, start_pump)
+                    )
                     batches += 1
                     items += len(taken.items)
                 else:
@@ -96,8 +95,13 @@ def pump(
             if taken.seconds > remaining:
                 stopped = taken.reason
                 break
+            if not buf.wait_turn(pump_id, taken.seconds):
+                # Another pump already waits for that slot; this process has other work.
+                stopped = "another_waits"
+                break
             metrics.LIMITER_WAIT.labels(taken.reason).observe(taken.seconds)
             sleep(taken.seconds)
+            buf.end_wait(pump_id)
     finally:
         buf.release_pump(pump_id)
     # Released first, then kicked: an item pushed meanwhile is seen by one of the two.
@@ -111,13 +115,24 @@ def _kick(rt: Runtime, start_pump: Callable[[str], None]) -> None:
         start_pump(pump_id)
 
 
-def send_batch(rt: Runtime, batch: Batch, *, publish: Publish) -> None:
-    """Send one leased batch and settle every item in it. Never raises for API outcomes."""
+def send_batch(
+    rt: Runtime,
+    batch: Batch,
+    *,
+    publish: Publish,
+    before_send: Callable[[], None] | None = None,
+) -> None:
+    """Send one leased batch and settle every item in it. Never raises for API outcomes.
+
+    ``before_send`` runs once the request's slot is recorded, just before it goes out.
+    """
     buf = rt.buffer
     blog = log.bind(batch_id=batch.id, items=len(batch.items), probe=batch.probe)
     request = [HashItem(content_id=i.id, data=i.data) for i in batch.items]
     metrics.BATCH_SIZE.observe(len(request))
     buf.mark_sent(batch.id)
+    if before_send is not None:
+        before_send()
     started = time.monotonic()
     try:
         response = rt.api.match(request)

@@ -1,6 +1,6 @@
 -- Decide whether one more pump (a match task draining the buffer) should start.
 --
--- KEYS: 1 pumps, 2 cooldown, 3 breaker, 4 leases, 5-7 ready lanes
+-- KEYS: 1 pumps, 2 cooldown, 3 breaker, 4 leases, 5-7 ready lanes, 8 waiting pumps
 -- ARGV: 1 pump id, 2 max pumps, 3 pump TTL (ms), 4 batch size, 5 horizon (ms)
 -- Returns 1 when the caller must enqueue a pump with that id, else 0.
 --
@@ -17,6 +17,11 @@ if blocked > horizon then
   return 0
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+-- A pump already waits for the next slot: it will send, then kick the next one.
+redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now)
+if redis.call('ZCARD', KEYS[8]) > 0 then
+  return 0
+end
 local running = redis.call('ZCARD', KEYS[1])
 if running >= tonumber(ARGV[2]) then
   return 0

@@ -1,0 +1,60 @@
+"""Live uploads first: a backfill backlog saturating the quota does not hold a live upload back."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+
+from edgematch.worker.localstack import LocalPipeline
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+HASH = 924
+RATE = 2.0
+LINGER_S = 0.25
+
+
+def test_live_upload_overtakes_a_backfill_backlog() -> None:
+    """With hundreds of backfill hashes waiting, a live upload is sent within one request slot."""
+    with LocalPipeline(rate=RATE) as pipe:
+        s3 = pipe.s3()
+        s3.create_bucket(Bucket="archive")  # no notifications: only a backfill finds these
+        backlog = 200
+        for i in range(backlog):  # 200 hashes at 2 requests/s: a 20-second backlog
+            s3.put_object(Bucket="archive", Key=f"old/{i:04d}.bin", Body=os.urandom(HASH))
+        pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "3"])
+        backfill = subprocess.Popen(
+            [sys.executable, "-m", "edgematch.worker.cli", "backfill", "s3://archive/old/"],
+            env=pipe.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+        client = redis.Redis.from_url(pipe.redis.url)
+        deadline = time.monotonic() + 60
+        while client.zcard(pipe.keys.ready_lane("backfill")) < 50 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert client.zcard(pipe.keys.ready_lane("backfill")) >= 50, "no backlog formed"
+
+        lives = [f"live/{n}.bin" for n in range(3)]
+        for key in lives:
+            pipe.upload(key, os.urandom(HASH))
+            time.sleep(0.7)
+        results = pipe.wait_for_results(lives, timeout_s=60)
+        still_waiting = client.zcard(pipe.keys.ready_lane("backfill"))
+        client.close()
+        assert backfill.wait(60) == 0
+
+        assert set(results) == set(lives)
+        for doc in results.values():
+            waited = doc["scanned_at"] - doc["enqueued_at"]
+            # Buffered to answered: at most one slot (1/R), the request itself, and noise.
+            assert waited <= LINGER_S + 1 / RATE + 0.5, f"live item waited {waited:.2f} s"
+        assert still_waiting > 0, "the backlog was gone before the live uploads: no contention"
+        stats = pipe.sandbox_stats()
+        assert "429" not in stats["by_http_status"]
