@@ -102,6 +102,7 @@ class Settings:
     worker_concurrency: int | None = None
     background_min_share: float = 0.1
     shutdown_grace_s: float = 30.0
+    gate: bool = False
     metrics_port: int | None = None
     # Downstream of a match (worker/quarantine.py, worker/reports.py, worker/reporters.py).
     #: move, tag or off; None picks move when a quarantine bucket is set, else tag.
@@ -217,6 +218,7 @@ class Settings:
                 "EDGEMATCH_SHUTDOWN_GRACE_S", cls.shutdown_grace_s, _positive_float
             ),
             metrics_port=r.get("EDGEMATCH_METRICS_PORT", None, _port),
+            gate=r.get("EDGEMATCH_GATE", cls.gate, _bool),
             background_min_share=r.get(
                 "EDGEMATCH_BACKGROUND_MIN_SHARE", cls.background_min_share, _fraction
             ),

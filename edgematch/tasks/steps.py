@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from edgematch.tasks.app import app
 from edgematch.worker import ingest as ingest_step
-from edgematch.worker import matcher
+from edgematch.worker import matcher, metrics
 from edgematch.worker.backoff import compute_backoff
 from edgematch.worker.errors import EdgematchError, TransientError
 from edgematch.worker.logs import get_logger
@@ -142,17 +142,23 @@ def ingest(
 
     ``replayed_from`` names the dead letter this task replays (``edgematch dlq replay``).
     """
-    return _guarded(
-        self,
-        "ingest",
-        lambda: ingest_step.ingest(
+
+    def run() -> str:
+        outcome = ingest_step.ingest(
             runtime(),
             ingest_step.args_to_event(event),
             correlation_id=correlation_id,
             lane=lane,
             publish=publish_result,
             start_pump=start_pump,
-        ),
+        )
+        metrics.INGESTED.labels(outcome).inc()
+        return outcome
+
+    return _guarded(
+        self,
+        "ingest",
+        run,
         args={"event": event, "lane": lane},
         correlation_id=correlation_id,
         location=(event.get("bucket"), event.get("key")),

@@ -23,7 +23,12 @@ from typing import Any
 
 import redis
 
-from edgematch.worker.errors import ConfigurationError, PermanentError, TransientError
+from edgematch.worker.errors import (
+    ConfigurationError,
+    ObjectMissing,
+    PermanentError,
+    TransientError,
+)
 from edgematch.worker.events import ObjectCreated
 from edgematch.worker.items import Item
 from edgematch.worker.logs import get_logger
@@ -34,6 +39,7 @@ from edgematch.worker.storage import ObjectInfo, content_location
 
 log = get_logger(__name__)
 
+PENDING = "pending"
 ADDED, DUPLICATE, REFUSED, CACHED = "added", "duplicate", "refused", "cached"
 
 
@@ -122,6 +128,8 @@ def ingest(
         content_version_id=content_version_id,
         content_etag=content_etag,
     )
+    if s.gate:
+        _hold_for_scan(rt, item)
     as_read = replace(obj, version_id=item.version_id, etag=item.etag).identity
     cached = MatchCache(rt.redis, s.namespace, ttl_s=s.match_cache_ttl_s).lookup(item.hash_sha256)
     if cached is not None:
@@ -134,6 +142,24 @@ def ingest(
     if pump_id is not None:
         start_pump(pump_id)
     return ADDED
+
+
+def _hold_for_scan(rt: Runtime, item: Item) -> None:
+    """The publication gate: tag the content ``pending`` until its verdict replaces the tag.
+
+    The bucket policy in deploy/ denies reading content tagged pending, match,
+    quarantined or unscannable, so content is not served before it is scanned, and stays
+    unserved when its scan fails (fail closed) until a person decides.
+    """
+    try:
+        rt.store.merge_tags(
+            item.content_bucket,
+            item.content_key,
+            {rt.settings.result_tag: PENDING},
+            version_id=item.content_version_id,
+        )
+    except ObjectMissing:
+        log.info("gate_content_missing", bucket=item.content_bucket, key=item.content_key)
 
 
 def _content_version(
