@@ -137,6 +137,11 @@ def test_outage_dead_letters_replay_and_status(make_pipeline: MakePipeline) -> N
     doc = json.loads(healthy.stdout)
     assert healthy.returncode == 0, doc["problems"]
     assert {w["role"] for w in doc["workers"]} == {"worker", "intake", "beat"}
+    assert all(
+        "edgematch.ingest" in w["queues"] and w["age_s"] < 20
+        for w in doc["workers"]
+        if w["role"] == "worker"
+    )
     assert doc["dead_letters"]["by_reason"] == {"malformed_event": 1}
     client.close()
 
