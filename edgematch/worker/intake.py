@@ -145,13 +145,16 @@ class Intake:
             )
             if skipped.reason == "bad_record":
                 self._set_aside(message_id, body, skipped.detail)
-            else:
-                log.debug(
-                    "event_skipped",
-                    message_id=message_id,
-                    reason=skipped.reason,
-                    detail=skipped.detail,
-                )
+                continue
+            # Test events and other suffixes are routine; an event for a bucket outside the
+            # allow-list is a misrouted notification or a forged one, and someone should see it.
+            level = log.warning if skipped.reason == "bucket_not_allowed" else log.debug
+            level(
+                "event_skipped",
+                message_id=message_id,
+                reason=skipped.reason,
+                detail=skipped.detail,
+            )
         try:
             for obj in parsed.objects:
                 correlation_id = uuid.uuid4().hex

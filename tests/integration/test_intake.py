@@ -11,9 +11,12 @@ from typing import Any
 import boto3
 import pytest
 import redis
+import structlog
 from moto import mock_aws
+from structlog.testing import capture_logs
 
 from edgematch.config.settings import Settings
+from edgematch.worker import intake as intake_module
 from edgematch.worker.events import ObjectCreated
 from edgematch.worker.intake import Intake
 from edgematch.worker.runtime import Runtime
@@ -92,6 +95,28 @@ def test_malformed_message_is_dead_lettered_and_the_next_still_flows(
     assert [obj.key for obj in enqueued] == ["ok.bin"]
     letters = intake.rt.dead_letters.list()
     assert [(d.task, d.reason) for d in letters] == [("edgematch.intake", "malformed_event")]
+    assert _remaining(sqs, intake.queue_url) == 0
+
+
+def test_event_for_a_bucket_not_allowed_is_logged(
+    sqs: Any,
+    redis_client: redis.Redis,
+    make_settings: MakeSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A record for a bucket outside the allow-list is skipped with a warning, not silently."""
+    intake, enqueued = _intake(sqs, make_settings, allowed_buckets=("uploads",))
+    body = {"Records": [_record("x.jpg.bin", bucket="elsewhere"), _record("c.jpg")]}
+    sqs.send_message(QueueUrl=intake.queue_url, MessageBody=json.dumps(body))
+    with capture_logs() as logs:
+        # A logger cached by an earlier configure() would bypass the capture.
+        monkeypatch.setattr(intake_module, "log", structlog.get_logger(intake_module.__name__))
+        intake.run(max_idle_polls=1)
+    assert enqueued == []
+    skipped = [(e["log_level"], e["reason"]) for e in logs if e["event"] == "event_skipped"]
+    assert skipped == [("warning", "bucket_not_allowed"), ("debug", "suffix")]
+    assert "'elsewhere'" in next(e["detail"] for e in logs if e["event"] == "event_skipped")
+    assert intake.rt.dead_letters.list() == []
     assert _remaining(sqs, intake.queue_url) == 0
 
 
