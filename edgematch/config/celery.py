@@ -9,12 +9,17 @@ Choices, each for a failure someone has hit:
   longest retry countdown, so a running task is never handed out a second time.
 - One queue per step, named under the namespace, so each step scales alone and two
   deployments can share a Redis; kombu's bookkeeping keys are namespaced too.
+- A ``rediss://`` broker verifies the server's certificate, as redis-py does for the
+  buffer: kombu alone would connect to a ``rediss://`` URL without ``ssl_*`` parameters
+  with ``CERT_NONE`` (and a warning), sending the password to whoever answers.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from kombu import Queue
 
@@ -49,6 +54,18 @@ def _router(keys: Keys) -> Callable[..., dict[str, str] | None]:
     return route
 
 
+def broker_ssl(broker_url: str) -> dict[str, Any] | None:
+    """kombu's TLS options for ``broker_url``: verify the server unless the URL says otherwise.
+
+    Only used when the URL carries no ``ssl_*`` query parameters: kombu then takes those
+    (``?ssl_ca_certs=/path/ca.pem``; ``ssl_cert_reqs=none`` turns verification off, for
+    that endpoint only) in place of these. Pure.
+    """
+    if urlsplit(broker_url).scheme != "rediss":
+        return None
+    return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery settings for one deployment. Pure."""
     keys = Keys(settings.namespace)
@@ -56,6 +73,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     task_budget_s = settings.pump_max_s + settings.api_timeout_s + settings.api_connect_timeout_s
     return {
         "broker_url": settings.broker_url,
+        "broker_use_ssl": broker_ssl(settings.broker_url),
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
             "visibility_timeout": settings.visibility_timeout_s,

@@ -1,0 +1,55 @@
+"""The Celery configuration's TLS choice for the broker, as kombu reads it (no connection made)."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import pytest
+from celery import Celery
+
+from edgematch.config.celery import broker_ssl, celery_config
+from edgematch.config.settings import Settings
+
+
+def _connection_ssl(broker_url: str) -> Any:
+    """What kombu would connect with, for a worker configured with ``broker_url``."""
+    settings = Settings.from_env(
+        {"EDGEMATCH_BROKER_URL": broker_url, "EDGEMATCH_SUBSCRIPTION_KEY": "test-key-0123"}
+    )
+    app = Celery(set_as_current=False)
+    app.conf.update(celery_config(settings))
+    with app.connection_for_write() as conn:
+        return conn.ssl
+
+
+def test_rediss_broker_verifies_the_server_by_default() -> None:
+    """A rediss:// URL with no ssl_* parameters gets CERT_REQUIRED, not kombu's CERT_NONE."""
+    assert _connection_ssl("rediss://:pw@redis.internal:6380/0") == {
+        "ssl_cert_reqs": ssl.CERT_REQUIRED
+    }
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        # A CA bundle alone: redis-py's own default (required) then verifies against it.
+        ("?ssl_ca_certs=/etc/ca.pem", {"ssl_ca_certs": "/etc/ca.pem"}),
+        (
+            "?ssl_ca_certs=/etc/ca.pem&ssl_cert_reqs=required",
+            {"ssl_ca_certs": "/etc/ca.pem", "ssl_cert_reqs": ssl.CERT_REQUIRED},
+        ),
+        # Turned off explicitly, for this endpoint only.
+        ("?ssl_cert_reqs=none", {"ssl_cert_reqs": ssl.CERT_NONE}),
+    ],
+)
+def test_ssl_parameters_in_the_url_win(query: str, expected: dict[str, Any]) -> None:
+    """The URL's own ssl_* parameters replace the default as a whole."""
+    assert _connection_ssl(f"rediss://:pw@redis.internal:6380/0{query}") == expected
+
+
+def test_plain_redis_broker_has_no_tls() -> None:
+    """redis:// and sentinel:// get no TLS options from us."""
+    assert broker_ssl("redis://127.0.0.1:6379/0") is None
+    assert broker_ssl("sentinel://10.0.0.1:26379") is None
+    assert not _connection_ssl("redis://127.0.0.1:6379/0")
