@@ -21,6 +21,7 @@ from celery import Task
 
 from edgematch.tasks.app import app
 from edgematch.tasks.steps import _guarded, _send
+from edgematch.worker import metrics
 from edgematch.worker.downstream import parts
 from edgematch.worker.errors import EdgematchError
 from edgematch.worker.logs import get_logger
@@ -81,6 +82,7 @@ def quarantine(
         location=_location(result),
         replayed_from=replayed_from,
     )
+    metrics.QUARANTINE.labels(outcome).inc()
     if outcome == "dead_lettered":
         # Reported all the same: the report says the evidence was not preserved.
         why = f"{failure[0].reason}: {failure[0]}" if failure else "unexpected error"
@@ -132,6 +134,7 @@ def report(
         location=_location(result),
         replayed_from=replayed_from,
     )
+    metrics.REPORTS.labels(outcome).inc()
     if outcome == "dead_lettered" and failure:
         try:
             parts(runtime()).mark_failed(

@@ -15,6 +15,9 @@ import time
 from collections import Counter
 from typing import Any
 
+import httpx
+
+from edgematch.worker.devstack import free_port
 from edgematch.worker.localstack import LocalPipeline
 
 HASH_SIZE = 924
@@ -41,8 +44,15 @@ def run_demo(*, uploads: int, matches: int, rate: float, timeout_s: float) -> in
             f"reports bucket '{pipe.reports_bucket}'"
         )
         _say(f"  sandbox    {pipe.sandbox.url}")
-        pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
+        metrics_port = free_port()
+        pipe.start_processes(
+            "intake",
+            "worker",
+            "beat",
+            worker_args=["--concurrency", "2", "--metrics-port", str(metrics_port)],
+        )
         _say("  processes  intake, worker (2 processes), beat — logs in " + str(pipe.dir))
+        _say(f"  metrics    http://127.0.0.1:{metrics_port}/metrics (the worker pool's)")
 
         hashes = {f"photos/img-{i:03d}.jpg.bin": os.urandom(HASH_SIZE) for i in range(uploads)}
         hit_keys = sorted(hashes)[:: max(1, uploads // max(1, matches))][:matches]
@@ -89,6 +99,7 @@ def run_demo(*, uploads: int, matches: int, rate: float, timeout_s: float) -> in
                         _say(_report_line(report, time.monotonic() - started))
             time.sleep(0.1)
 
+        _show_metrics(metrics_port)
         return _summary(
             pipe,
             uploads=uploads,
@@ -98,6 +109,32 @@ def run_demo(*, uploads: int, matches: int, rate: float, timeout_s: float) -> in
             reports=reports,
             started=started,
         )
+
+
+_SHOWN = (
+    "edgematch_hashes_scanned_total",
+    "edgematch_matches_total",
+    "edgematch_api_requests_total",
+    "edgematch_api_rate_limited_total",
+    "edgematch_batch_size_sum",
+    "edgematch_batch_size_count",
+    "edgematch_quarantine_total",
+    "edgematch_reports_total",
+    "edgematch_rate_limit_capacity",
+)
+
+
+def _show_metrics(port: int) -> None:
+    """Print the figures an operator would graph, as the worker pool serves them."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except httpx.HTTPError as exc:
+        _say(f"\nmetrics: not readable ({type(exc).__name__})")
+        return
+    _say(f"\nmetrics (http://127.0.0.1:{port}/metrics, excerpt)")
+    for line in text.splitlines():
+        if line.startswith(_SHOWN) and not line.startswith("#"):
+            _say(f"  {line}")
 
 
 def _summary(

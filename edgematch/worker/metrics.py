@@ -98,12 +98,12 @@ END_TO_END = Histogram(
 )
 QUARANTINE = Counter(
     f"{PREFIX}_quarantine_total",
-    "Quarantine outcomes (moved, tagged, shadow, missing, failed).",
+    "Quarantine outcomes (moved, tagged, shadow, content_missing, dead_lettered).",
     ["outcome"],
 )
 REPORTS = Counter(
     f"{PREFIX}_reports_total",
-    "Report outcomes (submitted, failed, repeat).",
+    "Report outcomes (pending, submitted, shadow, failed, dead_lettered).",
     ["outcome"],
 )
 DEAD_LETTERED = Counter(
