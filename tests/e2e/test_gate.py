@@ -58,7 +58,11 @@ def test_content_is_unreadable_until_scanned_clean() -> None:
         pipe.upload("gate/broken.jpg.bin", b"\x00" * 100, content=b"image with a bad hash")
 
         for key in ("gate/clean.jpg", "gate/match.jpg", "gate/broken.jpg"):
-            _wait(lambda k=key: _status(pipe, k) == "pending", 30, f"{key} to be held")
+
+            def held(k: str = key) -> bool:
+                return _status(pipe, k) == "pending"
+
+            _wait(held, 30, f"{key} to be held")
             assert not _readable(pipe, key)
 
         results = pipe.wait_for_results(

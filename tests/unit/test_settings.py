@@ -59,9 +59,14 @@ README_DEFAULTS: dict[str, tuple[str, object]] = {
     "EDGEMATCH_REPORT_REPORTER_NAME": ("report_reporter_name", None),
     "EDGEMATCH_REPORT_TEST": ("report_test", False),
     "EDGEMATCH_MATCH_CACHE_TTL_S": ("match_cache_ttl_s", 90 * 24 * 3600),
+    "EDGEMATCH_BACKGROUND_MIN_SHARE": ("background_min_share", 0.1),
+    "EDGEMATCH_GATE": ("gate", False),
+    "EDGEMATCH_SHUTDOWN_GRACE_S": ("shutdown_grace_s", 30.0),
+    "EDGEMATCH_METRICS_PORT": ("metrics_port", None),
 }
 # README variables that are not a Settings field with a plain default.
 README_NOT_FIELDS = {
+    "EDGEMATCH_HEARTBEAT_DIR",  # read by edgematch health and the heartbeats themselves
     "EDGEMATCH_SUBSCRIPTION_KEY",
     "EDGEMATCH_SUBSCRIPTION_KEY_FILE",
     "EDGEMATCH_WORKER_CONCURRENCY",
