@@ -92,14 +92,16 @@ def quarantine(
             mode = parts(runtime()).quarantine.mode
             _send_report(result, Evidence.failed(content, mode=mode, reason=why), correlation_id)
 
-        # Not replayed_from: sending the report must not resolve the quarantine's entry.
+        # Not replayed_from: sending the report must not resolve the quarantine's entry,
+        # and its own failure is a separate dead letter, not an overwrite of that one.
         _guarded(
             self,
-            "quarantine",
+            "reports",
             report_unpreserved,
             args={"result": result},
             correlation_id=correlation_id,
             location=_location(result),
+            part=":report",
         )
     return outcome
 

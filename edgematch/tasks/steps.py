@@ -60,8 +60,12 @@ def _guarded(
     correlation_id: str | None,
     location: tuple[str | None, str | None],
     replayed_from: str | None = None,
+    part: str = "",
 ) -> T | str:
     """Run one task's work under the failure policy; see the module docstring.
+
+    ``part`` tells apart two pieces of work one task guards separately, so that the
+    second one's dead letter does not overwrite the first one's.
 
     Before the work, this delivery is counted (worker/poison.py): a task begun more than
     ``max_deliveries`` times is dead-lettered as ``poison`` without running. A task that
@@ -118,7 +122,7 @@ def _guarded(
             # One entry per task however often it is dead-lettered (a redelivery after a
             # crash between here and the acknowledgement), and a replay's failure updates
             # the entry it replays.
-            dedupe_id=replayed_from or (f"task:{task_id}" if task_id else None),
+            dedupe_id=replayed_from or (f"task:{task_id}{part}" if task_id else None),
         )
     except TransientError as exc:
         # The store is full or unreachable: acknowledging now would lose the task.
