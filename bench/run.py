@@ -1,0 +1,449 @@
+"""``python -m bench`` (or ``scripts/bench``): every figure of issue 7 in one run.
+
+For each worker count (default 1, 2, 4, 8) at ``R`` requests per second (default 10):
+
+* edgematch as built: a light load (one upload every 500 ms), then saturated (hashes
+  pre-uploaded, their events waiting in SQS);
+* edgematch's match step alone: the same worker on the match queue only, with the items
+  put straight into the batch buffer, so that only the limiter and the pumps set the pace;
+* the fixed-sleep baseline (batches of 5, 100 ms after every call, in every process);
+* the one-hash-per-task baseline (Celery's ``rate_limit`` of ``R / workers`` per worker);
+
+then the match step again at other ``EDGEMATCH_RATE_LIMIT_MARGIN`` values. Everything runs on
+one private Redis, one moto server and one sandbox, side by side in this one run. Prints a
+table, writes ``bench/results/latest.json`` and ``bench/results/utilisation.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import measure
+from bench.baselines.runner import BaselineRun, run_baseline
+from bench.edgematch_runs import EdgematchProcesses, LightRun, SaturatedRun
+from bench.stack import Stack
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+EDGEMATCH, FIXED, RATE_LIMITED = "edgematch", "fixed_sleep", "rate_limited"
+#: edgematch's match step alone, fed straight into the batch buffer: only the limiter limits.
+MATCH_STEP = "edgematch_match_step"
+SYSTEMS = (EDGEMATCH, MATCH_STEP, FIXED, RATE_LIMITED)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def _floats(text: str) -> list[float]:
+    return [float(part) for part in text.split(",") if part.strip()]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--workers", type=_ints, default=[1, 2, 4, 8], help="worker counts")
+    p.add_argument("--rate", type=float, default=10.0, help="API requests per second (R)")
+    p.add_argument("--hashes", type=int, default=400, help="hashes in each saturated run")
+    p.add_argument(
+        "--cap-s",
+        type=float,
+        default=15.0,
+        help="a saturated run ends this long after its first answer, done or not",
+    )
+    p.add_argument(
+        "--short-cap-s",
+        type=float,
+        default=12.0,
+        help="the same for the baselines and the match-step runs (their rate is steady sooner)",
+    )
+    p.add_argument("--light-uploads", type=int, default=20, help="uploads in the light load")
+    p.add_argument(
+        "--margins",
+        type=_floats,
+        default=[0.0, 0.05],
+        help="extra EDGEMATCH_RATE_LIMIT_MARGIN values to measure (the default 0.02 is in "
+        "the main runs)",
+    )
+    p.add_argument("--margin-workers", type=int, default=4, help="worker count of those runs")
+    p.add_argument("--systems", default=",".join(SYSTEMS), help="which systems to run")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record py-spy profiles of edgematch's processes in saturated runs into DIR",
+    )
+    p.add_argument(
+        "--keep-logs", type=Path, default=None, metavar="DIR", help="copy every log here"
+    )
+    p.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    p.add_argument("--plot", type=Path, default=RESULTS / "utilisation.png")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="EDGEMATCH_X=V",
+        help="extra setting for edgematch's processes (repeatable)",
+    )
+    return p.parse_args(argv)
+
+
+# -- figures ---------------------------------------------------------------------------
+
+
+def _api_figures(
+    rate: float, answered: list[tuple[float, int]], sandbox: dict[str, Any]
+) -> dict[str, Any]:
+    """Throughput and 429 share from the answers' times and the sandbox's counters."""
+    by_status = {str(k): int(v) for k, v in sandbox.get("by_http_status", {}).items()}
+    requests = sum(by_status.values())
+    ok = by_status.get("200", 0)
+    hashes = sum(n for _, n in answered)
+    span = answered[-1][0] - answered[0][0] if answered else 0.0
+    return {
+        "hashes_scanned": hashes,
+        "span_s": round(span, 3),
+        "hashes_per_s": round(hashes / (span + 1.0), 3) if answered else 0.0,
+        "ceiling_hashes": round(measure.ceiling_hashes(rate, span), 1),
+        "utilisation": round(measure.utilisation(hashes, rate, span), 4),
+        "requests": requests,
+        "by_http_status": by_status,
+        "share_429": round(measure.share(by_status.get("429", 0), requests), 4),
+        "hashes_per_request": round(sandbox.get("items_total", 0) / ok, 3) if ok else 0.0,
+        "max_accepted_in_any_1s_window": sandbox.get("max_accepted_in_any_1s_window"),
+        "files_per_request": {k: v for k, v in sandbox.get("files_per_request", {}).items() if v},
+    }
+
+
+def edgematch_row(
+    rate: float, workers: int, sat: SaturatedRun, light: LightRun | None, system: str = EDGEMATCH
+) -> dict[str, Any]:
+    row = {"system": system, "workers": workers, "hashes_fed": sat.hashes_fed}
+    row |= _api_figures(rate, [(t, 1) for t in sat.scanned_at], sat.sandbox)
+    scanned = max(1, len(sat.scanned_at))
+    cpu = {name: round(ms / scanned, 3) for name, ms in sat.cpu_ms.items()}
+    cpu["total"] = round(sum(sat.cpu_ms.values()) / scanned, 3)
+    row |= {
+        "capped": sat.capped,
+        "machine_load": sat.machine,
+        "cpu_ms_per_hash": cpu,
+        "redis_commands_per_hash": round(sat.redis_commands / scanned, 2),
+        "redis_commands_per_hash_by_name": {
+            name: round(calls / scanned, 2)
+            for name, calls in sorted(sat.redis_by_command.items(), key=lambda kv: -kv[1])
+            if calls / scanned >= 0.05
+        },
+    }
+    if light is not None:
+        ms = [1000 * v for v in light.latencies_s]
+        row["light_load"] = {
+            "uploads": light.uploads,
+            "results": len(ms),
+            "p50_ms": round(measure.percentile(ms, 50), 1),
+            "p99_ms": round(measure.percentile(ms, 99), 1),
+            "max_ms": round(max(ms), 1) if ms else None,
+            "requests": light.sandbox.get("by_http_status"),
+        }
+    return row
+
+
+def baseline_row(rate: float, kind: str, workers: int, run: BaselineRun) -> dict[str, Any]:
+    row = {"system": kind, "workers": workers, "hashes_fed": run.hashes_fed}
+    row |= _api_figures(rate, run.answered, run.sandbox)
+    row |= {"capped": run.capped, "machine_load": run.machine, "own_counters": run.own}
+    return row
+
+
+# -- the run ---------------------------------------------------------------------------
+
+
+def _settings(args: argparse.Namespace, **extra: str) -> dict[str, str]:
+    env = dict(pair.split("=", 1) for pair in args.set)
+    env.update(extra)
+    return env
+
+
+def _git(*cmd: str) -> str:
+    try:
+        out = subprocess.run(
+            ["git", *cmd], cwd=ROOT, capture_output=True, text=True, check=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip()
+
+
+def _machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "loadavg_at_start": os.getloadavg(),
+    }
+
+
+def _log(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    systems = [s for s in args.systems.split(",") if s]
+    started = time.monotonic()
+    doc: dict[str, Any] = {
+        "schema": "edgematch.bench/v1",
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "git": {
+            "commit": _git("rev-parse", "HEAD"),
+            "uncommitted_files": _git("status", "--porcelain", "--untracked-files=no").splitlines(),
+        },
+        "machine": _machine(),
+        "parameters": {
+            "rate": args.rate,
+            "workers": args.workers,
+            "hashes": args.hashes,
+            "cap_s": args.cap_s,
+            "short_cap_s": args.short_cap_s,
+            "light_uploads": args.light_uploads,
+            "light_every_s": 0.5,
+            "margins": args.margins,
+            "margin_workers": args.margin_workers,
+            "edgematch_settings": _settings(args),
+            "ceiling": "5 × R × (T + 1) hashes, T = seconds from the first to the last "
+            "accepted request: the sandbox's initial burst of R requests, then R a second",
+        },
+        "rows": [],
+        "margin_rows": [],
+    }
+    stack = Stack(args.rate).start()
+    log_dir = stack.pipe.dir
+    try:
+        for workers in args.workers:
+            if EDGEMATCH in systems:
+                _log(f"edgematch, {workers} worker process(es)")
+                procs = EdgematchProcesses(
+                    stack,
+                    workers=workers,
+                    env=_settings(args),
+                    tag=f"em{workers}",
+                    profile_dir=args.profile,
+                ).start()
+                try:
+                    light = procs.light(args.light_uploads) if args.light_uploads else None
+                    sat = procs.saturated(args.hashes, cap_s=args.cap_s)
+                finally:
+                    procs.stop()
+                    stack.purge_edgematch()
+                doc["rows"].append(edgematch_row(args.rate, workers, sat, light))
+                _log(_short(doc["rows"][-1]))
+            if MATCH_STEP in systems:
+                _log(f"edgematch's match step alone, {workers} worker process(es)")
+                row = _match_step(stack, args, workers, _settings(args))
+                doc["rows"].append(row)
+                _log(_short(row))
+            for kind in (FIXED, RATE_LIMITED):
+                if kind not in systems:
+                    continue
+                _log(f"{kind}, {workers} worker process(es)")
+                result = run_baseline(
+                    stack,
+                    kind,
+                    workers=workers,
+                    hashes=args.hashes,
+                    cap_s=args.short_cap_s,
+                    log_dir=log_dir,
+                )
+                doc["rows"].append(baseline_row(args.rate, kind, workers, result))
+                _log(_short(doc["rows"][-1]))
+        if MATCH_STEP in systems:
+            for margin in args.margins:
+                _log(f"match step, margin {margin}, {args.margin_workers} worker process(es)")
+                env = _settings(args, EDGEMATCH_RATE_LIMIT_MARGIN=str(margin))
+                row = _match_step(stack, args, args.margin_workers, env)
+                row["margin"] = margin
+                doc["margin_rows"].append(row)
+                _log(_short(row))
+    finally:
+        if args.keep_logs is not None:
+            shutil.copytree(log_dir, args.keep_logs, dirs_exist_ok=True)
+        stack.close()
+    doc["elapsed_s"] = round(time.monotonic() - started, 1)
+    return doc
+
+
+def _match_step(
+    stack: Stack, args: argparse.Namespace, workers: int, env: dict[str, str]
+) -> dict[str, Any]:
+    """edgematch's worker on the match queue only, the buffer pre-filled; the results are
+    read from their queue, so recording them (a separate step) takes no match process."""
+    margin = env.get("EDGEMATCH_RATE_LIMIT_MARGIN", "default")
+    procs = EdgematchProcesses(
+        stack, workers=workers, env=env, tag=f"ms{workers}-m{margin}", match_only=True
+    ).start()
+    try:
+        sat = procs.saturated(args.hashes, cap_s=args.short_cap_s)
+    finally:
+        procs.stop()
+        stack.purge_edgematch()
+    row = edgematch_row(args.rate, workers, sat, None, system=MATCH_STEP)
+    # Its Redis count includes the benchmark's own pushes into the buffer.
+    row["redis_commands_include_the_fill"] = True
+    return row
+
+
+def _short(row: dict[str, Any]) -> str:
+    return (
+        f"  {row['system']} x{row['workers']}: utilisation {row['utilisation']:.3f}, "
+        f"429 {100 * row['share_429']:.1f}%, {row['hashes_per_request']:.2f} hashes/request, "
+        f"{row['hashes_scanned']}/{row['hashes_fed']} in {row['span_s']:.1f} s, "
+        f"others' load {row['machine_load']['others_cores']:.2f} cores"
+        + (" (capped)" if row.get("capped") else "")
+    )
+
+
+# -- output ----------------------------------------------------------------------------
+
+
+def table(doc: dict[str, Any]) -> str:
+    head = (
+        f"{'system':<22}{'workers':>8}{'util':>7}{'429 %':>7}{'h/req':>7}{'scanned':>10}"
+        f"{'others':>7}{'p50 ms':>8}{'p99 ms':>8}{'CPU ms/h':>9}{'(w/i/b)':>16}{'redis/h':>9}"
+    )
+    lines = [head, "-" * len(head)]
+    rows = sorted(doc["rows"], key=lambda r: (SYSTEMS.index(r["system"]), r["workers"]))
+    for row in [*rows, *doc["margin_rows"]]:
+        name = row["system"] + (f" m={row['margin']}" if "margin" in row else "")
+        line = (
+            f"{name:<22}{row['workers']:>8}{row['utilisation']:>7.3f}"
+            f"{100 * row['share_429']:>7.2f}{row['hashes_per_request']:>7.2f}"
+            f"{str(row['hashes_scanned']) + '/' + str(row['hashes_fed']):>10}"
+            f"{row['machine_load']['others_cores']:>7.2f}"
+        )
+        light = row.get("light_load")
+        if light:
+            line += f"{light['p50_ms']:>8.0f}{light['p99_ms']:>8.0f}"
+        else:
+            line += f"{'':>8}{'':>8}"
+        cpu = row.get("cpu_ms_per_hash")
+        if cpu:
+            parts = f"{cpu['worker']:.1f}/{cpu.get('intake', 0.0):.1f}/{cpu['beat']:.1f}"
+            line += f"{cpu['total']:>9.1f}{parts:>16}{row['redis_commands_per_hash']:>9.1f}"
+        if row.get("capped"):
+            line += "  capped"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The table of the README: one row per system and worker count, then the margins."""
+    out = [
+        "| system | workers | utilisation | 429 share | hashes/request | scanned "
+        "| others' load (cores) | p50 / p99 ms (light) "
+        "| CPU ms/hash worker / intake / beat = total | Redis cmds/hash |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    rows = sorted(doc["rows"], key=lambda r: (SYSTEMS.index(r["system"]), r["workers"]))
+    for row in [*rows, *doc["margin_rows"]]:
+        name = row["system"].replace("_", " ")
+        if "margin" in row:
+            name += f", margin {row['margin']}"
+        light = row.get("light_load")
+        cpu = row.get("cpu_ms_per_hash")
+        scanned = f"{row['hashes_scanned']}/{row['hashes_fed']}" + (
+            " (time cap)" if row.get("capped") else ""
+        )
+        out.append(
+            f"| {name} | {row['workers']} | {row['utilisation']:.3f} "
+            f"| {100 * row['share_429']:.1f} % | {row['hashes_per_request']:.2f} | {scanned} "
+            f"| {row['machine_load']['others_cores']:.2f} "
+            + (f"| {light['p50_ms']:.0f} / {light['p99_ms']:.0f} " if light else "| ")
+            + (
+                f"| {cpu['worker']:.1f} / {cpu.get('intake', 0.0):.1f} / {cpu['beat']:.1f} = "
+                f"{cpu['total']:.1f} | {row['redis_commands_per_hash']:.0f} |"
+                if cpu
+                else "| | |"
+            )
+        )
+    return "\n".join(out) + "\n"
+
+
+def plot(doc: dict[str, Any], path: Path) -> None:
+    import matplotlib  # noqa: PLC0415 - optional dependency, only for the figure
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, (ax_u, ax_e) = plt.subplots(1, 2, figsize=(11, 4.2))
+    styles = {EDGEMATCH: "o-", MATCH_STEP: "D-", FIXED: "s--", RATE_LIMITED: "^:"}
+    labels = {
+        EDGEMATCH: "edgematch, whole pipeline",
+        MATCH_STEP: "edgematch, match step alone (buffer pre-filled)",
+        FIXED: "fixed 100 ms sleep, batches of 5",
+        RATE_LIMITED: "1 hash/task, rate_limit R/workers",
+    }
+    for system in SYSTEMS:
+        rows = sorted((r for r in doc["rows"] if r["system"] == system), key=lambda r: r["workers"])
+        if not rows:
+            continue
+        xs = [r["workers"] for r in rows]
+        ax_u.plot(xs, [r["utilisation"] for r in rows], styles[system], label=labels[system])
+        ax_e.plot(xs, [100 * r["share_429"] for r in rows], styles[system], label=labels[system])
+    rate = doc["parameters"]["rate"]
+    ax_u.axhline(0.97, color="grey", lw=0.8, ls="-.")
+    ax_u.set_title(f"hashes/s as a fraction of the ceiling (5 × R, R = {rate:g}/s)")
+    ax_u.set_ylabel("utilisation")
+    ax_u.set_ylim(0, 1.05)
+    ax_e.axhline(0.5, color="grey", lw=0.8, ls="-.")
+    ax_e.set_title("requests answered 429")
+    ax_e.set_ylabel("% of requests")
+    ax_e.set_ylim(bottom=0)
+    for ax in (ax_u, ax_e):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(doc["parameters"]["workers"])
+        ax.set_xticklabels([str(w) for w in doc["parameters"]["workers"]])
+        ax.set_xlabel("worker processes")
+        ax.grid(alpha=0.3)
+    ax_e.legend(loc="upper left", fontsize=8)
+    fig.suptitle(
+        f"edgematch bench, {doc['date']}, {doc['machine']['cores']} cores, "
+        f"commit {doc['git']['commit'][:10]}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    doc = run(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    args.out.with_suffix(".md").write_text(markdown(doc), encoding="utf-8")
+    print(table(doc))
+    print(f"\nelapsed {doc['elapsed_s']} s; results in {args.out}")
+    try:
+        plot(doc, args.plot)
+        print(f"plot in {args.plot}")
+    except ImportError:
+        print("matplotlib is not installed: no plot (scripts/bench installs it)", file=sys.stderr)
+    return 0

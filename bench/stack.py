@@ -1,0 +1,168 @@
+"""The shared infrastructure of one benchmark run: one private Redis, one moto server and
+one sandbox (enforcing ``R``) for every phase, edgematch's and the baselines'.
+
+Phases are separated by resetting the sandbox's counters (``POST /_sandbox/reset``) and
+waiting out its one-second window, so each phase starts with the same initial burst.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import json
+import os
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import httpx
+import redis
+
+from edgematch.worker.localstack import LocalPipeline
+
+HASH_BYTES = 924  # an Edge V2 hash
+
+
+class CountingRedis:
+    """A Redis connection for the benchmark's own look-ups that counts the commands it
+    sends, so they can be taken out of the server's ``total_commands_processed``."""
+
+    def __init__(self, url: str) -> None:
+        self.client = redis.Redis.from_url(url)
+        self.commands = 0
+
+    def total_commands(self) -> int:
+        self.commands += 1
+        return int(self.client.info("stats")["total_commands_processed"])
+
+    def commandstats(self) -> dict[str, int]:
+        self.commands += 1
+        raw: dict[str, Any] = self.client.info("commandstats")
+        return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in raw.items()}
+
+    def mget(self, keys: Sequence[str]) -> list[bytes | str | None]:
+        self.commands += 1
+        values: list[bytes | str | None] = self.client.mget(keys)
+        return values
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class Stack:
+    """LocalPipeline's parts, started once, with the helpers every phase needs."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.pipe = LocalPipeline(
+            rate=rate,
+            settings={
+                # The benchmark's processes log as an operator's would (INFO, JSON lines).
+                "EDGEMATCH_LOG_LEVEL": "INFO",
+            },
+        )
+        self.http = httpx.Client(timeout=10)
+
+    def start(self) -> Stack:
+        self.pipe.start()
+        self.redis = CountingRedis(self.pipe.redis.url)
+        return self
+
+    def close(self) -> None:
+        self.http.close()
+        self.redis.close()
+        self.pipe.close()
+
+    # -- the sandbox ------------------------------------------------------------------
+    def sandbox_reset(self) -> None:
+        """Clear the counters and let the one-second window empty (a fresh burst)."""
+        self.http.post(f"{self.pipe.sandbox.root}/_sandbox/reset", json={}).raise_for_status()
+        time.sleep(1.1)
+
+    def sandbox_stats(self) -> dict[str, Any]:
+        reply = self.http.get(f"{self.pipe.sandbox.root}/_sandbox/stats")
+        reply.raise_for_status()
+        stats: dict[str, Any] = reply.json()
+        return stats
+
+    def purge_edgematch(self) -> None:
+        """After a run (its processes stopped): drop what a capped run left behind, the
+        events still in SQS and everything in edgematch's Redis database, so the next run
+        starts from nothing."""
+        sqs = self.pipe.sqs()
+        # Received and deleted, not purged: moto allows one PurgeQueue a minute, as SQS does.
+        while True:
+            got = sqs.receive_message(
+                QueueUrl=self.pipe.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            ).get("Messages", [])
+            if not got:
+                break
+            sqs.delete_message_batch(
+                QueueUrl=self.pipe.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)
+                ],
+            )
+        self.redis.client.flushdb()
+
+    # -- uploads ------------------------------------------------------------------------
+    def upload_many(self, keys: Sequence[str], *, threads: int = 8) -> None:
+        """Upload a content object and then its hash file for each key, as a platform does."""
+        s3 = self.pipe.s3()
+
+        def one(key: str) -> None:
+            s3.put_object(
+                Bucket=self.pipe.bucket,
+                Key=key.removesuffix(".bin"),
+                Body=b"image bytes",
+                Tagging="owner=platform",
+            )
+            s3.put_object(Bucket=self.pipe.bucket, Key=key, Body=os.urandom(HASH_BYTES))
+
+        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+            list(pool.map(one, keys))
+
+    # -- results ------------------------------------------------------------------------
+    def results(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The recorded results among ``keys`` (one MGET, counted)."""
+        names = list(keys)
+        if not names:
+            return {}
+        rk = self.pipe.keys
+        values = self.redis.mget([rk.result(self.pipe.bucket, k) for k in names])
+        return {k: json.loads(v) for k, v in zip(names, values, strict=True) if v is not None}
+
+    def queued_results(self) -> dict[str, dict[str, Any]]:
+        """Results still waiting in the results queue (no worker consumes it), by hash key.
+
+        Each entry is a kombu message whose base64 JSON body is ``[args, kwargs, embed]``.
+        """
+        self.redis.commands += 1
+        raw = self.redis.client.lrange(self.pipe.keys.queue("results"), 0, -1)
+        found: dict[str, dict[str, Any]] = {}
+        for message in raw:
+            envelope = json.loads(message)
+            _, kwargs, _ = json.loads(base64.b64decode(envelope["body"]))
+            result = kwargs["result"]
+            found[result["key"]] = result
+        return found
+
+    def wait_results(
+        self,
+        keys: Sequence[str],
+        *,
+        deadline: float,
+        poll_s: float = 0.25,
+        on_poll: Any = None,
+    ) -> dict[str, dict[str, Any]]:
+        """Poll until every key has a result or ``deadline`` (time.monotonic) passes."""
+        found: dict[str, dict[str, Any]] = {}
+        pending = list(keys)
+        while pending and time.monotonic() < deadline:
+            found.update(self.results(pending))
+            pending = [k for k in pending if k not in found]
+            if on_poll is not None:
+                on_poll(found)
+            if pending:
+                time.sleep(poll_s)
+        return found
