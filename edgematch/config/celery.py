@@ -89,6 +89,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "unacked_key": f"{ns}:kombu:unacked",
             "unacked_index_key": f"{ns}:kombu:unacked_index",
             "unacked_mutex_key": f"{ns}:kombu:unacked_mutex",
+            # Only read for a sentinel:// broker: which monitored master to follow.
+            **({"master_name": settings.sentinel_master} if settings.sentinel_master else {}),
         },
         "task_serializer": "json",
         "result_serializer": "json",

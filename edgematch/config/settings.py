@@ -103,6 +103,8 @@ class Settings:
     background_min_share: float = 0.1
     shutdown_grace_s: float = 30.0
     gate: bool = False
+    result_ttl_s: int = 90 * 24 * 3600
+    sentinel_master: str | None = None
     metrics_port: int | None = None
     # Downstream of a match (worker/quarantine.py, worker/reports.py, worker/reporters.py).
     #: move, tag or off; None picks move when a quarantine bucket is set, else tag.
@@ -219,6 +221,8 @@ class Settings:
             ),
             metrics_port=r.get("EDGEMATCH_METRICS_PORT", None, _port),
             gate=r.get("EDGEMATCH_GATE", cls.gate, _bool),
+            result_ttl_s=r.get("EDGEMATCH_RESULT_TTL_S", cls.result_ttl_s, _positive_int),
+            sentinel_master=r.get("EDGEMATCH_SENTINEL_MASTER", None, _non_empty),
             background_min_share=r.get(
                 "EDGEMATCH_BACKGROUND_MIN_SHARE", cls.background_min_share, _fraction
             ),
@@ -244,6 +248,15 @@ class Settings:
 
     def validated(self) -> Settings:
         """Cross-field checks that no single variable can make."""
+        for name, url in (
+            ("EDGEMATCH_REDIS_URL", self.redis_url),
+            ("EDGEMATCH_BROKER_URL", self.broker_url),
+        ):
+            if url.startswith("sentinel://") and not self.sentinel_master:
+                raise ConfigurationError(
+                    f"EDGEMATCH_SENTINEL_MASTER is required with a sentinel:// {name} "
+                    "(the name of the monitored master, as in sentinel.conf)"
+                )
         longest_task_s = self.lease_s + self.api_timeout_s + self.backoff_cap_s
         if self.visibility_timeout_s <= longest_task_s:
             raise ConfigurationError(
@@ -328,8 +341,10 @@ def _secret(env: Mapping[str, str], name: str) -> Secret | None:
 
 def _redis_url(raw: str) -> str:
     scheme = urlsplit(raw).scheme
-    if scheme not in ("redis", "rediss", "unix"):
-        raise ValueError(f"expected a redis://, rediss:// or unix:// URL, got scheme {scheme!r}")
+    if scheme not in ("redis", "rediss", "sentinel", "unix"):
+        raise ValueError(
+            f"expected a redis://, rediss://, sentinel:// or unix:// URL, got scheme {scheme!r}"
+        )
     return raw
 
 

@@ -197,7 +197,12 @@ def _health(args: argparse.Namespace, rest: list[str]) -> int:
         check = health.liveness(args.process, max_age_s=args.max_age)
     else:
         settings = Settings.from_env()
-        check = health.readiness(args.process, settings.redis_url, max_age_s=args.max_age)
+        check = health.readiness(
+            args.process,
+            settings.redis_url,
+            max_age_s=args.max_age,
+            sentinel_master=settings.sentinel_master,
+        )
     print(("ok: " if check.ok else "unhealthy: ") + check.detail)
     return 0 if check.ok else 1
 

@@ -21,6 +21,8 @@ from typing import Any
 
 import redis
 
+from edgematch.worker.runtime import redis_client
+
 PROCESS_TYPES = ("worker", "intake", "beat")
 DEFAULT_MAX_AGE_S = 60.0
 BEAT_INTERVAL_S = 5.0
@@ -66,19 +68,21 @@ def liveness(
 
 
 def readiness(
-    process: str, redis_url: str, *, max_age_s: float = DEFAULT_MAX_AGE_S, timeout_s: float = 2.0
+    process: str,
+    redis_url: str,
+    *,
+    max_age_s: float = DEFAULT_MAX_AGE_S,
+    timeout_s: float = 2.0,
+    sentinel_master: str | None = None,
 ) -> Check:
     """Ready when alive and Redis (buffer, limiter and broker) answers a PING in time."""
     alive = liveness(process, max_age_s=max_age_s)
     if not alive.ok:
         return alive
-    client: Any = redis.Redis.from_url(
-        redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
-    )
     try:
+        client: Any = redis_client(redis_url, sentinel_master=sentinel_master, timeout_s=timeout_s)
         client.ping()
     except redis.RedisError as exc:
         return Check(False, f"{process}: redis unreachable ({type(exc).__name__})")
-    finally:
-        client.close()
+    client.close()
     return Check(True, f"{alive.detail}; redis answers")

@@ -143,6 +143,7 @@ NAMES = frozenset(
     f"{PREFIX}_cooldown_seconds",
     f"{PREFIX}_breaker_open",
     f"{PREFIX}_dead_letters",
+    f"{PREFIX}_redis_up",
 }
 
 

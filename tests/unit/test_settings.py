@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from edgematch.config.celery import celery_config
 from edgematch.config.settings import Secret, Settings
 from edgematch.worker.errors import ConfigurationError
 
@@ -63,6 +64,8 @@ README_DEFAULTS: dict[str, tuple[str, object]] = {
     "EDGEMATCH_GATE": ("gate", False),
     "EDGEMATCH_SHUTDOWN_GRACE_S": ("shutdown_grace_s", 30.0),
     "EDGEMATCH_METRICS_PORT": ("metrics_port", None),
+    "EDGEMATCH_RESULT_TTL_S": ("result_ttl_s", 90 * 24 * 3600),
+    "EDGEMATCH_SENTINEL_MASTER": ("sentinel_master", None),
 }
 # README variables that are not a Settings field with a plain default.
 README_NOT_FIELDS = {
@@ -205,7 +208,7 @@ GOOD_VALUES: list[tuple[str, str, str, object]] = [
 @pytest.mark.parametrize(("var", "raw", "field_name", "expected"), GOOD_VALUES)
 def test_variable_is_parsed(var: str, raw: str, field_name: str, expected: object) -> None:
     """Each EDGEMATCH_* variable is parsed into its typed field."""
-    value = getattr(Settings.from_env({var: raw}), field_name)
+    value = getattr(Settings.from_env({var: raw, "EDGEMATCH_SENTINEL_MASTER": "m"}), field_name)
     assert value == expected
     assert type(value) is type(expected)
 
@@ -220,10 +223,32 @@ def test_broker_defaults_to_redis_url(url: str) -> None:
     assert settings.broker_url == url
 
 
+@pytest.mark.parametrize("var", ["EDGEMATCH_REDIS_URL", "EDGEMATCH_BROKER_URL"])
+def test_sentinel_needs_a_master_name(var: str) -> None:
+    """A sentinel:// URL without EDGEMATCH_SENTINEL_MASTER is refused, naming both variables."""
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({var: "sentinel://s:26379"})
+    assert "EDGEMATCH_SENTINEL_MASTER" in str(info.value) and var in str(info.value)
+
+
+def test_sentinel_master_reaches_the_broker_options() -> None:
+    """kombu needs master_name to follow a sentinel:// broker; it comes from the setting."""
+    settings = Settings.from_env(
+        {"EDGEMATCH_BROKER_URL": "sentinel://s:26379", "EDGEMATCH_SENTINEL_MASTER": "mymaster"}
+    )
+    options = celery_config(settings)["broker_transport_options"]
+    assert options["master_name"] == "mymaster"
+    assert "master_name" not in celery_config(Settings())["broker_transport_options"]
+
+
 def test_broker_url_overrides_redis_url() -> None:
     """An explicit EDGEMATCH_BROKER_URL wins over the Redis URL for the broker only."""
     settings = Settings.from_env(
-        {"EDGEMATCH_REDIS_URL": "redis://r:6379/0", "EDGEMATCH_BROKER_URL": "sentinel://s:26379"}
+        {
+            "EDGEMATCH_REDIS_URL": "redis://r:6379/0",
+            "EDGEMATCH_BROKER_URL": "sentinel://s:26379",
+            "EDGEMATCH_SENTINEL_MASTER": "mymaster",
+        }
     )
     assert settings.redis_url == "redis://r:6379/0"
     assert settings.broker_url == "sentinel://s:26379"
@@ -239,7 +264,6 @@ def test_from_env_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -
 
 BAD_VALUES: list[tuple[str, str]] = [
     ("EDGEMATCH_REDIS_URL", "http://cache:6379"),
-    ("EDGEMATCH_REDIS_URL", "sentinel://s:26379"),
     ("EDGEMATCH_REDIS_URL", "localhost"),
     ("EDGEMATCH_REDIS_URL", "127.0.0.1:6379"),
     ("EDGEMATCH_BROKER_URL", "amqp://guest@rabbit//"),
