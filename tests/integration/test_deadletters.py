@@ -109,6 +109,7 @@ def test_filters_select_by_queue_reason_and_time(redis_client: redis.Redis) -> N
     cut = time.time()
     time.sleep(0.02)
     _add(store, "sqs", task="edgematch.intake", queue="sqs", reason="malformed_event")
+    time.sleep(0.01)  # index scores are milliseconds: two adds in one would tie
     _add(store, "match", queue=f"{NS}.match", reason="item_rejected")
     assert [e.id for e in store.list()] == ["match", "sqs", "old"]
     assert [e.id for e in store.list(where=Filter(queue="match"))] == ["match"]
