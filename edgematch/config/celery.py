@@ -39,15 +39,16 @@ TASK_STEPS = {
 def _router(keys: Keys) -> Callable[..., dict[str, str] | None]:
     """Route each task to its step's queue; replays and backfills ingest on their own.
 
-    Live uploads must not wait behind a backfill's thousands of ingest tasks: background
-    lanes get the ``background`` queue, which a worker consumes in turn with the others.
+    Live uploads must not wait behind a backfill's thousands of ingest tasks, nor their
+    results behind its results: background lanes' ingest and results tasks get the
+    ``background`` queue, which a worker consumes in turn with the others.
     """
 
     def route(name: str, args: Any, kwargs: Any, options: Any, **_: Any) -> dict[str, str] | None:
         step = TASK_STEPS.get(name)
         if step is None:
             return None
-        if step == "ingest" and (kwargs or {}).get("lane", "live") != "live":
+        if step in ("ingest", "results") and _lane(name, kwargs) != "live":
             step = "background"
         return {"queue": keys.queue(step)}
 
@@ -64,6 +65,13 @@ def broker_ssl(broker_url: str) -> dict[str, Any] | None:
     if urlsplit(broker_url).scheme != "rediss":
         return None
     return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+
+
+def _lane(name: str, kwargs: Any) -> str:
+    kwargs = kwargs or {}
+    if name == "edgematch.record_result":
+        return str((kwargs.get("result") or {}).get("lane", "live"))
+    return str(kwargs.get("lane", "live"))
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

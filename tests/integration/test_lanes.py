@@ -132,7 +132,7 @@ def test_lane_state_reports_depth_and_oldest_age(
 
 
 def test_background_ingest_is_routed_to_its_own_queue(make_settings: MakeSettings) -> None:
-    """Ingest tasks of replays and backfills go to the background queue, live to ingest."""
+    """Ingest and results tasks of replays and backfills go to the background queue."""
     (route,) = celery_config(make_settings())["task_routes"]
     assert route("edgematch.ingest", (), {"lane": "live"}, {}) == {"queue": "edgematch.ingest"}
     assert route("edgematch.ingest", (), {"lane": "backfill"}, {}) == {
@@ -142,4 +142,10 @@ def test_background_ingest_is_routed_to_its_own_queue(make_settings: MakeSetting
         "queue": "edgematch.background"
     }
     assert route("edgematch.pump", (), {}, {}) == {"queue": "edgematch.match"}
+    backfill_result = {"result": {"lane": "backfill"}, "correlation_id": "c"}
+    live_result = {"result": {"lane": "live"}, "correlation_id": "c"}
+    assert route("edgematch.record_result", (), backfill_result, {}) == {
+        "queue": "edgematch.background"
+    }
+    assert route("edgematch.record_result", (), live_result, {}) == {"queue": "edgematch.results"}
     assert route("other.task", (), {}, {}) is None
