@@ -25,6 +25,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -232,61 +234,81 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "rows": [],
         "margin_rows": [],
+        "errors": [],
     }
     stack = Stack(args.rate).start()
     log_dir = stack.pipe.dir
+
+    def attempt(what: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+        # One phase that fails is reported and skipped: the others still give their figures.
+        _log(what)
+        try:
+            row = fn()
+        except Exception as exc:  # noqa: BLE001 - any failure of a phase, recorded
+            _log(f"  FAILED: {type(exc).__name__}: {exc}")
+            doc["errors"].append({"phase": what, "error": f"{type(exc).__name__}: {exc}"})
+            return None
+        _log(_short(row))
+        return row
+
     try:
         for workers in args.workers:
-            if EDGEMATCH in systems:
-                _log(f"edgematch, {workers} worker process(es)")
-                procs = EdgematchProcesses(
-                    stack,
-                    workers=workers,
-                    env=_settings(args),
-                    tag=f"em{workers}",
-                    profile_dir=args.profile,
-                ).start()
-                try:
-                    light = procs.light(args.light_uploads) if args.light_uploads else None
-                    sat = procs.saturated(args.hashes, cap_s=args.cap_s)
-                finally:
-                    procs.stop()
-                    stack.purge_edgematch()
-                doc["rows"].append(edgematch_row(args.rate, workers, sat, light))
-                _log(_short(doc["rows"][-1]))
-            if MATCH_STEP in systems:
-                _log(f"edgematch's match step alone, {workers} worker process(es)")
-                row = _match_step(stack, args, workers, _settings(args))
-                doc["rows"].append(row)
-                _log(_short(row))
-            for kind in (FIXED, RATE_LIMITED):
-                if kind not in systems:
-                    continue
-                _log(f"{kind}, {workers} worker process(es)")
-                result = run_baseline(
-                    stack,
-                    kind,
-                    workers=workers,
-                    hashes=args.hashes,
-                    cap_s=args.short_cap_s,
-                    log_dir=log_dir,
-                )
-                doc["rows"].append(baseline_row(args.rate, kind, workers, result))
-                _log(_short(doc["rows"][-1]))
+            n = f"{workers} worker process(es)"
+            phases: list[tuple[str, str, Callable[[], dict[str, Any]]]] = [
+                (EDGEMATCH, f"edgematch, {n}", partial(_pipeline, stack, args, workers)),
+                (
+                    MATCH_STEP,
+                    f"edgematch's match step alone, {n}",
+                    partial(_match_step, stack, args, workers, _settings(args)),
+                ),
+                *(
+                    (kind, f"{kind}, {n}", partial(_baseline, stack, args, kind, workers, log_dir))
+                    for kind in (FIXED, RATE_LIMITED)
+                ),
+            ]
+            for system, what, fn in phases:
+                if system in systems and (row := attempt(what, fn)) is not None:
+                    doc["rows"].append(row)
         if MATCH_STEP in systems:
             for margin in args.margins:
-                _log(f"match step, margin {margin}, {args.margin_workers} worker process(es)")
                 env = _settings(args, EDGEMATCH_RATE_LIMIT_MARGIN=str(margin))
-                row = _match_step(stack, args, args.margin_workers, env)
-                row["margin"] = margin
-                doc["margin_rows"].append(row)
-                _log(_short(row))
+                row = attempt(
+                    f"match step, margin {margin}, {args.margin_workers} worker process(es)",
+                    partial(_match_step, stack, args, args.margin_workers, env),
+                )
+                if row is not None:
+                    row["margin"] = margin
+                    doc["margin_rows"].append(row)
     finally:
         if args.keep_logs is not None:
             shutil.copytree(log_dir, args.keep_logs, dirs_exist_ok=True)
         stack.close()
     doc["elapsed_s"] = round(time.monotonic() - started, 1)
     return doc
+
+
+def _pipeline(stack: Stack, args: argparse.Namespace, workers: int) -> dict[str, Any]:
+    """The Procfile's processes: a light load, then a saturated backlog."""
+    procs = EdgematchProcesses(
+        stack, workers=workers, env=_settings(args), tag=f"em{workers}", profile_dir=args.profile
+    )
+    try:
+        procs.start()
+        light = procs.light(args.light_uploads) if args.light_uploads else None
+        sat = procs.saturated(args.hashes, cap_s=args.cap_s)
+    finally:
+        procs.stop()
+        stack.purge_edgematch()
+    return edgematch_row(args.rate, workers, sat, light)
+
+
+def _baseline(
+    stack: Stack, args: argparse.Namespace, kind: str, workers: int, log_dir: Path
+) -> dict[str, Any]:
+    result = run_baseline(
+        stack, kind, workers=workers, hashes=args.hashes, cap_s=args.short_cap_s, log_dir=log_dir
+    )
+    return baseline_row(args.rate, kind, workers, result)
 
 
 def _match_step(
@@ -297,8 +319,9 @@ def _match_step(
     margin = env.get("EDGEMATCH_RATE_LIMIT_MARGIN", "default")
     procs = EdgematchProcesses(
         stack, workers=workers, env=env, tag=f"ms{workers}-m{margin}", match_only=True
-    ).start()
+    )
     try:
+        procs.start()
         sat = procs.saturated(args.hashes, cap_s=args.short_cap_s)
     finally:
         procs.stop()
@@ -440,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     args.out.with_suffix(".md").write_text(markdown(doc), encoding="utf-8")
     print(table(doc))
+    for error in doc["errors"]:
+        print(f"FAILED {error['phase']}: {error['error']}")
     print(f"\nelapsed {doc['elapsed_s']} s; results in {args.out}")
     try:
         plot(doc, args.plot)
