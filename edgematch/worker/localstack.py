@@ -223,14 +223,15 @@ class LocalPipeline:
         return doc
 
     def wait_for_results(
-        self, keys: Iterable[str], timeout_s: float = 60.0
+        self, keys: Iterable[str], timeout_s: float = 60.0, bucket: str | None = None
     ) -> dict[str, dict[str, Any]]:
+        """The recorded results of ``keys`` (in ``bucket``), waiting up to ``timeout_s``."""
         pending = set(keys)
         found: dict[str, dict[str, Any]] = {}
         deadline = time.monotonic() + timeout_s
         while pending and time.monotonic() < deadline:
             for key in list(pending):
-                doc = self.result(key)
+                doc = self.result(key, bucket)
                 if doc is not None:
                     found[key] = doc
                     pending.discard(key)
