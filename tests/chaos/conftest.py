@@ -1,0 +1,318 @@
+"""Chaos scenarios: a pipeline per test, and the ledger every scenario ends with.
+
+Each scenario drives the Procfile's real processes (intake, worker, beat) against a
+private redis-server, moto's server and the sandbox (``LocalPipeline``), breaks something,
+and then counts, from what the pipeline left behind rather than from what it says:
+
+- ``uploads``: hash-file writes the scenario made (a key written twice counts twice);
+- ``results``: uploads with a result in Redis, counted per distinct item recorded
+  (``result_recorded`` events in the worker log; a repeat of the same item logs
+  ``result_repeat`` instead) where a key was written more than once;
+- ``matches``, ``quarantined`` (matched content versions with a copy in the quarantine
+  bucket, or tagged ``quarantined`` in tag mode) and ``reports`` (documents in the
+  reports bucket);
+- ``lost``: uploads without a result — must be 0;
+- ``duplicated``: a second distinct result for one upload, a second quarantine copy or a
+  second report for one matched content version — must be 0;
+- ``dead_letters`` by reason, and ``recover_s``: from the end of the fault to the last
+  result recorded.
+
+The ledger is written to ``tests/chaos/results/ledger.json`` (one entry per test, replaced
+when the test runs again); ``python tests/chaos/ledger.py`` prints the table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from botocore.exceptions import ClientError
+
+from edgematch.worker.devstack import RedisServer
+from edgematch.worker.localstack import LocalPipeline
+
+RESULTS_FILE = Path(__file__).resolve().parent / "results" / "ledger.json"
+SOURCE_VERSION_META = "edgematch-source-version-id"
+
+
+@dataclass
+class Ledger:
+    """What one scenario uploaded and what became of it. ``lost`` and ``duplicated`` must be 0."""
+
+    scenario: str
+    uploads: int
+    results: int
+    matches: int
+    quarantined: int
+    reports: int
+    lost: int
+    duplicated: int
+    dead_letters: dict[str, int]
+    recover_s: float | None
+    elapsed_s: float
+    notes: str = ""
+    lost_keys: list[str] = field(default_factory=list)
+    duplicated_what: list[str] = field(default_factory=list)
+    dead_letter_samples: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def recorded_events(pipe: LocalPipeline) -> list[dict[str, Any]]:
+    """Every ``result_recorded`` event in the worker log (one per distinct scanned item)."""
+    events: list[dict[str, Any]] = []
+    for line in pipe.log_lines("worker"):
+        if '"result_recorded"' not in line or not line.startswith("{"):
+            continue
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a SIGKILL
+        if doc.get("event") == "result_recorded":
+            events.append(doc)
+    return events
+
+
+def dead_letters(pipe: LocalPipeline) -> list[dict[str, Any]]:
+    """Every dead-letter entry, as stored."""
+    client = redis.Redis.from_url(pipe.redis.url)
+    try:
+        return [json.loads(raw) for raw in client.hvals(pipe.keys.dead_letters)]
+    finally:
+        client.close()
+
+
+def _stored_results(pipe: LocalPipeline, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+    client = redis.Redis.from_url(pipe.redis.url)
+    found: dict[str, dict[str, Any]] = {}
+    try:
+        for key in keys:
+            raw = client.get(pipe.keys.result(pipe.bucket, key))
+            if raw is not None:
+                found[key] = json.loads(raw)
+    finally:
+        client.close()
+    return found
+
+
+def _quarantine_copies(
+    pipe: LocalPipeline, matched: Iterable[tuple[str, str, str | None]]
+) -> dict[tuple[str, str, str | None], int]:
+    """Copies in the quarantine bucket per matched content version (bucket, key, version)."""
+    assert pipe.quarantine_bucket is not None
+    s3 = pipe.s3()
+    copies: dict[tuple[str, str, str | None], int] = {}
+    for bucket, key, version in matched:
+        target = f"{bucket}/{key}"
+        listing = s3.list_object_versions(Bucket=pipe.quarantine_bucket, Prefix=target)
+        count = 0
+        for entry in listing.get("Versions", []):
+            if entry["Key"] != target:
+                continue
+            head = s3.head_object(
+                Bucket=pipe.quarantine_bucket, Key=target, VersionId=entry["VersionId"]
+            )
+            if version is None or head["Metadata"].get(SOURCE_VERSION_META) == version:
+                count += 1
+        copies[(bucket, key, version)] = count
+    return copies
+
+
+def _tagged_quarantined(pipe: LocalPipeline, bucket: str, key: str, version: str | None) -> bool:
+    extra = {"VersionId": version} if version else {}
+    try:
+        tags = pipe.s3().get_object_tagging(Bucket=bucket, Key=key, **extra)["TagSet"]
+    except ClientError:
+        return False
+    return {t["Key"]: t["Value"] for t in tags}.get("edgematch-status") == "quarantined"
+
+
+def measure(
+    pipe: LocalPipeline,
+    scenario: str,
+    uploads: Iterable[str],
+    *,
+    fault_end: float | None,
+    started: float,
+    notes: str = "",
+) -> Ledger:
+    """Count what became of ``uploads`` (hash keys in ``pipe.bucket``; repeat a key per write).
+
+    ``fault_end`` and ``started`` are ``time.time()`` values: when the fault ended (None
+    when the scenario has no single end) and when the scenario began.
+    """
+    expected = Counter(list(uploads))
+    events = [e for e in recorded_events(pipe) if e.get("bucket") == pipe.bucket]
+    recorded = Counter(e["key"] for e in events if e.get("key") in expected)
+    stored = _stored_results(pipe, expected)
+    lost_keys: list[str] = []
+    duplicated_what: list[str] = []
+    results = lost = 0
+    for key, want in expected.items():
+        # Redis holds the latest result of a key; the log counts distinct items recorded
+        # (a worker killed between recording and logging leaves only a result_repeat line).
+        got = max(recorded[key], 1) if key in stored else 0
+        results += min(got, want)
+        lost += max(0, want - got)
+        if got < want:
+            lost_keys.append(key)
+        if got > want:
+            duplicated_what.append(f"{got} results for {want} upload(s) of {key}")
+
+    matched = {
+        (e["bucket"], e.get("content_key") or e["key"].removesuffix(".bin"))
+        for e in events
+        if e.get("verdict") == "match" and e.get("key") in expected
+    }
+    match_docs = [d for d in stored.values() if d.get("verdict") == "match"]
+    matched |= {(d["content_bucket"], d["content_key"]) for d in match_docs}
+    versions = {
+        (d["content_bucket"], d["content_key"], d.get("content_version_id")) for d in match_docs
+    }
+    # A content key matched in two versions: the stored result names only the latest;
+    # the quarantine copies' metadata name each one.
+    for bucket, key in matched:
+        if not any(v[0] == bucket and v[1] == key for v in versions):
+            versions.add((bucket, key, None))
+    quarantined = 0
+    if pipe.quarantine_bucket:
+        copies = _quarantine_copies(pipe, versions)
+        by_key = Counter((b, k) for (b, k, _v) in versions)
+        for (bucket, key, version), count in copies.items():
+            quarantined += 1 if count else 0
+            # Two versions of one key matched: count each version's copy, not the key's.
+            allowed = 1 if version is not None or by_key[(bucket, key)] == 1 else count
+            if count > allowed:
+                duplicated_what.append(f"{count} quarantine copies of {bucket}/{key}@{version}")
+    else:
+        quarantined = sum(_tagged_quarantined(pipe, *v) for v in versions)
+
+    reports = pipe.reports()
+    per_version = Counter(
+        (r["content"]["bucket"], r["content"]["key"], r["content"].get("version_id"))
+        for r in reports
+    )
+    per_id = Counter(r["report_id"] for r in reports)
+    for (bucket, key, version), n in per_version.items():
+        if n > 1:
+            duplicated_what.append(f"{n} reports for {bucket}/{key}@{version}")
+    duplicated_what += [f"{n} reports with id {rid}" for rid, n in per_id.items() if n > 1]
+
+    last = max((float(d.get("recorded_at", 0.0)) for d in stored.values()), default=None)
+    recover_s = None
+    if fault_end is not None and last is not None:
+        recover_s = round(max(0.0, last - fault_end), 1)
+    entries = dead_letters(pipe)
+    letters = Counter(entry["reason"] for entry in entries)
+    samples = [
+        {
+            "task": str(e.get("task")),
+            "key": str(e.get("key")),
+            "reason": str(e["reason"]),
+            "message": str(e.get("message"))[:200],
+        }
+        for e in entries
+    ]
+    return Ledger(
+        scenario=scenario,
+        uploads=sum(expected.values()),
+        results=results,
+        matches=len(versions),
+        quarantined=quarantined,
+        reports=len(reports),
+        lost=lost,
+        duplicated=len(duplicated_what),
+        dead_letters=dict(sorted(letters.items())),
+        recover_s=recover_s,
+        elapsed_s=round(time.time() - started, 1),
+        notes=notes,
+        lost_keys=sorted(lost_keys)[:20],
+        duplicated_what=duplicated_what[:20],
+        dead_letter_samples=sorted(samples, key=lambda d: (d["reason"], d["key"]))[:20],
+    )
+
+
+def write_ledger(ledger: Ledger, test_id: str, path: Path = RESULTS_FILE) -> None:
+    """Put ``ledger`` in the results file under ``test_id`` (the test's name), replacing the
+    test's earlier entry, so that renaming a scenario does not leave its old row behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        book: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        book = {}
+    entries = book.get("scenarios")
+    if not isinstance(entries, dict):
+        entries = {}
+    entries[test_id] = ledger.to_dict()
+    book = {
+        "schema": "edgematch.chaos-ledger/v1",
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "scenarios": entries,
+    }
+    # Whole or not at all: another run (an engineer's scripts/test) may write it too.
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(json.dumps(book, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+MakePipeline = Callable[..., LocalPipeline]
+RecordLedger = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def make_pipeline() -> Iterator[MakePipeline]:
+    """Start LocalPipelines (LocalPipeline's keyword arguments, and ``redis_server`` to use
+    instead of a plain private one); all closed after the test."""
+    made: list[LocalPipeline] = []
+
+    def make(*, redis_server: RedisServer | None = None, **kwargs: Any) -> LocalPipeline:
+        pipe = LocalPipeline(**kwargs)
+        if redis_server is not None:  # e.g. one that speaks TLS
+            pipe.redis.close()
+            pipe.redis = redis_server
+        made.append(pipe)
+        return pipe.start()
+
+    yield make
+    for pipe in made:
+        # SIGKILL, not SIGTERM: the scenario is over and graceful shutdown is not what it
+        # measures (tests/e2e checks it); this saves seconds of soft-shutdown grace per test.
+        if pipe.processes is not None:
+            for name in list(pipe.processes.procs):
+                pipe.processes.kill(name)
+        pipe.close()
+
+
+@pytest.fixture
+def record_ledger(request: pytest.FixtureRequest) -> Iterator[RecordLedger]:
+    """Measure a scenario's ledger, write it to the results file, and return it as a dict.
+
+    ``record_ledger(pipe, scenario, uploads, fault_end=..., notes=...)``; the scenario's
+    start is when the test began. The test asserts on what comes back.
+    """
+    started = time.time()
+
+    def record(
+        pipe: LocalPipeline,
+        scenario: str,
+        uploads: Iterable[str],
+        *,
+        fault_end: float | None,
+        notes: str = "",
+    ) -> dict[str, Any]:
+        ledger = measure(pipe, scenario, uploads, fault_end=fault_end, started=started, notes=notes)
+        write_ledger(ledger, request.node.name)
+        return ledger.to_dict()
+
+    yield record

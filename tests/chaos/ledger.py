@@ -1,0 +1,85 @@
+"""Print the chaos scenarios' ledger as the Markdown table the README shows.
+
+Usage: ``.venv/bin/python tests/chaos/ledger.py [tests/chaos/results/ledger.json]``
+
+The file is written by the chaos tests (tests/chaos/conftest.py), one entry per scenario.
+Standard library only, so it runs anywhere the results file is.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+DEFAULT = Path(__file__).resolve().parent / "results" / "ledger.json"
+COLUMNS = (
+    "scenario",
+    "uploads",
+    "results",
+    "matches",
+    "quarantined",
+    "reports",
+    "lost",
+    "duplicated",
+    "dead letters",
+    "time to recover",
+)
+
+
+def _letters(letters: Mapping[str, int]) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in letters.items()) or "0"
+
+
+def _recover(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds:.1f} s"
+
+
+def row(entry: Mapping[str, Any]) -> list[str]:
+    """One scenario's cells, in COLUMNS order. Pure."""
+    return [
+        str(entry["scenario"]),
+        str(entry["uploads"]),
+        str(entry["results"]),
+        str(entry["matches"]),
+        str(entry["quarantined"]),
+        str(entry["reports"]),
+        str(entry["lost"]),
+        str(entry["duplicated"]),
+        _letters(entry.get("dead_letters") or {}),
+        _recover(entry.get("recover_s")),
+    ]
+
+
+def table(book: Mapping[str, Any]) -> str:
+    """The Markdown table of every scenario in a results document. Pure."""
+    lines = [
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "|".join("---" for _ in COLUMNS) + "|",
+    ]
+    for entry in book.get("scenarios", {}).values():
+        lines.append("| " + " | ".join(row(entry)) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    path = Path(args[0]) if args else DEFAULT
+    try:
+        book = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"cannot read {path}: {exc}", file=sys.stderr)
+        return 1
+    print(table(book))
+    notes = [(e["scenario"], e.get("notes")) for e in book.get("scenarios", {}).values()]
+    for scenario, note in notes:
+        if note:
+            print(f"\n- {scenario}: {note}", end="")
+    print(f"\n\n(written {book.get('written_at', '?')})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
