@@ -17,8 +17,12 @@ and then counts, from what the pipeline left behind rather than from what it say
 - ``dead_letters`` by reason, and ``recover_s``: from the end of the fault to the last
   result recorded.
 
-The ledger is written to ``tests/chaos/results/ledger.json`` (one entry per test, replaced
-when the test runs again); ``python tests/chaos/ledger.py`` prints the table.
+Each run writes its ledger to ``tests/chaos/results/latest-run.json`` (not tracked: a test
+run leaves the work tree clean); the committed ``ledger.json``, whose table the README
+shows, is refreshed deliberately with
+``EDGEMATCH_LEDGER_FILE=tests/chaos/results/ledger.json scripts/test tests/chaos``. One
+entry per test, replaced when the test runs again; ``python tests/chaos/ledger.py FILE``
+prints the table.
 """
 
 from __future__ import annotations
@@ -39,7 +43,10 @@ from botocore.exceptions import ClientError
 from edgematch.worker.devstack import RedisServer
 from edgematch.worker.localstack import LocalPipeline
 
-RESULTS_FILE = Path(__file__).resolve().parent / "results" / "ledger.json"
+RESULTS_FILE = Path(
+    os.environ.get("EDGEMATCH_LEDGER_FILE")
+    or Path(__file__).resolve().parent / "results" / "latest-run.json"
+)
 SOURCE_VERSION_META = "edgematch-source-version-id"
 
 
