@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -259,3 +259,15 @@ class LocalPipeline:
         return (
             path.read_text(encoding="utf-8", errors="replace").splitlines() if path.exists() else []
         )
+
+
+def wait_until(
+    predicate: Callable[[], bool], timeout_s: float, what: str, *, poll_s: float = 0.1
+) -> None:
+    """Poll ``predicate`` until it holds; AssertionError naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")

@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from edgematch.worker.localstack import LocalPipeline
+from edgematch.worker.localstack import wait_until as _wait
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
@@ -71,15 +72,6 @@ def _check_effects(ledger: Mapping[str, Any], matches: int) -> None:
     assert matches - stranded_q <= ledger["quarantined"] <= matches, ledger
     assert ledger["reports"] + stranded_r == matches, ledger
     assert sum(ledger["dead_letters"].values()) == stranded_q + stranded_r, ledger
-
-
-def _wait(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def _hashes(prefix: str, count: int, *, known_every: int = 10) -> tuple[dict[str, bytes], set[str]]:

@@ -21,6 +21,7 @@ import pytest
 import redis
 
 from edgematch.worker.localstack import SANDBOX_KEY, LocalPipeline
+from edgematch.worker.localstack import wait_until as _wait
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
@@ -43,15 +44,6 @@ FAST = {
     "EDGEMATCH_BREAKER_PROBE_S": "2",
     "EDGEMATCH_SHUTDOWN_GRACE_S": "2",
 }
-
-
-def _wait(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def _client(pipe: LocalPipeline) -> redis.Redis:

@@ -43,6 +43,7 @@ from edgematch.worker.api import HashItem, PhotoDNAClient
 from edgematch.worker.devstack import RedisServer, wait_for_port
 from edgematch.worker.errors import TransportError
 from edgematch.worker.localstack import LocalPipeline
+from edgematch.worker.localstack import wait_until as _wait
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
@@ -60,15 +61,6 @@ FAST = {
     "EDGEMATCH_BATCH_LINGER_MS": "100",
     "EDGEMATCH_BREAKER_PROBE_S": "1",
 }
-
-
-def _wait(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 # --- certificates ----------------------------------------------------------------------------

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from edgematch.worker.localstack import LocalPipeline
+from edgematch.worker.localstack import wait_until as _wait
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -34,15 +33,6 @@ def _readable(pipe: LocalPipeline, key: str) -> bool:
 def _status(pipe: LocalPipeline, key: str) -> str | None:
     tags = pipe.s3().get_object_tagging(Bucket=pipe.bucket, Key=key)["TagSet"]
     return {t["Key"]: t["Value"] for t in tags}.get(TAG)
-
-
-def _wait(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def test_content_is_unreadable_until_scanned_clean() -> None:

@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from edgematch.worker.localstack import LocalPipeline
+from edgematch.worker.localstack import wait_until as _wait
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -39,15 +40,6 @@ def make_pipeline() -> Iterator[MakePipeline]:
     yield make
     for pipe in made:
         pipe.close()
-
-
-def _wait(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def _cli(pipe: LocalPipeline, *args: str) -> subprocess.CompletedProcess[str]:
