@@ -43,16 +43,8 @@ MakeSettings = Callable[..., Settings]
 
 
 @pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Client]:
+def s3(aws_env: None) -> Iterator[S3Client]:
     """moto in-process: a versioned upload bucket, a locked and an unlocked quarantine bucket."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
     with mock_aws():
         client = make_s3_client(Settings())
         client.create_bucket(Bucket=UPLOADS)
