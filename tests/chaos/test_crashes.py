@@ -121,6 +121,15 @@ def _wait_all(pipe: LocalPipeline, keys: list[str], matches: int, timeout_s: flo
             timeout_s,
             f"{len(keys)} results",
         )
+    except AssertionError as exc:
+        # Say where the missing ones are, so an intermittent failure can be diagnosed.
+        missing = len(keys) - _results_count(client, pipe, keys)
+        letters = [json.loads(doc).get("reason") for doc in client.hvals(pipe.keys.dead_letters)]
+        queues = {q: client.llen(pipe.keys.queue(q)) for q in ("ingest", "match", "results")}
+        raise AssertionError(
+            f"{exc}: {missing} missing; buffer {client.zcard(pipe.keys.ready)} waiting, "
+            f"{client.zcard(pipe.keys.leases)} leased; queues {queues}; dead letters {letters}"
+        ) from None
     finally:
         client.close()
 
