@@ -18,16 +18,12 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.measure import MachineLoad, TreeCPU
 from bench.stack import HASH_BYTES, Stack
-from edgematch.config.settings import Settings
-from edgematch.worker.buffer import BatchBuffer
-from edgematch.worker.items import Item
 
 
 @dataclass
@@ -40,6 +36,10 @@ class SaturatedRun:
     redis_commands: int
     redis_by_command: dict[str, int]
     machine: dict[str, float] = field(default_factory=dict)
+    #: Results answered from the match or result cache (no API call).
+    from_cache: int = 0
+    #: Hashes fed that are byte-identical to one scanned before the run.
+    repeats: int = 0
 
 
 @dataclass
@@ -122,22 +122,7 @@ class EdgematchProcesses:
     def _fill_buffer(self, keys: list[str]) -> None:
         """Put an item for each key straight into the batch buffer, as ingest would."""
         env = {**self.stack.pipe.env(), **self.env}
-        settings = Settings.from_env(env)
-        buffer = BatchBuffer(self.stack.redis.client, settings)
-        bucket = self.stack.pipe.bucket
-        for key in keys:
-            etag = uuid.uuid4().hex
-            item = Item.new(
-                bucket=bucket,
-                key=key,
-                version_id=None,
-                etag=etag,
-                content_bucket=bucket,
-                content_key=key.removesuffix(".bin"),
-                data=os.urandom(HASH_BYTES),
-                correlation_id=uuid.uuid4().hex,
-            )
-            buffer.push(item, f"{bucket}/{key}#{etag}")
+        self.stack.push_items(keys, bucket=self.stack.pipe.bucket, env=env)
 
     def _start_intake(self) -> TreeCPU:
         """Start intake and return its CPU counter, started once it has finished booting."""
@@ -159,16 +144,35 @@ class EdgematchProcesses:
                 self._procs.stop(name)
 
     # -- phases --------------------------------------------------------------------------
-    def saturated(self, hashes: int, *, cap_s: float) -> SaturatedRun:
+    def _seed(self, count: int) -> list[bytes]:
+        """Scan ``count`` random hashes (not measured) and return their bytes."""
+        seeds = [os.urandom(HASH_BYTES) for _ in range(count)]
+        keys = [f"{self.tag}/seed/{i}.jpg.bin" for i in range(count)]
+        self.stack.upload_many(keys, data=lambda key: seeds[int(key.rsplit("/", 1)[1][:-8])])
+        found = self.stack.wait_results(keys, deadline=time.monotonic() + 120)
+        if len(found) != count:
+            raise RuntimeError(f"seeding the repeats: {len(found)}/{count} results")
+        return seeds
+
+    def saturated(self, hashes: int, *, cap_s: float, repeats: float = 0.0) -> SaturatedRun:
         """The whole pipeline through a backlog of ``hashes`` uploads waiting in SQS, or —
         with ``match_only`` — the match step alone through as many items put straight into
-        the batch buffer (no S3, no intake, no ingest: only the limiter can hold it back)."""
+        the batch buffer (no S3, no intake, no ingest: only the limiter can hold it back).
+
+        ``repeats``: the share of the uploads that are byte-identical copies of hashes
+        scanned (clean) before the run, spread evenly through it — re-uploads."""
         stack = self.stack
         assert self._procs is not None
         keys = [f"{self.tag}/sat/{i}.jpg.bin" for i in range(hashes)]
+        copies: dict[str, bytes] = {}
+        if repeats > 0:
+            seeds = self._seed(max(1, int(hashes * repeats)))
+            every = 1.0 / repeats
+            for n, seed in enumerate(seeds):
+                copies[keys[min(hashes - 1, int(n * every))]] = seed
         if not self.match_only:
             self._procs.stop("intake")
-            stack.upload_many(keys)
+            stack.upload_many(keys, data=copies.get)
         stack.sandbox_reset()
         cpus = {name: TreeCPU(self.pid(name)) for name in ("worker", "beat")}
         for cpu in cpus.values():
@@ -226,6 +230,8 @@ class EdgematchProcesses:
                 if calls - by_command_before.get(name, 0) > 0
             },
             machine=machine,
+            from_cache=sum(bool(doc.get("from_cache")) for doc in found.values()),
+            repeats=len(copies),
         )
 
     def _profile(self, duration_s: float) -> list[subprocess.Popen[bytes]]:
@@ -269,13 +275,7 @@ class EdgematchProcesses:
             key = f"{self.tag}/light/{i}.jpg.bin"
             due = start + i * every_s
             time.sleep(max(0.0, due - time.monotonic()))
-            s3.put_object(
-                Bucket=stack.pipe.bucket,
-                Key=key.removesuffix(".bin"),
-                Body=b"image bytes",
-                Tagging="owner=platform",
-            )
-            s3.put_object(Bucket=stack.pipe.bucket, Key=key, Body=os.urandom(HASH_BYTES))
+            stack.upload(s3, key)
             uploaded[key] = time.time()
         found = stack.wait_results(list(uploaded), deadline=time.monotonic() + 30)
         return LightRun(

@@ -1,6 +1,6 @@
 """Issue 8's figures: live uploads with and without a backfill backlog on the quota.
 
-``.venv/bin/python -m bench.lanes`` (about 3 minutes; writes bench/results/lanes.json).
+``.venv/bin/python -m bench.lanes`` (about 4 minutes; writes bench/results/lanes.json).
 
 The real pipeline (the Procfile's intake, worker ``--concurrency N`` and beat, on one private
 Redis, moto and the sandbox at R requests/s), two phases of live uploads at ``--live-rate``
@@ -30,19 +30,16 @@ import argparse
 import concurrent.futures
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from bench.edgematch_runs import EdgematchProcesses
 from bench.measure import percentile
 from bench.stack import HASH_BYTES, Stack
-from edgematch.config.settings import Settings
-from edgematch.worker.buffer import BatchBuffer
-from edgematch.worker.items import Item
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BACKLOG_BUCKET = "backlog"
@@ -55,9 +52,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--live-rate", type=float, default=2.0, help="live uploads per second")
     p.add_argument("--live-s", type=float, default=30.0, help="seconds of live uploads a phase")
     p.add_argument("--backfill-objects", type=int, default=300, help="objects for the CLI")
-    p.add_argument("--seed", type=int, default=2000, help="backfill items pushed to the buffer")
-    p.add_argument("--drain-s", type=float, default=120.0, help="cap on waiting for the backlog")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=4700,
+        help="backfill items pushed to the buffer (with the CLI's objects: the issue's 5,000)",
+    )
+    p.add_argument("--drain-s", type=float, default=180.0, help="cap on waiting for the backlog")
     p.add_argument("--out", type=Path, default=RESULTS / "lanes.json")
+    p.add_argument(
+        "--keep-logs", type=Path, default=None, metavar="DIR", help="copy every log here"
+    )
     return p.parse_args(argv)
 
 
@@ -71,13 +76,7 @@ def _live(stack: Stack, tag: str, rate: float, seconds: float) -> dict[str, Any]
     for i in range(n):
         key = f"{tag}/{i}.jpg.bin"
         time.sleep(max(0.0, start + i / rate - time.monotonic()))
-        s3.put_object(
-            Bucket=stack.pipe.bucket,
-            Key=key.removesuffix(".bin"),
-            Body=b"image bytes",
-            Tagging="owner=platform",
-        )
-        s3.put_object(Bucket=stack.pipe.bucket, Key=key, Body=os.urandom(HASH_BYTES))
+        stack.upload(s3, key)
         uploaded[key] = time.time()
     t1 = time.time()
     found = stack.wait_results(list(uploaded), deadline=time.monotonic() + 60)
@@ -116,21 +115,7 @@ def _put_backlog(stack: Stack, keys: list[str]) -> None:
 
 def _seed(stack: Stack, keys: list[str]) -> None:
     """Backfill-lane items straight into the batch buffer, as ingest would push them."""
-    buffer = BatchBuffer(stack.redis.client, Settings.from_env(stack.pipe.env()))
-    for key in keys:
-        etag = uuid.uuid4().hex
-        item = Item.new(
-            bucket=BACKLOG_BUCKET,
-            key=key,
-            version_id=None,
-            etag=etag,
-            content_bucket=BACKLOG_BUCKET,
-            content_key=key.removesuffix(".bin"),
-            data=os.urandom(HASH_BYTES),
-            correlation_id=uuid.uuid4().hex,
-            lane="backfill",
-        )
-        buffer.push(item, f"{BACKLOG_BUCKET}/{key}#{etag}")
+    stack.push_items(keys, bucket=BACKLOG_BUCKET, lane="backfill", env=stack.pipe.env())
 
 
 def _results(stack: Stack, bucket: str, keys: list[str]) -> list[dict[str, Any]]:
@@ -209,6 +194,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "backfill_share": round(backfill_per_s / quota_left, 4),
         }
     finally:
+        if args.keep_logs is not None:
+            shutil.copytree(stack.pipe.dir, args.keep_logs, dirs_exist_ok=True)
         stack.close()
 
 

@@ -30,7 +30,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import measure
+from bench import harness, measure
 from bench.baselines.runner import BaselineRun, run_baseline
 from bench.edgematch_runs import EdgematchProcesses, LightRun, SaturatedRun
 from bench.stack import Stack
@@ -77,6 +77,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "the main runs)",
     )
     p.add_argument("--margin-workers", type=int, default=4, help="worker count of those runs")
+    p.add_argument(
+        "--repeats",
+        type=float,
+        default=0.3,
+        help="share of re-uploads (byte-identical hashes scanned before) in the result-cache "
+        "run, at --margin-workers workers with EDGEMATCH_CLEAN_CACHE_TTL_S set; 0 skips it",
+    )
     p.add_argument("--systems", default=",".join(SYSTEMS), help="which systems to run")
     p.add_argument(
         "--profile",
@@ -137,6 +144,11 @@ def edgematch_row(
     cpu["total"] = round(sum(sat.cpu_ms.values()) / scanned, 3)
     row |= {
         "capped": sat.capped,
+        "repeats": sat.repeats,
+        "from_cache": sat.from_cache,
+        "api_requests_per_hash": round(
+            sum(sat.sandbox.get("by_http_status", {}).values()) / scanned, 4
+        ),
         "machine_load": sat.machine,
         "cpu_ms_per_hash": cpu,
         "redis_commands_per_hash": round(sat.redis_commands / scanned, 2),
@@ -228,16 +240,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "light_every_s": 0.5,
             "margins": args.margins,
             "margin_workers": args.margin_workers,
+            "repeats": args.repeats,
             "edgematch_settings": _settings(args),
             "ceiling": "5 × R × (T + 1) hashes, T = seconds from the first to the last "
             "accepted request: the sandbox's initial burst of R requests, then R a second",
         },
         "rows": [],
         "margin_rows": [],
+        "repeat_rows": [],
         "errors": [],
     }
     stack = Stack(args.rate).start()
     log_dir = stack.pipe.dir
+    _log("the test doubles' own limits (moto's SQS, boto3 against moto)")
+    doc["harness"] = {
+        "sqs_drain": harness.sqs_drain_rate(stack, args.hashes),
+        "boto3_client_cpu_ms_per_call": harness.boto3_cpu_per_call(stack),
+    }
+    _log(f"  {doc['harness']}")
 
     def attempt(what: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
         # One phase that fails is reported and skipped: the others still give their figures.
@@ -279,6 +299,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if row is not None:
                     row["margin"] = margin
                     doc["margin_rows"].append(row)
+        if EDGEMATCH in systems and args.repeats > 0:
+            w = args.margin_workers
+            for ttl in ("0", "3600"):
+                row = attempt(
+                    f"edgematch, {100 * args.repeats:.0f} % re-uploads, clean cache TTL {ttl} s, "
+                    f"{w} worker process(es)",
+                    partial(_repeats, stack, args, w, ttl),
+                )
+                if row is not None:
+                    doc["repeat_rows"].append(row)
     finally:
         if args.keep_logs is not None:
             shutil.copytree(log_dir, args.keep_logs, dirs_exist_ok=True)
@@ -300,6 +330,21 @@ def _pipeline(stack: Stack, args: argparse.Namespace, workers: int) -> dict[str,
         procs.stop()
         stack.purge_edgematch()
     return edgematch_row(args.rate, workers, sat, light)
+
+
+def _repeats(stack: Stack, args: argparse.Namespace, workers: int, ttl: str) -> dict[str, Any]:
+    """The pipeline saturated by a backlog with ``--repeats`` re-uploads, cache on or off."""
+    env = _settings(args, EDGEMATCH_CLEAN_CACHE_TTL_S=ttl)
+    procs = EdgematchProcesses(stack, workers=workers, env=env, tag=f"rep{workers}-{ttl}")
+    try:
+        procs.start()
+        sat = procs.saturated(args.hashes, cap_s=args.cap_s, repeats=args.repeats)
+    finally:
+        procs.stop()
+        stack.purge_edgematch()
+    row = edgematch_row(args.rate, workers, sat, None)
+    row["clean_cache_ttl_s"] = int(ttl)
+    return row
 
 
 def _baseline(
@@ -352,8 +397,10 @@ def table(doc: dict[str, Any]) -> str:
     )
     lines = [head, "-" * len(head)]
     rows = sorted(doc["rows"], key=lambda r: (SYSTEMS.index(r["system"]), r["workers"]))
-    for row in [*rows, *doc["margin_rows"]]:
+    for row in [*rows, *doc["margin_rows"], *doc.get("repeat_rows", [])]:
         name = row["system"] + (f" m={row['margin']}" if "margin" in row else "")
+        if "clean_cache_ttl_s" in row:
+            name += f" rep cache={row['clean_cache_ttl_s']}"
         line = (
             f"{name:<22}{row['workers']:>8}{row['utilisation']:>7.3f}"
             f"{100 * row['share_429']:>7.2f}{row['hashes_per_request']:>7.2f}"
@@ -384,10 +431,17 @@ def markdown(doc: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     rows = sorted(doc["rows"], key=lambda r: (SYSTEMS.index(r["system"]), r["workers"]))
-    for row in [*rows, *doc["margin_rows"]]:
+    for row in [*rows, *doc["margin_rows"], *doc.get("repeat_rows", [])]:
         name = row["system"].replace("_", " ")
         if "margin" in row:
             name += f", margin {row['margin']}"
+        if "clean_cache_ttl_s" in row:
+            name += (
+                f", {row['repeats']} re-uploads, clean cache "
+                + ("off" if not row["clean_cache_ttl_s"] else f"{row['clean_cache_ttl_s']} s")
+                + f": {row['from_cache']} from cache, "
+                f"{row['api_requests_per_hash']:.3f} requests/hash"
+            )
         light = row.get("light_load")
         cpu = row.get("cpu_ms_per_hash")
         scanned = f"{row['hashes_scanned']}/{row['hashes_fed']}" + (
@@ -463,6 +517,14 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     args.out.with_suffix(".md").write_text(markdown(doc), encoding="utf-8")
     print(table(doc))
+    if "harness" in doc:
+        drain = doc["harness"]["sqs_drain"]
+        floor = doc["harness"]["boto3_client_cpu_ms_per_call"]["per_hash_floor"]
+        print(
+            f"\nmoto's SQS drains {drain['messages_per_s']} messages/s from a queue of "
+            f"{drain['messages']} (the ceiling is {5 * doc['parameters']['rate']:g} hashes/s); "
+            f"boto3's client CPU for the three S3 calls a hash needs: {floor} ms"
+        )
     for error in doc["errors"]:
         print(f"FAILED {error['phase']}: {error['error']}")
     print(f"\nelapsed {doc['elapsed_s']} s; results in {args.out}")

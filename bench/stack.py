@@ -12,12 +12,16 @@ import concurrent.futures
 import json
 import os
 import time
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import httpx
 import redis
 
+from edgematch.config.settings import Settings
+from edgematch.worker.buffer import BatchBuffer
+from edgematch.worker.items import Item
 from edgematch.worker.localstack import LocalPipeline
 
 HASH_BYTES = 924  # an Edge V2 hash
@@ -106,21 +110,55 @@ class Stack:
         self.redis.client.flushdb()
 
     # -- uploads ------------------------------------------------------------------------
-    def upload_many(self, keys: Sequence[str], *, threads: int = 8) -> None:
-        """Upload a content object and then its hash file for each key, as a platform does."""
+    def upload(self, s3: Any, key: str, data: bytes | None = None, *, bucket: str = "") -> None:
+        """Upload a content object and then its hash file, as a platform does.
+
+        The hash file names the content version it was computed from (``content-version-id``
+        metadata), as the README recommends: ingest then needs no HEAD of the content
+        object to pin the version quarantine would act on.
+        """
+        bucket = bucket or self.pipe.bucket
+        content = s3.put_object(
+            Bucket=bucket,
+            Key=key.removesuffix(".bin"),
+            Body=b"image bytes",
+            Tagging="owner=platform",
+        )
+        pinned = {"content-version-id": content["VersionId"]} if content.get("VersionId") else {}
+        s3.put_object(Bucket=bucket, Key=key, Body=data or os.urandom(HASH_BYTES), Metadata=pinned)
+
+    def upload_many(
+        self,
+        keys: Sequence[str],
+        *,
+        threads: int = 8,
+        data: Callable[[str], bytes | None] = lambda key: None,
+    ) -> None:
+        """:meth:`upload` for each key (``data(key)``: its hash bytes, None for random ones)."""
         s3 = self.pipe.s3()
-
-        def one(key: str) -> None:
-            s3.put_object(
-                Bucket=self.pipe.bucket,
-                Key=key.removesuffix(".bin"),
-                Body=b"image bytes",
-                Tagging="owner=platform",
-            )
-            s3.put_object(Bucket=self.pipe.bucket, Key=key, Body=os.urandom(HASH_BYTES))
-
         with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-            list(pool.map(one, keys))
+            list(pool.map(lambda key: self.upload(s3, key, data(key)), keys))
+
+    def push_items(
+        self, keys: Sequence[str], *, bucket: str, lane: str = "live", env: dict[str, str]
+    ) -> None:
+        """Put an item for each key straight into the batch buffer, as ingest would (random
+        hash bytes, content key = the key without ``.bin``); ``env``: the processes'."""
+        buffer = BatchBuffer(self.redis.client, Settings.from_env(env))
+        for key in keys:
+            etag = uuid.uuid4().hex
+            item = Item.new(
+                bucket=bucket,
+                key=key,
+                version_id=None,
+                etag=etag,
+                content_bucket=bucket,
+                content_key=key.removesuffix(".bin"),
+                data=os.urandom(HASH_BYTES),
+                correlation_id=uuid.uuid4().hex,
+                lane=lane,
+            )
+            buffer.push(item, f"{bucket}/{key}#{etag}")
 
     # -- results ------------------------------------------------------------------------
     def results(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -135,7 +173,9 @@ class Stack:
     def queued_results(self) -> dict[str, dict[str, Any]]:
         """Results still waiting in the results queue (no worker consumes it), by hash key.
 
-        Each entry is a kombu message whose base64 JSON body is ``[args, kwargs, embed]``.
+        Each entry is a kombu message whose base64 JSON body is ``[args, kwargs, embed]``;
+        a ``record_results`` task carries the results of one request, ``record_result``
+        one.
         """
         self.redis.commands += 1
         raw = self.redis.client.lrange(self.pipe.keys.queue("results"), 0, -1)
@@ -143,8 +183,8 @@ class Stack:
         for message in raw:
             envelope = json.loads(message)
             _, kwargs, _ = json.loads(base64.b64decode(envelope["body"]))
-            result = kwargs["result"]
-            found[result["key"]] = result
+            for result in kwargs.get("results") or [kwargs["result"]]:
+                found[result["key"]] = result
         return found
 
     def wait_results(

@@ -9,6 +9,8 @@ Choices, each for a failure someone has hit:
   longest retry countdown, so a running task is never handed out a second time.
 - One queue per step, named under the namespace, so each step scales alone and two
   deployments can share a Redis; kombu's bookkeeping keys are namespaced too.
+- A worker serving several queues takes from them in a fixed order, live work before
+  backfills (config/queue_order.py), not kombu's round robin.
 - A ``rediss://`` broker verifies the server's certificate, as redis-py does for the
   buffer: kombu alone would connect to a ``rediss://`` URL without ``ssl_*`` parameters
   with ``CERT_NONE`` (and a warning), sending the password to whoever answers.
@@ -28,9 +30,11 @@ from edgematch.worker.keys import QUEUE_STEPS, Keys
 
 TASK_STEPS = {
     "edgematch.ingest": "ingest",
+    "edgematch.ingest_many": "ingest",
     "edgematch.pump": "match",
     "edgematch.sweep": "match",
     "edgematch.record_result": "results",
+    "edgematch.record_results": "results",
     "edgematch.quarantine": "quarantine",
     "edgematch.report": "reports",
 }
@@ -55,6 +59,12 @@ def _router(keys: Keys) -> Callable[..., dict[str, str] | None]:
     return route
 
 
+def queue_for(namespace: str, name: str, kwargs: Any) -> str | None:
+    """The queue (Redis list) task ``name`` with ``kwargs`` is routed to. Pure."""
+    route = _router(Keys(namespace))(name, (), kwargs, {})
+    return route["queue"] if route else None
+
+
 def broker_ssl(broker_url: str) -> dict[str, Any] | None:
     """kombu's TLS options for ``broker_url``: verify the server unless the URL says otherwise.
 
@@ -71,6 +81,10 @@ def _lane(name: str, kwargs: Any) -> str:
     kwargs = kwargs or {}
     if name == "edgematch.record_result":
         return str((kwargs.get("result") or {}).get("lane", "live"))
+    if name == "edgematch.record_results":
+        # One request's results: live ones among them must not wait behind a backfill.
+        lanes = {str(doc.get("lane", "live")) for doc in kwargs.get("results") or ()}
+        return "live" if "live" in lanes or not lanes else min(lanes)
     return str(kwargs.get("lane", "live"))
 
 
@@ -97,6 +111,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "unacked_key": f"{ns}:kombu:unacked",
             "unacked_index_key": f"{ns}:kombu:unacked_index",
             "unacked_mutex_key": f"{ns}:kombu:unacked_mutex",
+            # Live work first, backfills last (config/queue_order.py).
+            "queue_order_strategy": "edgematch.config.queue_order:LiveFirst",
             # Only read for a sentinel:// broker: which monitored master to follow.
             **({"master_name": settings.sentinel_master} if settings.sentinel_master else {}),
         },

@@ -124,6 +124,11 @@ class Settings:
     report_reporter_name: str | None = None
     report_test: bool = False
     match_cache_ttl_s: int = 90 * 24 * 3600
+    #: How long a clean verdict answers byte-identical re-uploads; 0 (the default) is off.
+    clean_cache_ttl_s: int = 0
+    #: Seconds a journaled task may be missing from its queue and every worker before the
+    #: sweep publishes it again (worker/journal.py).
+    journal_grace_s: float = 30.0
 
     @property
     def effective_quarantine_mode(self) -> str:
@@ -243,6 +248,12 @@ class Settings:
             report_test=r.get("EDGEMATCH_REPORT_TEST", cls.report_test, _bool),
             match_cache_ttl_s=r.get(
                 "EDGEMATCH_MATCH_CACHE_TTL_S", cls.match_cache_ttl_s, _positive_int
+            ),
+            journal_grace_s=r.get(
+                "EDGEMATCH_JOURNAL_GRACE_S", cls.journal_grace_s, _positive_float
+            ),
+            clean_cache_ttl_s=r.get(
+                "EDGEMATCH_CLEAN_CACHE_TTL_S", cls.clean_cache_ttl_s, _non_negative_int
             ),
         ).validated()
 

@@ -6,6 +6,23 @@ configured from the environment at import, and refuses to start on a bad setting
 
 from edgematch.tasks.app import app
 from edgematch.tasks.downstream import quarantine, report
-from edgematch.tasks.steps import ingest, pump, record_result, sweep
+from edgematch.tasks.steps import (
+    ingest,
+    ingest_many,
+    pump,
+    record_result,
+    record_results,
+    sweep,
+)
 
-__all__ = ["app", "ingest", "pump", "quarantine", "record_result", "report", "sweep"]
+__all__ = [
+    "app",
+    "ingest",
+    "ingest_many",
+    "pump",
+    "quarantine",
+    "record_result",
+    "record_results",
+    "report",
+    "sweep",
+]

@@ -26,15 +26,21 @@ from edgematch.worker.downstream import parts
 from edgematch.worker.errors import EdgematchError
 from edgematch.worker.logs import get_logger
 from edgematch.worker.quarantine import ContentVersion, Evidence
-from edgematch.worker.results import MATCH, Result, register_downstream
+from edgematch.worker.results import CLEAN, MATCH, Result, register_downstream
 from edgematch.worker.runtime import runtime
 
 log = get_logger(__name__)
 
 
 def on_result(result: Result) -> None:
-    """Downstream consumer of every recorded result: a match is cached and quarantined."""
+    """Downstream consumer of every recorded result: a match is cached and quarantined.
+
+    With EDGEMATCH_CLEAN_CACHE_TTL_S > 0 a clean verdict from the API is cached too (one
+    from the cache is not: re-serving a verdict never extends its life).
+    """
     if result.verdict != MATCH:
+        if result.verdict == CLEAN and runtime().settings.clean_cache_ttl_s > 0:
+            parts(runtime()).match_cache.remember(result)
         return
     parts(runtime()).match_cache.remember(result)
     _send(quarantine, {"result": result.to_dict(), "correlation_id": result.correlation_id})

@@ -8,7 +8,12 @@ with the task's arguments, so that nothing is acknowledged and forgotten.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import contextvars
+import os
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import structlog
@@ -16,9 +21,11 @@ from celery import Task
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
 
+from edgematch.config.celery import queue_for
+from edgematch.tasks import lifecycle
 from edgematch.tasks.app import app
+from edgematch.worker import backpressure, matcher, metrics
 from edgematch.worker import ingest as ingest_step
-from edgematch.worker import matcher, metrics
 from edgematch.worker.backoff import compute_backoff
 from edgematch.worker.errors import EdgematchError, TransientError
 from edgematch.worker.logs import get_logger
@@ -28,19 +35,94 @@ from edgematch.worker.runtime import runtime
 
 log = get_logger(__name__)
 T = TypeVar("T")
+E = TypeVar("E")
+
+#: Events one ``ingest_many`` task carries at most: one SQS receive's worth.
+INGEST_BATCH = 10
+#: Threads one worker process runs a batch task's S3 calls on, side by side.
+FANOUT_THREADS = 8
+
+#: This process's fan-out pool, by pid: a pool inherited across fork has no threads.
+_pools: dict[int, ThreadPoolExecutor] = {}
 
 
-def _send(task: Task[Any, Any], kwargs: dict[str, Any]) -> None:
-    """Enqueue ``task``; a broker that cannot take it is a transient error, not a crash."""
+def _fan_out(work: Callable[[E], T], elements: Iterable[E]) -> list[T]:
+    """``work`` on every element, on this process's thread pool, in order.
+
+    Each call runs in a copy of the caller's logging context (task id …). The pool is
+    made on first use in each process.
+    """
+    pid = os.getpid()
+    pool = _pools.get(pid)
+    if pool is None:
+        _pools.clear()
+        pool = _pools[pid] = ThreadPoolExecutor(FANOUT_THREADS, thread_name_prefix="fanout")
+    futures = [pool.submit(contextvars.copy_context().run, work, e) for e in elements]
+    return [future.result() for future in futures]
+
+
+def _send(task: Task[Any, Any], kwargs: dict[str, Any], *, countdown: float = 0.0) -> None:
+    """Enqueue ``task``; a broker that cannot take it is a transient error, not a crash.
+
+    Work tasks are journaled first (worker/journal.py): one lost by a killed worker is
+    published again. Pumps are not: the batch buffer is their state.
+    """
+    task_id = uuid.uuid4().hex
+    if task.name not in UNJOURNALED:
+        journal(task.name, kwargs, task_id)
     try:
-        task.apply_async(kwargs=kwargs)
+        if countdown > 0:
+            task.apply_async(kwargs=kwargs, countdown=countdown, task_id=task_id)
+        else:
+            task.apply_async(kwargs=kwargs, task_id=task_id)
     except (KombuOperationalError, RedisError) as exc:
         raise TransientError(f"broker unavailable: {type(exc).__name__}") from exc
+
+
+#: Tasks whose state lives elsewhere (the batch buffer), never journaled.
+UNJOURNALED = frozenset({"edgematch.pump", "edgematch.sweep"})
+
+
+def journal(name: str, kwargs: Mapping[str, Any], task_id: str) -> None:
+    """Write the journal entry of a task about to be published under ``task_id``."""
+    rt = runtime()
+    queue = queue_for(rt.settings.namespace, name, kwargs)
+    if queue is None:
+        raise ValueError(f"no queue for task {name}")
+    rt.journal.add(task_id, name, kwargs, queue)
 
 
 def publish_result(result: Result) -> None:
     """Put ``result`` on the results queue (its consumer records and tags it)."""
     _send(record_result, {"result": result.to_dict(), "correlation_id": result.correlation_id})
+
+
+def publish_results(results: Sequence[Result]) -> None:
+    """Put the results of one API request on the results queue as one task."""
+    if len(results) == 1:
+        publish_result(results[0])
+        return
+    _send(record_results, {"results": [result.to_dict() for result in results]})
+
+
+def enqueue_events(events: Sequence[tuple[dict[str, Any], str]], lane: str) -> None:
+    """Enqueue ``(event arguments, correlation id)`` pairs for ingest, in tasks of at most
+    ``INGEST_BATCH`` events (one for a single event: a plain ``ingest`` task)."""
+    for start in range(0, len(events), INGEST_BATCH):
+        chunk = events[start : start + INGEST_BATCH]
+        if len(chunk) == 1:
+            event, correlation_id = chunk[0]
+            _send(ingest, {"event": event, "correlation_id": correlation_id, "lane": lane})
+            continue
+        _send(
+            ingest_many,
+            {"events": [{"event": e, "correlation_id": c} for e, c in chunk], "lane": lane},
+        )
+
+
+def _retry_delay(attempt: int) -> float:
+    s = runtime().settings
+    return compute_backoff(attempt, base_s=s.backoff_base_s, cap_s=s.backoff_cap_s)
 
 
 def start_pump(pump_id: str) -> None:
@@ -61,6 +143,7 @@ def _guarded(
     location: tuple[str | None, str | None],
     replayed_from: str | None = None,
     part: str = "",
+    on_redelivery: Callable[[], T] | None = None,
 ) -> T | str:
     """Run one task's work under the failure policy; see the module docstring.
 
@@ -71,6 +154,9 @@ def _guarded(
     ``max_deliveries`` times is dead-lettered as ``poison`` without running. A task that
     replays a dead letter (``replayed_from``) resolves it when the work completes, and a
     failure of it updates that same entry instead of adding another.
+
+    ``on_redelivery`` runs in place of ``run`` when this delivery is not the first (the
+    worker running it before died): a batch task splits itself there.
     """
     rt = runtime()
     task_id: str | None = task.request.id
@@ -87,12 +173,13 @@ def _guarded(
             reason, attempts = POISON, delivery - 1
             message = f"began {attempts} times and never finished: each run killed its worker"
         else:
-            value = run()
+            value = on_redelivery() if on_redelivery and delivery > 1 else run()
             if replayed_from:
                 outcome = rt.dead_letters.resolve(replayed_from)
                 log.info("replay_resolved", replayed_from=replayed_from, entry=outcome)
             if task_id:
                 deliveries.finish(task_id)
+                _close(rt, task_id)
             return value
     except TransientError as exc:
         attempt = task.request.retries + 1
@@ -130,8 +217,29 @@ def _guarded(
         raise task.retry(exc=exc, countdown=rt.settings.backoff_cap_s) from exc
     if task_id:
         deliveries.finish(task_id)
+        _close(rt, task_id)
     log.error(f"{step}_dead_lettered", reason=reason, error=message, attempts=attempts)
     return "dead_lettered"
+
+
+def _close(rt: Any, task_id: str) -> None:
+    """Close the task's journal entry. Best effort: an entry left open only makes the
+    sweep run the (idempotent) task once more."""
+    with contextlib.suppress(EdgematchError):
+        rt.journal.done(task_id)
+
+
+def _ingest_one(event: dict[str, Any], correlation_id: str, lane: str) -> str:
+    outcome = ingest_step.ingest(
+        runtime(),
+        ingest_step.args_to_event(event),
+        correlation_id=correlation_id,
+        lane=lane,
+        publish=publish_result,
+        start_pump=start_pump,
+    )
+    metrics.INGESTED.labels(outcome).inc()
+    return outcome
 
 
 @app.task(name="edgematch.ingest", bind=True, max_retries=None)
@@ -147,22 +255,10 @@ def ingest(
     ``replayed_from`` names the dead letter this task replays (``edgematch dlq replay``).
     """
 
-    def run() -> str:
-        outcome = ingest_step.ingest(
-            runtime(),
-            ingest_step.args_to_event(event),
-            correlation_id=correlation_id,
-            lane=lane,
-            publish=publish_result,
-            start_pump=start_pump,
-        )
-        metrics.INGESTED.labels(outcome).inc()
-        return outcome
-
     return _guarded(
         self,
         "ingest",
-        run,
+        lambda: _ingest_one(event, correlation_id, lane),
         args={"event": event, "lane": lane},
         correlation_id=correlation_id,
         location=(event.get("bucket"), event.get("key")),
@@ -177,14 +273,45 @@ def pump(pump_id: str) -> dict[str, Any]:
     A pump that fails leaves its batch leased: the lease runs out and the items go back,
     so a crash here loses nothing and needs no dead letter.
     """
-    report = matcher.pump(runtime(), pump_id, publish=publish_result, start_pump=start_pump)
+    rt = runtime()
+    # In a worker's only process a pump must not sleep while the other queues it serves
+    # have tasks waiting (see matcher.pump).
+    others = [q for q in lifecycle.consumed_queues() if q != rt.buffer.keys.queue("match")]
+    sole = lifecycle.pool_processes() == 1 and bool(others)
+    report = matcher.pump(
+        rt,
+        pump_id,
+        publish=publish_results,
+        start_pump=start_pump,
+        others_waiting=(lambda: backpressure.others_waiting(rt, others)) if sole else None,
+    )
     return {"batches": report.batches, "items": report.items, "stopped": report.stopped}
+
+
+def _republish(name: str, kwargs: Mapping[str, Any], task_id: str) -> None:
+    try:
+        app.send_task(name, kwargs=dict(kwargs), task_id=task_id)
+    except (KombuOperationalError, RedisError) as exc:
+        raise TransientError(f"broker unavailable: {type(exc).__name__}") from exc
 
 
 @app.task(name="edgematch.sweep")
 def sweep() -> int:
-    """Periodic: start pumps for waiting items that nobody is draining (a safety net)."""
+    """Periodic: start pumps for waiting items that nobody is draining, and publish again
+    the tasks a killed worker lost (worker/journal.py) — the safety nets."""
     rt = runtime()
+    try:
+        recovered = rt.journal.recover(_republish) if rt.journal.due() else None
+    except EdgematchError as exc:
+        log.warning("journal_sweep_failed", error=str(exc))
+        recovered = None
+    if recovered is not None and recovered.republished:
+        metrics.TASKS_RECOVERED.inc(len(recovered.republished))
+        log.warning(
+            "tasks_recovered",
+            count=len(recovered.republished),
+            task_ids=list(recovered.republished)[:20],
+        )
     started = 0
     while started < rt.settings.match_pumps:
         pump_id = rt.buffer.kick()
@@ -220,5 +347,135 @@ def record_result(
         args={"result": result},
         correlation_id=correlation_id,
         location=(result.get("bucket"), result.get("key")),
+        replayed_from=replayed_from,
+    )
+
+
+def _batch(
+    task: Task[Any, Any],
+    step: str,
+    elements: list[dict[str, Any]],
+    work: Callable[[dict[str, Any]], str],
+    *,
+    single: Task[Any, Any],
+    single_kwargs: Callable[[dict[str, Any]], dict[str, Any]],
+    args: dict[str, Any],
+    correlation_id: str | None,
+    replayed_from: str | None,
+) -> dict[str, int] | str:
+    """Run ``work`` on every element of a batch task, side by side, under ``_guarded``.
+
+    An element whose work fails is handed to the ``single`` task (``single_kwargs`` of it)
+    — after a backoff for a transient failure, at once otherwise — which applies the whole
+    failure policy (retries, dead letter, replay) to that element alone. A batch delivered
+    a second time (its worker died mid-way) is split into single tasks, so an element that
+    kills workers cannot hold the others back. Returns the count of each outcome.
+    """
+
+    def one(element: dict[str, Any]) -> str:
+        kwargs = single_kwargs(element)
+        structlog.contextvars.bind_contextvars(correlation_id=kwargs.get("correlation_id"))
+        try:
+            return work(element)
+        except TransientError as exc:
+            delay = _retry_delay(1)
+            log.warning(f"{step}_retry", error=str(exc), attempt=1, delay_s=round(delay, 3))
+            _send(single, kwargs, countdown=delay)
+            return "retry"
+        except Exception as exc:  # noqa: BLE001 - its own task dead-letters it
+            log.warning(f"{step}_handed_over", error=f"{type(exc).__name__}: {exc}"[:300])
+            _send(single, kwargs)
+            return "handed_over"
+
+    def run() -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for outcome in _fan_out(one, elements):
+            counts[outcome] = counts.get(outcome, 0) + 1
+        return counts
+
+    def split() -> str:
+        log.warning(f"{step}_batch_split", count=len(elements))
+        for element in elements:
+            _send(single, single_kwargs(element))
+        return "split"
+
+    return _guarded(
+        task,
+        step,
+        run,
+        args=args,
+        correlation_id=correlation_id,
+        location=(None, None),
+        replayed_from=replayed_from,
+        on_redelivery=split,
+    )
+
+
+@app.task(name="edgematch.ingest_many", bind=True, max_retries=None)
+def ingest_many(
+    self: Task[Any, Any],
+    events: list[dict[str, Any]],
+    lane: str = "live",
+    correlation_id: str | None = None,
+    replayed_from: str | None = None,
+) -> dict[str, int] | str:
+    """Ingest the events of one intake poll (``{"event", "correlation_id"}`` each) in one
+    task, their S3 reads side by side: one task's overhead for up to ``INGEST_BATCH``.
+
+    A failing event goes to its own ``ingest`` task, and a redelivered batch is split
+    (see ``_batch``); ingest is idempotent, so events already done come back as cheap
+    duplicates. Each event keeps its own correlation id; ``correlation_id`` and
+    ``replayed_from`` are set only by ``edgematch dlq replay`` of a whole batch.
+    """
+    return _batch(
+        self,
+        "ingest",
+        events,
+        lambda e: _ingest_one(e["event"], e["correlation_id"], lane),
+        single=ingest,
+        single_kwargs=lambda e: {
+            "event": e["event"],
+            "correlation_id": e["correlation_id"],
+            "lane": lane,
+        },
+        args={"events": events, "lane": lane},
+        correlation_id=correlation_id,
+        replayed_from=replayed_from,
+    )
+
+
+@app.task(name="edgematch.record_results", bind=True, max_retries=None)
+def record_results(
+    self: Task[Any, Any],
+    results: list[dict[str, Any]],
+    correlation_id: str | None = None,
+    replayed_from: str | None = None,
+) -> dict[str, int] | str:
+    """Record, tag and hand on the results of one API request in one task, their S3 tag
+    writes side by side. A failing result goes to its own ``record_result`` task, and a
+    redelivered batch is split (see ``_batch``); recording is idempotent.
+    ``correlation_id`` and ``replayed_from`` are set only by ``edgematch dlq replay``.
+    """
+    rt = runtime()
+
+    def work(doc: dict[str, Any]) -> str:
+        fresh = consume(
+            Result.from_dict(doc),
+            store=rt.results,
+            write_tags=_write_tags,
+            tag_key=rt.settings.result_tag,
+            log=log,
+        )
+        return "recorded" if fresh else "repeat"
+
+    return _batch(
+        self,
+        "results",
+        results,
+        work,
+        single=record_result,
+        single_kwargs=lambda doc: {"result": doc, "correlation_id": doc.get("correlation_id")},
+        args={"results": results},
+        correlation_id=correlation_id,
         replayed_from=replayed_from,
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import redis
@@ -66,6 +66,21 @@ def backlog(rt: Runtime) -> Backlog:
     except redis.RedisError as exc:
         raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
     return Backlog(ingest=int(ingest), background=int(background), buffered=rt.buffer.depth())
+
+
+def others_waiting(rt: Runtime, queues: Iterable[str]) -> bool:
+    """Whether tasks wait in any of ``queues`` (Redis lists). One round trip; False when
+    Redis cannot be reached (the caller then just keeps its turn)."""
+    names = list(queues)
+    if not names:
+        return False
+    try:
+        pipe = rt.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.llen(name)
+        return any(int(n) for n in pipe.execute())
+    except redis.RedisError:
+        return False
 
 
 class Gate:

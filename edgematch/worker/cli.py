@@ -208,8 +208,9 @@ def _health(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def _intake(args: argparse.Namespace, rest: list[str]) -> int:
-    from edgematch.tasks import ingest as ingest_task
+    from edgematch.tasks.steps import enqueue_events
     from edgematch.worker import logs
+    from edgematch.worker.events import ObjectCreated
     from edgematch.worker.heartbeat import Heartbeat
     from edgematch.worker.ingest import event_to_args
     from edgematch.worker.intake import Intake
@@ -222,10 +223,8 @@ def _intake(args: argparse.Namespace, rest: list[str]) -> int:
     logs.configure(rt.settings.log_level, rt.settings.log_format, process="intake")
     _serve_metrics(args, rt.settings)
 
-    def enqueue(obj: object, correlation_id: str) -> None:
-        ingest_task.apply_async(
-            kwargs={"event": event_to_args(obj), "correlation_id": correlation_id, "lane": "live"}  # type: ignore[arg-type]
-        )
+    def enqueue(work: Sequence[tuple[ObjectCreated, str]]) -> None:
+        enqueue_events([(event_to_args(obj), cid) for obj, cid in work], "live")
 
     intake = Intake(rt, make_sqs_client(rt.settings), enqueue)
     intake.install_signal_handlers()

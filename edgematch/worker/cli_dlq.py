@@ -295,10 +295,12 @@ def _select(store: DeadLetters, args: argparse.Namespace) -> tuple[list[DeadLett
 def _replayer(rt: Runtime, rate_per_s: float | None, progress: Progress | None) -> Replayer:
     # Celery is configured only when a command needs it: `dlq list` must not.
     from edgematch.tasks import app
+    from edgematch.tasks.steps import journal
     from edgematch.worker.backpressure import Gate, backlog
     from edgematch.worker.replay import Replayer
 
     def enqueue(name: str, kwargs: dict[str, Any], task_id: str) -> None:
+        journal(name, kwargs, task_id)  # a replay lost with a killed worker is sent again
         app.send_task(name, kwargs=kwargs, task_id=task_id)
 
     def accepts(name: str) -> bool:

@@ -250,22 +250,13 @@ def _run_backfill(
 
 
 def _enqueuer() -> Any:
-    from kombu.exceptions import OperationalError
-    from redis.exceptions import RedisError
 
-    from edgematch.tasks import ingest as ingest_task
+    from edgematch.tasks.steps import enqueue_events
     from edgematch.worker.ingest import event_to_args
 
     def enqueue(obj: ObjectCreated, correlation_id: str) -> None:
-        kwargs = {
-            "event": event_to_args(obj),
-            "correlation_id": correlation_id,
-            "lane": "backfill",
-        }
-        try:
-            ingest_task.apply_async(kwargs=kwargs)
-        except (OperationalError, RedisError) as exc:
-            raise TransientError(f"broker unavailable: {type(exc).__name__}") from exc
+        # Raises TransientError when the broker cannot take it.
+        enqueue_events([(event_to_args(obj), correlation_id)], "backfill")
 
     return enqueue
 

@@ -68,7 +68,10 @@ class Downstream:
     @cached_property
     def match_cache(self) -> MatchCache:
         return MatchCache(
-            self.rt.redis, self.settings.namespace, ttl_s=self.settings.match_cache_ttl_s
+            self.rt.redis,
+            self.settings.namespace,
+            ttl_s=self.settings.match_cache_ttl_s,
+            clean_ttl_s=self.settings.clean_cache_ttl_s,
         )
 
     @cached_property

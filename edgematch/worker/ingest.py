@@ -9,7 +9,8 @@ accepted so that a redelivery does not fail again forever.
 Two things for what follows a match: the content object's version as of the scan is
 noted on the item (quarantine acts on that version only), and a hash whose SHA-256 is in
 the match cache gets its ``match`` result at once, without joining the buffer or
-spending API quota.
+spending API quota. With ``EDGEMATCH_CLEAN_CACHE_TTL_S`` > 0 (off by default) a hash found
+clean within that time gets its ``clean`` result the same way; a match always wins.
 
 Raises ``TransientError`` for what is worth retrying (S3 throttling, Redis unreachable).
 """
@@ -33,7 +34,7 @@ from edgematch.worker.events import ObjectCreated
 from edgematch.worker.items import Item
 from edgematch.worker.logs import get_logger
 from edgematch.worker.matchcache import MatchCache
-from edgematch.worker.results import UNSCANNABLE, Result
+from edgematch.worker.results import MATCH, UNSCANNABLE, Result
 from edgematch.worker.runtime import Runtime
 from edgematch.worker.storage import ObjectInfo, content_location
 
@@ -41,6 +42,8 @@ log = get_logger(__name__)
 
 PENDING = "pending"
 ADDED, DUPLICATE, REFUSED, CACHED = "added", "duplicate", "refused", "cached"
+#: Answered from the result cache for clean verdicts (EDGEMATCH_CLEAN_CACHE_TTL_S).
+CACHED_CLEAN = "cached_clean"
 
 
 def event_to_args(obj: ObjectCreated) -> dict[str, Any]:
@@ -81,7 +84,11 @@ def ingest(
     publish: Callable[[Result], None],
     start_pump: Callable[[str], None],
 ) -> str:
-    """Fetch, validate and buffer the hash file ``obj`` names. Returns ADDED/DUPLICATE/REFUSED."""
+    """Fetch, validate and buffer the hash file ``obj`` names.
+
+    Returns ADDED, DUPLICATE, REFUSED, or CACHED / CACHED_CLEAN when the verdict came from
+    the match cache or the result cache for clean verdicts.
+    """
     s = rt.settings
     buf = rt.buffer
     # A cheap look before any S3 call; the atomic check is the push below.
@@ -131,7 +138,10 @@ def ingest(
     if s.gate:
         _hold_for_scan(rt, item)
     as_read = replace(obj, version_id=item.version_id, etag=item.etag).identity
-    cached = MatchCache(rt.redis, s.namespace, ttl_s=s.match_cache_ttl_s).lookup(item.hash_sha256)
+    cache = MatchCache(
+        rt.redis, s.namespace, ttl_s=s.match_cache_ttl_s, clean_ttl_s=s.clean_cache_ttl_s
+    )
+    cached = cache.find(item.hash_sha256)  # the match first: matches always win
     if cached is not None:
         return _publish_cached(rt, item, cached.result_for(item), (as_read, obj.identity), publish)
     if not buf.push(item, as_read, alias=obj.identity):
@@ -189,7 +199,7 @@ def _publish_cached(
     identities: tuple[str, ...],
     publish: Callable[[Result], None],
 ) -> str:
-    """Publish a match from the match cache in place of an API call. Idempotent."""
+    """Publish a cached match (or clean verdict) in place of an API call. Idempotent."""
     seen = [rt.buffer.keys.seen(identity) for identity in dict.fromkeys(identities)]
     ttl_s = rt.settings.idempotency_ttl_s
     try:
@@ -206,9 +216,13 @@ def _publish_cached(
             raise
     except redis.RedisError as exc:
         raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
-    rt.buffer.count("items_from_match_cache")
-    log.info("ingest_match_cached", **item.log_fields(), content_key=item.content_key)
-    return CACHED
+    if result.verdict == MATCH:
+        rt.buffer.count("items_from_match_cache")
+        log.info("ingest_match_cached", **item.log_fields(), content_key=item.content_key)
+        return CACHED
+    rt.buffer.count("items_from_clean_cache")
+    log.info("ingest_clean_cached", **item.log_fields(), content_key=item.content_key)
+    return CACHED_CLEAN
 
 
 def _refuse(

@@ -1,7 +1,10 @@
-"""Intake: long-poll SQS for object-created events and enqueue one ingest task per hash file.
+"""Intake: long-poll SQS for object-created events and enqueue ingest work for each hash file.
 
-A message is deleted only after every ingest task it yields is enqueued: a crash between
-the two redelivers the message, and ingest's idempotency makes that harmless. A message
+The hash files of one receive (up to ``EDGEMATCH_INTAKE_BATCH`` messages) are enqueued
+together: the enqueue function sends them as one ``ingest_many`` task, so a burst costs
+one task per receive rather than one per file. A message is deleted only after the work
+it yields is enqueued: a crash between the two redelivers the message, and ingest's
+idempotency makes that harmless. A message
 that cannot be read is recorded as a dead letter with its reason and deleted, so it never
 blocks those behind it and never crashes the loop. When the pipeline's backlog (the
 ingest queue plus the batch buffer) passes the high-water mark, intake stops receiving and
@@ -14,7 +17,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +32,9 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-Enqueue = Callable[[ObjectCreated, str], None]
+#: Enqueues ingest work for ``(object, correlation id)`` pairs, all or nothing as far as
+#: the caller can tell: an exception means the messages stay in SQS.
+Enqueue = Callable[[Sequence[tuple[ObjectCreated, str]]], None]
 
 
 @dataclass
@@ -104,7 +109,7 @@ class Intake:
         return self.stats
 
     def poll_once(self) -> int:
-        """Receive one batch of messages and handle each. Returns how many arrived."""
+        """Receive one batch of messages and handle them. Returns how many arrived."""
         s = self.rt.settings
         reply = self.sqs.receive_message(
             QueueUrl=self.queue_url,
@@ -113,17 +118,47 @@ class Intake:
         )
         messages = reply.get("Messages", [])
         done: list[dict[str, str]] = []
+        work: list[tuple[ObjectCreated, str]] = []
+        holding: list[dict[str, str]] = []  # deletable once ``work`` is enqueued
         for message in messages:
             self.stats.messages += 1
             metrics.EVENTS_RECEIVED.inc()
-            if self.handle(message):
-                done.append({"Id": message["MessageId"], "ReceiptHandle": message["ReceiptHandle"]})
+            entry = {"Id": message["MessageId"], "ReceiptHandle": message["ReceiptHandle"]}
+            objects = self.parse(message)
+            if objects:
+                work.extend((obj, uuid.uuid4().hex) for obj in objects)
+                holding.append(entry)
+            else:
+                done.append(entry)
+        if work and self._enqueue(work):
+            done.extend(holding)
         if done:
             self._delete(done)
         return len(messages)
 
-    def handle(self, message: Any) -> bool:
-        """Handle one message. True when it may be deleted (its work is safely enqueued)."""
+    def _enqueue(self, work: list[tuple[ObjectCreated, str]]) -> bool:
+        """Enqueue the ingest work of one receive. False (messages kept) when it failed."""
+        try:
+            self.enqueue(work)
+        except Exception as exc:  # noqa: BLE001 - leave the messages for SQS to redeliver
+            log.warning(
+                "enqueue_failed", objects=len(work), error=f"{type(exc).__name__}: {exc}"[:300]
+            )
+            return False
+        for obj, correlation_id in work:
+            self.stats.enqueued += 1
+            metrics.OBJECTS_ENQUEUED.labels("live").inc()
+            log.info(
+                "event_enqueued",
+                correlation_id=correlation_id,
+                bucket=obj.bucket,
+                key=obj.key,
+                version_id=obj.version_id,
+            )
+        return True
+
+    def parse(self, message: Any) -> list[ObjectCreated]:
+        """The hash files one message names. A malformed message is set aside (dead letter)."""
         message_id = message.get("MessageId", "?")
         body = message.get("Body", "")
         try:
@@ -136,7 +171,7 @@ class Intake:
             self.stats.malformed += 1
             metrics.EVENTS_SKIPPED.labels("malformed").inc()
             self._set_aside(message_id, body, str(exc))
-            return True
+            return []
         for skipped in parsed.skipped:
             self.stats.skipped += 1
             metrics.EVENTS_SKIPPED.labels(skipped.reason).inc()
@@ -155,26 +190,7 @@ class Intake:
                 reason=skipped.reason,
                 detail=skipped.detail,
             )
-        try:
-            for obj in parsed.objects:
-                correlation_id = uuid.uuid4().hex
-                self.enqueue(obj, correlation_id)
-                self.stats.enqueued += 1
-                metrics.OBJECTS_ENQUEUED.labels("live").inc()
-                log.info(
-                    "event_enqueued",
-                    correlation_id=correlation_id,
-                    bucket=obj.bucket,
-                    key=obj.key,
-                    version_id=obj.version_id,
-                    message_id=message_id,
-                )
-        except Exception as exc:  # noqa: BLE001 - leave the message for SQS to redeliver
-            log.warning(
-                "enqueue_failed", message_id=message_id, error=f"{type(exc).__name__}: {exc}"[:300]
-            )
-            return False
-        return True
+        return list(parsed.objects)
 
     def _set_aside(self, message_id: str, body: str, reason: str) -> None:
         try:

@@ -131,10 +131,14 @@ class Keys:
         """HASH with a TTL: retry number -> times a worker began this task (poison check)."""
         return f"{self.ns}:deliveries:{task_id}"
 
-    # -- downstream of a match: match cache, quarantine, reports ----------------------------
+    # -- downstream of a result: match and clean caches, quarantine, reports --------------
     def match_cache(self, hash_sha256: str) -> str:
         """STRING with a TTL: the match details of a hash that matched, by its SHA-256."""
         return f"{self.ns}:match-cache:{hash_sha256}"
+
+    def clean_cache(self, hash_sha256: str) -> str:
+        """STRING with a TTL: a hash the API found clean, by its SHA-256 (result cache)."""
+        return f"{self.ns}:clean-cache:{hash_sha256}"
 
     def quarantine_done(self, identity: str) -> str:
         """STRING with a TTL: where a matched content version's evidence is (JSON)."""

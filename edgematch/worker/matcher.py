@@ -42,7 +42,8 @@ from edgematch.worker.runtime import Runtime
 log = get_logger(__name__)
 
 Publish = Callable[[Result], None]
-Reschedule = Callable[[str, float], None]
+#: Hands the results of one request on together (one results task per request).
+PublishMany = Callable[[Sequence[Result]], None]
 
 
 @dataclass(frozen=True)
@@ -58,13 +59,18 @@ def pump(
     rt: Runtime,
     pump_id: str,
     *,
-    publish: Publish,
+    publish: PublishMany,
     start_pump: Callable[[str], None],
     sleep: Callable[[float], None] = time.sleep,
+    others_waiting: Callable[[], bool] | None = None,
 ) -> PumpReport:
     """Drain the buffer for at most ``pump_max_s``; then hand over to a new pump if needed.
 
-    ``publish`` enqueues a result; ``start_pump`` enqueues a pump task with a given id.
+    ``publish`` enqueues the results of one request; ``start_pump`` enqueues a pump task
+    with a given id. ``others_waiting``, given when this pump runs in its worker's only
+    process, says whether other steps' tasks wait: the pump then ends instead of sleeping
+    until the next slot, since sleeping would hold back the ingest that fills the next
+    batches and the results that follow; a new pump takes its turn in the match queue.
     """
     s = rt.settings
     buf = rt.buffer
@@ -95,6 +101,9 @@ def pump(
             if taken.seconds > remaining:
                 stopped = taken.reason
                 break
+            if others_waiting is not None and others_waiting():
+                stopped = "yield"
+                break
             if not buf.wait_turn(pump_id, taken.seconds):
                 # Another pump already waits for that slot; this process has other work.
                 stopped = "another_waits"
@@ -115,17 +124,39 @@ def _kick(rt: Runtime, start_pump: Callable[[str], None]) -> None:
         start_pump(pump_id)
 
 
+class _Results:
+    """The results of one batch, published together just before the batch is settled.
+
+    Published first, settled second: a crash between the two sends the batch again and
+    the results consumer drops the repeats; the other order could lose results.
+    """
+
+    def __init__(self, publish_many: PublishMany) -> None:
+        self._publish_many = publish_many
+        self._results: list[Result] = []
+
+    def add(self, result: Result) -> None:
+        self._results.append(result)
+
+    def flush(self) -> None:
+        if self._results:
+            self._publish_many(tuple(self._results))
+            self._results.clear()
+
+
 def send_batch(
     rt: Runtime,
     batch: Batch,
     *,
-    publish: Publish,
+    publish: PublishMany,
     before_send: Callable[[], None] | None = None,
 ) -> None:
     """Send one leased batch and settle every item in it. Never raises for API outcomes.
 
-    ``before_send`` runs once the request's slot is recorded, just before it goes out.
+    ``publish`` gets the batch's results in one call. ``before_send`` runs once the
+    request's slot is recorded, just before it goes out.
     """
+    results = _Results(publish)
     buf = rt.buffer
     blog = log.bind(batch_id=batch.id, items=len(batch.items), probe=batch.probe)
     request = [HashItem(content_id=i.id, data=i.data) for i in batch.items]
@@ -140,7 +171,7 @@ def send_batch(
         metrics.API_REQUESTS.labels(*_outcome(exc)).inc()
         if not isinstance(exc, TransportError):
             metrics.API_LATENCY.observe(time.monotonic() - started)
-        _on_failure(rt, batch, exc, publish=publish, blog=blog)
+        _on_failure(rt, batch, exc, results=results, blog=blog)
         return
     metrics.API_REQUESTS.labels("ok", str(response.http_status)).inc()
     metrics.API_LATENCY.observe(time.monotonic() - started)
@@ -148,7 +179,7 @@ def send_batch(
         buf.close_breaker()
         blog.info("breaker_closed")
     buf.count("requests_ok")
-    _settle_response(rt, batch, response, publish=publish)
+    _settle_response(rt, batch, response, results=results)
 
 
 def _outcome(exc: EdgematchError) -> tuple[str, str]:
@@ -166,7 +197,7 @@ def _outcome(exc: EdgematchError) -> tuple[str, str]:
 
 
 def _on_failure(
-    rt: Runtime, batch: Batch, exc: EdgematchError, *, publish: Publish, blog: Any
+    rt: Runtime, batch: Batch, exc: EdgematchError, *, results: _Results, blog: Any
 ) -> None:
     """Settle a batch whose request failed as a whole."""
     s = rt.settings
@@ -176,23 +207,23 @@ def _on_failure(
         buf.set_cooldown(exc.retry_after_s)
         buf.count("http_429")
         blog.warning("rate_limited", retry_after_s=exc.retry_after_s)
-        _settle(rt, batch, (), [(item, 0.0) for item in batch.items])
+        _settle(rt, batch, (), [(item, 0.0) for item in batch.items], results)
         _end_probe(rt, batch)
         return
     if isinstance(exc, CredentialError):
         buf.open_breaker(s.breaker_probe_s)
         blog.error("credentials_refused", status_code=exc.status_code, pause_s=s.breaker_probe_s)
-        _settle(rt, batch, (), [(item, 0.0) for item in batch.items])
+        _settle(rt, batch, (), [(item, 0.0) for item in batch.items], results)
         return
     if isinstance(exc, TransientError):
         _end_probe(rt, batch)
         blog.warning("batch_transient", reason=exc.reason, error=str(exc))
-        _settle_all(rt, batch, exc, publish=publish)
+        _settle_all(rt, batch, exc, results=results)
         return
     if isinstance(exc, PermanentError):
         _end_probe(rt, batch)
         blog.error("batch_rejected", reason=exc.reason, error=str(exc))
-        _settle_all(rt, batch, exc, publish=publish)
+        _settle_all(rt, batch, exc, results=results)
         return
     raise exc
 
@@ -203,30 +234,35 @@ def _end_probe(rt: Runtime, batch: Batch) -> None:
         rt.redis.delete(rt.buffer.keys.breaker_probe)
 
 
-def _settle_all(rt: Runtime, batch: Batch, exc: EdgematchError, *, publish: Publish) -> None:
+def _settle_all(rt: Runtime, batch: Batch, exc: EdgematchError, *, results: _Results) -> None:
     finished: list[str] = []
     again: list[tuple[Item, float]] = []
     for item in batch.items:
-        _decide(rt, item.sent(exc.reason), exc, finished=finished, again=again, publish=publish)
-    _settle(rt, batch, finished, again)
+        _decide(rt, item.sent(exc.reason), exc, finished=finished, again=again, publish=results.add)
+    _settle(rt, batch, finished, again, results)
 
 
 def _settle(
-    rt: Runtime, batch: Batch, finished: Sequence[str], again: Sequence[tuple[Item, float]]
+    rt: Runtime,
+    batch: Batch,
+    finished: Sequence[str],
+    again: Sequence[tuple[Item, float]],
+    results: _Results,
 ) -> None:
+    results.flush()
     if not rt.buffer.settle(batch.id, finished, again):
         log.warning("lease_lost", batch_id=batch.id, items=len(batch.items))
 
 
 def _settle_response(
-    rt: Runtime, batch: Batch, response: BatchResponse, *, publish: Publish
+    rt: Runtime, batch: Batch, response: BatchResponse, *, results: _Results
 ) -> None:
     finished: list[str] = []
     again: list[tuple[Item, float]] = []
     for item in batch.items:
         outcome = response.outcomes[item.id]
         if outcome.error is None:
-            publish(_verdict(item.sent(), outcome, response))
+            results.add(_verdict(item.sent(), outcome, response))
             finished.append(item.id)
             continue
         _decide(
@@ -235,11 +271,11 @@ def _settle_response(
             outcome.error,
             finished=finished,
             again=again,
-            publish=publish,
+            publish=results.add,
             response=response,
             outcome=outcome,
         )
-    _settle(rt, batch, finished, again)
+    _settle(rt, batch, finished, again, results)
 
 
 def _decide(

@@ -53,7 +53,8 @@ OBJECTS_ENQUEUED = Counter(
 )
 INGESTED = Counter(
     f"{PREFIX}_ingest_total",
-    "Ingest outcomes: added, duplicate, refused, cached (answered from the match cache).",
+    "Ingest outcomes: added, duplicate, refused, cached (answered from the match cache), "
+    "cached_clean (from the result cache for clean verdicts).",
     ["outcome"],
 )
 HASHES_SCANNED = Counter(
@@ -74,6 +75,10 @@ API_LATENCY = Histogram(
     buckets=_FAST,
 )
 RATE_LIMITED = Counter(f"{PREFIX}_api_rate_limited_total", "Requests answered 429.")
+TASKS_RECOVERED = Counter(
+    f"{PREFIX}_tasks_recovered_total",
+    "Tasks published again by the journal's sweep: lost with a killed worker.",
+)
 RETRIES = Counter(
     f"{PREFIX}_retries_total",
     "Items sent again, by reason (server_error, transport, item_transient, …).",
@@ -132,6 +137,7 @@ NAMES = frozenset(
         QUARANTINE,
         REPORTS,
         DEAD_LETTERED,
+        TASKS_RECOVERED,
     )
 ) | {
     f"{PREFIX}_queue_depth",

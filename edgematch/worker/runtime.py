@@ -20,6 +20,7 @@ from edgematch.worker.api import PhotoDNAClient
 from edgematch.worker.buffer import BatchBuffer
 from edgematch.worker.deadletters import DeadLetters
 from edgematch.worker.errors import ConfigurationError
+from edgematch.worker.journal import Journal
 from edgematch.worker.results import ResultStore
 from edgematch.worker.storage import ObjectStore, make_s3_client
 
@@ -83,6 +84,10 @@ class Runtime:
     @cached_property
     def results(self) -> ResultStore:
         return ResultStore(self.redis, self.settings.namespace, ttl_s=self.settings.result_ttl_s)
+
+    @cached_property
+    def journal(self) -> Journal:
+        return Journal(self.redis, self.settings.namespace, grace_s=self.settings.journal_grace_s)
 
     @cached_property
     def store(self) -> ObjectStore:

@@ -216,6 +216,10 @@ def test_wrong_key_then_fixed(make_pipeline: MakePipeline, record_ledger: Record
     _wait(lambda: pipe.sandbox_stats()["by_http_status"].get("401", 0) >= 2, 30, "a probe")
     assert _letters(pipe) == []
     assert _results_count(pipe, keys) == 0
+    # Every upload is ingested and waits in the buffer (the last ingest tasks may still be
+    # on their way when a probe is refused: the breaker opens on the first batch).
+    _wait(lambda: client.hlen(pipe.keys.items) == len(keys), 30, "every item to wait")
+    assert _letters(pipe) == [] and _results_count(pipe, keys) == 0
     waiting = client.hlen(pipe.keys.items)
 
     pipe.sandbox_faults(key=SANDBOX_KEY)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import time
 import pytest
 import redis
 
-from edgematch.worker.localstack import LocalPipeline
+from edgematch.worker.localstack import LocalPipeline, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -63,3 +64,41 @@ def test_live_upload_overtakes_a_backfill_backlog() -> None:
             # a backfill item waits its turn in a queue of hundreds.
             assert waited <= LINGER_S + 1 / RATE + 1.5, f"live item waited {waited:.2f} s"
             assert waited < median_old / 3, f"live {waited:.2f} s vs backfill {median_old:.2f} s"
+
+
+def test_a_worker_takes_live_ingest_before_queued_backfill_ingest() -> None:
+    """Thirty backfill ingest tasks queued, then two live uploads' tasks: a one-process
+    worker serving both queues runs both live ones first (kombu's default round robin
+    would alternate, taking a backfill task among the first two)."""
+    with LocalPipeline(rate=10.0) as pipe:
+        s3 = pipe.s3()
+        s3.create_bucket(Bucket="archive")  # no notifications: only a backfill finds these
+        for i in range(30):
+            s3.put_object(Bucket="archive", Key=f"old/{i:04d}.bin", Body=os.urandom(HASH))
+        subprocess.run(
+            [sys.executable, "-m", "edgematch.worker.cli", "backfill", "s3://archive/old/"],
+            env=pipe.env(),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        client = redis.Redis.from_url(pipe.redis.url)
+        assert client.llen(pipe.keys.queue("background")) == 30
+        pipe.start_processes("intake")
+        for n in (1, 2):  # one task each: the second upload after the first is queued
+            pipe.upload(f"live/{n}.bin", os.urandom(HASH))
+            wait_until(lambda: client.llen(pipe.keys.queue("ingest")) == n, 60, "intake")  # noqa: B023
+        client.close()
+
+        pipe.start_processes(
+            "worker", worker_args=["--concurrency", "1", "--queues", "ingest,background"]
+        )
+
+        def buffered() -> list[str]:
+            return [
+                line for line in pipe.log_lines("worker") if '"event": "ingest_buffered"' in line
+            ]
+
+        wait_until(lambda: len(buffered()) >= 3, 60, "three hashes ingested")
+        lanes = [json.loads(line)["lane"] for line in buffered()[:3]]
+        assert lanes == ["live", "live", "backfill"]

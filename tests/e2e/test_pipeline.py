@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 import redis
@@ -138,6 +139,44 @@ def test_redelivered_event_makes_no_second_call(make_pipeline: MakePipeline) -> 
     assert pipe.sandbox_stats()["items_total"] == 1
 
 
+def test_clean_repeat_is_answered_from_the_result_cache(make_pipeline: MakePipeline) -> None:
+    """EDGEMATCH_CLEAN_CACHE_TTL_S > 0: a byte-identical re-upload costs no API call.
+
+    The first upload is scanned by the API and found clean; the same hash bytes uploaded
+    under another key get their clean result from the cache, recorded and tagged alike.
+    """
+    pipe = make_pipeline(rate=10.0, settings={"EDGEMATCH_CLEAN_CACHE_TTL_S": "3600"})
+    pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
+    data = os.urandom(HASH)
+    pipe.upload("photos/first.jpg.bin", data, content=b"an image")
+    first = pipe.wait_for_results(["photos/first.jpg.bin"], timeout_s=30)["photos/first.jpg.bin"]
+    assert first["verdict"] == "clean" and first["from_cache"] is False
+    # Remembered by the results consumer just after it records the result.
+    client = redis.Redis.from_url(pipe.redis.url)
+    try:
+        entry = pipe.keys.clean_cache(first["hash_sha256"])
+        _wait(lambda: bool(client.exists(entry)), 10, "the clean verdict to be remembered")
+        assert 3500 < int(client.ttl(entry)) <= 3600
+    finally:
+        client.close()
+    items_before = pipe.sandbox_stats()["items_total"]
+
+    pipe.upload("photos/again.jpg.bin", data, content=b"the same image again")
+    again = pipe.wait_for_results(["photos/again.jpg.bin"], timeout_s=30)["photos/again.jpg.bin"]
+
+    assert again["verdict"] == "clean" and again["from_cache"] is True
+    assert again["reason"].startswith("result_cache:")
+    assert pipe.sandbox_stats()["items_total"] == items_before
+
+    def tagged_clean() -> bool:
+        tags = pipe.s3().get_object_tagging(Bucket=pipe.bucket, Key="photos/again.jpg")["TagSet"]
+        return {t["Key"]: t["Value"] for t in tags}.get("edgematch-status") == "clean"
+
+    _wait(tagged_clean, 10, "the re-upload to be tagged clean")
+    logs = "\n".join(pipe.log_lines("worker"))
+    assert '"ingest_clean_cached"' in logs and data.hex()[:40] not in logs
+
+
 def test_twelve_hashes_make_three_requests(make_pipeline: MakePipeline) -> None:
     """12 hashes arriving together go out as 3 requests of 5, 5 and 2."""
     pipe = make_pipeline(rate=10.0, settings={"EDGEMATCH_BATCH_LINGER_MS": "4000"})
@@ -232,3 +271,49 @@ def test_procfile_names_the_process_types() -> None:
         "worker": "edgematch worker",
         "beat": "edgematch beat",
     }
+
+
+def test_a_task_lost_between_the_broker_and_a_killed_worker_is_published_again(
+    make_pipeline: MakePipeline,
+) -> None:
+    """Celery's Redis transport pops a message before it records it as unacknowledged: a
+    worker killed in between loses it, and no visibility timeout brings it back. Here the
+    ingest tasks intake enqueued are popped and dropped exactly so; the journal's sweep
+    (beat) publishes them again and every upload still gets its result."""
+    pipe = make_pipeline(rate=10.0, settings={"EDGEMATCH_JOURNAL_GRACE_S": "2"})
+    pipe.start_processes("intake")
+    hashes = {f"lost/p{i}.jpg.bin": os.urandom(HASH) for i in range(3)}
+    for key, data in hashes.items():
+        pipe.upload(key, data, content=b"image bytes")
+    client = redis.Redis.from_url(pipe.redis.url)
+    queue = pipe.keys.queue("ingest")
+    taken: list[dict[str, object]] = []
+
+    def drop_all() -> bool:
+        while (raw := client.rpop(queue)) is not None:  # what a killed worker's BRPOP did
+            taken.append(json.loads(cast("bytes", raw)))
+        return sum(len(_events(m)) for m in taken) == len(hashes)
+
+    _wait(drop_all, 60, "intake to enqueue every upload")
+    lost_ids = {str(m["headers"]["id"]) for m in taken}  # type: ignore[index]
+    assert client.zcard(f"{pipe.keys.ns}:journal:at") == len(lost_ids)
+
+    pipe.start_processes("worker", "beat", worker_args=["--concurrency", "2"])
+    results = pipe.wait_for_results(hashes, timeout_s=60)
+
+    assert set(results) == set(hashes)
+    recovered = [
+        json.loads(line)
+        for line in pipe.log_lines("worker")
+        if '"event": "tasks_recovered"' in line
+    ]
+    assert lost_ids <= {t for line in recovered for t in line["task_ids"]}
+    # Each ran once it came back, and its entry was closed.
+    _wait(lambda: client.zcard(f"{pipe.keys.ns}:journal:at") == 0, 30, "the journal to empty")
+    client.close()
+
+
+def _events(message: dict[str, object]) -> list[object]:
+    """The events one ingest or ingest_many message carries."""
+    _, kwargs, _ = json.loads(base64.b64decode(str(message["body"])))
+    return list(kwargs.get("events") or [kwargs["event"]])

@@ -224,3 +224,27 @@ def test_limit_holds_across_processes(
     assert worst <= per_window
     # …and the pool used the slots it had: about rate × seconds (+ the initial burst).
     assert len(stamps) >= rate * seconds - 1
+
+
+def test_a_burst_comes_free_one_interval_at_a_time(
+    redis_client: redis.Redis, make_settings: MakeSettings
+) -> None:
+    """An idle pool sends its first R requests at once, but their slots come free one
+    interval apart: a window later the pool sends one request, not another burst (a burst
+    echoed every window would make a hash arriving after it wait most of a window)."""
+    buf = BatchBuffer(
+        redis_client, make_settings(batch_linger_ms=0, rate_limit_per_s=5.0, rate_limit_margin=0.0)
+    )
+    _fill(buf, 100)
+    burst = 0
+    while isinstance(buf.take(), Batch):
+        burst += 1
+    assert burst == 5
+    taken = buf.take()
+    assert isinstance(taken, Wait) and taken.reason == "rate"
+    assert 0.8 < taken.seconds <= 1.0
+    time.sleep(taken.seconds + 0.01)
+    assert isinstance(buf.take(), Batch)
+    after = buf.take()
+    assert isinstance(after, Wait) and after.reason == "rate", after
+    assert 0.1 < after.seconds <= 0.2  # the next slot: 0.9 of an interval (180 ms) later

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import boto3
@@ -44,7 +44,7 @@ def _intake(
     url = sqs.create_queue(QueueName="events")["QueueUrl"]
     settings = make_settings(sqs_queue_url=url, intake_wait_s=0, **overrides)
     enqueued: list[ObjectCreated] = []
-    intake = Intake(Runtime(settings), sqs, lambda obj, corr: enqueued.append(obj))
+    intake = Intake(Runtime(settings), sqs, lambda work: enqueued.extend(obj for obj, _ in work))
     return intake, enqueued
 
 
@@ -121,7 +121,7 @@ def test_message_is_kept_when_enqueueing_fails(
     """If the broker refuses the task, the message stays in SQS for redelivery."""
     intake, _ = _intake(sqs, make_settings)
 
-    def broken(obj: ObjectCreated, corr: str) -> None:
+    def broken(work: Sequence[tuple[ObjectCreated, str]]) -> None:
         raise ConnectionError("broker down")
 
     intake.enqueue = broken

@@ -23,7 +23,7 @@ from structlog.testing import capture_logs
 
 from edgematch.config.settings import Secret, Settings
 from edgematch.sandbox.rules import items_from_multipart
-from edgematch.worker import matcher
+from edgematch.worker import backpressure, matcher
 from edgematch.worker.api import KEY_HEADER, HashItem, PhotoDNAClient
 from edgematch.worker.buffer import Batch, Empty, Wait
 from edgematch.worker.errors import EdgematchError
@@ -171,7 +171,7 @@ class Harness:
         return taken
 
     def send(self, batch: Batch) -> None:
-        matcher.send_batch(self.rt, batch, publish=self.results.append)
+        matcher.send_batch(self.rt, batch, publish=self.results.extend)
 
     def waiting(self) -> dict[str, Item]:
         """The items the buffer holds (waiting or leased), as stored in Redis."""
@@ -383,7 +383,7 @@ def test_503_everywhere_exhausts_attempts(make_harness: MakeHarness) -> None:
     while len(h.results) < len(items) and time.monotonic() < deadline:
         pump_id = h.rt.buffer.kick() or "manual-pump"
         matcher.pump(
-            h.rt, pump_id, publish=h.results.append, start_pump=started.append, sleep=time.sleep
+            h.rt, pump_id, publish=h.results.extend, start_pump=started.append, sleep=time.sleep
         )
         time.sleep(0.02)
 
@@ -561,7 +561,7 @@ def test_pump_drains_twelve_items_in_three_requests(
     started: list[str] = []
 
     report = matcher.pump(
-        h.rt, pump_id, publish=h.results.append, start_pump=started.append, sleep=time.sleep
+        h.rt, pump_id, publish=h.results.extend, start_pump=started.append, sleep=time.sleep
     )
 
     assert report == matcher.PumpReport(batches=3, items=12, stopped="empty")
@@ -589,7 +589,7 @@ def test_pump_stops_on_a_long_cooldown_and_starts_no_other(make_harness: MakeHar
     started: list[str] = []
 
     report = matcher.pump(
-        h.rt, pump_id, publish=h.results.append, start_pump=started.append, sleep=time.sleep
+        h.rt, pump_id, publish=h.results.extend, start_pump=started.append, sleep=time.sleep
     )
 
     assert report == matcher.PumpReport(batches=1, items=3, stopped="cooldown")
@@ -717,3 +717,54 @@ def test_subscription_key_never_leaks(make_harness: MakeHarness, captured_logs: 
     documents += [repr(dict(event)) for event in captured_logs]
     for text in documents:
         assert KEY not in text, text
+
+
+@pytest.mark.parametrize("busy", [True, False])
+def test_a_sole_process_pump_yields_instead_of_sleeping_when_other_work_waits(
+    make_harness: MakeHarness, busy: bool
+) -> None:
+    """In a one-process worker, a pump that would sleep for its next slot while ingest or
+    results tasks wait ends instead (and a new pump is queued); otherwise it waits."""
+    h = make_harness(match_pumps=1, batch_linger_ms=300)
+    h.push(7)
+    pump_id = h.rt.buffer.kick()
+    assert pump_id is not None
+    started: list[str] = []
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        time.sleep(seconds)
+
+    report = matcher.pump(
+        h.rt,
+        pump_id,
+        publish=h.results.extend,
+        start_pump=started.append,
+        sleep=sleep,
+        others_waiting=lambda: busy,
+    )
+
+    if busy:
+        assert report == matcher.PumpReport(batches=1, items=5, stopped="yield")
+        assert slept == []
+        assert len(started) == 1  # the next pump, queued behind the waiting work
+        assert h.rt.buffer.depth() == 2
+    else:
+        assert report == matcher.PumpReport(batches=2, items=7, stopped="empty")
+        assert slept and all(s > 0 for s in slept)
+        _assert_drained(h)
+
+
+def test_others_waiting_reads_the_queues_named(make_harness: MakeHarness) -> None:
+    """Tasks waiting in a queue the worker serves count; other queues do not."""
+    h = make_harness()
+    keys = h.rt.buffer.keys
+    served = [keys.queue("ingest"), keys.queue("results")]
+    assert backpressure.others_waiting(h.rt, served) is False
+    h.rt.redis.lpush(keys.queue("match"), "a pump")
+    h.rt.redis.lpush(keys.queue("reports"), "a report, for another worker")
+    assert backpressure.others_waiting(h.rt, served) is False
+    h.rt.redis.lpush(keys.queue("results"), "a results task")
+    assert backpressure.others_waiting(h.rt, served) is True
+    assert backpressure.others_waiting(h.rt, []) is False

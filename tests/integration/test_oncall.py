@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
-from moto import mock_aws
 
 from edgematch.config.settings import Settings
 from edgematch.worker import ingest as ingest_step
@@ -27,7 +26,6 @@ from edgematch.worker.heartbeat import Heartbeat, alive
 from edgematch.worker.listing import list_pages
 from edgematch.worker.replay import Replayer, identities
 from edgematch.worker.runtime import Runtime
-from edgematch.worker.storage import make_s3_client
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -35,15 +33,6 @@ if TYPE_CHECKING:
 MakeSettings = Callable[..., Settings]
 BUCKET = "uploads"
 NS = "oncall"
-
-
-@pytest.fixture
-def s3(aws_env: None) -> Iterator[S3Client]:
-    with mock_aws():
-        client = make_s3_client(Settings())
-        client.create_bucket(Bucket=BUCKET)
-        client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-        yield client
 
 
 @pytest.fixture

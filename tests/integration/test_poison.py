@@ -184,3 +184,20 @@ def test_transient_error_retries_then_exhausts(rt: Runtime) -> None:
     assert _run(task, flaky) == "dead_lettered"
     (entry,) = rt.dead_letters.list()
     assert (entry.reason, entry.attempts) == ("retries_exhausted", rt.settings.max_attempts)
+
+
+def test_a_task_that_ends_closes_its_journal_entry(rt: Runtime) -> None:
+    """Done or dead-lettered, a task's journal entry is closed; killed, it stays open
+    (so that the sweep can publish it again if the broker lost it)."""
+    for task_id, work in (("done", lambda: None), ("failed", _fail)):
+        rt.journal.add(task_id, "edgematch.ingest", {}, "poisontest.ingest")
+        _run(FakeTask(request=Request(id=task_id)), work)
+    rt.journal.add("killed", "edgematch.ingest", {}, "poisontest.ingest")
+    with pytest.raises(Killed):
+        _run(FakeTask(request=Request(id="killed")), _die)
+    assert rt.journal.pending() == 1
+    assert rt.redis.zscore("poisontest:journal:at", "killed") is not None
+
+
+def _fail() -> None:
+    raise ValueError("a bug")

@@ -7,9 +7,12 @@ from typing import Any
 
 import pytest
 from celery import Celery
+from kombu.utils.scheduling import cycle_by_name
 
 from edgematch.config.celery import broker_ssl, celery_config
+from edgematch.config.queue_order import LiveFirst
 from edgematch.config.settings import Settings
+from edgematch.worker.keys import QUEUE_STEPS
 
 
 def _connection_ssl(broker_url: str) -> Any:
@@ -53,3 +56,21 @@ def test_plain_redis_broker_has_no_tls() -> None:
     assert broker_ssl("redis://127.0.0.1:6379/0") is None
     assert broker_ssl("sentinel://10.0.0.1:26379") is None
     assert not _connection_ssl("redis://127.0.0.1:6379/0")
+
+
+def test_queues_are_served_live_first_whatever_order_kombu_has_them_in() -> None:
+    """Pumps, then the downstream of matches, live results, live ingest; backfills last."""
+    names = [f"ns.{step}" for step in QUEUE_STEPS]
+    for order in (names, list(reversed(names))):
+        cycle = LiveFirst()
+        cycle.update(order)
+        assert list(cycle.consume(len(order))) == [
+            "ns.match",
+            "ns.quarantine",
+            "ns.reports",
+            "ns.results",
+            "ns.ingest",
+            "ns.background",
+        ]
+    options = celery_config(Settings())["broker_transport_options"]
+    assert cycle_by_name(options["queue_order_strategy"]) is LiveFirst

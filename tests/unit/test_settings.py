@@ -60,6 +60,8 @@ README_DEFAULTS: dict[str, tuple[str, object]] = {
     "EDGEMATCH_REPORT_REPORTER_NAME": ("report_reporter_name", None),
     "EDGEMATCH_REPORT_TEST": ("report_test", False),
     "EDGEMATCH_MATCH_CACHE_TTL_S": ("match_cache_ttl_s", 90 * 24 * 3600),
+    "EDGEMATCH_CLEAN_CACHE_TTL_S": ("clean_cache_ttl_s", 0),
+    "EDGEMATCH_JOURNAL_GRACE_S": ("journal_grace_s", 30.0),
     "EDGEMATCH_BACKGROUND_MIN_SHARE": ("background_min_share", 0.1),
     "EDGEMATCH_GATE": ("gate", False),
     "EDGEMATCH_SHUTDOWN_GRACE_S": ("shutdown_grace_s", 30.0),
@@ -202,6 +204,9 @@ GOOD_VALUES: list[tuple[str, str, str, object]] = [
     ("EDGEMATCH_ALLOWED_BUCKETS", " a, b ,,c ", "allowed_buckets", ("a", "b", "c")),
     ("EDGEMATCH_ALLOWED_BUCKETS", "uploads", "allowed_buckets", ("uploads",)),
     ("EDGEMATCH_ALLOWED_BUCKETS", " , ", "allowed_buckets", ()),
+    ("EDGEMATCH_CLEAN_CACHE_TTL_S", "0", "clean_cache_ttl_s", 0),
+    ("EDGEMATCH_CLEAN_CACHE_TTL_S", " 3600 ", "clean_cache_ttl_s", 3600),
+    ("EDGEMATCH_JOURNAL_GRACE_S", "2.5", "journal_grace_s", 2.5),
 ]
 
 
@@ -348,6 +353,10 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("EDGEMATCH_LOG_FORMAT", "yaml"),
     ("EDGEMATCH_LOG_LEVEL", "TRACE"),
     ("EDGEMATCH_LOG_LEVEL", "verbose"),
+    ("EDGEMATCH_CLEAN_CACHE_TTL_S", "-1"),
+    ("EDGEMATCH_CLEAN_CACHE_TTL_S", "1h"),
+    ("EDGEMATCH_JOURNAL_GRACE_S", "0"),
+    ("EDGEMATCH_CLEAN_CACHE_TTL_S", "1.5"),
 ]
 
 

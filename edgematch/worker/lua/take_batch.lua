@@ -88,7 +88,8 @@ if total < batch_size and now - oldest < linger then
   return {'wait', linger - (now - oldest), 'linger'}
 end
 
--- 5. The pool-wide limit: at most per_window requests in any window of `window` ms.
+-- 5. The pool-wide limit: at most per_window requests in any window of `window` ms (the
+--    log's stamps may lie ahead of now: see 7; every one of them counts).
 redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - window)
 if redis.call('ZCARD', KEYS[7]) >= per_window then
   local first = redis.call('ZRANGE', KEYS[7], 0, 0, 'WITHSCORES')
@@ -125,10 +126,21 @@ for _, lane in ipairs(order) do
   end
 end
 
--- 7. Lease the batch and spend the slot.
+-- 7. Lease the batch and spend the slot. The slot is stamped no earlier than 0.9 of an
+--    interval (window / per_window) after the latest stamp: a burst (an idle pool's first
+--    R requests, a catch-up after a gap) is still sent at once, but its slots come free
+--    spread out, not all together a window later. A plain log echoes a burst every
+--    window, and an item arriving just after one waits most of a window. Requests already
+--    an interval apart (a saturated pool) are stamped when taken, as before: the 0.1 of
+--    slack keeps a late wake-up from pushing every later slot back.
+local stamp = now
+local latest = redis.call('ZRANGE', KEYS[7], -1, -1, 'WITHSCORES')
+if #latest > 0 then
+  stamp = math.max(now, math.floor(tonumber(latest[2]) + 0.9 * window / per_window))
+end
 redis.call('ZADD', KEYS[5], now + lease, batch_id)
 redis.call('HSET', KEYS[6], batch_id, table.concat(members, ','))
-redis.call('ZADD', KEYS[7], now, batch_id)
+redis.call('ZADD', KEYS[7], stamp, batch_id)
 redis.call('PEXPIRE', KEYS[7], window * 2)
 if probe == 1 then
   redis.call('SET', KEYS[10], batch_id, 'PX', lease)
