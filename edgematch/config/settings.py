@@ -85,6 +85,9 @@ class Settings:
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 300.0
     breaker_probe_s: float = 30.0
+    # TTL of a quarantine or report lock, renewed while its holder works (worker/locks.py):
+    # how long a killed holder keeps the step from running again.
+    lock_ttl_s: float = 30.0
     # Spacing kept between the pool's requests beyond 1/rate, as a fraction of the
     # interval: absorbs the jitter between taking a slot and the request reaching the API.
     rate_limit_margin: float = 0.02
@@ -198,6 +201,7 @@ class Settings:
             breaker_probe_s=r.get(
                 "EDGEMATCH_BREAKER_PROBE_S", cls.breaker_probe_s, _positive_float
             ),
+            lock_ttl_s=r.get("EDGEMATCH_LOCK_TTL_S", cls.lock_ttl_s, _positive_float),
             rate_limit_margin=r.get(
                 "EDGEMATCH_RATE_LIMIT_MARGIN", cls.rate_limit_margin, _fraction
             ),

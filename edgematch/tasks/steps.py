@@ -187,6 +187,10 @@ def _guarded(
             delay = compute_backoff(
                 attempt, base_s=rt.settings.backoff_base_s, cap_s=rt.settings.backoff_cap_s
             )
+            # A held lock (or a reporter's 429) says when to come back: sooner only spends
+            # an attempt. Within the backoff cap, which the visibility timeout covers.
+            told_s = getattr(exc, "retry_after_s", 0.0)
+            delay = max(delay, min(told_s, rt.settings.backoff_cap_s))
             log.warning(f"{step}_retry", error=str(exc), attempt=attempt, delay_s=round(delay, 3))
             raise task.retry(exc=exc, countdown=delay) from exc
         reason, message, attempts = "retries_exhausted", str(exc), attempt

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Mapping
 from functools import cached_property
-from typing import Any, Final
+from typing import Any
 
 from edgematch.worker import reporters
 from edgematch.worker.errors import ConfigurationError, EdgematchError, TransientError
@@ -47,9 +47,6 @@ from edgematch.worker.runtime import Runtime
 from edgematch.worker.storage import make_s3_client
 
 log = get_logger(__name__)
-
-#: A report holds its lock at most this long (longer than any task may run).
-REPORT_LOCK_TTL_S: Final = 120
 
 
 class Downstream:
@@ -163,7 +160,7 @@ class Downstream:
         with exclusive(
             self.rt.redis,
             Keys(self.settings.namespace).report_lock(report_id),
-            ttl_s=REPORT_LOCK_TTL_S,
+            ttl_s=self.settings.lock_ttl_s,
             what=f"report {report_id}",
         ):
             found = store.load(report_id, dated_key)

@@ -1,38 +1,92 @@
-"""One worker at a time: a Redis lock per unit of work, with a TTL so a crash cannot leak it.
+"""One worker at a time: a Redis lock per unit of work, kept alive while its holder lives.
 
 Used where two deliveries of the same message could otherwise act twice at once (two
-copies of one quarantined version, two submissions of one report). A lock already held
-is a ``TransientError``: the task retries after a backoff, by which time the holder has
-finished and the retry finds the work done.
+copies of one quarantined version, two submissions of one report).
+
+The lock's TTL is short (``EDGEMATCH_LOCK_TTL_S``, 30 s) and a thread renews it every
+third of that while the work runs, so a holder that works for minutes keeps it and a
+holder that was killed (SIGKILL, OOM, a lost node) strands it for one TTL at most. A lock
+already held is ``LockHeld``, a ``TransientError`` that carries the lock's remaining TTL:
+the task retries once the lock would have run out, by which time a live holder has
+finished (the retry finds the work done) or a dead one's lock has expired.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 
 import redis
+import structlog
+from redis.lock import Lock
 
 from edgematch.worker.errors import TransientError
+
+log = structlog.get_logger(__name__)
+
+
+class LockHeld(TransientError):
+    """Another worker holds the lock; ``retry_after_s`` is what is left of its TTL."""
+
+    reason = "lock_held"
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 @contextlib.contextmanager
 def exclusive(client: redis.Redis, name: str, *, ttl_s: float, what: str) -> Iterator[None]:
-    """Hold the lock ``name`` for the block (at most ``ttl_s`` seconds).
+    """Hold the lock ``name`` for the block, renewing its ``ttl_s`` while the block runs.
 
-    Raises TransientError when another holder has it or Redis cannot be reached;
-    ``what`` names the work in that message.
+    Raises ``LockHeld`` when another holder has it and ``TransientError`` when Redis
+    cannot be reached; ``what`` names the work in those messages.
     """
-    lock = client.lock(name, timeout=ttl_s, blocking=False)
+    lock = client.lock(name, timeout=ttl_s, blocking=False, thread_local=False)
     try:
         acquired = lock.acquire()
     except redis.RedisError as exc:
         raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
     if not acquired:
-        raise TransientError(f"{what} is under way in another worker")
+        raise LockHeld(
+            f"{what} is under way in another worker",
+            retry_after_s=_remaining_s(client, name, ttl_s),
+        )
+    stop = threading.Event()
+    keeper = threading.Thread(
+        target=_keep_alive, args=(lock, ttl_s / 3, stop, what), name="lock-keeper", daemon=True
+    )
+    keeper.start()
     try:
         yield
     finally:
+        stop.set()
+        keeper.join()
         # A lock that expired or cannot be released expires on its own.
         with contextlib.suppress(redis.RedisError, redis.exceptions.LockError):
             lock.release()
+
+
+def _keep_alive(lock: Lock, every_s: float, stop: threading.Event, what: str) -> None:
+    """Reset the lock's TTL every ``every_s`` until ``stop``; say so if it was lost."""
+    while not stop.wait(every_s):
+        try:
+            lock.reacquire()
+        except redis.exceptions.LockNotOwnedError:
+            # Expired while this process could not renew it (frozen longer than a TTL,
+            # or Redis unreachable that long): another worker may now take it.
+            log.warning("lock_lost", what=what)
+            return
+        except redis.RedisError as exc:
+            log.warning("lock_renewal_failed", what=what, error=type(exc).__name__)
+
+
+def _remaining_s(client: redis.Redis, name: str, ttl_s: float) -> float:
+    """Seconds until the lock ``name`` expires (``ttl_s`` when that cannot be read)."""
+    try:
+        remaining_ms = int(client.pttl(name))
+    except redis.RedisError:
+        return ttl_s
+    # -2: released meanwhile (retry soon); -1 cannot happen (always set with a TTL).
+    return max(remaining_ms, 0) / 1000 if remaining_ms != -1 else ttl_s

@@ -60,8 +60,6 @@ MOVED, TAGGED, SHADOW, CONTENT_MISSING, FAILED = (
     "failed",
 )
 QUARANTINED: Final = "quarantined"
-#: A quarantine holds its lock at most this long (longer than any task may run).
-LOCK_TTL_S: Final = 120
 # User metadata written on the copy; S3 keeps at most 2 KB of it, so ours stays short.
 META_SOURCE: Final = "edgematch-source"
 META_SOURCE_VERSION: Final = "edgematch-source-version-id"
@@ -259,7 +257,7 @@ class Quarantine:
         with exclusive(
             self._r,
             self._k.quarantine_lock(content.identity),
-            ttl_s=LOCK_TTL_S,
+            ttl_s=self._s.lock_ttl_s,
             what=f"quarantine of {content.uri}",
         ):
             # Only a move with a version id is answered from memory. An ETag names bytes,

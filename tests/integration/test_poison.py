@@ -6,6 +6,7 @@ catches: the task never returns, exactly as when SIGKILL ends the process.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from edgematch.config.settings import Settings
 from edgematch.tasks import steps
 from edgematch.worker import runtime as runtime_module
 from edgematch.worker.errors import EdgematchError, TransientError
+from edgematch.worker.locks import exclusive
 from edgematch.worker.poison import Deliveries, counter_ttl_s, is_poison
 from edgematch.worker.runtime import Runtime
 
@@ -201,3 +203,36 @@ def test_a_task_that_ends_closes_its_journal_entry(rt: Runtime) -> None:
 
 def _fail() -> None:
     raise ValueError("a bug")
+
+
+LOCK = "poisontest:lock:quarantine:x"
+
+
+def test_a_task_meeting_a_held_lock_retries_when_it_runs_out(rt: Runtime) -> None:
+    """The retry countdown is the lock's remaining TTL when that is longer than the backoff."""
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with exclusive(rt.redis, LOCK, ttl_s=20.0, what="q"):
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(5)
+        task = FakeTask()
+
+        def work() -> None:
+            with exclusive(rt.redis, LOCK, ttl_s=20.0, what="quarantine of x"):
+                pass
+
+        with pytest.raises(RetryRequested):
+            _run(task, work)
+        # backoff at the first attempt is at most base 1 s; the lock has ~20 s left.
+        assert 15.0 < task.retried[0] <= 20.0
+    finally:
+        release.set()
+        holder.join()
+    assert rt.dead_letters.count() == 0

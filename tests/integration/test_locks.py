@@ -1,0 +1,83 @@
+"""The step lock (worker/locks.py) on a private redis-server: kept while its holder lives,
+gone one TTL after its holder is killed, and a retry that waits exactly that long."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import redis
+
+from edgematch.worker.devstack import RedisServer
+from edgematch.worker.locks import LockHeld, exclusive
+
+NAME = "locktest:lock:quarantine:x"
+
+
+def test_a_holder_keeps_its_lock_for_longer_than_the_ttl(redis_client: redis.Redis) -> None:
+    """Work that lasts five TTLs holds the lock throughout; it is free once the work ends."""
+    ttl_s = 0.3
+    refused: list[LockHeld] = []
+    with exclusive(redis_client, NAME, ttl_s=ttl_s, what="quarantine of x"):
+        deadline = time.monotonic() + 5 * ttl_s
+        while time.monotonic() < deadline:
+            with (
+                pytest.raises(LockHeld) as info,
+                exclusive(redis_client, NAME, ttl_s=ttl_s, what="q"),
+            ):
+                pass
+            refused.append(info.value)
+            time.sleep(ttl_s / 4)
+    assert len(refused) >= 10
+    assert all(0 < e.retry_after_s <= ttl_s for e in refused)
+    assert "under way in another worker" in str(refused[0])
+    assert not redis_client.exists(NAME)
+    with exclusive(redis_client, NAME, ttl_s=ttl_s, what="q"):
+        pass
+
+
+def test_a_killed_holders_lock_is_free_within_one_ttl(redis_server: RedisServer) -> None:
+    """SIGKILL the lock holder: the refusal says when the lock runs out, and then it is free."""
+    ttl_s = 1.5
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import sys, time, redis
+                from edgematch.worker.locks import exclusive
+                client = redis.Redis.from_url({redis_server.url!r})
+                with exclusive(client, {NAME!r}, ttl_s={ttl_s}, what="q"):
+                    print("held", flush=True)
+                    time.sleep(60)
+                """
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        time.sleep(2 * ttl_s)  # renewed meanwhile: still held past its first TTL
+        assert client.exists(NAME)
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(10)
+        killed_at = time.monotonic()
+        with pytest.raises(LockHeld) as info, exclusive(client, NAME, ttl_s=ttl_s, what="q"):
+            pass
+        assert 0 < info.value.retry_after_s <= ttl_s
+        time.sleep(info.value.retry_after_s + 0.05)
+        with exclusive(client, NAME, ttl_s=ttl_s, what="q"):
+            assert time.monotonic() - killed_at <= ttl_s + 0.5
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        client.delete(NAME)
+        client.close()
