@@ -18,6 +18,7 @@ Choices, each for a failure someone has hit:
 
 from __future__ import annotations
 
+import functools
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 
 from kombu import Queue
 
+from edgematch.config.queue_order import LiveFirst
 from edgematch.config.settings import Settings
 from edgematch.worker.keys import QUEUE_STEPS, Keys
 
@@ -111,8 +113,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "unacked_key": f"{ns}:kombu:unacked",
             "unacked_index_key": f"{ns}:kombu:unacked_index",
             "unacked_mutex_key": f"{ns}:kombu:unacked_mutex",
-            # Live work first, backfills last (config/queue_order.py).
-            "queue_order_strategy": "edgematch.config.queue_order:LiveFirst",
+            # Live work first, backfills last but with their minimum share of fetches
+            # (config/queue_order.py). kombu calls this to make the cycle.
+            "queue_order_strategy": functools.partial(
+                LiveFirst, min_share=settings.background_min_share
+            ),
             # Only read for a sentinel:// broker: which monitored master to follow.
             **({"master_name": settings.sentinel_master} if settings.sentinel_master else {}),
         },

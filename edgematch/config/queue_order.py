@@ -1,4 +1,4 @@
-"""The order a worker takes tasks from the queues it serves: strict, live work first.
+"""The order a worker takes tasks from the queues it serves: live work first.
 
 kombu's Redis transport waits on all of a worker's queues with one BRPOP, and Redis pops
 from the first non-empty list named. By default kombu rotates that list for fairness, so
@@ -12,9 +12,11 @@ one, and a live upload waits behind the backfill's work. This order (set as the 
 4. ``ingest``: live uploads;
 5. ``background``: replays and backfills, which take what the others leave.
 
-Background work waits only while live work is queued; at the API the background lanes
-keep their minimum share (``EDGEMATCH_BACKGROUND_MIN_SHARE``) once their items are in the
-buffer.
+Strict order alone would starve the background under live load that keeps every process
+busy: backfill items would never reach the buffer, where their minimum share of the API
+quota applies. So one fetch in ``1 / EDGEMATCH_BACKGROUND_MIN_SHARE`` (one in ten by
+default) names ``background`` first: while it has tasks, it gets at least that share of
+the worker's fetches, and live work still comes first in all the others.
 """
 
 from __future__ import annotations
@@ -31,18 +33,45 @@ else:
 
 #: Queue steps, first served first.
 ORDER: Final = ("match", "quarantine", "reports", "results", "ingest", "background")
+_BACKGROUND: Final = ORDER.index("background")
+#: The background share when none is given (Settings.background_min_share's default).
+DEFAULT_MIN_SHARE: Final = 0.1
 
 
 def rank(queue: str) -> int:
     """The place of ``queue`` (``<namespace>.<step>``) in ``ORDER``; unknown ones before
     background. Pure."""
     step = queue.rsplit(".", 1)[-1]
-    return ORDER.index(step) if step in ORDER else ORDER.index("background")
+    return ORDER.index(step) if step in ORDER else _BACKGROUND
 
 
 class LiveFirst(_Cycle):
-    """kombu's fixed-order cycle, kept sorted by :func:`rank` whatever order kombu's
-    set of active queues comes in."""
+    """kombu's fixed-order cycle, kept sorted by :func:`rank` whatever order kombu's set
+    of active queues comes in, with background first on every ``1 / min_share``-th fetch
+    (never when ``min_share`` is 0)."""
+
+    def __init__(
+        self, it: Iterable[str] | None = None, *, min_share: float = DEFAULT_MIN_SHARE
+    ) -> None:
+        super().__init__([])
+        self.every = round(1 / min_share) if min_share > 0 else 0
+        self.fetches = 0
+        if it is not None:
+            self.update(it)
 
     def update(self, it: Iterable[str]) -> None:
         self.items = sorted(it, key=rank)
+
+    # A list, as kombu's own cycles return and its Redis transport needs (it tests the
+    # result for emptiness and iterates it once per priority); the stubs say Iterator.
+    def consume(self, n: int) -> list[str]:  # type: ignore[override]
+        """The queues of the next fetch, in the order Redis should try them."""
+        self.fetches += 1
+        order = list((self.items or [])[:n])
+        if self.every and self.fetches % self.every == 0:
+            order.sort(key=lambda queue: not _is_background(queue))  # stable: the rest kept
+        return order
+
+
+def _is_background(queue: str) -> bool:
+    return queue.rsplit(".", 1)[-1] == "background"

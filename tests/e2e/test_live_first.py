@@ -102,3 +102,48 @@ def test_a_worker_takes_live_ingest_before_queued_backfill_ingest() -> None:
         wait_until(lambda: len(buffered()) >= 3, 60, "three hashes ingested")
         lanes = [json.loads(line)["lane"] for line in buffered()[:3]]
         assert lanes == ["live", "live", "backfill"]
+
+
+def test_backfill_ingest_keeps_its_share_while_live_ingest_is_queued() -> None:
+    """Twelve live ingest tasks and thirty backfill ones queued: a one-process worker takes
+    a backfill task on its tenth fetch (EDGEMATCH_BACKGROUND_MIN_SHARE 0.1), not only once
+    live ingest has run dry. Strict order would starve backfills for as long as live
+    uploads keep coming."""
+    with LocalPipeline(rate=10.0) as pipe:
+        s3 = pipe.s3()
+        s3.create_bucket(Bucket="archive")
+        for i in range(30):
+            s3.put_object(Bucket="archive", Key=f"old/{i:04d}.bin", Body=os.urandom(HASH))
+        subprocess.run(
+            [sys.executable, "-m", "edgematch.worker.cli", "backfill", "s3://archive/old/"],
+            env=pipe.env(),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        client = redis.Redis.from_url(pipe.redis.url)
+        pipe.start_processes("intake")
+        live = 12
+        for n in range(1, live + 1):  # one task each: the next upload once this one is queued
+            pipe.upload(f"live/{n}.bin", os.urandom(HASH))
+            wait_until(lambda: client.llen(pipe.keys.queue("ingest")) == n, 60, "intake")  # noqa: B023
+        client.close()
+
+        pipe.start_processes(
+            "worker", worker_args=["--concurrency", "1", "--queues", "ingest,background"]
+        )
+
+        def lanes() -> list[str]:
+            return [
+                json.loads(line)["lane"]
+                for line in pipe.log_lines("worker")
+                if '"event": "ingest_buffered"' in line
+            ]
+
+        wait_until(lambda: lanes().count("live") == live, 60, "every live hash ingested")
+        seen = lanes()
+        last_live = len(seen) - 1 - seen[::-1].index("live")
+        # One or two of the first twelve-odd fetches were background's (a fetch or two
+        # at start-up find nothing yet); live came first in all the others.
+        assert seen[:5] == ["live"] * 5, seen
+        assert 1 <= seen[:last_live].count("backfill") <= 2, seen

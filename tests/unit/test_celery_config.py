@@ -73,4 +73,32 @@ def test_queues_are_served_live_first_whatever_order_kombu_has_them_in() -> None
             "ns.background",
         ]
     options = celery_config(Settings())["broker_transport_options"]
-    assert cycle_by_name(options["queue_order_strategy"]) is LiveFirst
+    made = cycle_by_name(options["queue_order_strategy"])()
+    assert isinstance(made, LiveFirst) and made.every == 10
+
+
+def test_one_fetch_in_one_over_the_min_share_names_background_first() -> None:
+    """With a share of 0.25, every fourth fetch tries background first, the rest live first."""
+    names = [f"ns.{step}" for step in QUEUE_STEPS]
+    options = celery_config(Settings(background_min_share=0.25))["broker_transport_options"]
+    cycle = cycle_by_name(options["queue_order_strategy"])()
+    assert isinstance(cycle, LiveFirst)
+    cycle.update(names)
+    firsts = [cycle.consume(len(names))[0] for _ in range(12)]
+    assert firsts == (["ns.match"] * 3 + ["ns.background"]) * 3
+    # The others keep their order behind it.
+    assert cycle.consume(len(names)) == [
+        "ns.match",
+        "ns.quarantine",
+        "ns.reports",
+        "ns.results",
+        "ns.ingest",
+        "ns.background",
+    ]
+    assert sorted(cycle.consume(len(names))) == sorted(names)
+
+
+def test_a_min_share_of_zero_never_puts_background_first() -> None:
+    """EDGEMATCH_BACKGROUND_MIN_SHARE=0: background only when every other queue is empty."""
+    cycle = LiveFirst(["ns.background", "ns.ingest"], min_share=0.0)
+    assert {cycle.consume(2)[0] for _ in range(50)} == {"ns.ingest"}
