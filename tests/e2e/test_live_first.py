@@ -66,42 +66,49 @@ def test_live_upload_overtakes_a_backfill_backlog() -> None:
             assert waited < median_old / 3, f"live {waited:.2f} s vs backfill {median_old:.2f} s"
 
 
+def _queue_ingest(pipe: LocalPipeline, *, backfill: int, live: int) -> None:
+    """Queue ``backfill`` backfill ingest tasks, then ``live`` live ones (one upload each),
+    and start a one-process worker serving both queues."""
+    s3 = pipe.s3()
+    s3.create_bucket(Bucket="archive")  # no notifications: only a backfill finds these
+    for i in range(backfill):
+        s3.put_object(Bucket="archive", Key=f"old/{i:04d}.bin", Body=os.urandom(HASH))
+    subprocess.run(
+        [sys.executable, "-m", "edgematch.worker.cli", "backfill", "s3://archive/old/"],
+        env=pipe.env(),
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    client = redis.Redis.from_url(pipe.redis.url)
+    assert client.llen(pipe.keys.queue("background")) == backfill
+    pipe.start_processes("intake")
+    for n in range(1, live + 1):  # one task each: the next upload once this one is queued
+        pipe.upload(f"live/{n}.bin", os.urandom(HASH))
+        wait_until(lambda: client.llen(pipe.keys.queue("ingest")) == n, 60, "intake")  # noqa: B023
+    client.close()
+    pipe.start_processes(
+        "worker", worker_args=["--concurrency", "1", "--queues", "ingest,background"]
+    )
+
+
+def _ingested_lanes(pipe: LocalPipeline) -> list[str]:
+    """The lane of each hash the worker buffered, in order."""
+    return [
+        json.loads(line)["lane"]
+        for line in pipe.log_lines("worker")
+        if '"event": "ingest_buffered"' in line
+    ]
+
+
 def test_a_worker_takes_live_ingest_before_queued_backfill_ingest() -> None:
     """Thirty backfill ingest tasks queued, then two live uploads' tasks: a one-process
     worker serving both queues runs both live ones first (kombu's default round robin
     would alternate, taking a backfill task among the first two)."""
     with LocalPipeline(rate=10.0) as pipe:
-        s3 = pipe.s3()
-        s3.create_bucket(Bucket="archive")  # no notifications: only a backfill finds these
-        for i in range(30):
-            s3.put_object(Bucket="archive", Key=f"old/{i:04d}.bin", Body=os.urandom(HASH))
-        subprocess.run(
-            [sys.executable, "-m", "edgematch.worker.cli", "backfill", "s3://archive/old/"],
-            env=pipe.env(),
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        client = redis.Redis.from_url(pipe.redis.url)
-        assert client.llen(pipe.keys.queue("background")) == 30
-        pipe.start_processes("intake")
-        for n in (1, 2):  # one task each: the second upload after the first is queued
-            pipe.upload(f"live/{n}.bin", os.urandom(HASH))
-            wait_until(lambda: client.llen(pipe.keys.queue("ingest")) == n, 60, "intake")  # noqa: B023
-        client.close()
-
-        pipe.start_processes(
-            "worker", worker_args=["--concurrency", "1", "--queues", "ingest,background"]
-        )
-
-        def buffered() -> list[str]:
-            return [
-                line for line in pipe.log_lines("worker") if '"event": "ingest_buffered"' in line
-            ]
-
-        wait_until(lambda: len(buffered()) >= 3, 60, "three hashes ingested")
-        lanes = [json.loads(line)["lane"] for line in buffered()[:3]]
-        assert lanes == ["live", "live", "backfill"]
+        _queue_ingest(pipe, backfill=30, live=2)
+        wait_until(lambda: len(_ingested_lanes(pipe)) >= 3, 60, "three hashes ingested")
+        assert _ingested_lanes(pipe)[:3] == ["live", "live", "backfill"]
 
 
 def test_backfill_ingest_keeps_its_share_while_live_ingest_is_queued() -> None:
@@ -110,38 +117,12 @@ def test_backfill_ingest_keeps_its_share_while_live_ingest_is_queued() -> None:
     live ingest has run dry. Strict order would starve backfills for as long as live
     uploads keep coming."""
     with LocalPipeline(rate=10.0) as pipe:
-        s3 = pipe.s3()
-        s3.create_bucket(Bucket="archive")
-        for i in range(30):
-            s3.put_object(Bucket="archive", Key=f"old/{i:04d}.bin", Body=os.urandom(HASH))
-        subprocess.run(
-            [sys.executable, "-m", "edgematch.worker.cli", "backfill", "s3://archive/old/"],
-            env=pipe.env(),
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        client = redis.Redis.from_url(pipe.redis.url)
-        pipe.start_processes("intake")
         live = 12
-        for n in range(1, live + 1):  # one task each: the next upload once this one is queued
-            pipe.upload(f"live/{n}.bin", os.urandom(HASH))
-            wait_until(lambda: client.llen(pipe.keys.queue("ingest")) == n, 60, "intake")  # noqa: B023
-        client.close()
-
-        pipe.start_processes(
-            "worker", worker_args=["--concurrency", "1", "--queues", "ingest,background"]
+        _queue_ingest(pipe, backfill=30, live=live)
+        wait_until(
+            lambda: _ingested_lanes(pipe).count("live") == live, 60, "every live hash ingested"
         )
-
-        def lanes() -> list[str]:
-            return [
-                json.loads(line)["lane"]
-                for line in pipe.log_lines("worker")
-                if '"event": "ingest_buffered"' in line
-            ]
-
-        wait_until(lambda: lanes().count("live") == live, 60, "every live hash ingested")
-        seen = lanes()
+        seen = _ingested_lanes(pipe)
         last_live = len(seen) - 1 - seen[::-1].index("live")
         # One or two of the first twelve-odd fetches were background's (a fetch or two
         # at start-up find nothing yet); live came first in all the others.
