@@ -27,6 +27,7 @@ from edgematch.tasks.app import app
 from edgematch.worker import backpressure, matcher, metrics
 from edgematch.worker import ingest as ingest_step
 from edgematch.worker.backoff import compute_backoff
+from edgematch.worker.backpressure import INGEST_BATCH
 from edgematch.worker.errors import EdgematchError, TransientError
 from edgematch.worker.logs import get_logger
 from edgematch.worker.poison import POISON, Deliveries, counter_ttl_s, is_poison
@@ -37,8 +38,6 @@ log = get_logger(__name__)
 T = TypeVar("T")
 E = TypeVar("E")
 
-#: Events one ``ingest_many`` task carries at most: one SQS receive's worth.
-INGEST_BATCH = 10
 #: Threads one worker process runs a batch task's S3 calls on, side by side.
 FANOUT_THREADS = 8
 

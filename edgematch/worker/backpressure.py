@@ -9,6 +9,11 @@ uploads (the live ingest queue and the whole buffer) against the full mark; back
 producers count everything, their own queue too, against ``BACKGROUND_SHARE`` of it. A
 backfill of a million keys can therefore never fill the backlog by itself and pause
 intake: live uploads always keep the last fifth of the room.
+
+The mark counts hash files. Live intake enqueues a receive's files as one task of up to
+``INGEST_BATCH``, so a queued live ingest task weighs ``INGEST_BATCH``: an upper bound,
+exact under a burst (when every receive comes back full), and only ever pausing intake
+early, never late. Backfill and replay enqueue one file a task.
 """
 
 from __future__ import annotations
@@ -25,13 +30,16 @@ from edgematch.worker.runtime import Runtime
 
 #: The fraction of the high-water mark background producers may fill.
 BACKGROUND_SHARE = 0.8
+#: Hash files one live ingest task carries at most (one SQS receive's worth).
+INGEST_BATCH = 10
 #: Seconds between looks at the backlog while paused.
 PAUSE_POLL_S = 0.5
 
 
 @dataclass(frozen=True)
 class Backlog:
-    """Accepted work not yet sent to the API, by where it waits (counts of tasks or items)."""
+    """Accepted work not yet sent to the API, by where it waits: tasks in the ``ingest``
+    and ``background`` queues, items in the buffer."""
 
     ingest: int
     background: int
@@ -39,12 +47,13 @@ class Backlog:
 
     @property
     def total(self) -> int:
-        return self.ingest + self.background + self.buffered
+        """Hash files at most, every queue's and the buffer's. Pure."""
+        return self.ingest * INGEST_BATCH + self.background + self.buffered
 
     def of(self, lane: str) -> int:
-        """The backlog that ``lane``'s producer weighs against its mark. Pure."""
+        """The hash files (at most) that ``lane``'s producer weighs against its mark. Pure."""
         if lane == "live":
-            return self.ingest + self.buffered
+            return self.ingest * INGEST_BATCH + self.buffered
         return self.total
 
 

@@ -201,13 +201,14 @@ def test_replay_is_paced(rt: Runtime) -> None:
 
 
 def test_backlog_counts_queues_and_buffer(rt: Runtime) -> None:
-    """The shared backlog reads the ingest and background queues and the buffer."""
+    """The shared backlog reads the ingest and background queues and the buffer; a live
+    ingest task weighs the ten hash files it may carry."""
     keys = rt.buffer.keys
     rt.redis.rpush(keys.queue("ingest"), "t1", "t2")
     rt.redis.rpush(keys.queue("background"), "t3")
     current = backlog(rt)
     assert (current.ingest, current.background, current.buffered) == (2, 1, 0)
-    assert current.of("live") == 2 and current.of("backfill") == 3
+    assert current.of("live") == 20 and current.of("backfill") == 21
 
 
 # --- backfill ---------------------------------------------------------------------------

@@ -10,10 +10,11 @@ from edgematch.worker.backpressure import Backlog, Gate, high_water_for
 
 
 def test_live_counts_what_competes_with_live_uploads() -> None:
-    """Live intake weighs its queue and the buffer; background producers weigh everything."""
+    """Live intake weighs its queue and the buffer; background producers weigh everything.
+    A live ingest task counts as the ten hash files it may carry, a background one as one."""
     backlog = Backlog(ingest=3, background=50, buffered=7)
-    assert backlog.of("live") == 10
-    assert backlog.of("backfill") == backlog.of("replay") == backlog.total == 60
+    assert backlog.of("live") == 3 * 10 + 7
+    assert backlog.of("backfill") == backlog.of("replay") == backlog.total == 30 + 50 + 7
 
 
 @pytest.mark.parametrize(
