@@ -10,13 +10,13 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from edgematch import __version__
 from edgematch.config.settings import Settings
 from edgematch.worker.errors import ConfigurationError
-from edgematch.worker.keys import QUEUE_STEPS
+from edgematch.worker.keys import QUEUE_STEPS, Keys
 
 EPILOG = """\
 Configuration comes from EDGEMATCH_* environment variables (see README.md); S3 and SQS
@@ -69,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
         "worker",
         help="run a Celery worker (extra arguments go to celery worker)",
         description="Run a Celery worker. Arguments after the known ones go to `celery worker` "
-        "(for example --concurrency 4 or --pool solo).",
+        "(for example --concurrency 4 or --pool solo). Only a worker that consumes match, or "
+        "reports with EDGEMATCH_REPORTER=photodna, needs the subscription key.",
     )
     p.add_argument(
         "--queues",
@@ -219,7 +220,6 @@ def _intake(args: argparse.Namespace, rest: list[str]) -> int:
 
     rt = runtime()
     rt.settings.require_sqs_queue_url()
-    rt.settings.require_subscription_key()
     logs.configure(rt.settings.log_level, rt.settings.log_format, process="intake")
     _serve_metrics(args, rt.settings)
 
@@ -236,20 +236,34 @@ def _intake(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+def needs_subscription_key(steps: Collection[str], settings: Settings) -> bool:
+    """Does a worker consuming ``steps`` call the PhotoDNA API, and so need the key?
+
+    ``match`` calls MatchEdgeHash (its pumps; the sweep runs there too); ``reports`` calls the
+    Report operation with the ``photodna`` reporter only. No other step calls the API.
+    """
+    return "match" in steps or ("reports" in steps and settings.reporter == "photodna")
+
+
 def _worker(args: argparse.Namespace, rest: list[str]) -> int:
     settings = Settings.from_env()
-    settings.require_subscription_key()
-    if args.metrics_port or settings.metrics_port:
-        _prepare_multiprocess_metrics()
-    from edgematch.tasks import app
-    from edgematch.worker.keys import Keys
-
     keys = Keys(settings.namespace)
     steps = [s.strip() for s in args.queues.split(",") if s.strip()]
     try:
         queues = [keys.queue(step) for step in steps]
     except ValueError as exc:
         raise ConfigurationError(f"--queues: {exc}") from None
+    # Before Celery starts: a worker that would call the API refuses to start without the key.
+    if needs_subscription_key(steps, settings):
+        try:
+            settings.require_subscription_key()
+        except ConfigurationError as exc:
+            which = "match" if "match" in steps else "reports with EDGEMATCH_REPORTER=photodna"
+            raise ConfigurationError(f"{exc} by a worker that consumes {which}") from None
+    if args.metrics_port or settings.metrics_port:
+        _prepare_multiprocess_metrics()
+    from edgematch.tasks import app
+
     argv = ["worker", "--queues", ",".join(queues), "--loglevel", settings.log_level, *rest]
     if settings.worker_concurrency and not any(a.startswith(("-c", "--concurrency")) for a in rest):
         argv += ["--concurrency", str(settings.worker_concurrency)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,11 @@ KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.utils.latest_version())
 #: Default of EDGEMATCH_SHUTDOWN_GRACE_S, when the ConfigMap does not set it.
 DEFAULT_SHUTDOWN_GRACE_S = 30
 UNSCALED = {"edgematch-intake", "edgematch-beat"}
+#: The workloads that call the PhotoDNA API, the only ones given the subscription key:
+#: match (MatchEdgeHash) and reports (the Report operation, with the photodna reporter).
+API_CALLERS = {"edgematch-match", "edgematch-reports"}
+API_SECRET = "edgematch-api"
+KEY_FILE_VAR = "EDGEMATCH_SUBSCRIPTION_KEY_FILE"
 
 _QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(m|Ki|Mi|Gi)?$")
 _UNITS = {None: 1.0, "m": 0.001, "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30}
@@ -245,19 +251,9 @@ def test_network_policy_allows_dns_redis_and_https_only(
         assert covering, f"{name}: not isolated by a NetworkPolicy"
 
 
-def test_secrets_come_by_reference(
-    deployments: dict[str, Any], containers: dict[str, Any], configmap: dict[str, str]
-) -> None:
-    """The key is a file from the edgematch-api Secret; Redis URLs from edgematch-redis."""
-    key_file = Path(configmap["EDGEMATCH_SUBSCRIPTION_KEY_FILE"])
-    for name, deployment in deployments.items():
-        c = containers[name]
-        mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
-        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
-        secret_mounts = [
-            mounts[v] for v, vol in volumes.items() if vol.get("secret", {}).get("secretName")
-        ]
-        assert secret_mounts == [str(key_file.parent)], name
+def test_secrets_come_by_reference(containers: dict[str, Any]) -> None:
+    """Redis URLs from edgematch-redis; no secret value in a manifest."""
+    for name, c in containers.items():
         refs = {
             e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in c["env"] if "valueFrom" in e
         }
@@ -266,6 +262,46 @@ def test_secrets_come_by_reference(
             "EDGEMATCH_BROKER_URL": "edgematch-redis",
         }, name
         assert not [e for e in c["env"] if "value" in e and "SECRET" in e["name"]], name
+
+
+def test_only_the_pods_that_call_the_api_get_the_subscription_key(
+    deployments: dict[str, Any],
+    containers: dict[str, Any],
+    configmap: dict[str, str],
+    queues_of: dict[str, list[str]],
+) -> None:
+    """match and reports mount edgematch-api and set the key file; nothing else references it."""
+    # The workers the CLI refuses to start without the key (reports: with the photodna reporter).
+    photodna = Settings(reporter="photodna")
+    callers = {n for n, steps in queues_of.items() if cli.needs_subscription_key(steps, photodna)}
+    assert callers == API_CALLERS
+    assert KEY_FILE_VAR not in configmap, "the ConfigMap reaches every pod"
+    for name, deployment in deployments.items():
+        c = containers[name]
+        env = {e["name"]: e for e in c["env"]}
+        volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        api = [v["name"] for v in volumes if v.get("secret", {}).get("secretName") == API_SECRET]
+        if name not in API_CALLERS:
+            assert KEY_FILE_VAR not in env, name
+            assert API_SECRET not in json.dumps(deployment), f"{name} references {API_SECRET}"
+            continue
+        assert len(api) == 1, name
+        (mount,) = [m for m in c["volumeMounts"] if m["name"] == api[0]]
+        assert mount["readOnly"] is True, name
+        key_file = Path(env[KEY_FILE_VAR]["value"])
+        # The Secret's key is subscription-key (secrets.example.yaml).
+        assert key_file == Path(mount["mountPath"]) / "subscription-key", name
+
+
+def test_the_configmap_points_at_no_api_secret(configmap: dict[str, str]) -> None:
+    """Every pod reads the ConfigMap, but only match and reports mount edgematch-api.
+
+    A *_FILE there would stop the other pods at start-up (the file is not in them), and so
+    would a reporter other than record: every process checks the reporter's credentials.
+    """
+    assert not [k for k, v in configmap.items() if v.startswith("/var/run/secrets/edgematch/")]
+    assert not [k for k in configmap if k.endswith("_FILE")]
+    assert configmap.get("EDGEMATCH_REPORTER", "record") == "record"
 
 
 def test_configmap_holds_settings_the_code_reads(configmap: dict[str, str]) -> None:
@@ -280,7 +316,11 @@ def test_configmap_holds_settings_the_code_reads(configmap: dict[str, str]) -> N
 def test_configmap_values_pass_the_settings_validation(
     configmap: dict[str, str], tmp_path: Path
 ) -> None:
-    """With its placeholders filled in, the ConfigMap is a configuration edgematch accepts."""
+    """With its placeholders filled in, the ConfigMap is a configuration edgematch accepts.
+
+    Alone, as intake, beat and the workers that never call the API see it; and with the key
+    file match.yaml and reports.yaml add.
+    """
     key_file = tmp_path / "subscription-key"
     key_file.write_text("0123456789abcdef\n", encoding="utf-8")
     filled = {
@@ -297,8 +337,10 @@ def test_configmap_values_pass_the_settings_validation(
         for placeholder, real in filled.items():
             value = value.replace(placeholder, real)
         env[key] = value
-    env["EDGEMATCH_SUBSCRIPTION_KEY_FILE"] = str(key_file)
     settings = Settings.from_env(env)
+    assert settings.subscription_key is None
     assert settings.require_sqs_queue_url().endswith("/123456789012/edgematch-events")
     assert settings.quarantine_bucket == "quarantine"
     assert settings.namespace == configmap["EDGEMATCH_NAMESPACE"]
+    with_key = Settings.from_env({**env, KEY_FILE_VAR: str(key_file)})
+    assert with_key.require_subscription_key().reveal() == "0123456789abcdef"

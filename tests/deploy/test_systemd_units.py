@@ -107,11 +107,17 @@ def test_stop_waits_longer_than_the_drain(units: dict[str, Unit]) -> None:
 
 
 def test_the_key_is_a_credential_never_in_the_environment_file(units: dict[str, Unit]) -> None:
-    """Units that call the API load the key with LoadCredential; the env file has no secret."""
-    for name in ("edgematch-intake.service", "edgematch-worker@.service"):
+    """Only the worker template loads the key (LoadCredential); the env file has no secret.
+
+    Its instances may consume match, which calls the API; intake and beat never do.
+    """
+    worker = units["edgematch-worker@.service"]
+    assert _one(worker, "LoadCredential").startswith("subscription-key:/etc/edgematch/")
+    assert _env(worker)["EDGEMATCH_SUBSCRIPTION_KEY_FILE"] == "%d/subscription-key"
+    for name in ("edgematch-intake.service", "edgematch-beat.service"):
         unit = units[name]
-        assert _one(unit, "LoadCredential").startswith("subscription-key:/etc/edgematch/")
-        assert _env(unit)["EDGEMATCH_SUBSCRIPTION_KEY_FILE"] == "%d/subscription-key"
+        assert not _values(unit, "LoadCredential"), name
+        assert not [k for k in _env(unit) if k.startswith("EDGEMATCH_SUBSCRIPTION_KEY")], name
     env = _env_file()
     assert "EDGEMATCH_SUBSCRIPTION_KEY" not in env
     assert "EDGEMATCH_SUBSCRIPTION_KEY_FILE" not in env
