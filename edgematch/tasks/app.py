@@ -41,8 +41,11 @@ def _setup_logging(**_: Any) -> None:
 def _warm_up(**_: Any) -> None:
     # Build the API and S3 clients (TLS contexts, connection pools) before the first task:
     # a first request that pays for them would reach the API late, after its slot.
+    # Only a worker given the subscription key calls the API (worker/cli.py,
+    # needs_subscription_key); the others have no key to build a client with.
     rt = runtime()
-    for part in (rt.api, rt.store, rt.buffer):
+    parts = (rt.api, rt.store, rt.buffer) if rt.settings.subscription_key else (rt.store, rt.buffer)
+    for part in parts:
         assert part is not None
 
 
