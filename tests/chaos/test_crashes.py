@@ -19,7 +19,7 @@ from urllib.parse import quote_plus
 import pytest
 import redis
 
-from edgematch.worker.localstack import LocalPipeline
+from edgematch.worker.localstack import FAST_RECOVERY, LocalPipeline
 from edgematch.worker.localstack import wait_until as _wait
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
@@ -29,22 +29,6 @@ IMAGE = b"\xff\xd8 an image the platform stored "
 QUARANTINE = "quarantine"
 MakePipeline = Callable[..., LocalPipeline]
 RecordLedger = Callable[..., dict[str, Any]]
-
-#: Short leases, timeouts and backoff so that work abandoned by a dead process comes back
-#: within seconds; the visibility timeout must exceed lease + API timeout + backoff cap.
-CRASH_SETTINGS = {
-    "EDGEMATCH_LEASE_S": "4",
-    "EDGEMATCH_API_TIMEOUT_S": "2",
-    "EDGEMATCH_API_CONNECT_TIMEOUT_S": "1",
-    "EDGEMATCH_BACKOFF_BASE_S": "0.2",
-    "EDGEMATCH_BACKOFF_CAP_S": "1",
-    "EDGEMATCH_VISIBILITY_TIMEOUT_S": "8",
-    "EDGEMATCH_BATCH_LINGER_MS": "100",
-    "EDGEMATCH_SHUTDOWN_GRACE_S": "2",
-    # A quarantine or report lock a killed worker held is free again within 2 s, well
-    # inside the step's retries (8 attempts, backoff capped at 1 s).
-    "EDGEMATCH_LOCK_TTL_S": "2",
-}
 
 
 def _check_effects(ledger: Mapping[str, Any], matches: int) -> None:
@@ -159,7 +143,7 @@ def test_worker_sigkilled_five_times_mid_batch(
         # Five kills in a row can catch the same redelivered task three times, and a task
         # whose worker died that often is set aside as poison (worker/poison.py). Here the
         # kills are the test's, not the task's fault: allow more deliveries.
-        settings={**CRASH_SETTINGS, "EDGEMATCH_MAX_DELIVERIES": "8"},
+        settings={**FAST_RECOVERY, "EDGEMATCH_MAX_DELIVERIES": "8"},
     )
     hashes, known = _hashes("kill", count)
     pipe.add_known(hashes[k] for k in known)
@@ -234,7 +218,7 @@ def test_intake_sigkilled_while_holding_messages(
     record_ledger: RecordLedger,
 ) -> None:
     """SIGKILL of intake between receiving messages and enqueueing them: SQS gives them back."""
-    pipe = make_pipeline(rate=20.0, quarantine_bucket=QUARANTINE, settings=CRASH_SETTINGS)
+    pipe = make_pipeline(rate=20.0, quarantine_bucket=QUARANTINE, settings=FAST_RECOVERY)
     # Messages a dead intake held come back after the queue's visibility timeout.
     sqs = pipe.sqs()
     sqs.set_queue_attributes(QueueUrl=pipe.queue_url, Attributes={"VisibilityTimeout": "3"})
@@ -308,7 +292,7 @@ def test_redis_restarted_mid_run(
 ) -> None:
     """Redis stops mid-run and comes back with its AOF: every process reconnects on its own."""
     pipe = make_pipeline(
-        rate=20.0, quarantine_bucket=QUARANTINE, settings=CRASH_SETTINGS, redis_aof=True
+        rate=20.0, quarantine_bucket=QUARANTINE, settings=FAST_RECOVERY, redis_aof=True
     )
     pipe.sqs().set_queue_attributes(QueueUrl=pipe.queue_url, Attributes={"VisibilityTimeout": "5"})
     hashes, known = _hashes("redis-restart", 100)

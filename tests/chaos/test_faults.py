@@ -21,7 +21,7 @@ from urllib.parse import quote_plus
 import pytest
 import redis
 
-from edgematch.worker.localstack import SANDBOX_KEY, LocalPipeline
+from edgematch.worker.localstack import FAST_RECOVERY, SANDBOX_KEY, LocalPipeline
 from edgematch.worker.localstack import wait_until as _wait
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
@@ -32,19 +32,8 @@ QUARANTINE = "quarantine"
 MakePipeline = Callable[..., LocalPipeline]
 RecordLedger = Callable[..., dict[str, Any]]
 
-#: Short timeouts and backoff so faults cost seconds, not minutes. The lease must exceed
-#: the API timeouts; the visibility timeout, lease + API timeout + backoff cap.
-FAST = {
-    "EDGEMATCH_LEASE_S": "4",
-    "EDGEMATCH_API_TIMEOUT_S": "2",
-    "EDGEMATCH_API_CONNECT_TIMEOUT_S": "1",
-    "EDGEMATCH_BACKOFF_BASE_S": "0.2",
-    "EDGEMATCH_BACKOFF_CAP_S": "1",
-    "EDGEMATCH_VISIBILITY_TIMEOUT_S": "8",
-    "EDGEMATCH_BATCH_LINGER_MS": "100",
-    "EDGEMATCH_BREAKER_PROBE_S": "2",
-    "EDGEMATCH_SHUTDOWN_GRACE_S": "2",
-}
+#: Faults cost seconds, not minutes (localstack.FAST_RECOVERY); the breaker probes every 2 s.
+FAST = {**FAST_RECOVERY, "EDGEMATCH_BREAKER_PROBE_S": "2"}
 
 
 def _client(pipe: LocalPipeline) -> redis.Redis:

@@ -42,7 +42,7 @@ from edgematch.config.settings import Settings
 from edgematch.worker.api import HashItem, PhotoDNAClient
 from edgematch.worker.devstack import RedisServer, wait_for_port
 from edgematch.worker.errors import TransportError
-from edgematch.worker.localstack import LocalPipeline
+from edgematch.worker.localstack import FAST_RECOVERY, LocalPipeline
 from edgematch.worker.localstack import wait_until as _wait
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
@@ -51,16 +51,7 @@ HASH = 924
 IMAGE = b"\xff\xd8\xff\xe0 JFIF a picture only quarantine and the report may hold"
 MakePipeline = Callable[..., LocalPipeline]
 RecordLedger = Callable[..., dict[str, Any]]
-FAST = {
-    "EDGEMATCH_LEASE_S": "4",
-    "EDGEMATCH_API_TIMEOUT_S": "2",
-    "EDGEMATCH_API_CONNECT_TIMEOUT_S": "1",
-    "EDGEMATCH_BACKOFF_BASE_S": "0.2",
-    "EDGEMATCH_BACKOFF_CAP_S": "1",
-    "EDGEMATCH_VISIBILITY_TIMEOUT_S": "8",
-    "EDGEMATCH_BATCH_LINGER_MS": "100",
-    "EDGEMATCH_BREAKER_PROBE_S": "1",
-}
+FAST = {**FAST_RECOVERY, "EDGEMATCH_BREAKER_PROBE_S": "1"}
 
 
 # --- certificates ----------------------------------------------------------------------------
