@@ -39,8 +39,8 @@ DEFAULT_MIN_SHARE: Final = 0.1
 
 
 def rank(queue: str) -> int:
-    """The place of ``queue`` (``<namespace>.<step>``) in ``ORDER``; unknown ones before
-    background. Pure."""
+    """The place of ``queue`` (``<namespace>.<step>``) in ``ORDER``; unknown ones rank with
+    background (but only ``background`` itself is ever moved first). Pure."""
     step = queue.rsplit(".", 1)[-1]
     return ORDER.index(step) if step in ORDER else _BACKGROUND
 

@@ -18,12 +18,12 @@ import threading
 from collections.abc import Iterator
 
 import redis
-import structlog
 from redis.lock import Lock
 
 from edgematch.worker.errors import TransientError
+from edgematch.worker.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class LockHeld(TransientError):
