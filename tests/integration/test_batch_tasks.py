@@ -103,19 +103,26 @@ def test_ingest_many_buffers_every_event_of_the_batch(
     assert again == {"duplicate": 10}
 
 
+def _fail_read(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch, failing_key: str, error: Exception
+) -> None:
+    """Reading the hash file ``failing_key`` raises ``error``; the others read as usual."""
+    read = rt.store.read_hash
+
+    def read_or_fail(bucket: str, key: str, **kw: Any) -> Any:
+        if key == failing_key:
+            raise error
+        return read(bucket, key, **kw)
+
+    monkeypatch.setattr(rt.store, "read_hash", read_or_fail)
+
+
 def test_a_transient_failure_hands_that_event_alone_to_a_retrying_ingest_task(
     rt: Runtime, s3: S3Client, sent: Sent, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One read throttled: the others are buffered, that one gets its own delayed task."""
     events = [_upload(s3, f"{n}.jpg.bin") for n in range(3)]
-    read = rt.store.read_hash
-
-    def flaky(bucket: str, key: str, **kw: Any) -> Any:
-        if key == "1.jpg.bin":
-            raise ServerError("SlowDown: reduce your request rate")
-        return read(bucket, key, **kw)
-
-    monkeypatch.setattr(rt.store, "read_hash", flaky)
+    _fail_read(rt, monkeypatch, "1.jpg.bin", ServerError("SlowDown: reduce your request rate"))
     outcome = steps.ingest_many.apply(kwargs={"events": events}, task_id="batch-1").get()
     assert outcome == {"added": 2, "retry": 1}
     assert _buffered_keys(rt) == ["0.jpg.bin", "2.jpg.bin"]
@@ -130,14 +137,7 @@ def test_a_bug_in_one_event_hands_it_over_at_once(
 ) -> None:
     """An unexpected error: its own ingest task runs it at once (and dead-letters it there)."""
     events = [_upload(s3, f"{n}.jpg.bin") for n in range(2)]
-    read = rt.store.read_hash
-
-    def broken(bucket: str, key: str, **kw: Any) -> Any:
-        if key == "0.jpg.bin":
-            raise ValueError("a bug")
-        return read(bucket, key, **kw)
-
-    monkeypatch.setattr(rt.store, "read_hash", broken)
+    _fail_read(rt, monkeypatch, "0.jpg.bin", ValueError("a bug"))
     outcome = steps.ingest_many.apply(kwargs={"events": events}, task_id="batch-1").get()
     assert outcome == {"added": 1, "handed_over": 1}
     handed = [(kw["event"]["key"], c) for n, kw, c in sent if n == "edgematch.ingest"]

@@ -7,12 +7,11 @@ for it, and runs :class:`Quarantine` the way the ``edgematch.quarantine`` task d
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
-from moto import mock_aws
 
 from edgematch.config.settings import Settings
 from edgematch.worker.errors import TransientError
@@ -29,7 +28,7 @@ from edgematch.worker.quarantine import (
     QuarantineUnavailable,
 )
 from edgematch.worker.results import MATCH, Result
-from edgematch.worker.storage import ObjectStore, make_s3_client
+from edgematch.worker.storage import ObjectStore
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -43,15 +42,12 @@ MakeSettings = Callable[..., Settings]
 
 
 @pytest.fixture
-def s3(aws_env: None) -> Iterator[S3Client]:
-    """moto in-process: a versioned upload bucket, a locked and an unlocked quarantine bucket."""
-    with mock_aws():
-        client = make_s3_client(Settings())
-        client.create_bucket(Bucket=UPLOADS)
-        client.put_bucket_versioning(Bucket=UPLOADS, VersioningConfiguration={"Status": "Enabled"})
-        client.create_bucket(Bucket=QUARANTINE, ObjectLockEnabledForBucket=True)
-        client.create_bucket(Bucket=PLAIN)
-        yield client
+def s3(s3: S3Client) -> S3Client:
+    """The shared fixture's versioned upload bucket (conftest.py), plus a locked and an
+    unlocked quarantine bucket."""
+    s3.create_bucket(Bucket=QUARANTINE, ObjectLockEnabledForBucket=True)
+    s3.create_bucket(Bucket=PLAIN)
+    return s3
 
 
 def _quarantine(
