@@ -18,8 +18,6 @@ from typing import Any, TypeVar
 
 import structlog
 from celery import Task
-from kombu.exceptions import OperationalError as KombuOperationalError
-from redis.exceptions import RedisError
 
 from edgematch.config.celery import queue_for
 from edgematch.tasks import lifecycle
@@ -31,6 +29,7 @@ from edgematch.worker.backpressure import INGEST_BATCH
 from edgematch.worker.errors import EdgematchError, TransientError
 from edgematch.worker.logs import get_logger
 from edgematch.worker.poison import POISON, Deliveries, counter_ttl_s, is_poison
+from edgematch.worker.redisclient import publishing
 from edgematch.worker.results import Result, consume
 from edgematch.worker.runtime import runtime
 
@@ -69,13 +68,11 @@ def _send(task: Task[Any, Any], kwargs: dict[str, Any], *, countdown: float = 0.
     task_id = uuid.uuid4().hex
     if task.name not in UNJOURNALED:
         journal(task.name, kwargs, task_id)
-    try:
+    with publishing():
         if countdown > 0:
             task.apply_async(kwargs=kwargs, countdown=countdown, task_id=task_id)
         else:
             task.apply_async(kwargs=kwargs, task_id=task_id)
-    except (KombuOperationalError, RedisError) as exc:
-        raise TransientError(f"broker unavailable: {type(exc).__name__}") from exc
 
 
 #: Tasks whose state lives elsewhere (the batch buffer), never journaled.
@@ -292,10 +289,8 @@ def pump(pump_id: str) -> dict[str, Any]:
 
 
 def _republish(name: str, kwargs: Mapping[str, Any], task_id: str) -> None:
-    try:
+    with publishing():
         app.send_task(name, kwargs=dict(kwargs), task_id=task_id)
-    except (KombuOperationalError, RedisError) as exc:
-        raise TransientError(f"broker unavailable: {type(exc).__name__}") from exc
 
 
 @app.task(name="edgematch.sweep")

@@ -7,7 +7,8 @@ hash waits at most the linger time. Taking a batch, spending the rate-limit slot
 leasing the batch are one atomic step on Redis's clock: the limit holds for every process
 on every host. A batch whose worker dies is given back when its lease runs out.
 
-Raises ``TransientError`` when Redis cannot be reached (translated at this boundary).
+Raises ``RedisUnavailable`` (a ``TransientError``) when Redis cannot be reached: the
+client translates every Redis error (``redisclient.py``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from typing import Any
 import redis
 
 from edgematch.config.settings import Settings
-from edgematch.worker.errors import TransientError
 from edgematch.worker.items import Item
 from edgematch.worker.keys import LANES, Keys
 
@@ -143,7 +143,7 @@ class BatchBuffer:
 
     def forget(self, identity: str) -> None:
         """Let this object version be accepted again (used by a deliberate rescan)."""
-        self._guard(lambda: self._r.delete(self.keys.seen(identity)))
+        self._r.delete(self.keys.seen(identity))
 
     # -- batches out --------------------------------------------------------------------
     def take(self) -> TakeResult:
@@ -213,17 +213,17 @@ class BatchBuffer:
     def open_breaker(self, seconds: float) -> None:
         """The key was refused: stop the pool, then allow one probe after ``seconds``."""
         k = self.keys
-        self._guard(lambda: self._r.delete(k.breaker_probe))
+        self._r.delete(k.breaker_probe)
         self._call(
             self._hold, [k.breaker, k.stats], [int(seconds * 1000), "breaker_opened", "keep"]
         )
 
     def close_breaker(self) -> None:
         """A request was accepted: the key works again."""
-        self._guard(lambda: self._r.delete(self.keys.breaker, self.keys.breaker_probe))
+        self._r.delete(self.keys.breaker, self.keys.breaker_probe)
 
     def count(self, field: str, by: int = 1) -> None:
-        self._guard(lambda: self._r.hincrby(self.keys.stats, field, by))
+        self._r.hincrby(self.keys.stats, field, by)
 
     # -- pumps -----------------------------------------------------------------------
     def kick(self, *, horizon_s: float | None = None) -> str | None:
@@ -252,18 +252,15 @@ class BatchBuffer:
     def hold_pump(self, pump_id: str, seconds: float) -> None:
         """Keep the slot of a pump that is waiting or rescheduled for ``seconds``."""
         ttl_ms = int((seconds + self.pump_ttl_s) * 1000)
-        self._guard(lambda: self._r.zadd(self.keys.pumps, {pump_id: self._now_ms() + ttl_ms}))
+        self._r.zadd(self.keys.pumps, {pump_id: self._now_ms() + ttl_ms})
 
     def release_pump(self, pump_id: str) -> None:
         k = self.keys
 
-        def run() -> None:
-            pipe = self._r.pipeline()
-            pipe.zrem(k.pumps, pump_id)
-            pipe.zrem(k.pump_waiters, pump_id)
-            pipe.execute()
-
-        self._guard(run)
+        pipe = self._r.pipeline()
+        pipe.zrem(k.pumps, pump_id)
+        pipe.zrem(k.pump_waiters, pump_id)
+        pipe.execute()
 
     def wait_turn(self, pump_id: str, seconds: float) -> bool:
         """May this pump sleep ``seconds`` for the next slot? Only one pump waits at a time."""
@@ -271,7 +268,7 @@ class BatchBuffer:
         return bool(self._call(self._wait_turn, [self.keys.pump_waiters], [pump_id, ttl_ms]))
 
     def end_wait(self, pump_id: str) -> None:
-        self._guard(lambda: self._r.zrem(self.keys.pump_waiters, pump_id))
+        self._r.zrem(self.keys.pump_waiters, pump_id)
 
     # -- observation ---------------------------------------------------------------------
     def depth(self) -> int:
@@ -281,54 +278,46 @@ class BatchBuffer:
     def lanes(self) -> dict[str, LaneState]:
         """Each lane's waiting items and the age of its oldest (seconds, on Redis's clock)."""
 
-        def run() -> dict[str, LaneState]:
-            pipe = self._r.pipeline()
-            pipe.time()
-            for key in self.keys.ready_lanes:
-                pipe.zcard(key)
-                pipe.zrange(key, 0, 0, withscores=True)
-            reply = pipe.execute()
-            sec, usec = reply[0]
-            now_ms = int(sec) * 1000 + int(usec) // 1000
-            states: dict[str, LaneState] = {}
-            for n, lane in enumerate(LANES):
-                count, first = reply[1 + 2 * n], reply[2 + 2 * n]
-                age = max(0.0, (now_ms - float(first[0][1])) / 1000) if first else 0.0
-                states[lane] = LaneState(waiting=int(count), oldest_age_s=age)
-            return states
-
-        result: dict[str, LaneState] = self._guard(run)
-        return result
+        pipe = self._r.pipeline()
+        pipe.time()
+        for key in self.keys.ready_lanes:
+            pipe.zcard(key)
+            pipe.zrange(key, 0, 0, withscores=True)
+        reply = pipe.execute()
+        sec, usec = reply[0]
+        now_ms = int(sec) * 1000 + int(usec) // 1000
+        states: dict[str, LaneState] = {}
+        for n, lane in enumerate(LANES):
+            count, first = reply[1 + 2 * n], reply[2 + 2 * n]
+            age = max(0.0, (now_ms - float(first[0][1])) / 1000) if first else 0.0
+            states[lane] = LaneState(waiting=int(count), oldest_age_s=age)
+        return states
 
     def window_use(self) -> WindowUse:
         """The pool's requests in the current window, the limit, cooldown and breaker."""
 
-        def run() -> WindowUse:
-            k = self.keys
-            pipe = self._r.pipeline()
-            pipe.time()
-            pipe.zrange(k.rate_log, 0, -1, withscores=True)
-            pipe.get(k.cooldown)
-            pipe.get(k.breaker)
-            (sec, usec), log, cooldown, breaker = pipe.execute()
-            now_ms = int(sec) * 1000 + int(usec) // 1000
-            used = sum(1 for _, score in log if score > now_ms - self._window_ms)
-            return WindowUse(
-                used=used,
-                capacity=self._per_window,
-                window_s=self._window_ms / 1000,
-                cooldown_s=max(0.0, (int(cooldown or 0) - now_ms) / 1000),
-                breaker_open=breaker is not None,
-            )
-
-        result: WindowUse = self._guard(run)
-        return result
+        k = self.keys
+        pipe = self._r.pipeline()
+        pipe.time()
+        pipe.zrange(k.rate_log, 0, -1, withscores=True)
+        pipe.get(k.cooldown)
+        pipe.get(k.breaker)
+        (sec, usec), log, cooldown, breaker = pipe.execute()
+        now_ms = int(sec) * 1000 + int(usec) // 1000
+        used = sum(1 for _, score in log if score > now_ms - self._window_ms)
+        return WindowUse(
+            used=used,
+            capacity=self._per_window,
+            window_s=self._window_ms / 1000,
+            cooldown_s=max(0.0, (int(cooldown or 0) - now_ms) / 1000),
+            breaker_open=breaker is not None,
+        )
 
     def in_flight(self) -> int:
-        return int(self._guard(lambda: self._r.zcard(self.keys.leases)))
+        return int(self._r.zcard(self.keys.leases))
 
     def stats(self) -> dict[str, int]:
-        raw = self._guard(lambda: self._r.hgetall(self.keys.stats))
+        raw = self._r.hgetall(self.keys.stats)
         return {_text(key): int(value) for key, value in raw.items()}
 
     # -- plumbing --------------------------------------------------------------------
@@ -337,14 +326,7 @@ class BatchBuffer:
         return int(sec) * 1000 + int(usec) // 1000
 
     def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        return self._guard(lambda: script(keys=keys, args=args))
-
-    @staticmethod
-    def _guard(fn: Any) -> Any:
-        try:
-            return fn()
-        except redis.RedisError as exc:
-            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        return script(keys=keys, args=args)
 
 
 def _text(value: Any) -> str:

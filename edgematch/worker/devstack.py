@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -52,14 +52,20 @@ def _stop(proc: subprocess.Popen[Any], timeout_s: float = 10.0) -> None:
 
 
 class RedisServer:
-    """A private redis-server on a free port, in its own directory (AOF optional)."""
+    """A private redis-server on a free port, in its own directory (AOF optional).
 
-    def __init__(self, *, appendonly: bool = False, port: int | None = None) -> None:
+    ``extra_args`` are more ``redis-server`` options (``--replicaof 127.0.0.1 PORT`` …).
+    """
+
+    def __init__(
+        self, *, appendonly: bool = False, port: int | None = None, extra_args: Sequence[str] = ()
+    ) -> None:
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed: run scripts/bootstrap")
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="edgematch-redis-"))
         self.appendonly = appendonly
+        self.extra_args = list(extra_args)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -85,6 +91,7 @@ class RedisServer:
             "yes",
             "--logfile",
             str(self.dir / "redis.log"),
+            *self.extra_args,
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port)

@@ -30,7 +30,6 @@ from typing import Any, Final, cast
 
 import redis
 
-from edgematch.worker.errors import TransientError
 from edgematch.worker.keys import Keys
 
 #: Seconds an entry may be missing from its queue before it is counted lost: covers the
@@ -88,23 +87,17 @@ class Journal:
     def add(self, task_id: str, name: str, kwargs: Mapping[str, Any], queue: str) -> None:
         """Record a task about to be published (call before publishing it)."""
         doc = json.dumps({"task": name, "kwargs": kwargs, "queue": queue}, separators=(",", ":"))
-        try:
-            pipe = self._r.pipeline()
-            pipe.hset(self._entries, task_id, doc)
-            pipe.zadd(self._at, {task_id: time.time()})
-            pipe.execute()
-        except redis.RedisError as exc:
-            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        pipe = self._r.pipeline()
+        pipe.hset(self._entries, task_id, doc)
+        pipe.zadd(self._at, {task_id: time.time()})
+        pipe.execute()
 
     def done(self, task_id: str) -> None:
         """The task has ended (done, dead-lettered, split): nothing to recover."""
-        try:
-            pipe = self._r.pipeline()
-            pipe.hdel(self._entries, task_id)
-            pipe.zrem(self._at, task_id)
-            pipe.execute()
-        except redis.RedisError as exc:
-            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        pipe = self._r.pipeline()
+        pipe.hdel(self._entries, task_id)
+        pipe.zrem(self._at, task_id)
+        pipe.execute()
 
     def pending(self) -> int:
         """Entries not closed yet (tasks queued, running, waiting to retry, or lost)."""
@@ -115,17 +108,11 @@ class Journal:
         a third of the grace period, when shorter) across the whole pool."""
         every_s = min(SWEEP_EVERY_S, self._grace_s / 3)
         key = f"{self._ns}:journal:swept"
-        try:
-            return bool(self._r.set(key, "1", nx=True, px=max(1, int(every_s * 1000))))
-        except redis.RedisError as exc:
-            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        return bool(self._r.set(key, "1", nx=True, px=max(1, int(every_s * 1000))))
 
     def recover(self, publish: Publish) -> Recovery:
         """Republish the entries older than the grace period that are alive nowhere."""
-        try:
-            return self._recover(publish)
-        except redis.RedisError as exc:
-            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        return self._recover(publish)
 
     def _recover(self, publish: Publish) -> Recovery:
         cutoff = time.time() - self._grace_s

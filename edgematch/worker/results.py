@@ -20,7 +20,7 @@ from typing import Any
 import redis
 
 from edgematch.worker import metrics
-from edgematch.worker.errors import ObjectMissing, TransientError
+from edgematch.worker.errors import ObjectMissing
 from edgematch.worker.items import Item
 from edgematch.worker.keys import Keys
 
@@ -151,20 +151,17 @@ class ResultStore:
         doc["recorded_at"] = time.time()
         body = json.dumps(doc, separators=(",", ":"))
         key = self._k.result(result.bucket, result.key)
-        try:
-            previous = self._r.get(key)
-            if previous is not None and json.loads(previous).get("item_id") == result.item_id:
-                return False
-            pipe = self._r.pipeline()
-            pipe.set(key, body, ex=self._ttl_s)
-            pipe.set(
-                self._k.content_result(result.content_bucket, result.content_key),
-                f"{result.bucket}/{result.key}",
-                ex=self._ttl_s,
-            )
-            pipe.execute()
-        except redis.RedisError as exc:
-            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        previous = self._r.get(key)
+        if previous is not None and json.loads(previous).get("item_id") == result.item_id:
+            return False
+        pipe = self._r.pipeline()
+        pipe.set(key, body, ex=self._ttl_s)
+        pipe.set(
+            self._k.content_result(result.content_bucket, result.content_key),
+            f"{result.bucket}/{result.key}",
+            ex=self._ttl_s,
+        )
+        pipe.execute()
         return True
 
     def get(self, bucket: str, key: str) -> dict[str, Any] | None:

@@ -25,13 +25,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import redis
-
 from edgematch.config.celery import celery_config
 from edgematch.worker import backpressure, heartbeat
 from edgematch.worker.backfill import Checkpoints
 from edgematch.worker.buffer import limiter_window
-from edgematch.worker.errors import TransientError
 from edgematch.worker.keys import QUEUE_STEPS
 from edgematch.worker.runtime import Runtime
 from edgematch.worker.timespec import format_moment
@@ -85,10 +82,7 @@ class Snapshot:
 
 def collect(rt: Runtime) -> Snapshot:
     """Read the pipeline's state. Raises TransientError when Redis cannot be reached."""
-    try:
-        return _collect(rt)
-    except redis.RedisError as exc:
-        raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+    return _collect(rt)
 
 
 def _collect(rt: Runtime) -> Snapshot:
