@@ -133,7 +133,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_on_failure_or_timeout": True,
         "worker_prefetch_multiplier": 1,
         "worker_disable_prefetch": True,
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # When the broker's connection drops (a Redis restart or failover), running tasks
+        # go on. Cancelling them (Celery's SIGTERM to the pool process) would kill a pump
+        # holding an API answer, whose batch would then be sent a second time once its
+        # lease ran out; every task is idempotent, so one that runs again after its
+        # unacknowledged message comes back changes nothing.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         # SIGTERM: stop taking tasks, let running ones finish for the grace period, then
         # hand what is left back to the broker (late acknowledgement makes that safe).
         "worker_soft_shutdown_timeout": settings.shutdown_grace_s,

@@ -3,7 +3,9 @@
 One failure policy for every step (``_guarded``): a ``TransientError`` is retried with
 capped, jittered backoff up to ``EDGEMATCH_MAX_ATTEMPTS``; anything else — a permanent
 error, a configuration problem (S3 access denied), or a bug — is recorded as a dead letter
-with the task's arguments, so that nothing is acknowledged and forgotten.
+with the task's arguments, so that nothing is acknowledged and forgotten. Redis or the
+broker being unavailable is nobody's attempt: those retries are free for a while
+(worker/outages.py), so a restart or a failover never turns work into dead letters.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,14 +25,14 @@ from celery import Task
 from edgematch.config.celery import queue_for
 from edgematch.tasks import lifecycle
 from edgematch.tasks.app import app
-from edgematch.worker import backpressure, matcher, metrics
+from edgematch.worker import backpressure, matcher, metrics, outages
 from edgematch.worker import ingest as ingest_step
 from edgematch.worker.backoff import compute_backoff
 from edgematch.worker.backpressure import INGEST_BATCH
 from edgematch.worker.errors import EdgematchError, TransientError
 from edgematch.worker.logs import get_logger
 from edgematch.worker.poison import POISON, Deliveries, counter_ttl_s, is_poison
-from edgematch.worker.redisclient import publishing
+from edgematch.worker.redisclient import BrokerUnavailable, RedisUnavailable, publishing
 from edgematch.worker.results import Result, consume
 from edgematch.worker.runtime import runtime
 
@@ -178,7 +181,21 @@ def _guarded(
                 _close(rt, task_id)
             return value
     except TransientError as exc:
-        attempt = task.request.retries + 1
+        headers = task.request.headers or {}
+        free = (
+            outages.free_retry(
+                headers,
+                now=time.time(),
+                base_s=rt.settings.backoff_base_s,
+                cap_s=rt.settings.backoff_cap_s,
+            )
+            if isinstance(exc, RedisUnavailable | BrokerUnavailable)
+            else None
+        )
+        if free is not None:
+            log.warning(f"{step}_outage_retry", error=str(exc), delay_s=round(free.countdown_s, 3))
+            raise task.retry(exc=exc, countdown=free.countdown_s, headers=free.headers) from exc
+        attempt = outages.attempt(task.request.retries, headers)
         if attempt < rt.settings.max_attempts:
             delay = compute_backoff(
                 attempt, base_s=rt.settings.backoff_base_s, cap_s=rt.settings.backoff_cap_s
@@ -188,7 +205,9 @@ def _guarded(
             told_s = getattr(exc, "retry_after_s", 0.0)
             delay = max(delay, min(told_s, rt.settings.backoff_cap_s))
             log.warning(f"{step}_retry", error=str(exc), attempt=attempt, delay_s=round(delay, 3))
-            raise task.retry(exc=exc, countdown=delay) from exc
+            raise task.retry(
+                exc=exc, countdown=delay, headers=outages.streak_over(headers)
+            ) from exc
         reason, message, attempts = "retries_exhausted", str(exc), attempt
     except EdgematchError as exc:
         reason, message, attempts = exc.reason, str(exc), task.request.retries + 1

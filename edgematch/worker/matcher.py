@@ -36,6 +36,7 @@ from edgematch.worker.errors import (
 )
 from edgematch.worker.items import Item
 from edgematch.worker.logs import get_logger
+from edgematch.worker.redisclient import BrokerUnavailable, RedisUnavailable
 from edgematch.worker.results import CLEAN, MATCH, UNSCANNABLE, Result
 from edgematch.worker.runtime import Runtime
 
@@ -44,6 +45,11 @@ log = get_logger(__name__)
 Publish = Callable[[Result], None]
 #: Hands the results of one request on together (one results task per request).
 PublishMany = Callable[[Sequence[Result]], None]
+
+#: The longest a pump holding an answer waits for Redis or the broker to come back: within
+#: the 30 s the pump task's soft time limit leaves after its longest request
+#: (config/celery.py), and never past the batch's lease.
+SETTLE_OUTAGE_S = 25.0
 
 
 @dataclass(frozen=True)
@@ -155,9 +161,13 @@ def send_batch(
 
     ``publish`` gets the batch's results in one call. ``before_send`` runs once the
     request's slot is recorded, just before it goes out.
+
+    Once the API has answered, the answer is settled even through a short Redis or broker
+    outage (a restart, a failover): see :func:`_settle_through_outage`.
     """
-    results = _Results(publish)
     buf = rt.buffer
+    # Measured from here, just after the take: the lease began a moment before.
+    settle_by = time.monotonic() + min(rt.settings.lease_s - 2.0, SETTLE_OUTAGE_S)
     blog = log.bind(batch_id=batch.id, items=len(batch.items), probe=batch.probe)
     request = [HashItem(content_id=i.id, data=i.data) for i in batch.items]
     metrics.BATCH_SIZE.observe(len(request))
@@ -171,15 +181,57 @@ def send_batch(
         metrics.API_REQUESTS.labels(*_outcome(exc)).inc()
         if not isinstance(exc, TransportError):
             metrics.API_LATENCY.observe(time.monotonic() - started)
-        _on_failure(rt, batch, exc, results=results, blog=blog)
+        failure = exc  # bound for the closure: ``exc`` is unbound when the clause ends
+        _settle_through_outage(
+            lambda: _on_failure(rt, batch, failure, results=_Results(publish), blog=blog),
+            until=settle_by,
+            blog=blog,
+        )
         return
     metrics.API_REQUESTS.labels("ok", str(response.http_status)).inc()
     metrics.API_LATENCY.observe(time.monotonic() - started)
-    if batch.probe:
-        buf.close_breaker()
-        blog.info("breaker_closed")
-    buf.count("requests_ok")
-    _settle_response(rt, batch, response, results=results)
+
+    def settle() -> None:
+        if batch.probe:
+            buf.close_breaker()
+            blog.info("breaker_closed")
+        buf.count("requests_ok")
+        _settle_response(rt, batch, response, results=_Results(publish))
+
+    _settle_through_outage(settle, until=settle_by, blog=blog)
+
+
+def _settle_through_outage(
+    settle: Callable[[], None],
+    *,
+    until: float,
+    blog: Any,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Run ``settle`` (publish an answer's results, settle its batch) until it gets through
+    Redis and the broker, or until ``until`` (monotonic seconds); then raise.
+
+    A pump that gave up here would leave its batch leased: when the lease ran out the
+    batch would be taken again and sent a second time, spending quota on hashes already
+    answered. ``settle`` must be safe to run again from the start: dead letters are keyed
+    by item, results are recorded once per item, and the settle of a batch is idempotent.
+    """
+    delay_s, waited = 0.25, False
+    while True:
+        try:
+            settle()
+        except (RedisUnavailable, BrokerUnavailable) as exc:
+            if time.monotonic() + delay_s > until:
+                raise
+            if not waited:
+                blog.warning("batch_settle_waits", error=str(exc))
+                waited = True
+            sleep(delay_s)
+            delay_s = min(2 * delay_s, 2.0)
+            continue
+        if waited:
+            blog.info("batch_settled_after_outage")
+        return
 
 
 def _outcome(exc: EdgematchError) -> tuple[str, str]:
