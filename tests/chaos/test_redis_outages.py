@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from edgematch.worker.devstack import SentinelGroup
 from edgematch.worker.localstack import LocalPipeline
 from edgematch.worker.localstack import wait_until as _wait
 from edgematch.worker.redisclient import redis_client
@@ -136,6 +137,64 @@ def test_redis_restarted_under_load_on_the_defaults(
 
     ledger = record_ledger(
         pipe, "Redis restarted 10 s under load, defaults", keys, fault_end=fault_end
+    )
+    assert ledger["lost"] == 0 and ledger["duplicated"] == 0, ledger
+    assert ledger["dead_letters"] == {}, ledger
+    assert ledger["quarantined"] == ledger["reports"] == len(known), ledger
+    assert pipe.sandbox_stats()["items_total"] == len(keys)  # none scanned twice
+
+
+@pytest.fixture
+def sentinel_group() -> Iterator[SentinelGroup]:
+    """A master, two replicas and three sentinels (deploy/README.md); the master is started
+    by the pipeline it is handed to."""
+    group = SentinelGroup()
+    yield group
+    group.close()
+
+
+def test_sentinel_master_failed_over_under_load_on_the_defaults(
+    make_pipeline: MakePipeline,
+    record_ledger: RecordLedger,
+    uploader: Callable[..., threading.Thread],
+    sentinel_group: SentinelGroup,
+) -> None:
+    """Behind Sentinel (broker and store, sentinel:// URLs), the master goes down while
+    uploads flow and a replica is promoted: every upload gets its verdict, nothing is
+    dead-lettered, and the API sees each hash once."""
+    group = sentinel_group
+    # The README's settings for Redis behind Sentinel (Configuration: EDGEMATCH_REDIS_URL,
+    # EDGEMATCH_BROKER_URL, EDGEMATCH_SENTINEL_MASTER).
+    sentinel = {
+        "EDGEMATCH_REDIS_URL": group.url,
+        "EDGEMATCH_BROKER_URL": group.url,
+        "EDGEMATCH_SENTINEL_MASTER": group.name,
+    }
+    pipe = make_pipeline(
+        rate=10.0, quarantine_bucket=QUARANTINE, settings=sentinel, redis_server=group.master
+    )
+    group.start()
+    hashes, known = _hashes("failover", 100)
+    pipe.add_known(hashes[k] for k in known)
+    pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
+    keys = list(hashes)
+    uploading = uploader(pipe, hashes, 0.1)
+    _wait(lambda: _results(pipe, keys) >= 20, 120, "the first results")
+
+    _requests_in_flight(pipe)
+    old = group.master.port
+    pipe.redis.stop()  # the master's host goes away; the sentinels notice after 5 s
+    _wait(lambda: group.master_port() not in (None, old), 90, "a replica promoted")
+    new = group.master_port()
+    assert new is not None
+    pipe.redis = group.node(new)  # where the test itself reads from now on
+    fault_end = time.time()
+    pipe.sandbox_faults(slow_rate=0.0)
+    uploading.join(120)
+    _wait_all(pipe, keys, len(known), timeout_s=300)
+
+    ledger = record_ledger(
+        pipe, "Sentinel master down, replica promoted, defaults", keys, fault_end=fault_end
     )
     assert ledger["lost"] == 0 and ledger["duplicated"] == 0, ledger
     assert ledger["dead_letters"] == {}, ledger
