@@ -13,6 +13,7 @@ client translates every Redis error (``redisclient.py``).
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from collections.abc import Iterable, Sequence
@@ -24,6 +25,7 @@ from typing import Any
 import redis
 
 from edgematch.config.settings import Settings
+from edgematch.worker import cooldown
 from edgematch.worker.items import Item
 from edgematch.worker.keys import LANES, Keys
 
@@ -55,13 +57,18 @@ class LaneState:
 
 @dataclass(frozen=True)
 class WindowUse:
-    """The pool's use of the rate limit right now."""
+    """The pool's use of the rate limit right now.
+
+    ``cooldown_asked_s`` is what the last capped 429 asked for (0 when none is): the pool
+    then waits out ``cooldown_s`` and sends one probe before it resumes.
+    """
 
     used: int
     capacity: int
     window_s: float
     cooldown_s: float
     breaker_open: bool
+    cooldown_asked_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,7 @@ class BatchBuffer:
         self._settle = client.register_script(_script("settle"))
         self._kick = client.register_script(_script("kick"))
         self._hold = client.register_script(_script("hold_until"))
+        self._cool_down = client.register_script(_script("cool_down"))
         self._mark_sent = client.register_script(_script("mark_sent"))
         self._wait_turn = client.register_script(_script("wait_turn"))
 
@@ -162,6 +170,7 @@ class BatchBuffer:
                 k.breaker_probe,
                 k.stats,
                 k.background_credit,
+                k.cooldown_capped,
             ],
             [
                 uuid.uuid4().hex,
@@ -205,10 +214,18 @@ class BatchBuffer:
         return bool(owned)
 
     # -- pool-wide signals ------------------------------------------------------------
-    def set_cooldown(self, seconds: float) -> None:
-        """Hold every request of the pool for ``seconds`` (never shortens a longer hold)."""
+    def set_cooldown(self, retry_after_s: float) -> cooldown.Cooldown:
+        """Hold every request of the pool after a 429 that asked for ``retry_after_s``: for
+        that long up to EDGEMATCH_MAX_COOLDOWN_S, else for that long and then one probe
+        request first (worker/cooldown.py). Never shortens a longer hold. Returns the plan."""
+        planned = cooldown.plan(retry_after_s, ceiling_s=self._s.max_cooldown_s)
         k = self.keys
-        self._call(self._hold, [k.cooldown, k.stats], [int(seconds * 1000), "cooldowns", "expire"])
+        self._call(
+            self._cool_down,
+            [k.cooldown, k.cooldown_capped, k.stats],
+            [int(planned.hold_s * 1000), int(planned.asked_s * 1000)],
+        )
+        return planned
 
     def open_breaker(self, seconds: float) -> None:
         """The key was refused: stop the pool, then allow one probe after ``seconds``."""
@@ -221,6 +238,17 @@ class BatchBuffer:
     def close_breaker(self) -> None:
         """A request was accepted: the key works again."""
         self._r.delete(self.keys.breaker, self.keys.breaker_probe)
+
+    def resume(self) -> set[str]:
+        """A probe request was accepted: the pool resumes. Returns what held it:
+        ``breaker`` (the key works again) and/or ``cooldown`` (a capped cooldown ended)."""
+        k = self.keys
+        pipe = self._r.pipeline()
+        pipe.delete(k.breaker)
+        pipe.delete(k.cooldown_capped)
+        pipe.delete(k.breaker_probe)
+        breaker, capped, _ = pipe.execute()
+        return {name for name, n in (("breaker", breaker), ("cooldown", capped)) if int(n)}
 
     def count(self, field: str, by: int = 1) -> None:
         self._r.hincrby(self.keys.stats, field, by)
@@ -302,15 +330,17 @@ class BatchBuffer:
         pipe.zrange(k.rate_log, 0, -1, withscores=True)
         pipe.get(k.cooldown)
         pipe.get(k.breaker)
-        (sec, usec), log, cooldown, breaker = pipe.execute()
+        pipe.get(k.cooldown_capped)
+        (sec, usec), log, until, breaker, capped = pipe.execute()
         now_ms = int(sec) * 1000 + int(usec) // 1000
         used = sum(1 for _, score in log if score > now_ms - self._window_ms)
         return WindowUse(
             used=used,
             capacity=self._per_window,
             window_s=self._window_ms / 1000,
-            cooldown_s=max(0.0, (int(cooldown or 0) - now_ms) / 1000),
+            cooldown_s=max(0.0, (int(until or 0) - now_ms) / 1000),
             breaker_open=breaker is not None,
+            cooldown_asked_s=capped_asked_s(capped),
         )
 
     def in_flight(self) -> int:
@@ -327,6 +357,16 @@ class BatchBuffer:
 
     def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         return script(keys=keys, args=args)
+
+
+def capped_asked_s(raw: bytes | str | None) -> float:
+    """What a capped cooldown's marker says the server asked for, in seconds (0: none)."""
+    if raw is None:
+        return 0.0
+    try:
+        return max(0.0, float(json.loads(raw)["asked_ms"]) / 1000)
+    except (ValueError, TypeError, KeyError):
+        return 0.0
 
 
 def _text(value: Any) -> str:

@@ -193,8 +193,11 @@ def send_batch(
 
     def settle() -> None:
         if batch.probe:
-            buf.close_breaker()
-            blog.info("breaker_closed")
+            resumed = buf.resume()
+            if "breaker" in resumed:
+                blog.info("breaker_closed")
+            if "cooldown" in resumed:
+                blog.info("cooldown_probe_accepted")
         buf.count("requests_ok")
         _settle_response(rt, batch, response, results=_Results(publish))
 
@@ -256,9 +259,15 @@ def _on_failure(
     buf = rt.buffer
     if isinstance(exc, RateLimited):
         metrics.RATE_LIMITED.inc()
-        buf.set_cooldown(exc.retry_after_s)
+        planned = buf.set_cooldown(exc.retry_after_s)
         buf.count("http_429")
-        blog.warning("rate_limited", retry_after_s=exc.retry_after_s)
+        blog.warning(
+            "rate_limited",
+            retry_after_s=exc.retry_after_s,
+            cooldown_s=planned.hold_s,
+            capped=planned.capped,
+            probe=batch.probe,
+        )
         _settle(rt, batch, (), [(item, 0.0) for item in batch.items], results)
         _end_probe(rt, batch)
         return

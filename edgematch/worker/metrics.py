@@ -147,6 +147,8 @@ NAMES = frozenset(
     f"{PREFIX}_rate_limit_requests_in_window",
     f"{PREFIX}_rate_limit_capacity",
     f"{PREFIX}_cooldown_seconds",
+    f"{PREFIX}_cooldown_capped",
+    f"{PREFIX}_cooldown_asked_seconds",
     f"{PREFIX}_breaker_open",
     f"{PREFIX}_dead_letters",
     f"{PREFIX}_redis_up",
@@ -216,6 +218,19 @@ class RedisLevels(Collector):
         )
         cooldown.add_metric([], window.cooldown_s)
         yield cooldown
+        capped = GaugeMetricFamily(
+            f"{PREFIX}_cooldown_capped",
+            "1 while a 429 asked for more than EDGEMATCH_MAX_COOLDOWN_S: the pool waits the "
+            "ceiling, then one probe request, until one is accepted.",
+        )
+        capped.add_metric([], 1.0 if window.cooldown_asked_s else 0.0)
+        yield capped
+        asked = GaugeMetricFamily(
+            f"{PREFIX}_cooldown_asked_seconds",
+            "What the 429 behind a capped cooldown asked for (Retry-After); 0 when none is.",
+        )
+        asked.add_metric([], window.cooldown_asked_s)
+        yield asked
         breaker = GaugeMetricFamily(
             f"{PREFIX}_breaker_open", "1 while the API refuses the subscription key."
         )
