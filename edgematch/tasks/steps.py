@@ -39,6 +39,7 @@ from edgematch.worker.runtime import runtime
 log = get_logger(__name__)
 T = TypeVar("T")
 E = TypeVar("E")
+R = TypeVar("R")
 
 #: Threads one worker process runs a batch task's S3 calls on, side by side.
 FANOUT_THREADS = 8
@@ -166,15 +167,18 @@ def _guarded(
         rt.settings.namespace,
         ttl_s=counter_ttl_s(rt.settings.visibility_timeout_s, rt.settings.max_deliveries),
     )
+
     try:
-        delivery = deliveries.begin(task_id, task.request.retries) if task_id else 1
+        delivery = (
+            _ride(lambda: deliveries.begin(task_id, task.request.retries), step) if task_id else 1
+        )
         if is_poison(delivery, rt.settings.max_deliveries):
             reason, attempts = POISON, delivery - 1
             message = f"began {attempts} times and never finished: each run killed its worker"
         else:
-            value = on_redelivery() if on_redelivery and delivery > 1 else run()
+            value = _ride(on_redelivery if on_redelivery and delivery > 1 else run, step)
             if replayed_from:
-                outcome = rt.dead_letters.resolve(replayed_from)
+                outcome = _ride(lambda: rt.dead_letters.resolve(replayed_from), step)
                 log.info("replay_resolved", replayed_from=replayed_from, entry=outcome)
             if task_id:
                 deliveries.finish(task_id)
@@ -239,6 +243,13 @@ def _guarded(
         _close(rt, task_id)
     log.error(f"{step}_dead_lettered", reason=reason, error=message, attempts=attempts)
     return "dead_lettered"
+
+
+def _ride(work: Callable[[], R], step: str) -> R:
+    """``work()``, waiting out a Redis or broker outage inside the task (worker/outages.py):
+    a retry would need the broker, which is often the Redis that is away."""
+    event = f"{step}_waits_for_redis"
+    return outages.ride_out(work, for_s=outages.RIDE_OUT_S, log=log, event=event)
 
 
 def _close(rt: Any, task_id: str) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from edgematch.worker import metrics
+from edgematch.worker import metrics, outages
 from edgematch.worker.api import BatchResponse, HashItem, ItemOutcome
 from edgematch.worker.backoff import compute_backoff
 from edgematch.worker.buffer import Batch, Empty, Wait
@@ -36,7 +36,6 @@ from edgematch.worker.errors import (
 )
 from edgematch.worker.items import Item
 from edgematch.worker.logs import get_logger
-from edgematch.worker.redisclient import BrokerUnavailable, RedisUnavailable
 from edgematch.worker.results import CLEAN, MATCH, UNSCANNABLE, Result
 from edgematch.worker.runtime import Runtime
 
@@ -167,7 +166,7 @@ def send_batch(
     """
     buf = rt.buffer
     # Measured from here, just after the take: the lease began a moment before.
-    settle_by = time.monotonic() + min(rt.settings.lease_s - 2.0, SETTLE_OUTAGE_S)
+    settled_by = time.monotonic() + min(rt.settings.lease_s - 2.0, SETTLE_OUTAGE_S)
     blog = log.bind(batch_id=batch.id, items=len(batch.items), probe=batch.probe)
     request = [HashItem(content_id=i.id, data=i.data) for i in batch.items]
     metrics.BATCH_SIZE.observe(len(request))
@@ -181,15 +180,17 @@ def send_batch(
         metrics.API_REQUESTS.labels(*_outcome(exc)).inc()
         if not isinstance(exc, TransportError):
             metrics.API_LATENCY.observe(time.monotonic() - started)
+        settle_s = max(0.0, settled_by - time.monotonic())
         failure = exc  # bound for the closure: ``exc`` is unbound when the clause ends
         _settle_through_outage(
             lambda: _on_failure(rt, batch, failure, results=_Results(publish), blog=blog),
-            until=settle_by,
             blog=blog,
+            for_s=settle_s,
         )
         return
     metrics.API_REQUESTS.labels("ok", str(response.http_status)).inc()
     metrics.API_LATENCY.observe(time.monotonic() - started)
+    settle_s = max(0.0, settled_by - time.monotonic())
 
     def settle() -> None:
         if batch.probe:
@@ -201,40 +202,19 @@ def send_batch(
         buf.count("requests_ok")
         _settle_response(rt, batch, response, results=_Results(publish))
 
-    _settle_through_outage(settle, until=settle_by, blog=blog)
+    _settle_through_outage(settle, blog=blog, for_s=settle_s)
 
 
-def _settle_through_outage(
-    settle: Callable[[], None],
-    *,
-    until: float,
-    blog: Any,
-    sleep: Callable[[float], None] = time.sleep,
-) -> None:
-    """Run ``settle`` (publish an answer's results, settle its batch) until it gets through
-    Redis and the broker, or until ``until`` (monotonic seconds); then raise.
+def _settle_through_outage(settle: Callable[[], None], *, blog: Any, for_s: float) -> None:
+    """Settle an answer (publish its results, settle its batch) even through a Redis or
+    broker outage of up to ``for_s`` seconds.
 
-    A pump that gave up here would leave its batch leased: when the lease ran out the
-    batch would be taken again and sent a second time, spending quota on hashes already
-    answered. ``settle`` must be safe to run again from the start: dead letters are keyed
-    by item, results are recorded once per item, and the settle of a batch is idempotent.
+    A pump that gave up would leave its batch leased: when the lease ran out the batch
+    would be taken again and sent a second time, spending quota on hashes already
+    answered. Running ``settle`` again is safe: dead letters are keyed by item, results are
+    recorded once per item, and the settle of a batch is idempotent.
     """
-    delay_s, waited = 0.25, False
-    while True:
-        try:
-            settle()
-        except (RedisUnavailable, BrokerUnavailable) as exc:
-            if time.monotonic() + delay_s > until:
-                raise
-            if not waited:
-                blog.warning("batch_settle_waits", error=str(exc))
-                waited = True
-            sleep(delay_s)
-            delay_s = min(2 * delay_s, 2.0)
-            continue
-        if waited:
-            blog.info("batch_settled_after_outage")
-        return
+    outages.ride_out(settle, for_s=for_s, log=blog, event="batch_settle_waits")
 
 
 def _outcome(exc: EdgematchError) -> tuple[str, str]:

@@ -1,9 +1,17 @@
-"""Riding out a Redis or broker outage without spending a task's attempts. Pure.
+"""Riding out a Redis or broker outage without spending a task's attempts.
 
-A task that fails because Redis or the broker cannot be reached (``RedisUnavailable``,
-``BrokerUnavailable``) has nothing wrong with it: a restart or a Sentinel failover takes
-seconds to a minute or two, and ``EDGEMATCH_MAX_ATTEMPTS`` (8, with backoff from 1 s)
-would be spent in about that time, turning work into ``retries_exhausted`` dead letters.
+First inside the task: :func:`ride_out` runs the work again while it fails only because
+Redis or the broker is unavailable, for up to ``RIDE_OUT_S`` — a restart, or a Sentinel
+failover (5 s and a moment with ``deploy/redis/sentinel.conf``), is over by then. Handing
+the retry to the broker instead would need the broker, which in the default single-Redis
+setup is the Redis that is away: Celery then drops the retry and the message waits in
+kombu's unacknowledged set for the visibility timeout (an hour).
+
+Then through the broker, with the decisions below (pure). A task that fails because Redis
+or the broker cannot be reached (``RedisUnavailable``, ``BrokerUnavailable``) has nothing
+wrong with it, and an outage can last a minute or two: ``EDGEMATCH_MAX_ATTEMPTS`` (8,
+with backoff from 1 s) would be spent in about that time, turning work into
+``retries_exhausted`` dead letters.
 So such a retry is *free*: Celery still counts it in ``request.retries`` (deliveries are
 counted per retry, worker/poison.py), and the message's headers count it again
 (``OUTAGE_RETRIES``), so that the failure policy's attempt is
@@ -22,20 +30,26 @@ hosts).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from edgematch.worker.backoff import compute_backoff
+from edgematch.worker.redisclient import BrokerUnavailable, RedisUnavailable
+
+T = TypeVar("T")
 
 __all__ = [
     "OUTAGE_BUDGET_S",
     "OUTAGE_RETRIES",
     "OUTAGE_RETRY_CAP_S",
     "OUTAGE_SINCE",
+    "RIDE_OUT_S",
     "FreeRetry",
     "attempt",
     "free_retry",
+    "ride_out",
     "streak_over",
 ]
 
@@ -48,6 +62,10 @@ OUTAGE_SINCE: Final = "edgematch_outage_since"
 OUTAGE_BUDGET_S: Final = 1800.0
 #: The longest wait between two free retries.
 OUTAGE_RETRY_CAP_S: Final = 30.0
+#: How long a task waits inside itself for Redis or the broker to come back.
+RIDE_OUT_S: Final = 20.0
+#: What counts as an outage: Redis or the broker unavailable, nothing wrong with the work.
+OUTAGES: Final = (RedisUnavailable, BrokerUnavailable)
 
 
 @dataclass(frozen=True)
@@ -98,3 +116,33 @@ def streak_over(headers: Mapping[str, Any] | None) -> dict[str, Any]:
     kept = dict(headers or {})
     kept.pop(OUTAGE_SINCE, None)
     return kept
+
+
+def ride_out(
+    work: Callable[[], T],
+    *,
+    for_s: float,
+    log: Any,
+    event: str,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """``work()``, run again while it raises an outage error, for up to ``for_s`` seconds
+    (waits 0.25 s, doubling to 2 s); then the error goes through. ``event`` is logged
+    once with the error when the first wait begins.
+
+    ``work`` must be safe to run again from the start: every step is idempotent.
+    """
+    until = clock() + for_s
+    delay_s, waited = 0.25, False
+    while True:
+        try:
+            return work()
+        except OUTAGES as exc:
+            if clock() + delay_s > until:
+                raise
+            if not waited:
+                log.warning(event, error=str(exc), for_s=for_s)
+                waited = True
+            sleep(delay_s)
+            delay_s = min(2 * delay_s, 2.0)

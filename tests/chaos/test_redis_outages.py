@@ -84,11 +84,17 @@ def _diagnose(pipe: LocalPipeline, keys: list[str]) -> str:
             json.loads(raw)[0].get("headers", {}).get("task")
             for raw in client.hvals(f"{ns}:kombu:unacked")
         ]
+        # The worker's last warnings and errors: what it was doing when it stopped.
+        complaints = [
+            line[:300]
+            for line in pipe.log_lines("worker")
+            if '"level": "error"' in line or '"level": "warning"' in line
+        ][-15:]
         return (
             f"{len(keys) - _results(pipe, keys)} missing; buffer "
             f"{client.zcard(pipe.keys.ready)} waiting, {client.zcard(pipe.keys.leases)} leased; "
             f"queues {queues}; unacked {unacked}; {client.zcard(f'{ns}:journal:at')} journaled; "
-            f"dead letters {letters}"
+            f"dead letters {letters}; the worker's last complaints: " + "\n".join(complaints)
         )
     finally:
         client.close()

@@ -18,6 +18,7 @@ import redis
 from edgematch.config.settings import Settings
 from edgematch.tasks import steps
 from edgematch.worker import runtime as runtime_module
+from edgematch.worker.devstack import RedisServer
 from edgematch.worker.errors import EdgematchError, TransientError
 from edgematch.worker.locks import exclusive
 from edgematch.worker.outages import (
@@ -298,3 +299,27 @@ def test_an_outage_longer_than_the_budget_counts_again(rt: Runtime) -> None:
     assert _run(task, _redis_down) == "dead_lettered"
     (entry,) = rt.dead_letters.list()
     assert entry.reason == "retries_exhausted" and "redis unavailable" in entry.message
+
+
+def test_a_short_redis_outage_is_waited_out_inside_the_task(
+    make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis away for 2 s (a restart): the task waits inside itself and completes, with no
+    retry handed to the broker — in the single-Redis setup, the Redis that is away."""
+    server = RedisServer().start()
+    rt = Runtime(make_settings(redis_url=server.url, namespace="ridetest"))
+    monkeypatch.setattr(runtime_module, "_current", rt)
+    back = threading.Timer(2.0, server.start)
+    try:
+        rt.redis.ping()
+        server.stop()
+        back.start()
+        task = FakeTask()
+        started = time.monotonic()
+        assert _run(task, lambda: int(rt.redis.incr("ridetest:work"))) == 1
+        assert task.retried == []
+        assert 2.0 <= time.monotonic() - started < OUTAGE_RETRY_CAP_S
+    finally:
+        back.join()
+        rt.close()
+        server.close()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from edgematch.worker.backoff import compute_backoff
+from edgematch.worker.errors import TransientError
 from edgematch.worker.outages import (
     OUTAGE_BUDGET_S,
     OUTAGE_RETRIES,
@@ -13,8 +15,10 @@ from edgematch.worker.outages import (
     OUTAGE_SINCE,
     attempt,
     free_retry,
+    ride_out,
     streak_over,
 )
+from edgematch.worker.redisclient import BrokerUnavailable, RedisUnavailable
 
 BASE_S, CAP_S, MAX_ATTEMPTS = 1.0, 300.0, 8  # the defaults (config/settings.py)
 
@@ -107,3 +111,59 @@ def test_free_retry_backoff_is_the_task_backoff_capped() -> None:
     assert free is not None
     ceiling = compute_backoff(3, base_s=BASE_S, cap_s=OUTAGE_RETRY_CAP_S, jitter=0.0)
     assert ceiling / 2 <= free.countdown_s <= ceiling
+
+
+class _Clock:
+    """A monotonic clock that moves only when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def warning(self, event: str, **_: object) -> None:
+        self.events.append(event)
+
+
+def test_ride_out_runs_the_work_again_until_the_outage_is_over() -> None:
+    """An outage shorter than the ride-out costs waits, not a failure; it is logged once."""
+    clock, log = _Clock(), _Log()
+    failures = [RedisUnavailable("down"), BrokerUnavailable("down"), RedisUnavailable("down")]
+
+    def work() -> str:
+        if failures:
+            raise failures.pop(0)
+        return "done"
+
+    done = ride_out(
+        work, for_s=20, log=log, event="x_waits", sleep=clock.sleep, clock=lambda: clock.now
+    )
+    assert done == "done"
+    assert clock.slept == [0.25, 0.5, 1.0]
+    assert log.events == ["x_waits"]
+
+
+def test_ride_out_gives_up_after_its_time_and_lets_other_errors_through() -> None:
+    """A longer outage raises after about ``for_s``; any other error is not waited on."""
+    clock, log = _Clock(), _Log()
+
+    def down() -> None:
+        raise RedisUnavailable("still down")
+
+    with pytest.raises(RedisUnavailable):
+        ride_out(down, for_s=20, log=log, event="x", sleep=clock.sleep, clock=lambda: clock.now)
+    assert 18 <= clock.now <= 20 and max(clock.slept) == 2.0
+
+    def broken() -> None:
+        raise TransientError("S3 answered SlowDown")
+
+    with pytest.raises(TransientError, match="SlowDown"):
+        ride_out(broken, for_s=20, log=log, event="x", sleep=clock.sleep, clock=lambda: clock.now)
