@@ -35,8 +35,12 @@ from edgematch.worker.buffer import Batch, Empty, Wait
 from edgematch.worker.errors import (
     CredentialError,
     EdgematchError,
+    ItemRejected,
+    ItemTransient,
     PermanentError,
     RateLimited,
+    RequestRejected,
+    ServerError,
     TransientError,
     TransportError,
 )
@@ -194,7 +198,7 @@ def send_batch(
 
 def _outcome(exc: EdgematchError) -> tuple[str, str]:
     """The (outcome, code) labels of a failed request: a small, fixed set of values."""
-    code = getattr(exc, "status_code", None)
+    code = _status_code(exc)
     if isinstance(exc, RateLimited):
         return "rate_limited", "429"
     if isinstance(exc, CredentialError):
@@ -204,6 +208,12 @@ def _outcome(exc: EdgematchError) -> tuple[str, str]:
     if isinstance(exc, TransientError):
         return "server_error", str(code) if code else "none"
     return "rejected", str(code) if code else "none"
+
+
+def _status_code(exc: EdgematchError) -> int | None:
+    """The HTTP or API status code an error carries, for the classes that carry one."""
+    carriers = CredentialError | ServerError | ItemTransient | ItemRejected | RequestRejected
+    return exc.status_code if isinstance(exc, carriers) else None
 
 
 def _on_failure(
@@ -352,7 +362,7 @@ def _decide(
         publish=publish,
         response=response,
         outcome=outcome,
-        status_code=getattr(exc, "status_code", None),
+        status_code=_status_code(exc),
     )
 
 

@@ -891,15 +891,18 @@ def test_an_answer_that_stays_ambiguous_ends_match_signalled(make_harness: MakeH
 
 
 def test_a_short_answer_without_ids_signals_every_item(make_harness: MakeHarness) -> None:
-    """MatchHash's id-less answer one result short (the first lost): no item is answered by
+    """MatchHash's id-less answer one result short (an innocent one's lost): nothing is read by
     position. The hit matches on the next attempt; the others, any of which the lost
     answer's match could have been, end match_signalled instead of clean."""
     h = make_harness()
     items = h.push(3)
     hit = items[1].id
-    h.api.answer = results_answer(
-        lambda ids: [_one(None, "mid-hit") if i == hit else _one(None) for i in ids[1:]]
-    )
+
+    def one_short(ids: list[str]) -> list[dict[str, object]]:
+        lost = next(i for i in ids if i != hit)  # one innocent item's result goes missing
+        return [_one(None, "mid-hit") if i == hit else _one(None) for i in ids if i != lost]
+
+    h.api.answer = results_answer(one_short)
     h.send(h.take_batch())
     assert h.results == []
     assert all(item.match_signal for item in h.waiting().values())
