@@ -891,9 +891,9 @@ def test_an_answer_that_stays_ambiguous_ends_match_signalled(make_harness: MakeH
 
 
 def test_a_short_answer_without_ids_signals_every_item(make_harness: MakeHarness) -> None:
-    """MatchHash's id-less answer one result short (an innocent one's lost): nothing is read by
-    position. The hit matches on the next attempt; the others, any of which the lost
-    answer's match could have been, end match_signalled instead of clean."""
+    """MatchHash's id-less answer one result short (an innocent item's lost): nothing is
+    read by position. The hit matches on the next attempt; the match could have been any
+    item's, so the others end match_signalled instead of clean."""
     h = make_harness()
     items = h.push(3)
     hit = items[1].id
