@@ -16,9 +16,12 @@ every single step — no matched or quarantined content readable again.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -353,3 +356,143 @@ def test_the_orders_are_every_interleaving() -> None:
         for name in "AB":
             steps = [kind for kind, who in order if who == name]
             assert steps == ["upload", "ingest", "record", "quarantine"][: len(steps)]
+
+
+# --- the gate, the lock, the compare-and-set ---------------------------------------------
+
+
+def _clean_result(item: Item) -> Result:
+    return Result.for_item(item, verdict=CLEAN)
+
+
+def _ingest_one(rt: Runtime, s3: S3Client, bucket: str, key: str, lane: str = "live") -> Item:
+    head = s3.head_object(Bucket=bucket, Key=f"{key}.bin")
+    event = ObjectCreated(
+        bucket=bucket,
+        key=f"{key}.bin",
+        version_id=head.get("VersionId"),
+        etag=head["ETag"].strip('"'),
+        size=head["ContentLength"],
+        event_time=None,
+        event_name="ObjectCreated:Put",
+        sequencer=None,
+        source="s3",
+    )
+    before = set(rt.redis.hkeys(rt.buffer.keys.items))
+    outcome = ingest_step.ingest(
+        rt,
+        event,
+        correlation_id="corr",
+        lane=lane,
+        publish=lambda _result: None,
+        start_pump=lambda _pump: None,
+    )
+    assert outcome == ingest_step.ADDED
+    (new,) = set(rt.redis.hkeys(rt.buffer.keys.items)) - before
+    raw = rt.redis.hget(rt.buffer.keys.items, new)
+    assert raw is not None
+    return Item.from_json(raw)
+
+
+def test_the_gate_holds_a_new_version_but_not_a_verdict_being_rescanned(
+    s3: S3Client, redis_client: redis.Redis, make_settings: MakeSettings, no_downstream: None
+) -> None:
+    """EDGEMATCH_GATE=on: a version with its verdict keeps it while replayed; an upload
+    that came with a copied `clean` tag is held `pending` all the same."""
+    rt = Runtime(make_settings(namespace="gate", gate=True))
+    log = structlog.get_logger("test")
+    try:
+        s3.create_bucket(Bucket="gated")
+        s3.put_object(Bucket="gated", Key="a.jpg", Body=b"first")
+        s3.put_object(Bucket="gated", Key="a.jpg.bin", Body=os.urandom(924))
+        item = _ingest_one(rt, s3, "gated", "a.jpg")
+        assert _tags_of(s3, "gated", "a.jpg") == {TAG: "pending"}
+        consume(_clean_result(item), store=rt.results, tags=verdict_tags(rt), log=log)
+        assert _tags_of(s3, "gated", "a.jpg") == {TAG: CLEAN}
+
+        # The same version ingested again (a replay): it stays clean meanwhile.
+        rt.buffer.forget(f"gated\x00a.jpg.bin\x00etag:{item.etag}")
+        _ingest_one(rt, s3, "gated", "a.jpg", lane="replay")
+        assert _tags_of(s3, "gated", "a.jpg") == {TAG: CLEAN}
+
+        # New bytes uploaded with the old tags copied onto them: held until scanned.
+        s3.put_object(Bucket="gated", Key="a.jpg", Body=b"second", Tagging=f"{TAG}=clean")
+        s3.put_object(Bucket="gated", Key="a.jpg.bin", Body=os.urandom(924))
+        _ingest_one(rt, s3, "gated", "a.jpg")
+        assert _tags_of(s3, "gated", "a.jpg") == {TAG: "pending"}
+    finally:
+        rt.close()
+
+
+def _tags_of(s3: S3Client, bucket: str, key: str) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]}
+
+
+def test_a_result_waits_for_another_tag_writer_then_applies_the_rule(
+    s3: S3Client, redis_client: redis.Redis, make_settings: MakeSettings, no_downstream: None
+) -> None:
+    """Quarantine holds the content's tag lock: the late clean result of the same write
+    waits for it, then finds `quarantined` and leaves it."""
+    rt = Runtime(make_settings(namespace="lock", quarantine_mode="tag"))
+    log = structlog.get_logger("test")
+    try:
+        s3.create_bucket(Bucket="locked")
+        s3.put_object(Bucket="locked", Key="b.jpg", Body=b"bytes")
+        s3.put_object(Bucket="locked", Key="b.jpg.bin", Body=os.urandom(924))
+        item = _ingest_one(rt, s3, "locked", "b.jpg")
+        hit = Result.for_item(item, verdict=MATCH, is_match=True, match_ids=("m",))
+        consume(hit, store=rt.results, tags=verdict_tags(rt), log=log)
+        tags = verdict_tags(rt)
+        released = threading.Event()
+        late = dataclasses.replace(_clean_result(item), item_id="late", scanned_at=time.time())
+
+        def hold_then_quarantine() -> None:
+            with tags.lock("locked", "b.jpg"):
+                time.sleep(0.5)
+                tags.write("locked", "b.jpg", "quarantined", version_id=None)
+            released.set()
+
+        holder = threading.Thread(target=hold_then_quarantine)
+        holder.start()
+        time.sleep(0.1)
+        consume(late, store=rt.results, tags=verdict_tags(rt), log=log)
+        assert released.is_set()  # it waited for the holder
+        holder.join()
+        assert _tags_of(s3, "locked", "b.jpg") == {TAG: "quarantined"}
+        recorded = rt.results.current("locked", "b.jpg.bin")
+        assert recorded is not None and recorded["item_id"] == item.id
+    finally:
+        rt.close()
+
+
+def test_the_recorded_result_is_a_compare_and_set(
+    redis_client: redis.Redis, make_settings: MakeSettings
+) -> None:
+    """A write decided on a result that was replaced meanwhile is refused; each item is
+    fresh once."""
+    rt = Runtime(make_settings(namespace="cas"))
+    try:
+        store = rt.results
+        first = Result(
+            item_id="one",
+            verdict=CLEAN,
+            bucket="b",
+            key="k.bin",
+            version_id=None,
+            etag="e1",
+            content_bucket="b",
+            content_key="k",
+            is_match=False,
+            correlation_id="c",
+            attempts=1,
+        )
+        second = dataclasses.replace(first, item_id="two", etag="e2")
+        assert store.commit(first, record=True, expected_item=None) is True
+        assert store.commit(second, record=True, expected_item=None) is None
+        assert store.commit(second, record=True, expected_item="one") is True
+        assert store.commit(second, record=False, expected_item="two") is False
+        assert store.commit(first, record=False, expected_item="two") is False
+        current = store.current("b", "k.bin")
+        assert current is not None and current["item_id"] == "two"
+    finally:
+        rt.close()
