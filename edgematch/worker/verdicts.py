@@ -18,6 +18,10 @@ could not tell — the hash file was gone or replaced before it could be read).
   otherwise on the current object only while it still holds the scanned bytes (its ETag,
   checked just before). A result whose content version is unknown tags nothing.
 
+Why ask S3 which write is current rather than order events: S3's ``sequencer`` orders the
+events of one key, but not every store sends one (moto does not), and event times do not
+order two writes of the same millisecond. The store's own answer holds for every store.
+
 **A verdict never weakens a stronger one** of the same version. Strength::
 
     pending < clean < unscannable < match < quarantined
