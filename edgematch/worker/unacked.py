@@ -114,11 +114,17 @@ class DeliveryKeeper:
             self._held[str(tag)] = (message, time.monotonic())
 
     def held(self) -> list[str]:
-        """Tags still held, forgetting those settled or held past ``max_age_s``."""
+        """Tags still held, forgetting those settled, those of a channel that closed (the
+        broker connection was lost: kombu gives them back, or the sweep does once they go
+        stale) and those held past ``max_age_s``."""
         now = time.monotonic()
         with self._lock:
             for tag, (message, since) in list(self._held.items()):
-                if getattr(message, "acknowledged", False) or now - since > self._max_age_s:
+                if (
+                    getattr(message, "acknowledged", False)
+                    or getattr(getattr(message, "channel", None), "closed", False)
+                    or now - since > self._max_age_s
+                ):
                     del self._held[tag]
             return list(self._held)
 

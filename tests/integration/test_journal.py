@@ -242,6 +242,21 @@ def test_a_live_workers_deliveries_are_kept_fresh_and_left_alone(
     assert redis_client.zcard(INDEX) == 0 and redis_client.hlen(UNACKED) == 0
 
 
+def test_a_keeper_lets_go_of_the_deliveries_of_a_lost_connection(
+    broker: Broker, redis_client: redis.Redis
+) -> None:
+    """Once the consumer's broker connection is gone, its deliveries are its no longer:
+    they are not refreshed, and go back once stale, whatever kombu managed to restore."""
+    broker.publish("cut-off")
+    (message,) = broker.take()
+    keeper = DeliveryKeeper(redis_client, NS, max_age_s=3600)
+    keeper.hold(message)
+    assert keeper.held() == [_tag(message)]
+    channel: Any = broker.connection.default_channel
+    channel.close()
+    assert keeper.held() == []
+
+
 def test_a_keeper_lets_go_of_a_delivery_held_past_the_visibility_timeout(
     broker: Broker, redis_client: redis.Redis
 ) -> None:
