@@ -152,6 +152,15 @@ def test_bad_input_of_every_kind(
         assert key in found, f"no result for {key}"
         return found[key]
 
+    # The API will answer for these two with something that is not JSON, or with fields
+    # missing: each is retried on the default schedule (8 attempts, backoff from 1 s, about
+    # a minute and a half), then unscannable (section 5). Sent first, so that the rest runs
+    # meanwhile; a second apart, so that they rarely ride one request.
+    answers = {"api/not-json.jpg.bin": NOT_JSON, "api/missing-fields.jpg.bin": MISSING_FIELDS}
+    for key, data in answers.items():
+        pipe.upload(key, data, content=b"an image")
+        time.sleep(1.0)
+
     # 1. Messages intake cannot use: each a dead letter with its reason.
     send("this is not json")
     send(json.dumps({"hello": "world"}))
@@ -191,13 +200,7 @@ def test_bad_input_of_every_kind(
         assert doc["verdict"] == "unscannable" and doc["reason"].startswith(reason), doc
         assert text in doc["reason"], doc["reason"]
 
-    # 5. The API answers with something that is not JSON, or with fields missing: each
-    # retried on the default schedule (8 attempts, backoff from 1 s), then unscannable. A
-    # second apart, so that they rarely ride one request.
-    answers = {"api/not-json.jpg.bin": NOT_JSON, "api/missing-fields.jpg.bin": MISSING_FIELDS}
-    for key, data in answers.items():
-        pipe.upload(key, data, content=b"an image")
-        time.sleep(1.0)
+    # 5. The unreadable answers (sent first, above) ended retries_exhausted.
     for key in answers:
         doc = result(key, timeout_s=200)
         assert doc["verdict"] == "unscannable", doc

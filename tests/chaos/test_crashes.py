@@ -174,7 +174,7 @@ def test_worker_processes_sigkilled_three_times(
     assert pipe.processes is not None
     # Paced, so that uploads keep arriving through the kills: a pipeline that has scanned
     # everything takes no batch left to be killed with.
-    uploading = uploader(pipe, hashes, 0.15)
+    uploading = uploader(pipe, hashes, 0.1)
 
     client = redis.Redis.from_url(pipe.redis.url)
 
@@ -185,11 +185,11 @@ def test_worker_processes_sigkilled_three_times(
     seen: set[str] = set()
     last_kill = time.monotonic()
     for kind in KILLS:
-        # A batch taken since the last kill (a dead worker's lease stays in the set until
-        # it runs out), and some seconds after it, so that the kills spread over the run.
-        _wait(lambda: bool(leases() - seen), 60, "a batch in flight")  # noqa: B023
+        # Some seconds after the last kill, so that the kills spread over the run, a batch
+        # taken since (a dead worker's lease stays in the set until it runs out).
+        time.sleep(max(0.0, last_kill + 5.0 - time.monotonic()))
         seen |= leases()
-        time.sleep(max(0.0, last_kill + 6.0 - time.monotonic()))
+        _wait(lambda: bool(leases() - seen), 60, "a batch in flight")  # noqa: B023
         worker = pipe.processes.procs["worker"]
         if kind == "child":
             _wait(lambda: len(_children(worker.pid)) == 2, 30, "the pool")  # noqa: B023
