@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -126,6 +127,10 @@ class BatchBuffer:
         self._hold = client.register_script(_script("hold_until"))
         self._mark_sent = client.register_script(_script("mark_sent"))
         self._renew = client.register_script(_script("renew_lease"))
+        # Batches this process is sending, and the thread that renews their leases.
+        self._kept: set[str] = set()
+        self._keep_lock = threading.Lock()
+        self._keeper: threading.Thread | None = None
         self._wait_turn = client.register_script(_script("wait_turn"))
 
     # -- items in ---------------------------------------------------------------------
@@ -207,34 +212,43 @@ class BatchBuffer:
     def keeping(self, batch_id: str) -> Iterator[None]:
         """Renew the batch's lease every third of it while the block runs.
 
-        The renewing thread lives and dies with this process: a live request, however
-        slow, keeps its batch, and a killed one's comes back within ``lease_s``.
+        One thread per process renews every batch the process is sending: it lives and
+        dies with the process, so a live request, however slow, keeps its batch, and a
+        killed one's comes back within ``lease_s``. The thread is started once, not per
+        batch: a thread starting beside a request would compete with it for the GIL just
+        as it goes out, and delay it past its rate-limit slot.
         """
-        stop = threading.Event()
-        keeper = threading.Thread(
-            target=self._keep_leased,
-            args=(batch_id, stop),
-            name="lease-keeper",
-            daemon=True,
-        )
-        keeper.start()
+        with self._keep_lock:
+            self._kept.add(batch_id)
+            if self._keeper is None or not self._keeper.is_alive():
+                self._keeper = threading.Thread(
+                    target=self._keep_leased, name="lease-keeper", daemon=True
+                )
+                self._keeper.start()
         try:
             yield
         finally:
-            stop.set()
-            keeper.join()
+            with self._keep_lock:
+                self._kept.discard(batch_id)
 
-    def _keep_leased(self, batch_id: str, stop: threading.Event) -> None:
-        while not stop.wait(self._s.lease_s / 3):
-            try:
-                if not self.renew(batch_id):
+    def _keep_leased(self) -> None:
+        while True:
+            time.sleep(self._s.lease_s / 3)
+            with self._keep_lock:
+                batch_ids = list(self._kept)
+            for batch_id in batch_ids:
+                try:
+                    renewed = self.renew(batch_id)
+                except TransientError as exc:
+                    log.warning("lease_renewal_failed", batch_id=batch_id, error=str(exc))
+                    continue
+                if not renewed:
                     # Settled just now, or lost while this process could not renew it
                     # (frozen, or Redis out of reach for a whole lease): then its items
                     # went back, and the settle logs lease_lost.
                     log.debug("lease_not_renewed", batch_id=batch_id)
-                    return
-            except TransientError as exc:
-                log.warning("lease_renewal_failed", batch_id=batch_id, error=str(exc))
+                    with self._keep_lock:
+                        self._kept.discard(batch_id)
 
     def settle(
         self, batch_id: str, finished: Iterable[str], again: Sequence[tuple[Item, float]]
