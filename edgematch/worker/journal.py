@@ -161,8 +161,9 @@ class Journal:
         for delivery in stale:
             queue = queue_of(delivery, self._queues)
             if queue is None:
-                # Not one of ours: kombu restores it after the visibility timeout.
-                log.warning(
+                # Not one of ours: kombu restores it after the visibility timeout. Debug:
+                # it is looked at again every sweep until then.
+                log.debug(
                     "delivery_not_ours", delivery_tag=delivery.tag, queue=delivery.routing_key
                 )
                 continue

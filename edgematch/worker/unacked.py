@@ -244,7 +244,8 @@ def _deliveries(tags: list[str], raws: list[bytes | None]) -> Iterator[Delivery]
             entry = json.loads(text)
             message, routing_key = entry[0], str(entry[2])
         except (ValueError, LookupError, TypeError):
-            log.warning("unacked_unreadable", delivery_tag=tag)
+            # Left to kombu's restore; looked at again every sweep until then.
+            log.debug("unacked_unreadable", delivery_tag=tag)
             continue
         headers = message.get("headers") if isinstance(message, dict) else None
         headers = headers if isinstance(headers, dict) else {}
