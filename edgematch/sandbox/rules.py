@@ -23,6 +23,7 @@ from edgematch.sandbox.multipart import (
 )
 
 __all__ = [
+    "CONFLICT_MATCH_ID",
     "DEFAULT_HASH_SIZE",
     "DESCRIPTIONS",
     "INVALID_PARAMETERS",
@@ -39,6 +40,7 @@ __all__ = [
     "Verdict",
     "check_item_count",
     "classify_hash",
+    "conflicting_result",
     "error_body",
     "items_from_match_hash",
     "items_from_multipart",
@@ -77,6 +79,8 @@ MAX_ITEMS_PER_REQUEST = 5
 DEFAULT_HASH_SIZE = 924
 MATCH_SOURCE = "sandbox"
 MATCH_VIOLATIONS = ("A1",)
+#: The MatchId of the made-up match a conflicting answer gives a clean item.
+CONFLICT_MATCH_ID = "sandbox-conflict"
 
 UNAUTHORIZED_MESSAGE = (
     "Access denied due to invalid subscription key. "
@@ -111,6 +115,9 @@ class Verdict:
     content_id: str
     code: int
     match_id: str | None = None
+    #: Fault injection: the item is answered twice under its ContentId, the opposite
+    #: verdict first (a clean before a match; a made-up match before a clean).
+    conflict: bool = False
 
     @property
     def is_match(self) -> bool:
@@ -267,15 +274,24 @@ def match_result(verdict: Verdict) -> dict[str, object]:
     }
 
 
+def conflicting_result(verdict: Verdict) -> dict[str, object]:
+    """The opposite answer for a 3000 verdict, under the same ContentId (fault injection)."""
+    if verdict.is_match:
+        return match_result(Verdict(verdict.content_id, OK))
+    return match_result(Verdict(verdict.content_id, OK, CONFLICT_MATCH_ID))
+
+
 def match_response(
     verdicts: Iterable[Verdict], *, tracking_id: str, request_id: str
 ) -> dict[str, object]:
-    """The 200 body of MatchEdgeHash and MatchHash: one result per item, in request order."""
-    return {
-        "TrackingId": tracking_id,
-        "MatchResults": [match_result(verdict) for verdict in verdicts],
-        "CMRequestId": request_id,
-    }
+    """The 200 body of MatchEdgeHash and MatchHash: one result per item, in request order
+    (a verdict marked ``conflict`` preceded by :func:`conflicting_result`)."""
+    results: list[dict[str, object]] = []
+    for verdict in verdicts:
+        if verdict.conflict and verdict.code == OK:
+            results.append(conflicting_result(verdict))
+        results.append(match_result(verdict))
+    return {"TrackingId": tracking_id, "MatchResults": results, "CMRequestId": request_id}
 
 
 def request_status_response(code: int, *, tracking_id: str, request_id: str) -> dict[str, object]:

@@ -22,7 +22,8 @@ Reproduced from the real service, as public material documents it:
 
 Beyond the service, for tests: a hash is a match when the SHA-256 of its bytes is in a
 known set (``--known FILE``), and seeded fault injection (5xx answers, slow answers, 3004
-items, connections closed without an answer, a forced status for every request). Faults,
+items, items answered twice with opposite verdicts, connections closed without an answer, a
+forced status for every request). Faults,
 the key, the rate and the known set can also be changed at runtime through a small JSON
 admin API under ``/_sandbox/`` that needs no key, and counters are served there
 (``GET /_sandbox/stats``), including the busiest one-second window of accepted requests,
@@ -62,6 +63,7 @@ from edgematch.sandbox.rules import (
     DEFAULT_HASH_SIZE,
     INVALID_PARAMETERS,
     MAX_ITEMS_PER_REQUEST,
+    OK,
     UNHANDLED_ERROR,
     Item,
     RequestRefused,
@@ -99,7 +101,7 @@ IDLE_TIMEOUT_S = 120.0
 POLL_INTERVAL_S = 0.1
 
 _OPERATION_BY_NAME = {name.lower(): name for name in OPERATIONS}
-_FRACTIONS = ("fail_rate", "slow_rate", "item_3004_rate", "drop_rate")
+_FRACTIONS = ("fail_rate", "slow_rate", "item_3004_rate", "drop_rate", "conflict_rate")
 _FAIL_STATUSES = (500, 503)
 
 
@@ -128,6 +130,10 @@ class SandboxConfig:
     item_3004_rate: float = 0.0
     #: Fraction of accepted requests whose connection is closed with no answer at all.
     drop_rate: float = 0.0
+    #: Fraction of 3000 items answered twice under one ContentId, the opposite verdict
+    #: first: a clean before a known hit's match, a made-up match before a clean. No
+    #: client can tell which is true; it must not take either for the item's verdict.
+    conflict_rate: float = 0.0
     #: When set, every request with a good key gets this HTTP status until cleared.
     force_status: int | None = None
     #: Seed of the fault-injection random generator, for reproducible runs.
@@ -170,6 +176,7 @@ class SandboxConfig:
             "slow_s": self.slow_s,
             "item_3004_rate": self.item_3004_rate,
             "drop_rate": self.drop_rate,
+            "conflict_rate": self.conflict_rate,
             "force_status": self.force_status,
             "seed": self.seed,
         }
@@ -186,6 +193,7 @@ CHANGEABLE_FIELDS = frozenset(
         "slow_s",
         "item_3004_rate",
         "drop_rate",
+        "conflict_rate",
         "force_status",
         "seed",
     }
@@ -228,6 +236,7 @@ class _Counters:
     items_by_code: Counter[str] = field(default_factory=Counter)
     top_level_by_code: Counter[str] = field(default_factory=Counter)
     matches_total: int = 0
+    conflicts_total: int = 0
     files_per_request: Counter[str] = field(default_factory=_new_histogram)
     reports_received: int = 0
     # Arrival times of accepted requests (monotonic seconds), sorted since they are
@@ -312,6 +321,9 @@ class SandboxState:
                         ),
                         content_id=item.content_id,
                     )
+                if verdict.code == OK and self._chance(config.conflict_rate):
+                    verdict = replace(verdict, conflict=True)
+                    counters.conflicts_total += 1
                 verdicts.append(verdict)
                 counters.items_total += 1
                 counters.items_by_code[str(verdict.code)] += 1
@@ -394,6 +406,7 @@ class SandboxState:
                 "items_by_code": _numeric_keys(counters.items_by_code),
                 "top_level_by_code": _numeric_keys(counters.top_level_by_code),
                 "matches_total": counters.matches_total,
+                "conflicts_total": counters.conflicts_total,
                 "files_per_request": _numeric_keys(counters.files_per_request),
                 "reports_received": counters.reports_received,
             }
@@ -801,7 +814,8 @@ Admin (JSON, no key):
   GET  /_sandbox/config      current config (without the key)
   GET  /_sandbox/reports     recorded Report bodies
   POST /_sandbox/faults      any of: key rate hash_size fail_rate slow_rate slow_s
-                             item_3004_rate drop_rate force_status (null clears) seed
+                             item_3004_rate drop_rate conflict_rate force_status
+                             (null clears) seed
   POST /_sandbox/known       {{"sha256": ["<hex digest>", ...]}}
   POST /_sandbox/reset       clear counters and reports (config is kept)
 
@@ -895,6 +909,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="fraction of requests whose connection is closed without an answer",
     )
     faults.add_argument(
+        "--conflict-rate",
+        type=_fraction,
+        default=0.0,
+        help="fraction of items answered twice under one ContentId, the opposite verdict "
+        "first (a clean before a match, a made-up match before a clean)",
+    )
+    faults.add_argument(
         "--force-status",
         type=int,
         default=None,
@@ -935,6 +956,7 @@ def _config_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace)
             slow_s=args.slow_s,
             item_3004_rate=args.item_3004_rate,
             drop_rate=args.drop_rate,
+            conflict_rate=args.conflict_rate,
             force_status=args.force_status,
             seed=args.seed,
         )

@@ -34,6 +34,7 @@ from edgematch.worker.logs import get_logger
 from edgematch.worker.poison import POISON, Deliveries, counter_ttl_s, is_poison
 from edgematch.worker.results import Result, consume
 from edgematch.worker.runtime import runtime
+from edgematch.worker.tagging import verdict_tags
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -123,10 +124,6 @@ def _retry_delay(attempt: int) -> float:
 
 def start_pump(pump_id: str) -> None:
     _send(pump, {"pump_id": pump_id})
-
-
-def _write_tags(bucket: str, key: str, tags: dict[str, str], version_id: str | None) -> None:
-    runtime().store.merge_tags(bucket, key, tags, version_id=version_id)
 
 
 def _guarded(
@@ -348,13 +345,7 @@ def record_result(
     return _guarded(
         self,
         "results",
-        lambda: consume(
-            Result.from_dict(result),
-            store=rt.results,
-            write_tags=_write_tags,
-            tag_key=rt.settings.result_tag,
-            log=log,
-        ),
+        lambda: consume(Result.from_dict(result), store=rt.results, tags=verdict_tags(rt), log=log),
         args={"result": result},
         correlation_id=correlation_id,
         location=(result.get("bucket"), result.get("key")),
@@ -470,13 +461,7 @@ def record_results(
     rt = runtime()
 
     def work(doc: dict[str, Any]) -> str:
-        fresh = consume(
-            Result.from_dict(doc),
-            store=rt.results,
-            write_tags=_write_tags,
-            tag_key=rt.settings.result_tag,
-            log=log,
-        )
+        fresh = consume(Result.from_dict(doc), store=rt.results, tags=verdict_tags(rt), log=log)
         return "recorded" if fresh else "repeat"
 
     return _batch(

@@ -3,7 +3,8 @@
 The module is split into pure functions (request building, response parsing, status
 classification, ``Retry-After`` parsing), tested without I/O, and :class:`PhotoDNAClient`,
 which owns one pooled :class:`httpx.Client` and is the single boundary where httpx
-exceptions are translated into :mod:`edgematch.worker.errors`.
+exceptions are translated into :mod:`edgematch.worker.errors`. Which result of an answer
+answers which item is decided by one rule, :func:`edgematch.worker.answers.route`.
 
 What :meth:`PhotoDNAClient.match` raises (whole-request outcomes; per-item outcomes are
 *returned* in :attr:`ItemOutcome.error`, never raised):
@@ -48,6 +49,7 @@ import structlog
 
 from edgematch import __version__
 from edgematch.config.settings import OPERATIONS, Secret, Settings
+from edgematch.worker import answers
 from edgematch.worker.errors import (
     CredentialError,
     ItemRejected,
@@ -147,7 +149,13 @@ class MatchFlag:
 
 @dataclass(frozen=True)
 class ItemOutcome:
-    """The answer for one item. ``error`` is None exactly when ``status_code`` is 3000."""
+    """The answer for one item. ``error`` is None exactly when ``status_code`` is 3000.
+
+    ``match_signalled``: a result that may be this item's said it matched. A verdict
+    (``error`` None) has it exactly when it is a match, so a clean verdict with a match
+    signal cannot be built; an unanswered item keeps it for the match step to remember.
+    Raises ValueError for a combination that breaks these rules (our bug).
+    """
 
     content_id: str
     status_code: int
@@ -155,6 +163,16 @@ class ItemOutcome:
     is_match: bool
     flags: tuple[MatchFlag, ...]
     error: ErrorForItem | None
+    match_signalled: bool = False
+
+    def __post_init__(self) -> None:
+        answered = self.error is None
+        if answered != (self.status_code == STATUS_OK):
+            raise ValueError(f"outcome of {self.content_id}: an error exactly when not 3000")
+        if self.is_match and not answered:
+            raise ValueError(f"outcome of {self.content_id}: a match with an error")
+        if answered and self.match_signalled != self.is_match:
+            raise ValueError(f"outcome of {self.content_id}: a verdict contradicting its signal")
 
     @property
     def match_ids(self) -> tuple[str, ...]:
@@ -241,9 +259,12 @@ def parse_response(
     3209 even under HTTP 200), ServerError (5xx, 1xx, 3xx, an unreadable or wrongly
     shaped 2xx body, a top-level transient Status). Nothing else escapes.
 
-    Results are matched to ``requested_ids`` by their echoed ``ContentId``, else by
-    position; a requested id with no result gets an ItemTransient outcome with status 0.
-    ``redact`` is applied to every piece of server text before it is kept.
+    Which result answers which of ``requested_ids`` is decided by
+    :func:`edgematch.worker.answers.route`: by ``ContentId``, or by position when no
+    result carries one and the count is right. An item no result answers unambiguously
+    gets an ItemTransient outcome with status 0 (``match_signalled`` when a result that may
+    be its own said match). ``redact`` is applied to every piece of server text before it
+    is kept.
     """
     clean = _cleaner(redact)
     if status_code == 429:
@@ -628,55 +649,38 @@ def _raise_request_status(
 def _outcomes(
     results: list[Any], requested_ids: Sequence[str], clean: Callable[[object], str]
 ) -> dict[str, ItemOutcome]:
-    wanted = set(requested_ids)
-    by_id: dict[str, ItemOutcome] = {}
-    for position, result in enumerate(results):
-        if not isinstance(result, dict):
-            continue
-        content_id = _result_id(result.get("ContentId"), position, requested_ids, wanted)
-        if content_id is None or content_id in by_id:
-            # An id we did not send, or a second answer for one: trust neither.
-            continue
-        by_id[content_id] = _item_outcome(content_id, result, clean)
-    return {
-        content_id: by_id.get(content_id) or _missing(content_id) for content_id in requested_ids
-    }
-
-
-def _result_id(
-    echoed: object, position: int, requested_ids: Sequence[str], wanted: set[str]
-) -> str | None:
-    if isinstance(echoed, int) and not isinstance(echoed, bool):
-        echoed = str(echoed)
-    if isinstance(echoed, str) and echoed:
-        if echoed in wanted:
-            return echoed
-        # Tolerate an echo of the filename rather than the form name.
-        if echoed.endswith(".bin") and echoed[:-4] in wanted:
-            return echoed[:-4]
-        return None
-    # No ContentId: the API answers in request order.
-    return requested_ids[position] if position < len(requested_ids) else None
+    outcomes: dict[str, ItemOutcome] = {}
+    for content_id, routed in answers.route(results, requested_ids).items():
+        if isinstance(routed, answers.Answered):
+            outcomes[content_id] = _item_outcome(content_id, routed.result, clean)
+        else:
+            outcomes[content_id] = _unreadable(content_id, routed.why, routed.match_signalled)
+    return outcomes
 
 
 def _item_outcome(
     content_id: str, result: Mapping[str, Any], clean: Callable[[object], str]
 ) -> ItemOutcome:
+    """What the item's own result says. Any claim of a match, even in a result that is
+    otherwise unreadable or not OK, is kept as ``match_signalled``."""
+    signalled = answers.says_match(result)
     status = result.get("Status")
     code = _status_code(status.get("Code")) if isinstance(status, dict) else None
     if code is None:
-        return _unreadable(content_id, "no status code in the answer")
+        return _unreadable(content_id, "no status code in the answer", signalled)
     description = clean(status.get("Description")) if isinstance(status, dict) else ""
     error = classify_item_status(code, description)
     if error is not None:
         table_text = STATUS_TABLE.get(code, ("permanent", "unknown status"))[1]
-        return ItemOutcome(content_id, code, description or table_text, False, (), error)
+        return ItemOutcome(content_id, code, description or table_text, False, (), error, signalled)
     is_match = result.get("IsMatch")
     if not isinstance(is_match, bool):
         # Reporting "no match" for an answer we cannot read could hide a match: retry.
-        return _unreadable(content_id, "status 3000 without a readable IsMatch")
+        return _unreadable(content_id, "status 3000 without a readable IsMatch", signalled)
+    if signalled and not is_match:
+        return _unreadable(content_id, "status 3000, IsMatch false but match flags", True)
     flags = _flags(result.get("MatchDetails"), clean) if is_match else ()
-    return ItemOutcome(content_id, code, description or "OK", is_match, flags, None)
+    return ItemOutcome(content_id, code, description or "OK", is_match, flags, None, is_match)
 
 
 def _flags(details: object, clean: Callable[[object], str]) -> tuple[MatchFlag, ...]:
@@ -700,12 +704,16 @@ def _list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _missing(content_id: str) -> ItemOutcome:
-    return _unreadable(content_id, "missing from the answer")
-
-
-def _unreadable(content_id: str, message: str) -> ItemOutcome:
-    return ItemOutcome(content_id, 0, message, False, (), ItemTransient(message, status_code=None))
+def _unreadable(content_id: str, message: str, match_signalled: bool) -> ItemOutcome:
+    return ItemOutcome(
+        content_id,
+        0,
+        message,
+        False,
+        (),
+        ItemTransient(message, status_code=None),
+        match_signalled,
+    )
 
 
 def _unique(values: Iterable[str]) -> tuple[str, ...]:

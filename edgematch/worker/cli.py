@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edgematch import __version__
 from edgematch.config.settings import Settings
+from edgematch.worker.cli_support import dumps, printable, safe_streams
 from edgematch.worker.errors import ConfigurationError
 from edgematch.worker.keys import QUEUE_STEPS, Keys
 
@@ -35,6 +36,7 @@ on-call (see deploy/runbooks/):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    safe_streams()
     parser = _parser()
     args, rest = parser.parse_known_args(argv)
     if rest and args.command not in ("worker", "beat", "sandbox"):
@@ -293,13 +295,13 @@ def _result(args: argparse.Namespace, rest: list[str]) -> int:
     try:
         bucket, key = parse_s3_uri(args.uri)
     except ValueError as exc:
-        print(f"edgematch: {exc}", file=sys.stderr)
+        print(f"edgematch: {printable(str(exc))}", file=sys.stderr)
         return 2
     doc = runtime().results.get(bucket, key)
     if doc is None:
-        print(f"edgematch: no result recorded for s3://{bucket}/{key}", file=sys.stderr)
+        print(f"edgematch: no result recorded for s3://{bucket}/{printable(key)}", file=sys.stderr)
         return 1
-    print(json.dumps(doc, indent=2, sort_keys=True))
+    print(dumps(doc, indent=2, sort_keys=True))
     return 0
 
 
@@ -317,29 +319,30 @@ def _reports_list(args: argparse.Namespace, rest: list[str]) -> int:
     docs = parts(runtime()).reports.list(since=since, status=args.status, limit=args.limit)
     for doc in docs:
         if args.json:
-            print(json.dumps(doc, sort_keys=True))
+            print(dumps(doc, sort_keys=True))
             continue
         evidence = doc.get("evidence") or {}
         where = f"s3://{evidence['bucket']}/{evidence['key']}" if evidence.get("bucket") else "-"
         content = doc.get("content") or {}
         print(
             f"{doc['report_id']}  {doc['status']:<9}  {doc['created_at']}  "
-            f"s3://{content.get('bucket')}/{content.get('key')}  "
-            f"evidence {evidence.get('state')} {where}"
+            + printable(
+                f"s3://{content.get('bucket')}/{content.get('key')}  "
+                f"evidence {evidence.get('state')} {where}"
+            )
         )
     return 0
 
 
 def _reports_show(args: argparse.Namespace, rest: list[str]) -> int:
     from edgematch.worker.downstream import parts
-    from edgematch.worker.reports import dumps
     from edgematch.worker.runtime import runtime
 
     doc = parts(runtime()).reports.find(args.report_id)
     if doc is None:
-        print(f"edgematch: no report {args.report_id}", file=sys.stderr)
+        print(f"edgematch: no report {printable(args.report_id)}", file=sys.stderr)
         return 1
-    print(dumps(doc))
+    print(dumps(doc, indent=2, sort_keys=True))
     return 0
 
 

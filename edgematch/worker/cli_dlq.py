@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from edgematch.worker.cli_support import duration, moment, rate, tool_runtime
+from edgematch.worker.cli_support import dumps, duration, moment, printable, rate, tool_runtime
 from edgematch.worker.timespec import format_moment
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ def _list(args: argparse.Namespace, rest: list[str]) -> int:
             f"{format_moment(entry.last_failed_at):<20}  {entry.reason:<18}  "
             f"{entry.queue:<18}  {entry.attempts:>3}  {entry.state:<9}  {entry.id}"
         )
-        print(f"{'':<20}  {_where(entry)}  {entry.message[:100]}")
+        print(f"{'':<20}  {printable(_where(entry))}  {printable(entry.message[:100])}")
     total = store.count()
     print(f"{shown} shown of {total} dead letters" + (" (filtered)" if where != Filter() else ""))
     return 0
@@ -170,7 +170,7 @@ def _print_json_array(docs: Iterable[dict[str, Any]]) -> None:
     # Streamed, so that listing every entry of a full store holds one at a time.
     sys.stdout.write("[")
     for n, doc in enumerate(docs):
-        sys.stdout.write(("," if n else "") + "\n" + json.dumps(doc, sort_keys=True))
+        sys.stdout.write(("," if n else "") + "\n" + dumps(doc, sort_keys=True))
     sys.stdout.write("\n]\n")
 
 
@@ -189,7 +189,7 @@ def _show(args: argparse.Namespace, rest: list[str]) -> int:
     doc = entry.to_dict()
     for name in ("first_failed_at", "last_failed_at", "replayed_at"):
         doc[name.removesuffix("_at")] = format_moment(doc[name]) if doc[name] else None
-    print(json.dumps(doc, indent=2, sort_keys=True))
+    print(dumps(doc, indent=2, sort_keys=True))
     return 0
 
 
@@ -254,7 +254,7 @@ def _replay(args: argparse.Namespace, rest: list[str]) -> int:
         + (f", {len(report.missing)} resolved meanwhile" if report.missing else "")
     )
     for entry_id, why in report.skipped.items():
-        print(f"  skipped {entry_id}: {why}")
+        print(f"  skipped {entry_id}: {printable(why)}")
     if report.error:
         print(f"edgematch dlq: stopped: {report.error}", file=sys.stderr)
         return 1
@@ -336,14 +336,15 @@ def _dry_run(replayer: Replayer, entries: list[DeadLetter]) -> None:
         try:
             planned = replayer.check(entry)
         except NotReplayable as exc:
-            print(f"skip    {entry.id}: {exc}")
+            print(f"skip    {entry.id}: {printable(str(exc))}")
             continue
         would += 1
         under_way = entry.state == "replaying"
         again = " (a replay is under way: re-enqueued, not rescanned)" if under_way else ""
         rescan = f", forgetting {len(planned.forget)} idempotency key(s)" if planned.forget else ""
         print(
-            f"replay  {entry.id} as {planned.task} [{entry.reason}] {_where(entry)}{rescan}{again}"
+            f"replay  {entry.id} as {planned.task} [{entry.reason}] "
+            f"{printable(_where(entry))}{rescan}{again}"
         )
     print(f"dry run: {would} of {len(entries)} would be replayed; nothing was changed")
 

@@ -5,14 +5,22 @@ stderr; log events go to stderr too, warnings and errors only unless
 ``EDGEMATCH_LOG_LEVEL=DEBUG``, so a JSON answer can be piped into ``jq`` as it is. Heavy
 modules are imported by the command that runs, never to build the parser, so
 ``edgematch --help`` stays fast.
+
+Object keys are any UTF-8 text: JSON answers carry them as text (``ensure_ascii=False``;
+JSON escapes control characters), and tables show them through :func:`printable`, so a
+key with a newline or a terminal escape cannot break a table or the terminal. A terminal
+whose encoding cannot show a character gets a backslash escape, not a crash
+(:func:`safe_streams`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgematch.worker.timespec import parse_duration, parse_moment
 
@@ -73,3 +81,25 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected at least 1, got {text!r}")
     return value
+
+
+def printable(text: str) -> str:
+    """``text`` for a table: characters that are not printable (controls, bidi overrides,
+    line separators …) as Python escapes (``\\n``, ``\\u202e``); the rest as it is."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def dumps(doc: Any, **options: Any) -> str:
+    """A JSON answer with text as text (unicode keys readable, controls still escaped)."""
+    return json.dumps(doc, ensure_ascii=False, **options)
+
+
+def safe_streams() -> None:
+    """Let stdout and stderr escape what their encoding cannot show, instead of raising
+    UnicodeEncodeError half-way through an answer (a unicode key on a latin-1 terminal)."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:  # a TextIOWrapper; tests may swap in a StringIO
+            reconfigure(errors="backslashreplace")

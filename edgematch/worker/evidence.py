@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from botocore.exceptions import ClientError
 
@@ -199,7 +199,8 @@ class EvidenceStore:
             "MetadataDirective": "REPLACE",
             "Metadata": dict(metadata),
             "TaggingDirective": "REPLACE",
-            "Tagging": urlencode(dict(tags)),
+            # A URL query; spaces as %20, not "+", which some stores would keep as "+".
+            "Tagging": urlencode(dict(tags), quote_via=quote),
             # S3 computes a full-object SHA-256 of the copy, read back when verifying.
             "ChecksumAlgorithm": "SHA256",
             **{_KEPT_HEADERS[name]: value for name, value in source.headers.items()},

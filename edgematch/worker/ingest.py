@@ -36,7 +36,10 @@ from edgematch.worker.logs import get_logger
 from edgematch.worker.matchcache import MatchCache
 from edgematch.worker.results import MATCH, UNSCANNABLE, Result
 from edgematch.worker.runtime import Runtime
+from edgematch.worker.s3text import decode_metadata_value
 from edgematch.worker.storage import ObjectInfo, content_location
+from edgematch.worker.tagging import verdict_tags
+from edgematch.worker.verdicts import Facts, version_of
 
 log = get_logger(__name__)
 
@@ -119,7 +122,18 @@ def ingest(
             info, suffix=s.hash_suffix, allowed_buckets=s.allowed_buckets
         )
     except PermanentError as exc:
-        return _refuse(rt, obj, correlation_id, lane, publish, reason=exc.reason, message=str(exc))
+        return _refuse(
+            rt,
+            obj,
+            correlation_id,
+            lane,
+            publish,
+            reason=exc.reason,
+            message=str(exc),
+            # Gone, or replaced since the event: which content it stood for is unknown,
+            # and its result must not touch a newer upload's (verdicts.py).
+            content_known=not isinstance(exc, ObjectMissing),
+        )
     content_version_id, content_etag = _content_version(rt, info, content_bucket, content_key)
     item = Item.new(
         bucket=obj.bucket,
@@ -160,15 +174,30 @@ def _hold_for_scan(rt: Runtime, item: Item) -> None:
     The bucket policy in deploy/ denies reading content tagged pending, match,
     quarantined or unscannable, so content is not served before it is scanned, and stays
     unserved when its scan fails (fail closed) until a person decides.
+
+    A content version that already has its verdict (a replay, a rescan) keeps it while it
+    is scanned again: ``pending`` never replaces a verdict of the same version (tagging.py).
+    Any other version gets ``pending`` whatever its tags say, so an upload that copied an
+    older version's tags is held all the same.
     """
-    try:
-        rt.store.merge_tags(
+    recorded = rt.results.current(item.bucket, item.key)
+    scanned = version_of(item.content_version_id, item.content_etag)
+    same_version = (
+        recorded is not None
+        and scanned is not None
+        and Facts.of(recorded).content_version == scanned
+    )
+    tags = verdict_tags(rt)
+    with tags.lock(item.content_bucket, item.content_key):
+        now = tags.write(
             item.content_bucket,
             item.content_key,
-            {rt.settings.result_tag: PENDING},
+            PENDING,
             version_id=item.content_version_id,
+            lane=item.lane,
+            force=not same_version,
         )
-    except ObjectMissing:
+    if now is None:
         log.info("gate_content_missing", bucket=item.content_bucket, key=item.content_key)
 
 
@@ -181,7 +210,7 @@ def _content_version(
     else the current version (one HEAD). None, None when it cannot be known — gone
     already, or not readable by us — which quarantine then records rather than guesses.
     """
-    metadata = {k.lower(): v for k, v in info.metadata.items()}
+    metadata = {k.lower(): decode_metadata_value(v) for k, v in info.metadata.items()}
     if metadata.get("content-version-id"):
         return metadata["content-version-id"], None
     try:
@@ -234,9 +263,23 @@ def _refuse(
     *,
     reason: str,
     message: str,
+    content_known: bool = True,
 ) -> str:
+    """Dead-letter ``obj`` and publish its ``unscannable`` result.
+
+    The result names the content version current now (the hash key minus its suffix), so
+    the content is tagged ``unscannable`` — unless ``content_known`` is False: the hash
+    file was gone or replaced, and its result then tags nothing.
+    """
     s = rt.settings
     content_key = obj.key[: -len(s.hash_suffix)] if obj.key.endswith(s.hash_suffix) else obj.key
+    content_version_id = content_etag = None
+    if content_known:
+        try:
+            head = rt.store.head(obj.bucket, content_key)
+            content_version_id, content_etag = head.version_id, head.etag
+        except (PermanentError, ConfigurationError):
+            pass  # no content to tag, or none we may read
     item = Item(
         id="refused-"
         + hashlib.sha256(obj.identity.encode("utf-8", "surrogatepass")).hexdigest()[:32],
@@ -251,6 +294,8 @@ def _refuse(
         hash_b64="",
         lane=lane,
         event_time=obj.event_time,
+        content_version_id=content_version_id,
+        content_etag=content_etag,
     )
     rt.dead_letters.add(
         task="edgematch.ingest",

@@ -38,6 +38,10 @@ class Item:
     # The content object's version as of ingest: quarantine acts on that version only.
     content_version_id: str | None = None
     content_etag: str | None = None
+    #: Set when an answer that could not be read may have said this item matched (which
+    #: request, and why it could not be read). It travels with the item through its
+    #: retries: such an item ends ``match`` or ``unscannable``, never ``clean``.
+    match_signal: str | None = None
 
     @classmethod
     def new(
@@ -86,6 +90,11 @@ class Item:
     def sent(self, error: str | None = None) -> Item:
         """This item after one more request carried it (``error``: what went wrong)."""
         return replace(self, attempts=self.attempts + 1, last_error=error or self.last_error)
+
+    def signalled(self, note: str) -> Item:
+        """This item remembering a match signal; the first one is kept, later ones add
+        nothing on-call needs."""
+        return self if self.match_signal else replace(self, match_signal=note)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

@@ -107,6 +107,14 @@ class Keys:
         """STRING: the hash object location whose result covers content object bucket/key."""
         return f"{self.ns}:result-content:{bucket}/{key}"
 
+    def result_item(self, item_id: str) -> str:
+        """STRING with a TTL: this item's result was recorded once (later ones are repeats)."""
+        return f"{self.ns}:result-item:{item_id}"
+
+    def tag_lock(self, bucket: str, key: str) -> str:
+        """STRING with a TTL: one writer at a time of a content object's verdict tag."""
+        return f"{self.ns}:tag-lock:{_digest(bucket + chr(0) + key)}"
+
     @property
     def dead_letters(self) -> str:
         """HASH dead-letter id -> entry JSON."""

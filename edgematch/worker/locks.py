@@ -37,13 +37,23 @@ class LockHeld(TransientError):
 
 
 @contextlib.contextmanager
-def exclusive(client: redis.Redis, name: str, *, ttl_s: float, what: str) -> Iterator[None]:
+def exclusive(
+    client: redis.Redis, name: str, *, ttl_s: float, what: str, wait_s: float = 0.0
+) -> Iterator[None]:
     """Hold the lock ``name`` for the block, renewing its ``ttl_s`` while the block runs.
 
-    Raises ``LockHeld`` when another holder has it and ``TransientError`` when Redis
+    ``wait_s`` > 0 waits that long for a holder to finish, for locks held a moment only.
+    Raises ``LockHeld`` when another holder still has it and ``TransientError`` when Redis
     cannot be reached; ``what`` names the work in those messages.
     """
-    lock = client.lock(name, timeout=ttl_s, blocking=False, thread_local=False)
+    lock = client.lock(
+        name,
+        timeout=ttl_s,
+        blocking=wait_s > 0,
+        blocking_timeout=wait_s if wait_s > 0 else None,
+        sleep=0.05,
+        thread_local=False,
+    )
     try:
         acquired = lock.acquire()
     except redis.RedisError as exc:

@@ -8,11 +8,17 @@ and the beat's sweep starts a new one when the wait is nearly over.
 
 Outcome handling, item by item:
 - 3000 → a ``clean`` or ``match`` result;
-- transient (3004, missing, 5xx, timeouts) → sent again after a jittered backoff, until
-  ``max_attempts``, then ``unscannable``;
+- transient (3004, missing, an answer the rule in ``answers`` cannot attribute, 5xx,
+  timeouts) → sent again after a jittered backoff, until ``max_attempts``, then
+  ``unscannable``;
 - permanent (3002, 3206, 3208, 3209) → ``unscannable`` with the reason, and a dead letter;
 - 429 → the pool cools down for Retry-After; the items go back without losing an attempt;
 - 401/403 → the breaker opens for the pool; the items go back without losing an attempt.
+
+A match signal is never forgotten: when an answer that could not be attributed may have
+said an item matched, the item goes back carrying that signal (``Item.match_signal``), and
+it can then only end ``match`` (a later answer says so, unambiguously) or ``unscannable``
+with a ``match_signalled`` dead letter — never ``clean``.
 """
 
 from __future__ import annotations
@@ -29,8 +35,12 @@ from edgematch.worker.buffer import Batch, Empty, Wait
 from edgematch.worker.errors import (
     CredentialError,
     EdgematchError,
+    ItemRejected,
+    ItemTransient,
     PermanentError,
     RateLimited,
+    RequestRejected,
+    ServerError,
     TransientError,
     TransportError,
 )
@@ -40,6 +50,10 @@ from edgematch.worker.results import CLEAN, MATCH, UNSCANNABLE, Result
 from edgematch.worker.runtime import Runtime
 
 log = get_logger(__name__)
+
+#: The reason of a result and dead letter for an item an answer may have said matched
+#: and no answer confirmed: on-call must look at it as a possible match.
+MATCH_SIGNALLED = "match_signalled"
 
 Publish = Callable[[Result], None]
 #: Hands the results of one request on together (one results task per request).
@@ -186,7 +200,7 @@ def send_batch(
 
 def _outcome(exc: EdgematchError) -> tuple[str, str]:
     """The (outcome, code) labels of a failed request: a small, fixed set of values."""
-    code = getattr(exc, "status_code", None)
+    code = _status_code(exc)
     if isinstance(exc, RateLimited):
         return "rate_limited", "429"
     if isinstance(exc, CredentialError):
@@ -196,6 +210,12 @@ def _outcome(exc: EdgematchError) -> tuple[str, str]:
     if isinstance(exc, TransientError):
         return "server_error", str(code) if code else "none"
     return "rejected", str(code) if code else "none"
+
+
+def _status_code(exc: EdgematchError) -> int | None:
+    """The HTTP or API status code an error carries, for the classes that carry one."""
+    carriers = CredentialError | ServerError | ItemTransient | ItemRejected | RequestRejected
+    return exc.status_code if isinstance(exc, carriers) else None
 
 
 def _on_failure(
@@ -263,21 +283,49 @@ def _settle_response(
     again: list[tuple[Item, float]] = []
     for item in batch.items:
         outcome = response.outcomes[item.id]
-        if outcome.error is None:
-            results.add(_verdict(item.sent(), outcome, response))
+        sent = item.sent(outcome.error.reason if outcome.error else None)
+        if outcome.match_signalled and not outcome.is_match:
+            sent = _signal(sent, outcome, response)
+        if outcome.error is not None:
+            _decide(
+                rt,
+                sent,
+                outcome.error,
+                finished=finished,
+                again=again,
+                publish=results.add,
+                response=response,
+                outcome=outcome,
+            )
+        elif outcome.is_match or sent.match_signal is None:
+            results.add(_verdict(sent, outcome, response))
             finished.append(item.id)
-            continue
-        _decide(
-            rt,
-            item.sent(outcome.error.reason),
-            outcome.error,
-            finished=finished,
-            again=again,
-            publish=results.add,
-            response=response,
-            outcome=outcome,
-        )
+        else:
+            # Clean now, possibly a match before: this answer cannot outweigh that one,
+            # and asking again would only repeat it. A person decides.
+            _give_up(
+                rt,
+                sent,
+                MATCH_SIGNALLED,
+                f"a match was signalled ({sent.match_signal}); "
+                f"attempt {sent.attempts} answered clean",
+                finished=finished,
+                publish=results.add,
+                response=response,
+                outcome=outcome,
+            )
     _settle(rt, batch, finished, again, results)
+
+
+def _signal(item: Item, outcome: ItemOutcome, response: BatchResponse) -> Item:
+    """``item`` remembering that this answer may have said it matched."""
+    note = (
+        f"attempt {item.attempts}, tracking id {response.tracking_id or 'none'}: "
+        f"{outcome.description}"
+    )
+    if item.match_signal is None:
+        log.warning("item_match_signalled", **item.log_fields(), signal=note)
+    return item.signalled(note)
 
 
 def _decide(
@@ -300,20 +348,53 @@ def _decide(
         log.info("item_retry", **item.log_fields(), reason=exc.reason, delay_s=round(delay, 3))
         return
     reason = exc.reason if isinstance(exc, PermanentError) else "retries_exhausted"
+    message = str(exc)
+    if item.match_signal is not None:
+        # Whatever ended it, the item may be a match: that is what on-call must see first.
+        message = (
+            f"a match was signalled ({item.match_signal}) and never confirmed; {reason}: {exc}"
+        )
+        reason = MATCH_SIGNALLED
+    _give_up(
+        rt,
+        item,
+        reason,
+        message,
+        finished=finished,
+        publish=publish,
+        response=response,
+        outcome=outcome,
+        status_code=_status_code(exc),
+    )
+
+
+def _give_up(
+    rt: Runtime,
+    item: Item,
+    reason: str,
+    message: str,
+    *,
+    finished: list[str],
+    publish: Publish,
+    response: BatchResponse | None,
+    outcome: ItemOutcome | None,
+    status_code: int | None = None,
+) -> None:
+    """End ``item`` ``unscannable`` with ``reason``, and keep a dead letter for on-call."""
     result = Result.for_item(
         item,
         verdict=UNSCANNABLE,
         tracking_id=response.tracking_id if response else None,
         request_id=response.request_id if response else None,
-        status_code=outcome.status_code if outcome else getattr(exc, "status_code", None),
+        status_code=outcome.status_code if outcome else status_code,
         status_description=outcome.description if outcome else None,
-        reason=f"{reason}: {exc}",
+        reason=f"{reason}: {message}",
     )
     rt.dead_letters.add(
         task="edgematch.match",
         queue=rt.buffer.keys.queue("match"),
         reason=reason,
-        message=str(exc),
+        message=message,
         args={
             "bucket": item.bucket,
             "key": item.key,
@@ -328,7 +409,7 @@ def _decide(
     )
     publish(result)
     finished.append(item.id)
-    log.warning("item_unscannable", **item.log_fields(), reason=reason, error=str(exc))
+    log.warning("item_unscannable", **item.log_fields(), reason=reason, error=message)
 
 
 def _verdict(item: Item, outcome: ItemOutcome, response: BatchResponse) -> Result:

@@ -6,6 +6,11 @@ so the figures are right however many processes run (``edgematch worker`` sets t
 directory up before anything imports prometheus_client). Levels that live in Redis — queue
 depths, the batch buffer per lane, batches in flight, rate-limit use, cooldown and breaker,
 dead letters — are read when Prometheus scrapes, by the one process that serves them.
+``edgematch_redis_up`` says whether those reads reached Redis: 0 only when Redis could not
+be reached (the scrape still answers, without levels). A read that fails any other way is a
+bug, never taken for Redis being down: it is logged (``metrics_collect_failed``, with the
+traceback) and counted in ``edgematch_metrics_collect_errors_total{family}``, and the other
+levels are still served.
 
 Names follow Prometheus conventions (``_total``, ``_seconds``, base units) and every label
 has a small, fixed set of values: never a key, a bucket or an object name.
@@ -14,9 +19,10 @@ has a small, fixed set of values: never a key, a bucket or an object name.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
+import redis
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
@@ -29,7 +35,14 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from edgematch.worker.errors import TransientError
 from edgematch.worker.keys import QUEUE_STEPS
+from edgematch.worker.logs import get_logger
+
+if TYPE_CHECKING:
+    from edgematch.worker.runtime import Runtime
+
+log = get_logger(__name__)
 
 PREFIX = "edgematch"
 
@@ -117,6 +130,18 @@ DEAD_LETTERED = Counter(
     ["reason"],
 )
 
+#: What the scrape-time reads are called in logs and in METRICS_COLLECT_ERRORS' label.
+LEVEL_FAMILIES = ("queue_depth", "buffer", "batches_in_flight", "rate_limit", "dead_letters")
+METRICS_COLLECT_ERRORS = Counter(
+    f"{PREFIX}_metrics_collect_errors_total",
+    "Scrape-time reads of levels that failed for a reason other than Redis being unreachable "
+    "(a bug; logged as metrics_collect_failed), by family.",
+    ["family"],
+)
+for _family in LEVEL_FAMILIES:
+    # Exported at 0 from the start, so an alert on it can tell "none" from "not scraped".
+    METRICS_COLLECT_ERRORS.labels(_family)
+
 #: Every metric name the code defines, for the tests that check dashboards and scalers.
 NAMES = frozenset(
     m._name  # prometheus_client keeps the base name there
@@ -138,6 +163,7 @@ NAMES = frozenset(
         REPORTS,
         DEAD_LETTERED,
         TASKS_RECOVERED,
+        METRICS_COLLECT_ERRORS,
     )
 ) | {
     f"{PREFIX}_queue_depth",
@@ -154,91 +180,123 @@ NAMES = frozenset(
 
 
 class RedisLevels(Collector):
-    """Reads the pipeline's levels from Redis when Prometheus scrapes."""
+    """Reads the pipeline's levels from Redis when Prometheus scrapes.
 
-    def __init__(self, runtime_factory: Any) -> None:
+    Every family is read first, then exported with ``edgematch_redis_up`` 1; when Redis
+    cannot be reached (a Redis boundary's TransientError) only ``edgematch_redis_up`` 0 is.
+    Any other failure of one family is a bug: logged with its traceback, counted, and that
+    family left out — the others are still exported, and ``redis_up`` stays what Redis says.
+    """
+
+    def __init__(self, runtime_factory: Callable[[], Runtime]) -> None:
         self._runtime = runtime_factory
 
     def collect(self) -> Iterator[Metric]:
-        try:
-            yield from self._collect()
-        except Exception:  # noqa: BLE001 - a scrape must answer even when Redis does not
-            up = GaugeMetricFamily(f"{PREFIX}_redis_up", "Whether Redis answered the scrape.")
-            up.add_metric([], 0)
-            yield up
-
-    def _collect(self) -> Iterable[Metric]:
         rt = self._runtime()
-        keys = rt.buffer.keys
-        r = rt.redis
-        queues = GaugeMetricFamily(
-            f"{PREFIX}_queue_depth", "Tasks waiting in each step's queue.", labels=["queue"]
-        )
-        pipe = r.pipeline()
+        families: list[Metric] = []
+        up = GaugeMetricFamily(f"{PREFIX}_redis_up", "Whether Redis answered the scrape.")
+        for family, read in zip(LEVEL_FAMILIES, _READERS, strict=True):
+            try:
+                families.extend(read(rt))
+            except TransientError as exc:
+                log.warning("metrics_redis_unavailable", family=family, error=str(exc))
+                up.add_metric([], 0)
+                yield up
+                return
+            except Exception:
+                # A bug in one family: seen and counted, never taken for Redis being down.
+                log.exception("metrics_collect_failed", family=family)
+                METRICS_COLLECT_ERRORS.labels(family).inc()
+        up.add_metric([], 1)
+        yield up
+        yield from families
+
+
+def _queue_depth(rt: Runtime) -> list[Metric]:
+    keys = rt.buffer.keys
+    try:
+        pipe = rt.redis.pipeline()
         for step in QUEUE_STEPS:
             pipe.llen(keys.queue(step))
-        for step, depth in zip(QUEUE_STEPS, pipe.execute(), strict=True):
-            queues.add_metric([step], int(depth))
-        yield queues
-
-        items = GaugeMetricFamily(
-            f"{PREFIX}_buffer_items", "Hashes waiting in the batch buffer.", labels=["lane"]
-        )
-        oldest = GaugeMetricFamily(
-            f"{PREFIX}_buffer_oldest_age_seconds",
-            "Age of the oldest hash waiting in each lane.",
-            labels=["lane"],
-        )
-        for lane, state in rt.buffer.lanes().items():
-            items.add_metric([lane], state.waiting)
-            oldest.add_metric([lane], state.oldest_age_s)
-        yield items
-        yield oldest
-
-        in_flight = GaugeMetricFamily(f"{PREFIX}_batches_in_flight", "Batches leased to a worker.")
-        in_flight.add_metric([], rt.buffer.in_flight())
-        yield in_flight
-
-        window = rt.buffer.window_use()
-        used = GaugeMetricFamily(
-            f"{PREFIX}_rate_limit_requests_in_window",
-            "Requests the pool sent in the current rate-limit window.",
-        )
-        used.add_metric([], window.used)
-        yield used
-        capacity = GaugeMetricFamily(
-            f"{PREFIX}_rate_limit_capacity", "Requests the rate limit allows per window."
-        )
-        capacity.add_metric([], window.capacity)
-        yield capacity
-        cooldown = GaugeMetricFamily(
-            f"{PREFIX}_cooldown_seconds", "Seconds the pool still waits after a 429."
-        )
-        cooldown.add_metric([], window.cooldown_s)
-        yield cooldown
-        breaker = GaugeMetricFamily(
-            f"{PREFIX}_breaker_open", "1 while the API refuses the subscription key."
-        )
-        breaker.add_metric([], 1.0 if window.breaker_open else 0.0)
-        yield breaker
-
-        letters = GaugeMetricFamily(
-            f"{PREFIX}_dead_letters", "Entries in the dead-letter store.", labels=["reason"]
-        )
-        for reason, count in _dead_letters_by_reason(rt).items():
-            letters.add_metric([reason], count)
-        yield letters
+        depths = pipe.execute()
+    except redis.RedisError as exc:
+        raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+    queues = GaugeMetricFamily(
+        f"{PREFIX}_queue_depth", "Tasks waiting in each step's queue.", labels=["queue"]
+    )
+    for step, depth in zip(QUEUE_STEPS, depths, strict=True):
+        queues.add_metric([step], int(depth))
+    return [queues]
 
 
-def _dead_letters_by_reason(rt: Any) -> dict[str, int]:
-    stats = getattr(rt.dead_letters, "stats", None)
-    if callable(stats):
-        by_reason = stats().get("by_reason", {})
-        return {str(k): int(v) for k, v in by_reason.items()}
-    return {"all": int(rt.dead_letters.count())}
+def _buffer(rt: Runtime) -> list[Metric]:
+    items = GaugeMetricFamily(
+        f"{PREFIX}_buffer_items", "Hashes waiting in the batch buffer.", labels=["lane"]
+    )
+    oldest = GaugeMetricFamily(
+        f"{PREFIX}_buffer_oldest_age_seconds",
+        "Age of the oldest hash waiting in each lane.",
+        labels=["lane"],
+    )
+    for lane, state in rt.buffer.lanes().items():
+        items.add_metric([lane], state.waiting)
+        oldest.add_metric([lane], state.oldest_age_s)
+    return [items, oldest]
 
 
-def serve(port: int, *, runtime_factory: Any, addr: str = "0.0.0.0") -> None:  # noqa: S104
+def _batches_in_flight(rt: Runtime) -> list[Metric]:
+    in_flight = GaugeMetricFamily(f"{PREFIX}_batches_in_flight", "Batches leased to a worker.")
+    in_flight.add_metric([], rt.buffer.in_flight())
+    return [in_flight]
+
+
+def _rate_limit(rt: Runtime) -> list[Metric]:
+    window = rt.buffer.window_use()
+    used = GaugeMetricFamily(
+        f"{PREFIX}_rate_limit_requests_in_window",
+        "Requests the pool sent in the current rate-limit window.",
+    )
+    used.add_metric([], window.used)
+    capacity = GaugeMetricFamily(
+        f"{PREFIX}_rate_limit_capacity", "Requests the rate limit allows per window."
+    )
+    capacity.add_metric([], window.capacity)
+    cooldown = GaugeMetricFamily(
+        f"{PREFIX}_cooldown_seconds", "Seconds the pool still waits after a 429."
+    )
+    cooldown.add_metric([], window.cooldown_s)
+    breaker = GaugeMetricFamily(
+        f"{PREFIX}_breaker_open", "1 while the API refuses the subscription key."
+    )
+    breaker.add_metric([], 1.0 if window.breaker_open else 0.0)
+    return [used, capacity, cooldown, breaker]
+
+
+def _dead_letters(rt: Runtime) -> list[Metric]:
+    letters = GaugeMetricFamily(
+        f"{PREFIX}_dead_letters", "Entries in the dead-letter store.", labels=["reason"]
+    )
+    for reason, count in rt.dead_letters.stats().by_reason.items():
+        letters.add_metric([reason], count)
+    return [letters]
+
+
+#: One reader per entry of LEVEL_FAMILIES, in that order.
+_READERS: tuple[Callable[[Runtime], list[Metric]], ...] = (
+    _queue_depth,
+    _buffer,
+    _batches_in_flight,
+    _rate_limit,
+    _dead_letters,
+)
+
+
+def serve(
+    port: int,
+    *,
+    runtime_factory: Callable[[], Runtime],
+    addr: str = "0.0.0.0",  # noqa: S104 - a pod's metrics port, scraped from outside
+) -> None:
     """Serve /metrics on ``port``: this process's (or the pool's) metrics and Redis levels."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()

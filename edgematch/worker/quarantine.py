@@ -31,6 +31,7 @@ earlier attempt, without one it is recorded as ``content_missing``.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -46,7 +47,15 @@ from edgematch.worker.keys import Keys
 from edgematch.worker.locks import exclusive
 from edgematch.worker.logs import get_logger
 from edgematch.worker.results import Result
+from edgematch.worker.s3text import (
+    MAX_METADATA_BYTES,
+    decode_metadata_value,
+    encode_metadata_value,
+    fit_key,
+    metadata_bytes,
+)
 from edgematch.worker.storage import MAX_TAGS, ObjectStore
+from edgematch.worker.tagging import VerdictTags
 
 log = get_logger(__name__)
 
@@ -60,8 +69,10 @@ MOVED, TAGGED, SHADOW, CONTENT_MISSING, FAILED = (
     "failed",
 )
 QUARANTINED: Final = "quarantined"
-# User metadata written on the copy; S3 keeps at most 2 KB of it, so ours stays short.
+# User metadata written on the copy; S3 keeps at most 2 KB of it (copy_metadata).
 META_SOURCE: Final = "edgematch-source"
+#: Instead of META_SOURCE when a long location leaves no room for it: SHA-256 of the URI.
+META_SOURCE_SHA256: Final = "edgematch-source-sha256"
 META_SOURCE_VERSION: Final = "edgematch-source-version-id"
 META_SOURCE_ETAG: Final = "edgematch-source-etag"
 META_SOURCE_SIZE: Final = "edgematch-source-size"
@@ -163,8 +174,13 @@ class Evidence:
 
 
 def quarantine_key(content: ContentVersion) -> str:
-    """Where the copy goes in the quarantine bucket: ``<source-bucket>/<content-key>``."""
-    return f"{content.bucket}/{content.key}"
+    """Where the copy goes in the quarantine bucket: ``<source-bucket>/<content-key>``.
+
+    Shortened (with a digest of the key, see :func:`s3text.fit_key`) when that passes
+    S3's 1,024 bytes, as a 1,024-byte content key does: the copy's metadata and the
+    report still name the whole source.
+    """
+    return fit_key(f"{content.bucket}/", content.key)
 
 
 def copy_problems(
@@ -200,20 +216,77 @@ def copy_problems(
 
 
 def copy_metadata(source: VersionInfo, result: Result) -> dict[str, str]:
-    """The copy's user metadata: the original's, plus where it came from and why. Pure."""
-    match_ids = ",".join(result.match_ids)
-    if len(match_ids) > _MAX_MATCH_IDS_CHARS:
-        match_ids = match_ids[:_MAX_MATCH_IDS_CHARS].rsplit(",", 1)[0]
-    ours = {
-        META_SOURCE: source.uri,
+    """The copy's user metadata: the original's, plus where it came from and why. Pure.
+
+    Every value is ASCII, as S3 requires (other text RFC 2047-encoded, see
+    :mod:`edgematch.worker.s3text`; read ours back with :func:`copy_source_facts` or
+    ``decode_metadata_value``), and the whole stays within S3's 2 KB. What verification
+    needs (the source's version, ETag and size) and the correlation id always go, then
+    the original's own metadata; the source's location, the tracking id and the match
+    ids only as far as they fit — the location, when it does not, as the SHA-256 of
+    ``s3://bucket/key`` (the report names it whole).
+    """
+    metadata = _kept_metadata(source.metadata)
+    essential = {
         META_SOURCE_VERSION: source.version_id or "",
         META_SOURCE_ETAG: source.etag or "",
         META_SOURCE_SIZE: str(source.size),
-        META_MATCH_IDS: match_ids,
-        META_TRACKING_ID: result.tracking_id or "",
         META_CORRELATION_ID: result.correlation_id,
     }
-    return {**source.metadata, **{k: v for k, v in ours.items() if v}}
+    metadata.update({k: encode_metadata_value(v) for k, v in essential.items() if v})
+
+    def fits(name: str, value: str) -> bool:
+        return metadata_bytes({**metadata, name: value}) <= MAX_METADATA_BYTES
+
+    source_uri = encode_metadata_value(source.uri)
+    if fits(META_SOURCE, source_uri):
+        metadata[META_SOURCE] = source_uri
+    else:
+        digest = hashlib.sha256(source.uri.encode("utf-8")).hexdigest()
+        if fits(META_SOURCE_SHA256, digest):
+            metadata[META_SOURCE_SHA256] = digest
+    tracking = encode_metadata_value(result.tracking_id or "")
+    if tracking and fits(META_TRACKING_ID, tracking):
+        metadata[META_TRACKING_ID] = tracking
+    ids = list(result.match_ids)
+    while ids:
+        value = encode_metadata_value(",".join(ids))
+        if len(value) <= _MAX_MATCH_IDS_CHARS and fits(META_MATCH_IDS, value):
+            metadata[META_MATCH_IDS] = value
+            break
+        ids.pop()
+    return metadata
+
+
+def _kept_metadata(original: Mapping[str, str]) -> dict[str, str]:
+    """The original's metadata as a copy can carry it.
+
+    S3 returns unicode values RFC 2047-encoded, which go back as they are (S3 decodes them
+    again). A store that returns raw UTF-8 hands botocore latin-1 text, which botocore
+    would refuse to send: that is recovered and encoded. A name that is not ASCII cannot
+    be an HTTP header at all and is left out.
+    """
+    kept: dict[str, str] = {}
+    for name, value in original.items():
+        if not name.isascii():
+            continue
+        if value.isascii():
+            kept[name] = value
+            continue
+        try:
+            text = value.encode("latin-1").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            text = value
+        kept[name] = encode_metadata_value(text)
+    return kept
+
+
+def copy_source_facts(copy: VersionInfo) -> dict[str, str]:
+    """What a copy's metadata says of its source (version, ETag, size …), decoded."""
+    ours = (META_SOURCE, META_SOURCE_VERSION, META_SOURCE_ETAG, META_SOURCE_SIZE)
+    return {
+        name: decode_metadata_value(copy.metadata[name]) for name in ours if name in copy.metadata
+    }
 
 
 def copy_tags(source_tags: Mapping[str, str], tag_key: str) -> dict[str, str]:
@@ -244,6 +317,13 @@ class Quarantine:
         self._r = client
         self._k = Keys(settings.namespace)
         self._clock = clock
+        self._tags = VerdictTags(
+            objects,
+            client,
+            settings.namespace,
+            tag_key=settings.result_tag,
+            lock_ttl_s=settings.lock_ttl_s,
+        )
 
     @property
     def mode(self) -> str:
@@ -300,14 +380,20 @@ class Quarantine:
         )
 
     def _tag(self, content: ContentVersion) -> Evidence:
-        try:
-            source = self._head_scanned(content)
-        except ObjectMissing as exc:
-            return self._missing(content, str(exc))
-        tag = {self._s.result_tag: QUARANTINED}
-        self._objects.merge_tags(content.bucket, content.key, tag, version_id=source.version_id)
-        # Read back: the bucket policy only protects what really carries the tag.
-        now = self._objects.get_tags(content.bucket, content.key, version_id=source.version_id)
+        # Under the content's tag lock: a result being recorded at the same moment must
+        # not write its verdict over ours (tagging.py).
+        with self._tags.lock(content.bucket, content.key):
+            try:
+                source = self._head_scanned(content)
+            except ObjectMissing as exc:
+                return self._missing(content, str(exc))
+            written = self._tags.write(
+                content.bucket, content.key, QUARANTINED, version_id=source.version_id
+            )
+            if written is None:
+                return self._missing(content, f"{content.uri} was deleted while being tagged")
+            # Read back: the bucket policy only protects what really carries the tag.
+            now = self._objects.get_tags(content.bucket, content.key, version_id=source.version_id)
         if now.get(self._s.result_tag) != QUARANTINED:
             raise CopyUnverified(f"{content.uri} does not carry {self._s.result_tag}={QUARANTINED}")
         return Evidence(
@@ -395,10 +481,10 @@ class Quarantine:
             copy = self._store.head(bucket, key)
         except ObjectMissing:
             return None
-        meta = copy.metadata
-        if source_version and meta.get(META_SOURCE_VERSION) == source_version:
+        facts = copy_source_facts(copy)
+        if source_version and facts.get(META_SOURCE_VERSION) == source_version:
             return copy
-        if not source_version and source_etag and meta.get(META_SOURCE_ETAG) == source_etag:
+        if not source_version and source_etag and facts.get(META_SOURCE_ETAG) == source_etag:
             return copy
         return None
 
@@ -428,8 +514,9 @@ class Quarantine:
         copy = self._existing_copy(dest_bucket, dest_key, content.version_id, content.etag)
         if copy is None:
             return self._missing(content, why)
-        recorded_size = copy.metadata.get(META_SOURCE_SIZE)
-        recorded_etag = copy.metadata.get(META_SOURCE_ETAG)
+        facts = copy_source_facts(copy)
+        recorded_size = facts.get(META_SOURCE_SIZE)
+        recorded_etag = facts.get(META_SOURCE_ETAG)
         locked = self._lock_enabled(dest_bucket)
         if locked:
             copy = self._protect(copy)

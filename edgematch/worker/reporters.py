@@ -45,6 +45,7 @@ from edgematch.worker.errors import (
     TransportError,
 )
 from edgematch.worker.logs import get_logger
+from edgematch.worker.s3text import decode_metadata_value
 
 log = get_logger(__name__)
 
@@ -118,10 +119,11 @@ def photodna_body(
     """The JSON of PhotoDNA's ``Report`` operation for one report document. Pure.
 
     The reportee is named by the content object's user metadata ``reportee-name`` and
-    ``reportee-ip`` when the platform sets them (the copy keeps them), else unknown.
+    ``reportee-ip`` when the platform sets them (the copy keeps them; RFC 2047 values, as
+    S3 returns unicode, decoded), else unknown.
     """
     content = doc.get("content") or {}
-    meta = {k.lower(): v for k, v in metadata.items()}
+    meta = {k.lower(): decode_metadata_value(v) for k, v in metadata.items()}
     match_info = [{"Key": "MatchId", "Value": match_id} for match_id in doc.get("match_ids", [])]
     match_info += [{"Key": "Source", "Value": source} for source in doc.get("sources", [])]
     match_info += [{"Key": "Violation", "Value": v} for v in doc.get("violations", [])]

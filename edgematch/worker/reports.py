@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -234,8 +233,3 @@ class ReportStore:
             if len(found) >= limit:
                 break
         return found
-
-
-def dumps(doc: Mapping[str, Any]) -> str:
-    """A report as people read it (sorted keys, indented)."""
-    return json.dumps(doc, indent=2, sort_keys=True)

@@ -2,9 +2,16 @@
 
 A result is published by the match step to the ``results`` queue. Its consumer records it
 in Redis (looked up with ``edgematch result s3://bucket/key``), writes the verdict as a tag
-on the content object (merged into the existing tags, never wiping them), and hands
-matches to the downstream consumers registered with :func:`register_downstream`.
-Recording is idempotent: the same result delivered twice changes nothing the second time.
+on the content version it scanned (merged into the existing tags, never wiping them), and
+hands it to the downstream consumers registered with :func:`register_downstream`.
+
+Results arrive late, repeated and out of order; what each may change is one rule,
+:mod:`edgematch.worker.verdicts`: a result replaces the recorded one only for the same or
+the current hash write, tags only the version it scanned, and never weakens a stronger
+verdict. The decision and the write are made under the content object's tag lock
+(tagging.py), and the recorded result is written by a compare-and-set script, so two
+results at once cannot undo each other. Recording is idempotent: the same result
+delivered twice changes nothing the second time.
 """
 
 from __future__ import annotations
@@ -15,17 +22,24 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Final
 
 import redis
 
-from edgematch.worker import metrics
-from edgematch.worker.errors import ObjectMissing, TransientError
+from edgematch.worker import metrics, verdicts
+from edgematch.worker.errors import TransientError
 from edgematch.worker.items import Item
 from edgematch.worker.keys import Keys
+from edgematch.worker.verdicts import Facts, decide, needs_hash_check
+
+if TYPE_CHECKING:
+    from edgematch.worker.tagging import VerdictTags
 
 SCHEMA = "edgematch.result/v1"
-CLEAN, MATCH, UNSCANNABLE = "clean", "match", "unscannable"
+CLEAN, MATCH, UNSCANNABLE = verdicts.CLEAN, verdicts.MATCH, verdicts.UNSCANNABLE
+#: Times a decision is made again when another writer recorded a result meanwhile.
+_COMMIT_TRIES: Final = 3
 
 
 @dataclass(frozen=True)
@@ -144,28 +158,49 @@ class ResultStore:
         self._r = client
         self._k = Keys(namespace)
         self._ttl_s = ttl_s
+        self._commit = client.register_script(
+            resources.files("edgematch.worker").joinpath("lua/record_result.lua").read_text()
+        )
 
-    def record(self, result: Result) -> bool:
-        """Record ``result``; False when the same item's result was recorded already."""
-        doc = result.to_dict()
-        doc["recorded_at"] = time.time()
-        body = json.dumps(doc, separators=(",", ":"))
-        key = self._k.result(result.bucket, result.key)
+    def current(self, bucket: str, key: str) -> dict[str, Any] | None:
+        """The recorded result of the hash object bucket/key, if any."""
         try:
-            previous = self._r.get(key)
-            if previous is not None and json.loads(previous).get("item_id") == result.item_id:
-                return False
-            pipe = self._r.pipeline()
-            pipe.set(key, body, ex=self._ttl_s)
-            pipe.set(
-                self._k.content_result(result.content_bucket, result.content_key),
-                f"{result.bucket}/{result.key}",
-                ex=self._ttl_s,
-            )
-            pipe.execute()
+            raw = self._r.get(self._k.result(bucket, key))
         except redis.RedisError as exc:
             raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
-        return True
+        if raw is None:
+            return None
+        doc: dict[str, Any] = json.loads(raw)
+        return doc
+
+    def commit(self, result: Result, *, record: bool, expected_item: str | None) -> bool | None:
+        """Note ``result`` as seen and, with ``record``, make it the recorded result of its
+        hash object — only if the recorded result is still the one of ``expected_item``.
+
+        Returns True for the item's first recording, False for a repeat, None when another
+        result was recorded since the caller read it (decide again).
+        """
+        doc = result.to_dict()
+        doc["recorded_at"] = time.time()
+        try:
+            outcome = self._commit(
+                keys=[
+                    self._k.result(result.bucket, result.key),
+                    self._k.content_result(result.content_bucket, result.content_key),
+                    self._k.result_item(result.item_id),
+                ],
+                args=[
+                    result.item_id,
+                    expected_item or "",
+                    "1" if record else "0",
+                    json.dumps(doc, separators=(",", ":")),
+                    f"{result.bucket}/{result.key}",
+                    self._ttl_s,
+                ],
+            )
+        except redis.RedisError as exc:
+            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        return None if int(outcome) < 0 else bool(int(outcome))
 
     def get(self, bucket: str, key: str) -> dict[str, Any] | None:
         """The result for a hash object, or for a content object (looked up through it)."""
@@ -183,10 +218,6 @@ class ResultStore:
         return doc
 
 
-#: Writes tags on (bucket, key), on one version when the version id is not None.
-TagWriter = Callable[[str, str, dict[str, str], str | None], None]
-
-
 def _event_epoch(event_time: str | None) -> float | None:
     """The upload event's time (ISO 8601, as S3 writes it) in epoch seconds, if readable."""
     if not event_time:
@@ -197,30 +228,54 @@ def _event_epoch(event_time: str | None) -> float | None:
         return None
 
 
-def consume(
-    result: Result,
-    *,
-    store: ResultStore,
-    write_tags: TagWriter,
-    tag_key: str,
-    log: Any,
-) -> bool:
-    """Record, tag and hand on one result. Idempotent. Returns False for a repeat."""
-    fresh = store.record(result)
-    try:
-        # The scanned version, when ingest could name it: a newer upload of the same key
-        # gets its own verdict, and a version quarantine moved away is not re-created.
-        write_tags(
-            result.content_bucket,
-            result.content_key,
-            {tag_key: result.verdict},
-            result.content_version_id,
-        )
-    except ObjectMissing:
-        # The user deleted the content before we could tag it: nothing is left to serve.
-        log.warning("content_missing", bucket=result.content_bucket, key=result.content_key)
-    # Downstream consumers run on repeats too: a crash after recording must not leave a
-    # match unquarantined. They are idempotent on their own.
+def consume(result: Result, *, store: ResultStore, tags: VerdictTags, log: Any) -> bool:
+    """Record, tag and hand on one result under the rule of verdicts.py. Idempotent.
+
+    Returns False for a repeat of a result recorded before.
+    """
+    new = Facts.of(result.to_dict())
+    with tags.lock(result.content_bucket, result.content_key):
+        for _ in range(_COMMIT_TRIES):
+            previous = store.current(result.bucket, result.key)
+            recorded = Facts.of(previous) if previous is not None else None
+            hash_current = None
+            if needs_hash_check(new, recorded):
+                hash_current = tags.is_current_write(
+                    result.bucket, result.key, version_id=result.version_id, etag=result.etag
+                )
+            reachable = new.content_version is not None and tags.reachable(
+                result.content_bucket,
+                result.content_key,
+                version_id=result.content_version_id,
+                etag=result.content_etag,
+            )
+            decision = decide(new, recorded, hash_current=hash_current, content_reachable=reachable)
+            fresh = store.commit(
+                result,
+                record=decision.record,
+                expected_item=recorded.item_id if recorded else None,
+            )
+            if fresh is not None:
+                break
+        else:
+            raise TransientError(
+                f"the result of s3://{result.bucket}/{result.key} kept changing while recorded"
+            )
+        tag = None
+        if decision.tag:
+            tag = tags.write(
+                result.content_bucket,
+                result.content_key,
+                result.verdict,
+                version_id=result.content_version_id,
+                lane=result.lane,
+            )
+            if tag is None:
+                # Deleted before we could tag it: nothing is left to serve.
+                log.warning("content_missing", bucket=result.content_bucket, key=result.content_key)
+    # Downstream consumers run on repeats and on superseded results too: a crash after
+    # recording must not leave a match unquarantined, and an older version that matched
+    # is quarantined and reported on its own. They are idempotent on their own.
     for consumer in list(_downstream):
         consumer(result)
     if not fresh:
@@ -241,5 +296,9 @@ def consume(
         match_ids=list(result.match_ids),
         attempts=result.attempts,
         tracking_id=result.tracking_id,
+        # Whether it is now the result of its hash file, and what the content's tag is.
+        current=decision.record,
+        decision=decision.why,
+        tag=tag,
     )
     return True

@@ -141,13 +141,9 @@ def _collect(rt: Runtime) -> Snapshot:
 
 
 def _lanes(rt: Runtime) -> dict[str, dict[str, float]]:
-    # Per-lane detail where the buffer offers it; otherwise one line for the whole buffer.
-    lanes = getattr(rt.buffer, "lanes", None)
-    if lanes is None:
-        return {"all": {"waiting": float(rt.buffer.depth()), "oldest_age_s": 0.0}}
     return {
         name: {"waiting": float(state.waiting), "oldest_age_s": round(state.oldest_age_s, 3)}
-        for name, state in lanes().items()
+        for name, state in rt.buffer.lanes().items()
     }
 
 

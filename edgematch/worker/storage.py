@@ -22,7 +22,7 @@ which MinIO and moto need. Messages never carry object bytes or credentials.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -56,6 +56,7 @@ from edgematch.worker.errors import (
     TransportError,
 )
 from edgematch.worker.events import key_problem
+from edgematch.worker.s3text import decode_metadata_value
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -163,9 +164,13 @@ class ObjectStore:
     def __init__(self, s3: S3Client) -> None:
         self._s3 = s3
 
-    def head(self, bucket: str, key: str, *, version_id: str | None = None) -> ObjectInfo:
-        """HEAD one object (one version when given). ObjectMissing when it is gone."""
-        return self._head(bucket, key, version_id=version_id, if_match=None)
+    def head(
+        self, bucket: str, key: str, *, version_id: str | None = None, if_match: str | None = None
+    ) -> ObjectInfo:
+        """HEAD one object (one version when given; with ``if_match``, the current object
+        only while its ETag is that). ObjectMissing when it is gone (``superseded:`` when
+        the ETag differs)."""
+        return self._head(bucket, key, version_id=version_id, if_match=if_match)
 
     def read_hash(
         self,
@@ -274,18 +279,22 @@ class ObjectStore:
         tags: Mapping[str, str],
         *,
         version_id: str | None = None,
+        unless: Callable[[Mapping[str, str]], bool] | None = None,
     ) -> dict[str, str]:
         """Overlay ``tags`` on the object's tags and write the result back; return it.
 
         Other tags are kept: S3 only replaces whole tag sets, so we read, merge and
         write. S3 has no conditional tagging, so a tag written by someone else between
         our read and write is lost; callers that share objects must keep their own
-        writes idempotent. Nothing is written when the merge changes nothing. BadInput
-        when the merged set would exceed 10 tags or a tag is too long; ObjectMissing
-        when the object is gone.
+        writes idempotent (edgematch's verdict tags take a lock, see tagging.py).
+        Nothing is written when the merge changes nothing, or when ``unless`` says so of
+        the tags the object has (which are then returned). BadInput when the merged set
+        would exceed 10 tags or a tag is too long; ObjectMissing when the object is gone.
         """
         _check_tags(tags)
         existing = self.get_tags(bucket, key, version_id=version_id)
+        if unless is not None and unless(existing):
+            return existing
         merged = {**existing, **tags}
         if len(merged) > MAX_TAGS:
             kept = len(existing.keys() - tags.keys())
@@ -339,13 +348,15 @@ def content_location(
     """The (bucket, key) of the content object that a hash file stands for.
 
     Named by the hash object's user metadata ``content-key`` and ``content-bucket``
-    (default: the hash object's bucket), taken literally; without ``content-key`` it is
+    (default: the hash object's bucket), RFC 2047 encoded-words decoded — the form S3
+    returns a unicode value in, and the only way to name a unicode key in metadata —
+    and other text taken literally (a ``%`` is a ``%``); without ``content-key`` it is
     the hash key minus ``suffix`` (``photos/cat.jpg.bin`` → ``photos/cat.jpg``). The
     hash object's own bucket is always allowed; another content bucket only when it is
     in ``allowed_buckets``. Raises BadInput on an empty key, a key with NUL or a ``.``
     or ``..`` segment, a hash key without the suffix, or a bucket not allowed.
     """
-    metadata = {k.lower(): v for k, v in info.metadata.items()}
+    metadata = {k.lower(): decode_metadata_value(v) for k, v in info.metadata.items()}
     bucket = metadata.get("content-bucket", info.bucket)
     if not bucket:
         raise BadInput(f"empty content-bucket metadata on s3://{info.bucket}/{info.key}")

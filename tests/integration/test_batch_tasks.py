@@ -162,7 +162,9 @@ def test_a_redelivered_batch_is_split_into_single_tasks(
     assert not rt.redis.exists(rt.buffer.keys.deliveries("batch-1"))
 
 
-def _result(n: int, lane: str = "live") -> dict[str, Any]:
+def _result(n: int, lane: str = "live", content_etag: str | None = None) -> dict[str, Any]:
+    """The clean result of hash file ``<n>.jpg.bin``, for the content with ``content_etag``
+    (as ingest noted it)."""
     item = Item.new(
         bucket=BUCKET,
         key=f"{n}.jpg.bin",
@@ -173,6 +175,7 @@ def _result(n: int, lane: str = "live") -> dict[str, Any]:
         data=os.urandom(924),
         correlation_id=f"corr-{n}",
         lane=lane,
+        content_etag=content_etag,
     )
     return Result.for_item(item, verdict=CLEAN).to_dict()
 
@@ -181,8 +184,12 @@ def test_record_results_records_and_tags_each_and_hands_over_a_failure(
     rt: Runtime, s3: S3Client, sent: Sent, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Four results of one request: recorded and tagged; one tag write throttled → its own task."""
-    for n in range(4):
-        s3.put_object(Bucket=BUCKET, Key=f"{n}.jpg", Body=b"image", Tagging="owner=platform")
+    etags = [
+        s3.put_object(Bucket=BUCKET, Key=f"{n}.jpg", Body=b"image", Tagging="owner=platform")[
+            "ETag"
+        ].strip('"')
+        for n in range(4)
+    ]
     merge = rt.store.merge_tags
 
     def flaky(bucket: str, key: str, tags: dict[str, str], **kw: Any) -> Any:
@@ -191,7 +198,7 @@ def test_record_results_records_and_tags_each_and_hands_over_a_failure(
         return merge(bucket, key, tags, **kw)
 
     monkeypatch.setattr(rt.store, "merge_tags", flaky)
-    docs = [_result(n) for n in range(4)]
+    docs = [_result(n, content_etag=etags[n]) for n in range(4)]
     outcome = steps.record_results.apply(kwargs={"results": docs}, task_id="r-1").get()
     assert outcome == {"recorded": 3, "retry": 1}
     for n in range(3):

@@ -768,3 +768,172 @@ def test_others_waiting_reads_the_queues_named(make_harness: MakeHarness) -> Non
     h.rt.redis.lpush(keys.queue("results"), "a results task")
     assert backpressure.others_waiting(h.rt, served) is True
     assert backpressure.others_waiting(h.rt, []) is False
+
+
+# --------------------------------------------------------------------------- match signals
+
+
+def _one(cid: str | None, match_id: str | None = None, code: int = 3000) -> dict[str, object]:
+    """One MatchResult for ``cid`` (None: without a ContentId, as MatchHash answers)."""
+    flags = (
+        [{"AdvancedInfo": [{"Key": "MatchId", "Value": match_id}], "Source": "S"}]
+        if match_id
+        else []
+    )
+    return {
+        "Status": _status(code),
+        "ContentId": cid,
+        "IsMatch": match_id is not None,
+        "MatchDetails": {"AdvancedInfo": [], "MatchFlags": flags},
+    }
+
+
+def results_answer(build: Callable[[list[str]], list[dict[str, object]]]) -> Answer:
+    """HTTP 200 whose MatchResults are whatever ``build`` makes of the ids sent."""
+
+    def answer(ids: list[str]) -> httpx.Response:
+        body = {"TrackingId": TRACKING, "MatchResults": build(ids), "CMRequestId": REQUEST_ID}
+        return httpx.Response(200, json=body)
+
+    return answer
+
+
+def conflicting(hit: str) -> Answer:
+    """A clean and then a match for ``hit`` (issue 12's answer); the others answered once."""
+    return results_answer(
+        lambda ids: [_one(hit), _one(hit, "mid-conflict"), *(_one(i) for i in ids if i != hit)]
+    )
+
+
+def _send_until_settled(h: Harness, count: int) -> None:
+    """Send whatever the buffer hands out, waiting out backoffs, until ``count`` results."""
+    deadline = time.monotonic() + 10.0
+    while len(h.results) < count:
+        assert time.monotonic() < deadline, f"{len(h.results)} of {count} results"
+        taken = h.rt.buffer.take()
+        if isinstance(taken, Batch):
+            h.send(taken)
+        else:
+            time.sleep(0.02)
+
+
+def test_a_conflicting_duplicate_then_a_clean_ends_unscannable_never_clean(
+    make_harness: MakeHarness,
+) -> None:
+    """A known hit answered clean and match under one ContentId goes back carrying the
+    match signal; when a later attempt answers clean it ends unscannable with a
+    match_signalled dead letter, not clean. Its batch-mate, never signalled, ends clean."""
+    h = make_harness()
+    hit, other = h.push(2)
+    h.api.answer = conflicting(hit.id)
+
+    h.send(h.take_batch())
+
+    assert h.results == []
+    stored = h.waiting()
+    assert stored[hit.id].attempts == 1
+    signal = stored[hit.id].match_signal
+    assert signal is not None and TRACKING in signal and "attempt 1" in signal
+    assert "two different results for one ContentId" in signal
+    assert stored[other.id].match_signal is None
+
+    h.api.answer = ok_answer()
+    _send_until_settled(h, 2)
+
+    results = h.by_item()
+    assert results[other.id].verdict == CLEAN and results[other.id].attempts == 2
+    ended = results[hit.id]
+    assert ended.verdict == UNSCANNABLE and not ended.is_match and ended.match_ids == ()
+    assert ended.reason is not None and ended.reason.startswith("match_signalled: ")
+    assert "attempt 2 answered clean" in ended.reason
+    (letter,) = h.rt.dead_letters.list()
+    assert letter.reason == "match_signalled" and letter.key == hit.key
+    assert "a match was signalled" in letter.message and TRACKING in letter.message
+    assert letter.attempts == 2
+    assert h.api.sent_per_item() == {hit.id: 2, other.id: 2}
+    _assert_drained(h)
+
+
+def test_a_conflicting_duplicate_then_a_clear_match_is_a_match(make_harness: MakeHarness) -> None:
+    """When the next answer says match unambiguously, that answer's details are recorded."""
+    h = make_harness()
+    (hit,) = h.push(1)
+    h.api.answer = conflicting(hit.id)
+    h.send(h.take_batch())
+    h.api.answer = ok_answer(matches={hit.id: "mid-clear"})
+
+    _send_until_settled(h, 1)
+
+    (result,) = h.results
+    assert result.verdict == MATCH and result.match_ids == ("mid-clear",)
+    assert result.attempts == 2
+    assert h.rt.dead_letters.count() == 0
+    _assert_drained(h)
+
+
+def test_an_answer_that_stays_ambiguous_ends_match_signalled(make_harness: MakeHarness) -> None:
+    """Conflicting on every attempt: after max_attempts the dead letter says a match was
+    signalled, not merely that retries ran out."""
+    h = make_harness()
+    (hit,) = h.push(1)
+    h.api.answer = conflicting(hit.id)
+
+    _send_until_settled(h, 1)
+
+    (result,) = h.results
+    attempts = h.rt.settings.max_attempts
+    assert h.api.sent_per_item() == {hit.id: attempts}
+    assert result.verdict == UNSCANNABLE and result.attempts == attempts
+    (letter,) = h.rt.dead_letters.list()
+    assert letter.reason == "match_signalled"
+    assert "never confirmed; retries_exhausted" in letter.message
+    _assert_drained(h)
+
+
+def test_a_short_answer_without_ids_signals_every_item(make_harness: MakeHarness) -> None:
+    """MatchHash's id-less answer one result short (an innocent item's lost): nothing is
+    read by position. The hit matches on the next attempt; the match could have been any
+    item's, so the others end match_signalled instead of clean."""
+    h = make_harness()
+    items = h.push(3)
+    hit = items[1].id
+
+    def one_short(ids: list[str]) -> list[dict[str, object]]:
+        lost = next(i for i in ids if i != hit)  # one innocent item's result goes missing
+        return [_one(None, "mid-hit") if i == hit else _one(None) for i in ids if i != lost]
+
+    h.api.answer = results_answer(one_short)
+    h.send(h.take_batch())
+    assert h.results == []
+    assert all(item.match_signal for item in h.waiting().values())
+
+    h.api.answer = ok_answer(matches={hit: "mid-hit"})
+    _send_until_settled(h, 3)
+
+    results = h.by_item()
+    assert results[hit].verdict == MATCH and results[hit].match_ids == ("mid-hit",)
+    for item in items:
+        if item.id != hit:
+            assert results[item.id].verdict == UNSCANNABLE
+            assert results[item.id].match_ids == ()
+    assert sorted(d.key for d in h.rt.dead_letters.list() if d.key) == sorted(
+        i.key for i in items if i.id != hit
+    )
+    assert {d.reason for d in h.rt.dead_letters.list()} == {"match_signalled"}
+    _assert_drained(h)
+
+
+def test_a_refused_item_after_a_match_signal_says_the_signal(make_harness: MakeHarness) -> None:
+    """A permanent refusal after a match signal is dead-lettered as match_signalled, with
+    the refusal in its message."""
+    h = make_harness()
+    (hit,) = h.push(1)
+    h.api.answer = conflicting(hit.id)
+    h.send(h.take_batch())
+    h.api.answer = ok_answer(codes={hit.id: 3002})
+
+    _send_until_settled(h, 1)
+
+    (letter,) = h.rt.dead_letters.list()
+    assert letter.reason == "match_signalled" and "item_rejected" in letter.message
+    assert h.results[0].verdict == UNSCANNABLE and h.results[0].status_code == 3002

@@ -30,6 +30,7 @@ from edgematch.worker.items import Item
 from edgematch.worker.matchcache import CLEAN_CACHE_REASON, CachedClean, CachedMatch, MatchCache
 from edgematch.worker.results import CLEAN, MATCH, UNSCANNABLE, Result, consume
 from edgematch.worker.runtime import Runtime
+from edgematch.worker.tagging import verdict_tags
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -81,14 +82,10 @@ class Pipeline:
         )
 
     def record(self, result: Result) -> bool:
-        def write_tags(bucket: str, key: str, tags: dict[str, str], version: str | None) -> None:
-            self.rt.store.merge_tags(bucket, key, tags, version_id=version)
-
         return consume(
             result,
             store=self.rt.results,
-            write_tags=write_tags,
-            tag_key=self.rt.settings.result_tag,
+            tags=verdict_tags(self.rt),
             log=structlog.get_logger("test"),
         )
 

@@ -18,7 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
+from edgematch.config.settings import Secret
 from edgematch.sandbox.server import Sandbox, SandboxConfig
+from edgematch.worker.api import HashItem, PhotoDNAClient
+from edgematch.worker.errors import ItemTransient
 
 pytestmark = pytest.mark.integration
 
@@ -248,6 +251,24 @@ def test_fail_slow_and_item_faults(make_sandbox: SandboxFactory, client: httpx.C
         (3004, False),
         (3004, False),
     ]
+
+
+def test_conflicting_answers_are_never_taken_for_verdicts(
+    make_sandbox: SandboxFactory, client: httpx.Client
+) -> None:
+    """conflict_rate=1, set over /_sandbox/faults: every item is answered twice, the opposite
+    verdict first; edgematch's client gives no item a verdict and keeps the match signal."""
+    sandbox = make_sandbox()
+    reply = client.post(f"{sandbox.root_url}/_sandbox/faults", json={"conflict_rate": 1})
+    assert reply.json()["conflict_rate"] == 1.0
+
+    with PhotoDNAClient(sandbox.url, Secret(KEY)) as api:
+        response = api.match([HashItem("hit", KNOWN), HashItem("miss", edge_hash(1))])
+
+    assert sandbox.stats()["conflicts_total"] == 2
+    for outcome in response.outcomes.values():
+        assert isinstance(outcome.error, ItemTransient) and not outcome.is_match
+        assert outcome.match_signalled and outcome.match_ids == ()
 
 
 def test_known_digests_added_at_runtime(make_sandbox: SandboxFactory, client: httpx.Client) -> None:

@@ -91,6 +91,22 @@ def test_photodna_body_has_the_fields_report_requires() -> None:
     assert {"Key": "ReportId", "Value": "rpt-abc"} in body["AdditionalMetadata"]
 
 
+def test_photodna_body_reads_a_unicode_reportee_and_names_a_unicode_file() -> None:
+    """S3 returns a unicode reportee RFC 2047-encoded: the report carries the name itself;
+    a content key in any script gives the file its own name."""
+    doc = {**DOC, "content": {"bucket": "uploads", "key": "写真/ünï cödé ☃.jpg"}}
+    body = photodna_body(
+        doc,
+        IMAGE,
+        {"reportee-name": "=?UTF-8?B?Wm/DqyDDhW5nc3Ryw7Zt?="},
+        org_name="o",
+        reporter_name="r",
+        is_test=False,
+    )
+    assert body["ReporteeName"] == "Zoë Ångström"
+    assert body["ViolationContentCollection"][0]["Name"] == "ünï cödé ☃.jpg"
+
+
 def test_photodna_body_without_reportee_metadata_says_unknown() -> None:
     """No reportee metadata on the content: the fields are filled, not omitted."""
     body = photodna_body(DOC, IMAGE, {}, org_name="o", reporter_name="r", is_test=False)

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import math
+from typing import Any
 
 import httpx
 import pytest
@@ -25,6 +26,8 @@ from edgematch.sandbox.ratelimit import (
     window_for_rate,
 )
 from edgematch.sandbox.rules import (
+    CONFLICT_MATCH_ID,
+    Item,
     RequestRefused,
     Verdict,
     classify_hash,
@@ -451,8 +454,42 @@ def test_cli_help_lists_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
         "--slow-s",
         "--item-3004-rate",
         "--drop-rate",
+        "--conflict-rate",
         "--force-status",
         "--seed",
         "--verbose",
     ):
         assert flag in text
+
+
+def test_conflict_rate_answers_an_item_twice_with_the_opposite_verdict_first() -> None:
+    """conflict_rate=1: a known hit is answered clean and then match, a miss a made-up
+    match and then clean, both under the item's own ContentId; 3002 items stay single."""
+    known = edge_hash(3)
+    config = SandboxConfig(conflict_rate=1.0, known_sha256={hashlib.sha256(known).hexdigest()})
+    state = SandboxState(config, clock=FakeClock())
+    verdicts = state.judge([Item("hit", known), Item("miss", edge_hash(4)), Item("bad", b"x")])
+    assert [v.conflict for v in verdicts] == [True, True, False]
+    assert state.stats()["conflicts_total"] == 2
+
+    body = match_response(verdicts, tracking_id="T", request_id="R")
+    results: list[dict[str, Any]] = body["MatchResults"]  # type: ignore[assignment]
+    assert [(r["ContentId"], r["Status"]["Code"], r["IsMatch"]) for r in results] == [
+        ("hit", 3000, False),
+        ("hit", 3000, True),
+        ("miss", 3000, True),
+        ("miss", 3000, False),
+        ("bad", 3002, False),
+    ]
+    made_up = results[2]["MatchDetails"]["MatchFlags"][0]["AdvancedInfo"][0]["Value"]
+    assert made_up == CONFLICT_MATCH_ID
+
+
+def test_conflict_rate_zero_leaves_the_fault_sequence_alone() -> None:
+    """Off by default, and off it draws nothing: seeded runs of the other faults are the same."""
+    assert SandboxConfig().conflict_rate == 0.0
+    with_it = SandboxState(SandboxConfig(item_3004_rate=0.5, seed=7), clock=FakeClock())
+    without = SandboxState(SandboxConfig(item_3004_rate=0.5, seed=7), clock=FakeClock())
+    without.configure({"conflict_rate": 0.0})
+    items = [Item(str(n), edge_hash(n)) for n in range(5)]
+    assert [v.code for v in with_it.judge(items)] == [v.code for v in without.judge(items)]

@@ -1,0 +1,33 @@
+-- Record a result: compare-and-set on the hash object's recorded result, so that a
+-- decision made on what was read (verdicts.decide) is never applied over a result that
+-- another writer recorded meanwhile.
+-- KEYS: 1 the hash object's result, 2 the content object's pointer to it,
+--       3 this item's "recorded once" marker.
+-- ARGV: 1 the item id, 2 the item id of the result the decision was made on ('' none),
+--       3 '1' to make this the recorded result, 4 the result (JSON), 5 the pointer,
+--       6 the TTL (s).
+-- Returns -1 when the recorded result is not the one expected (decide again), else 1 for
+-- the item's first recording and 0 for a repeat.
+local current = redis.call('GET', KEYS[1])
+local current_item = ''
+if current then
+  local ok, doc = pcall(cjson.decode, current)
+  if ok and type(doc) == 'table' and type(doc['item_id']) == 'string' then
+    current_item = doc['item_id']
+  end
+end
+if current_item ~= ARGV[2] then
+  return -1
+end
+local fresh = 1
+if current_item == ARGV[1] then
+  fresh = 0
+end
+if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[6]) then
+  fresh = 0
+end
+if ARGV[3] == '1' then
+  redis.call('SET', KEYS[1], ARGV[4], 'EX', ARGV[6])
+  redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[6])
+end
+return fresh

@@ -1,0 +1,166 @@
+"""Which verdict stands: the rule for the recorded result and the content's tag. Pure.
+
+SQS does not keep order, and a key can be uploaded again while its first upload is still
+being scanned, so results arrive late, repeated and out of order. Two rules decide what
+they may change:
+
+**A verdict is written only for the version it was made on.** A result names the hash
+file write it scanned (its version id, else its ETag) and the content version that hash
+stands for (the content's version id, else its ETag as of ingest; unknown when ingest
+could not tell — the hash file was gone or replaced before it could be read).
+
+* The *recorded result* of a hash file (``edgematch result``) is replaced only by a result
+  of the same hash write, or of the write that is the hash file's current one (one HEAD,
+  asked only when the two differ): a late event for an older write never replaces the
+  newer write's result.
+* The *tag* goes on the content version the result scanned: by version id when there is
+  one (S3 tags each version apart, so an older version's verdict stays on that version),
+  otherwise on the current object only while it still holds the scanned bytes (its ETag,
+  checked just before). A result whose content version is unknown tags nothing.
+
+Why ask S3 which write is current rather than order events: S3's ``sequencer`` orders the
+events of one key, but not every store sends one (moto does not), and event times do not
+order two writes of the same millisecond. The store's own answer holds for every store.
+
+**A verdict never weakens a stronger one** of the same version. Strength::
+
+    pending < clean < unscannable < match < quarantined
+
+``pending`` is the publication gate's tag, ``quarantined`` what quarantine's tag mode
+writes. ``match`` and ``quarantined`` are never replaced by anything weaker — not by a
+late ``clean``, not by an ``unscannable`` — by any step of the pipeline. The one way down
+is an explicit on-call action: a scan on the ``replay`` lane (``edgematch dlq replay``)
+or the ``backfill`` lane (``edgematch backfill --rescan``) may turn ``unscannable`` into
+``clean``, the definite answer a person asked for. Nothing turns ``match`` into anything
+weaker; a person who decides a match was wrong releases the content by hand (see the
+README).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+PENDING, CLEAN, UNSCANNABLE, MATCH, QUARANTINED = (
+    "pending",
+    "clean",
+    "unscannable",
+    "match",
+    "quarantined",
+)
+#: Weakest first. A tag value not listed (a platform's own) ranks below all of them.
+STRENGTH: Final[Mapping[str, int]] = {
+    PENDING: 0,
+    CLEAN: 1,
+    UNSCANNABLE: 2,
+    MATCH: 3,
+    QUARANTINED: 4,
+}
+#: Lanes an on-call person starts (dlq replay, backfill): a scan there may clear unscannable.
+ON_CALL_LANES: Final = frozenset({"replay", "backfill"})
+
+
+def strength(verdict: str | None) -> int:
+    """The rank of a verdict or tag value; -1 for none or one that is not edgematch's."""
+    return STRENGTH.get(verdict or "", -1)
+
+
+def may_replace(existing: str | None, verdict: str, *, lane: str) -> bool:
+    """Whether ``verdict`` may take the place of ``existing`` for the same version.
+
+    Yes when it is at least as strong; otherwise only ``clean`` over ``unscannable`` from
+    an on-call lane. ``match`` and ``quarantined`` are never replaced by a weaker one.
+    """
+    if strength(verdict) >= strength(existing):
+        return True
+    return existing == UNSCANNABLE and verdict == CLEAN and lane in ON_CALL_LANES
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the rule needs to know of one result (incoming, or the one recorded)."""
+
+    item_id: str
+    #: The hash file write: ``v:<version id>``, ``etag:<etag>``, or "" when unknown.
+    hash_version: str
+    #: The content version: ``v:<version id>``, ``etag:<etag>``, or None when unknown.
+    content_version: str | None
+    verdict: str
+    lane: str
+    scanned_at: float
+
+    @classmethod
+    def of(cls, doc: Mapping[str, Any]) -> Facts:
+        """The facts of a result document (``Result.to_dict()`` or a recorded one)."""
+        return cls(
+            item_id=str(doc.get("item_id") or ""),
+            hash_version=version_of(doc.get("version_id"), doc.get("etag")) or "",
+            content_version=version_of(doc.get("content_version_id"), doc.get("content_etag")),
+            verdict=str(doc.get("verdict") or ""),
+            lane=str(doc.get("lane") or "live"),
+            scanned_at=float(doc.get("scanned_at") or 0.0),
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one result may change. ``why`` says it in a few words, for the log."""
+
+    record: bool
+    tag: bool
+    why: str
+
+
+def needs_hash_check(new: Facts, recorded: Facts | None) -> bool:
+    """Whether :func:`decide` needs to know if ``new``'s hash write is the current one:
+    only when another write's result is recorded."""
+    return (
+        recorded is not None
+        and recorded.item_id != new.item_id
+        and not (new.hash_version and new.hash_version == recorded.hash_version)
+    )
+
+
+def decide(
+    new: Facts,
+    recorded: Facts | None,
+    *,
+    hash_current: bool | None,
+    content_reachable: bool,
+) -> Decision:
+    """Whether ``new`` replaces the recorded result of its hash file, and tags its content.
+
+    ``hash_current``: whether ``new``'s hash write is the hash file's current one (None
+    when not asked, see :func:`needs_hash_check`, or when it could not be told — the
+    hash file is gone). ``content_reachable``: whether a tag write reaches exactly the
+    content version ``new`` scanned (it has a version id, or the current object still has
+    its ETag). The tag itself is written only if :func:`may_replace` allows it over the
+    value the version carries then.
+    """
+    tag = new.content_version is not None and content_reachable
+    record, why = _record(new, recorded, hash_current=hash_current)
+    return Decision(record=record, tag=tag, why=why)
+
+
+def _record(new: Facts, recorded: Facts | None, *, hash_current: bool | None) -> tuple[bool, str]:
+    if recorded is None:
+        return True, "first result"
+    if recorded.item_id == new.item_id:
+        return False, "repeat"
+    if not (new.hash_version and new.hash_version == recorded.hash_version):
+        return (True, "current write") if hash_current else (False, "superseded write")
+    if not may_replace(recorded.verdict, new.verdict, lane=new.lane):
+        return False, f"{recorded.verdict} stands"
+    if new.scanned_at < recorded.scanned_at and strength(new.verdict) <= strength(recorded.verdict):
+        return False, "older scan of the same write"
+    return True, "same write"
+
+
+def version_of(version_id: Any, etag: Any) -> str | None:
+    """How a version is named in :class:`Facts`: ``v:<id>``, ``etag:<etag>``, None."""
+    if version_id:
+        return f"v:{version_id}"
+    if etag:
+        return f"etag:{etag}"
+    return None
