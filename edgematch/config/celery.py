@@ -35,6 +35,7 @@ from kombu import Queue
 from edgematch.config.queue_order import LiveFirst
 from edgematch.config.settings import Settings
 from edgematch.worker.keys import QUEUE_STEPS, Keys
+from edgematch.worker.unacked import unacked_index_key, unacked_key, unacked_mutex_key
 
 #: ``celery worker`` options every edgematch worker runs with (see the module docstring).
 WORKER_ARGS = ("--without-gossip", "--without-mingle", "--without-heartbeat")
@@ -119,9 +120,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "socket_connect_timeout": 10,
             "health_check_interval": 10,
             "retry_on_timeout": True,
-            "unacked_key": f"{ns}:kombu:unacked",
-            "unacked_index_key": f"{ns}:kombu:unacked_index",
-            "unacked_mutex_key": f"{ns}:kombu:unacked_mutex",
+            # worker/unacked.py keeps these fresh while their worker lives and hands a
+            # dead worker's deliveries back within seconds.
+            "unacked_key": unacked_key(ns),
+            "unacked_index_key": unacked_index_key(ns),
+            "unacked_mutex_key": unacked_mutex_key(ns),
             # Live work first, backfills last but with their minimum share of fetches
             # (config/queue_order.py). kombu calls this to make the cycle.
             "queue_order_strategy": functools.partial(

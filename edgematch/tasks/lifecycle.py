@@ -1,25 +1,36 @@
-"""Heartbeats from the loops that do the work, for ``edgematch health``.
+"""Heartbeats from the loops that do the work, for ``edgematch health``, and of the tasks
+a worker holds, for the sweep.
 
 The worker's heartbeat is a timer on its event loop (a bootstep), not a thread: if the loop
 hangs, the heartbeat stops and the liveness probe fails. Beat touches its heartbeat on
 every scheduler tick. The same bootstep notes the pool's size before the pool forks, for
 the match step (a pump in a worker's only process must not sleep while other work waits).
+
+The worker's main process — the consumer that takes each message from the broker — also
+keeps every delivery it holds fresh in kombu's unacked index (``DeliveryRefresh``, fed by
+Celery's ``task_received`` signal, which runs in the consumer for every task it takes,
+ETA and countdown tasks included), so that the sweep hands back a dead worker's tasks
+within seconds (worker/unacked.py).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
 from celery.beat import Scheduler
 
 from edgematch.worker import health
+from edgematch.worker.runtime import runtime
+from edgematch.worker.unacked import DeliveryKeeper
 
 #: The number of processes in this worker's pool, once known (set before the pool forks,
 #: so every pool process sees it). None outside a worker.
 _pool_processes: int | None = None
 #: The queues this worker consumes, likewise.
 _queues: tuple[str, ...] = ()
+#: The deliveries this worker's consumer holds (in its main process only).
+_keeper: DeliveryKeeper | None = None
 
 
 def pool_processes() -> int | None:
@@ -58,6 +69,34 @@ class WorkerHeartbeat(bootsteps.StartStopStep):
             self.tref = None
 
 
+class DeliveryRefresh(bootsteps.StartStopStep):
+    """Keep the deliveries this worker's consumer holds fresh while the process lives."""
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        global _keeper  # noqa: PLW0603 - one keeper per worker process, by design
+        super().__init__(worker, **kwargs)
+        rt = runtime()
+        _keeper = DeliveryKeeper(
+            rt.broker_redis, rt.settings.namespace, max_age_s=rt.settings.visibility_timeout_s
+        )
+
+    def start(self, worker: Any) -> None:
+        if _keeper is not None:
+            _keeper.start()
+
+    def stop(self, worker: Any) -> None:
+        if _keeper is not None:
+            _keeper.stop()
+
+
+def _hold_delivery(request: Any = None, **_: Any) -> None:
+    # Runs in the consumer for every task it takes, before the task is queued for the pool
+    # or an ETA timer: from here until it is acknowledged, it is refreshed.
+    message = getattr(request, "message", None)
+    if _keeper is not None and message is not None:
+        _keeper.hold(message)
+
+
 class HeartbeatScheduler(Scheduler):
     """Celery beat's in-memory scheduler, touching beat's heartbeat on every tick."""
 
@@ -70,3 +109,5 @@ class HeartbeatScheduler(Scheduler):
 
 def install(app: Celery) -> None:
     app.steps["worker"].add(WorkerHeartbeat)
+    app.steps["worker"].add(DeliveryRefresh)
+    signals.task_received.connect(_hold_delivery, weak=False)

@@ -30,6 +30,7 @@ from edgematch.worker import ingest as ingest_step
 from edgematch.worker.backoff import compute_backoff
 from edgematch.worker.backpressure import INGEST_BATCH
 from edgematch.worker.errors import EdgematchError, TransientError
+from edgematch.worker.journal import UNJOURNALED
 from edgematch.worker.logs import get_logger
 from edgematch.worker.poison import POISON, Deliveries, counter_ttl_s, is_poison
 from edgematch.worker.redisclient import BrokerUnavailable, RedisUnavailable, publishing
@@ -78,10 +79,6 @@ def _send(task: Task[Any, Any], kwargs: dict[str, Any], *, countdown: float = 0.
             task.apply_async(kwargs=kwargs, countdown=countdown, task_id=task_id)
         else:
             task.apply_async(kwargs=kwargs, task_id=task_id)
-
-
-#: Tasks whose state lives elsewhere (the batch buffer), never journaled.
-UNJOURNALED = frozenset({"edgematch.pump", "edgematch.sweep"})
 
 
 def journal(name: str, kwargs: Mapping[str, Any], task_id: str) -> None:
@@ -322,14 +319,25 @@ def _republish(name: str, kwargs: Mapping[str, Any], task_id: str) -> None:
 
 @app.task(name="edgematch.sweep")
 def sweep() -> int:
-    """Periodic: start pumps for waiting items that nobody is draining, and publish again
-    the tasks a killed worker lost (worker/journal.py) — the safety nets."""
+    """Periodic: start pumps for waiting items that nobody is draining, hand back the tasks
+    a dead worker held, and publish again the tasks a killed worker lost
+    (worker/journal.py) — the safety nets."""
     rt = runtime()
     try:
+        handed = rt.journal.hand_back()
         recovered = rt.journal.recover(_republish) if rt.journal.due() else None
     except EdgematchError as exc:
         log.warning("journal_sweep_failed", error=str(exc))
-        recovered = None
+        handed, recovered = None, None
+    if handed is not None and (handed.restored or handed.dropped):
+        metrics.TASKS_RECOVERED.inc(len(handed.restored))
+        log.warning(
+            "deliveries_handed_back",
+            restored=len(handed.restored),
+            dropped=len(handed.dropped),
+            task_ids=list(handed.restored)[:20],
+            ended_task_ids=list(handed.dropped)[:20],
+        )
     if recovered is not None and recovered.republished:
         metrics.TASKS_RECOVERED.inc(len(recovered.republished))
         log.warning(

@@ -5,7 +5,10 @@ Items wait in a sorted set scored by the time they may be sent. A batch of up to
 request slot is free, so a request carries 5 hashes whenever 5 are waiting, and a lone
 hash waits at most the linger time. Taking a batch, spending the rate-limit slot and
 leasing the batch are one atomic step on Redis's clock: the limit holds for every process
-on every host. A batch whose worker dies is given back when its lease runs out.
+on every host. The lease is short (``EDGEMATCH_LEASE_S``) and renewed by a thread while
+the worker sending the batch lives (:meth:`BatchBuffer.keeping`), so a slow request keeps
+its batch however long it takes, and the batch of a worker that died (SIGKILL, OOM, a
+lost node) is given back within one lease.
 
 Raises ``RedisUnavailable`` (a ``TransientError``) when Redis cannot be reached: the
 client translates every Redis error (``redisclient.py``).
@@ -13,10 +16,13 @@ client translates every Redis error (``redisclient.py``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import threading
+import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from importlib import resources
@@ -28,6 +34,10 @@ from edgematch.config.settings import Settings
 from edgematch.worker import cooldown
 from edgematch.worker.items import Item
 from edgematch.worker.keys import LANES, Keys
+from edgematch.worker.logs import get_logger
+from edgematch.worker.redisclient import RedisUnavailable
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -125,6 +135,11 @@ class BatchBuffer:
         self._hold = client.register_script(_script("hold_until"))
         self._cool_down = client.register_script(_script("cool_down"))
         self._mark_sent = client.register_script(_script("mark_sent"))
+        self._renew = client.register_script(_script("renew_lease"))
+        # Batches this process is sending, and the thread that renews their leases.
+        self._kept: set[str] = set()
+        self._keep_lock = threading.Lock()
+        self._keeper: threading.Thread | None = None
         self._wait_turn = client.register_script(_script("wait_turn"))
 
     # -- items in ---------------------------------------------------------------------
@@ -193,6 +208,57 @@ class BatchBuffer:
     def mark_sent(self, batch_id: str) -> None:
         """Record that the batch's request is leaving now (see ``lua/mark_sent.lua``)."""
         self._call(self._mark_sent, [self.keys.rate_log], [batch_id])
+
+    def renew(self, batch_id: str) -> bool:
+        """Extend the batch's lease (and its probe mark) to ``lease_s`` from now. False
+        when it is no longer leased: settled, or given back after it ran out."""
+        k = self.keys
+        renewed = self._call(
+            self._renew, [k.leases, k.breaker_probe], [batch_id, int(self._s.lease_s * 1000)]
+        )
+        return bool(renewed)
+
+    @contextlib.contextmanager
+    def keeping(self, batch_id: str) -> Iterator[None]:
+        """Renew the batch's lease every third of it while the block runs.
+
+        One thread per process renews every batch the process is sending: it lives and
+        dies with the process, so a live request, however slow, keeps its batch, and a
+        killed one's comes back within ``lease_s``. The thread is started once, not per
+        batch: a thread starting beside a request would compete with it for the GIL just
+        as it goes out, and delay it past its rate-limit slot.
+        """
+        with self._keep_lock:
+            self._kept.add(batch_id)
+            if self._keeper is None or not self._keeper.is_alive():
+                self._keeper = threading.Thread(
+                    target=self._keep_leased, name="lease-keeper", daemon=True
+                )
+                self._keeper.start()
+        try:
+            yield
+        finally:
+            with self._keep_lock:
+                self._kept.discard(batch_id)
+
+    def _keep_leased(self) -> None:
+        while True:
+            time.sleep(self._s.lease_s / 3)
+            with self._keep_lock:
+                batch_ids = list(self._kept)
+            for batch_id in batch_ids:
+                try:
+                    renewed = self.renew(batch_id)
+                except RedisUnavailable as exc:  # not a translation: tried again soon
+                    log.warning("lease_renewal_failed", batch_id=batch_id, error=str(exc))
+                    continue
+                if not renewed:
+                    # Settled just now, or lost while this process could not renew it
+                    # (frozen, or Redis out of reach for a whole lease): then its items
+                    # went back, and the settle logs lease_lost.
+                    log.debug("lease_not_renewed", batch_id=batch_id)
+                    with self._keep_lock:
+                        self._kept.discard(batch_id)
 
     def settle(
         self, batch_id: str, finished: Iterable[str], again: Sequence[tuple[Item, float]]

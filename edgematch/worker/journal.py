@@ -10,14 +10,22 @@ scanned, a result never recorded, a match never quarantined or reported.
 So every task that carries work is written here *before* it is published, under its task
 id: ``<ns>:journal`` (task id → name, kwargs, queue) and ``<ns>:journal:at`` (task id →
 when it was written). The task's end — done, dead-lettered, split — removes it
-(``steps._guarded``). The beat's sweep (:meth:`Journal.recover`, every
-``SWEEP_EVERY_S``) republishes, under the same task id, every entry older than the grace
-period that is *alive* nowhere: not waiting in its queue and not held by a worker
-(kombu's unacked hash, which also holds tasks waiting for a retry countdown).
+(``steps._guarded``). The beat's sweep does two things:
 
-Every step is idempotent, so the rare republished task that was alive after all (a
-message kombu restored to the back of a long queue) only runs twice. Pump and sweep
-tasks are not journaled: the batch buffer is their state, and the sweep restarts pumps.
+- :meth:`Journal.hand_back`, every sweep: the deliveries a dead worker held (kombu's
+  unacked entries its consumer stopped refreshing, worker/unacked.py) go back to the
+  head of their queue within ``unacked.STALE_S`` of the death, not after the visibility
+  timeout; a delivery whose task has already ended is dropped instead, so it never runs
+  again.
+- :meth:`Journal.recover`, every ``SWEEP_EVERY_S`` (or a third of the grace): every entry
+  older than the grace period that is *alive* nowhere — not waiting in its queue and not
+  held by a worker — is published again under the same task id.
+
+Every step is idempotent, so the rare task that runs twice (a worker thought dead that
+was only frozen) changes nothing twice. Pump and sweep tasks are not journaled: the batch
+buffer is their state, and the sweep restarts pumps.
+
+Queues and kombu's keys are read on the broker's Redis, the entries on edgematch's.
 """
 
 from __future__ import annotations
@@ -30,17 +38,23 @@ from typing import Any, Final, cast
 
 import redis
 
-from edgematch.worker.keys import Keys
+from edgematch.worker.keys import QUEUE_STEPS, Keys
+from edgematch.worker.logs import get_logger
+from edgematch.worker.unacked import Unacked, queue_of, task_id_of
+
+log = get_logger(__name__)
 
 #: Seconds an entry may be missing from its queue before it is counted lost: covers the
 #: moments between writing the entry and publishing, and between BRPOP and kombu's record.
-GRACE_S: Final = 30.0
+GRACE_S: Final = 20.0
 #: Seconds between two looks for lost tasks (the beat's sweep runs every second).
 SWEEP_EVERY_S: Final = 10.0
 #: Entries looked at per sweep; the rest wait for the next one.
 BATCH: Final = 500
 #: A queue longer than this is not read whole: its order alone says what waits in it.
 SCAN_LIMIT: Final = 10_000
+#: Tasks never journaled: the batch buffer is their state.
+UNJOURNALED: Final = frozenset({"edgematch.pump", "edgematch.sweep"})
 
 #: Publishes ``(task name, kwargs, task id)`` to the broker.
 Publish = Callable[[str, Mapping[str, Any], str], None]
@@ -54,27 +68,33 @@ class Recovery:
     republished: tuple[str, ...]
 
 
-def _task_id(raw: bytes | str) -> str | None:
-    """The Celery task id in a kombu message as the Redis transport stores it."""
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        return None
-    if isinstance(doc, list):  # the unacked hash: [message, exchange, routing key]
-        doc = doc[0] if doc else {}
-    headers = doc.get("headers") if isinstance(doc, dict) else None
-    task_id = headers.get("id") if isinstance(headers, dict) else None
-    return str(task_id) if task_id else None
+@dataclass(frozen=True)
+class HandBack:
+    """Deliveries of dead workers: put back on their queue, or dropped (task ended)."""
+
+    restored: tuple[str, ...]
+    dropped: tuple[str, ...]
 
 
 class Journal:
     """Write, close and recover journal entries. Redis errors are ``TransientError``."""
 
-    def __init__(self, client: redis.Redis, namespace: str, *, grace_s: float = GRACE_S) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        namespace: str,
+        *,
+        grace_s: float = GRACE_S,
+        broker: redis.Redis | None = None,
+    ) -> None:
+        """``broker``: the broker's Redis, when it is not ``client``'s."""
         self._r = client
+        self._b = broker if broker is not None else client
         self._k = Keys(namespace)
         self._ns = namespace
         self._grace_s = grace_s
+        self._unacked = Unacked(self._b, namespace)
+        self._queues = frozenset(self._k.queue(step) for step in QUEUE_STEPS)
 
     @property
     def _entries(self) -> str:
@@ -104,11 +124,44 @@ class Journal:
         return int(self._r.zcard(self._at))
 
     def due(self) -> bool:
-        """Whether this process should sweep now: at most once per ``SWEEP_EVERY_S`` (or
-        a third of the grace period, when shorter) across the whole pool."""
+        """Whether this process should look for lost tasks now: at most once per
+        ``SWEEP_EVERY_S`` (or a third of the grace period, when shorter) across the pool."""
         every_s = min(SWEEP_EVERY_S, self._grace_s / 3)
         key = f"{self._ns}:journal:swept"
         return bool(self._r.set(key, "1", nx=True, px=max(1, int(every_s * 1000))))
+
+    def hand_back(self) -> HandBack:
+        """Put the deliveries whose worker died back on their queue (worker/unacked.py).
+
+        A delivery whose task has ended (no journal entry: done, dead-lettered or split
+        before its worker died, unacknowledged) is dropped instead: running it again would
+        change nothing. Each delivery is handed back once, however many sweeps run at once.
+        """
+        cutoff, stale = self._unacked.stale()
+        if not stale:
+            return HandBack((), ())
+        ids = [d.task_id for d in stale if d.task_id]
+        found = cast("list[bytes | None]", self._r.hmget(self._entries, ids)) if ids else []
+        open_ids = {task_id for task_id, doc in zip(ids, found, strict=True) if doc is not None}
+        restored: list[str] = []
+        dropped: list[str] = []
+        for delivery in stale:
+            queue = queue_of(delivery, self._queues)
+            if queue is None:
+                # Not one of ours: kombu restores it after the visibility timeout. Debug:
+                # it is looked at again every sweep until then.
+                log.debug(
+                    "delivery_not_ours", delivery_tag=delivery.tag, queue=delivery.routing_key
+                )
+                continue
+            ended = (
+                delivery.task is not None
+                and delivery.task not in UNJOURNALED
+                and delivery.task_id not in open_ids
+            )
+            if self._unacked.hand_back(delivery, cutoff, None if ended else queue):
+                (dropped if ended else restored).append(delivery.task_id or delivery.tag)
+        return HandBack(tuple(restored), tuple(dropped))
 
     def recover(self, publish: Publish) -> Recovery:
         """Republish the entries older than the grace period that are alive nowhere."""
@@ -125,23 +178,26 @@ class Journal:
             return Recovery(0, ())
         ids = [task_id for task_id, _ in old]
         docs = dict(zip(ids, self._r.hmget(self._entries, ids), strict=True))
-        held = self._held()
-        by_queue: dict[str, list[tuple[str, float, dict[str, Any]]]] = {}
-        for task_id, at in old:
+        by_queue: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for task_id, _ in old:
             raw = docs.get(task_id)
             if raw is None:  # closed meanwhile
                 continue
-            if task_id in held:
-                continue
             doc = json.loads(raw)
-            by_queue.setdefault(str(doc["queue"]), []).append((task_id, at, doc))
+            by_queue.setdefault(str(doc["queue"]), []).append((task_id, doc))
+        # Workers' deliveries are read before and after the queues: a message that moves
+        # from a queue to a worker, or back (a requeue, a hand-back), in between is seen
+        # in one of the reads, never in neither.
+        held = self._unacked.task_ids()
+        waiting: dict[str, set[str] | None] = {q: self._waiting(q) for q in by_queue}
+        held |= self._unacked.task_ids()
         republished: list[str] = []
         for queue, entries in by_queue.items():
-            waiting = self._waiting(queue)
-            if waiting is None:
+            in_queue = waiting[queue]
+            if in_queue is None:
                 continue
-            for task_id, _, doc in entries:
-                if task_id in waiting:
+            for task_id, doc in entries:
+                if task_id in in_queue or task_id in held:
                     continue
                 # Stamped first: a publish that fails is tried again after another grace.
                 self._r.zadd(self._at, {task_id: time.time()})
@@ -149,29 +205,19 @@ class Journal:
                 republished.append(task_id)
         return Recovery(len(old), tuple(republished))
 
-    def _held(self) -> set[str]:
-        """Task ids in kombu's unacked hash: taken by a worker (running, or waiting out a
-        retry countdown), or abandoned by a dead one that kombu will restore."""
-        held: set[str] = set()
-        for _, raw in self._r.hscan_iter(f"{self._ns}:kombu:unacked", count=500):
-            task_id = _task_id(raw)
-            if task_id:
-                held.add(task_id)
-        return held
-
     def _waiting(self, queue: str) -> set[str] | None:
         """Task ids waiting in ``queue`` (a Redis list: pushed left, taken right); None
         when that cannot be told, and everything must be taken to wait."""
-        length = int(self._r.llen(queue))
+        length = int(self._b.llen(queue))
         if length == 0:
             return set()
-        span = self._r.lrange(queue, 0, SCAN_LIMIT - 1)
-        waiting = {t for t in (_task_id(raw) for raw in span) if t}
+        span = self._b.lrange(queue, 0, SCAN_LIMIT - 1)
+        waiting = {t for t in (task_id_of(raw) for raw in span) if t}
         if length > SCAN_LIMIT:
             # Not read whole: count as waiting whatever is no older than the oldest message
             # read (the list is in publish order, oldest on the right).
-            oldest = self._r.lindex(queue, -1)
-            oldest_id = _task_id(oldest) if oldest is not None else None
+            oldest = self._b.lindex(queue, -1)
+            oldest_id = task_id_of(oldest) if oldest is not None else None
             at = self._r.zscore(self._at, oldest_id) if oldest_id else None
             if at is None:
                 return None

@@ -31,23 +31,6 @@ from edgematch.worker.redisclient import redis_client
 
 SANDBOX_KEY = "local-sandbox-key"
 
-#: Settings for fault scenarios: short leases, timeouts and backoff, so that work a dead
-#: process abandoned comes back within seconds. The visibility timeout must exceed lease +
-#: API timeout + backoff cap (Settings refuses it otherwise).
-FAST_RECOVERY: dict[str, str] = {
-    "EDGEMATCH_LEASE_S": "4",
-    "EDGEMATCH_API_TIMEOUT_S": "2",
-    "EDGEMATCH_API_CONNECT_TIMEOUT_S": "1",
-    "EDGEMATCH_BACKOFF_BASE_S": "0.2",
-    "EDGEMATCH_BACKOFF_CAP_S": "1",
-    "EDGEMATCH_VISIBILITY_TIMEOUT_S": "8",
-    "EDGEMATCH_BATCH_LINGER_MS": "100",
-    "EDGEMATCH_SHUTDOWN_GRACE_S": "2",
-    # A quarantine or report lock a killed worker held is free again within 2 s, well
-    # inside the step's retries (8 attempts, backoff capped at 1 s).
-    "EDGEMATCH_LOCK_TTL_S": "2",
-}
-
 
 class LocalPipeline:
     """Start the parts, create the bucket and queue, wire S3 notifications to SQS."""

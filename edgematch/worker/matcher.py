@@ -101,10 +101,12 @@ def pump(
             taken = buf.take()
             if isinstance(taken, Batch):
                 if taken.items:
-                    # Another pump waits for the next slot while this request is in flight.
-                    send_batch(
-                        rt, taken, publish=publish, before_send=lambda: _kick(rt, start_pump)
-                    )
+                    # Another pump waits for the next slot while this request is in flight;
+                    # the lease is renewed until the batch is settled.
+                    with buf.keeping(taken.id):
+                        send_batch(
+                            rt, taken, publish=publish, before_send=lambda: _kick(rt, start_pump)
+                        )
                     batches += 1
                     items += len(taken.items)
                 else:

@@ -47,8 +47,22 @@ class Runtime:
         return ResultStore(self.redis, self.settings.namespace, ttl_s=self.settings.result_ttl_s)
 
     @cached_property
+    def broker_redis(self) -> Redis:
+        """The broker's Redis (queues, kombu's unacked deliveries): ``redis`` unless
+        EDGEMATCH_BROKER_URL names another."""
+        s = self.settings
+        if s.broker_url == s.redis_url:
+            return self.redis
+        return redis_client(s.broker_url, sentinel_master=s.sentinel_master)
+
+    @cached_property
     def journal(self) -> Journal:
-        return Journal(self.redis, self.settings.namespace, grace_s=self.settings.journal_grace_s)
+        return Journal(
+            self.redis,
+            self.settings.namespace,
+            grace_s=self.settings.journal_grace_s,
+            broker=self.broker_redis,
+        )
 
     @cached_property
     def store(self) -> ObjectStore:
@@ -61,6 +75,8 @@ class Runtime:
     def close(self) -> None:
         if "api" in self.__dict__:
             self.api.close()
+        if "broker_redis" in self.__dict__ and self.broker_redis is not self.redis:
+            self.broker_redis.close()
         if "redis" in self.__dict__:
             self.redis.close()
 

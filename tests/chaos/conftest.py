@@ -12,10 +12,13 @@ and then counts, from what the pipeline left behind rather than from what it say
   bucket, or tagged ``quarantined`` in tag mode) and ``reports`` (documents in the
   reports bucket);
 - ``lost``: uploads without a result — must be 0;
+- ``wrong``: uploads whose verdict is not the one the scenario expects (``match`` for a
+  known hash, ``clean`` for another, ``unscannable`` for what cannot be scanned) — must be
+  0;
 - ``duplicated``: a second distinct result for one upload, a second quarantine copy or a
   second report for one matched content version — must be 0;
-- ``dead_letters`` by reason, and ``recover_s``: from the end of the fault to the last
-  result recorded.
+- ``dead_letters`` by reason, and ``verdicts_s``: from the (last) fault until every upload
+  has its verdict (the last result recorded).
 
 Each run writes its ledger to ``tests/chaos/results/latest-run.json`` (not tracked: a test
 run leaves the work tree clean); the committed ``ledger.json``, whose table the README
@@ -31,7 +34,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +55,8 @@ SOURCE_VERSION_META = "edgematch-source-version-id"
 
 @dataclass
 class Ledger:
-    """What one scenario uploaded and what became of it. ``lost`` and ``duplicated`` must be 0."""
+    """What one scenario uploaded and what became of it. ``lost``, ``wrong`` and
+    ``duplicated`` must be 0."""
 
     scenario: str
     uploads: int
@@ -61,12 +65,14 @@ class Ledger:
     quarantined: int
     reports: int
     lost: int
+    wrong: int
     duplicated: int
     dead_letters: dict[str, int]
-    recover_s: float | None
+    verdicts_s: float | None
     elapsed_s: float
     notes: str = ""
     lost_keys: list[str] = field(default_factory=list)
+    wrong_what: list[str] = field(default_factory=list)
     duplicated_what: list[str] = field(default_factory=list)
     dead_letter_samples: list[dict[str, str]] = field(default_factory=list)
 
@@ -143,6 +149,38 @@ def _tagged_quarantined(pipe: LocalPipeline, bucket: str, key: str, version: str
     return {t["Key"]: t["Value"] for t in tags}.get("edgematch-status") == "quarantined"
 
 
+#: What a scenario expects of its uploads: hash key → the verdict of each write of it, in
+#: any order (one string for a key written once).
+Expected = Mapping[str, str | Sequence[str]]
+
+
+def expect(uploads: Iterable[str], matches: Iterable[str] = ()) -> dict[str, str]:
+    """``match`` for the keys in ``matches`` (known hashes), ``clean`` for the others."""
+    known = set(matches)
+    return {key: "match" if key in known else "clean" for key in uploads}
+
+
+def _wrong(
+    expected: Expected,
+    events: list[dict[str, Any]],
+    stored: Mapping[str, dict[str, Any]],
+) -> list[str]:
+    """Uploads given a verdict other than the expected one (a missing one is lost, not
+    wrong). A key written once is judged by its stored result; one written more often by
+    the verdicts recorded for its distinct items."""
+    wrong: list[str] = []
+    for key, want in expected.items():
+        wanted = Counter([want] if isinstance(want, str) else list(want))
+        if sum(wanted.values()) == 1:
+            got = Counter([stored[key]["verdict"]] if key in stored else [])
+        else:
+            got = Counter(str(e.get("verdict")) for e in events if e.get("key") == key)
+        right = sum((wanted & got).values())
+        for _ in range(min(sum(got.values()), sum(wanted.values())) - right):
+            wrong.append(f"{key}: {dict(got)} for {dict(wanted)}")
+    return wrong
+
+
 def measure(
     pipe: LocalPipeline,
     scenario: str,
@@ -150,21 +188,24 @@ def measure(
     *,
     fault_end: float | None,
     started: float,
+    expected: Expected,
     notes: str = "",
 ) -> Ledger:
     """Count what became of ``uploads`` (hash keys in ``pipe.bucket``; repeat a key per write).
 
-    ``fault_end`` and ``started`` are ``time.time()`` values: when the fault ended (None
-    when the scenario has no single end) and when the scenario began.
+    ``fault_end`` and ``started`` are ``time.time()`` values: when the (last) fault ended
+    (None when the scenario has no single end) and when the scenario began. ``expected``
+    names every upload's verdict.
     """
-    expected = Counter(list(uploads))
+    counts = Counter(list(uploads))
+    assert set(expected) == set(counts), "every upload needs its expected verdict"
     events = [e for e in recorded_events(pipe) if e.get("bucket") == pipe.bucket]
-    recorded = Counter(e["key"] for e in events if e.get("key") in expected)
-    stored = _stored_results(pipe, expected)
+    recorded = Counter(e["key"] for e in events if e.get("key") in counts)
+    stored = _stored_results(pipe, counts)
     lost_keys: list[str] = []
     duplicated_what: list[str] = []
     results = lost = 0
-    for key, want in expected.items():
+    for key, want in counts.items():
         # Redis holds the latest result of a key; the log counts distinct items recorded
         # (a worker killed between recording and logging leaves only a result_repeat line).
         got = max(recorded[key], 1) if key in stored else 0
@@ -178,7 +219,7 @@ def measure(
     matched = {
         (e["bucket"], e.get("content_key") or e["key"].removesuffix(".bin"))
         for e in events
-        if e.get("verdict") == "match" and e.get("key") in expected
+        if e.get("verdict") == "match" and e.get("key") in counts
     }
     match_docs = [d for d in stored.values() if d.get("verdict") == "match"]
     matched |= {(d["content_bucket"], d["content_key"]) for d in match_docs}
@@ -214,10 +255,11 @@ def measure(
             duplicated_what.append(f"{n} reports for {bucket}/{key}@{version}")
     duplicated_what += [f"{n} reports with id {rid}" for rid, n in per_id.items() if n > 1]
 
+    wrong_what = _wrong(expected, events, stored)
     last = max((float(d.get("recorded_at", 0.0)) for d in stored.values()), default=None)
-    recover_s = None
+    verdicts_s = None
     if fault_end is not None and last is not None:
-        recover_s = round(max(0.0, last - fault_end), 1)
+        verdicts_s = round(max(0.0, last - fault_end), 1)
     entries = dead_letters(pipe)
     letters = Counter(entry["reason"] for entry in entries)
     samples = [
@@ -231,18 +273,20 @@ def measure(
     ]
     return Ledger(
         scenario=scenario,
-        uploads=sum(expected.values()),
+        uploads=sum(counts.values()),
         results=results,
         matches=len(versions),
         quarantined=quarantined,
         reports=len(reports),
         lost=lost,
+        wrong=len(wrong_what),
         duplicated=len(duplicated_what),
         dead_letters=dict(sorted(letters.items())),
-        recover_s=recover_s,
+        verdicts_s=verdicts_s,
         elapsed_s=round(time.time() - started, 1),
         notes=notes,
         lost_keys=sorted(lost_keys)[:20],
+        wrong_what=wrong_what[:20],
         duplicated_what=duplicated_what[:20],
         dead_letter_samples=sorted(samples, key=lambda d: (d["reason"], d["key"]))[:20],
     )
@@ -305,8 +349,10 @@ def make_pipeline() -> Iterator[MakePipeline]:
 def record_ledger(request: pytest.FixtureRequest) -> Iterator[RecordLedger]:
     """Measure a scenario's ledger, write it to the results file, and return it as a dict.
 
-    ``record_ledger(pipe, scenario, uploads, fault_end=..., notes=...)``; the scenario's
-    start is when the test began. The test asserts on what comes back.
+    ``record_ledger(pipe, scenario, uploads, fault_end=..., matches=..., notes=...)``: every
+    upload is expected ``clean`` but those in ``matches`` (``match``), unless ``expected``
+    names each upload's verdict. The scenario's start is when the test began. The test
+    asserts on what comes back.
     """
     started = time.time()
 
@@ -316,9 +362,20 @@ def record_ledger(request: pytest.FixtureRequest) -> Iterator[RecordLedger]:
         uploads: Iterable[str],
         *,
         fault_end: float | None,
+        matches: Iterable[str] = (),
+        expected: Expected | None = None,
         notes: str = "",
     ) -> dict[str, Any]:
-        ledger = measure(pipe, scenario, uploads, fault_end=fault_end, started=started, notes=notes)
+        uploads = list(uploads)
+        ledger = measure(
+            pipe,
+            scenario,
+            uploads,
+            fault_end=fault_end,
+            started=started,
+            expected=expected if expected is not None else expect(uploads, matches),
+            notes=notes,
+        )
         write_ledger(ledger, request.node.name)
         return ledger.to_dict()
 

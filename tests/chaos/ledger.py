@@ -23,9 +23,10 @@ COLUMNS = (
     "quarantined",
     "reports",
     "lost",
-    "duplicated",
+    "wrong verdicts",
+    "duplicated effects",
     "dead letters",
-    "time to recover",
+    "every verdict, after the fault",
 )
 
 
@@ -33,7 +34,7 @@ def _letters(letters: Mapping[str, int]) -> str:
     return ", ".join(f"{n} {reason}" for reason, n in letters.items()) or "0"
 
 
-def _recover(seconds: float | None) -> str:
+def _seconds(seconds: float | None) -> str:
     return "—" if seconds is None else f"{seconds:.1f} s"
 
 
@@ -47,9 +48,10 @@ def row(entry: Mapping[str, Any]) -> list[str]:
         str(entry["quarantined"]),
         str(entry["reports"]),
         str(entry["lost"]),
+        str(entry["wrong"]),
         str(entry["duplicated"]),
         _letters(entry.get("dead_letters") or {}),
-        _recover(entry.get("recover_s")),
+        _seconds(entry.get("verdicts_s")),
     ]
 
 

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
 import redis
 
-from edgematch.worker.localstack import FAST_RECOVERY, LocalPipeline
+from edgematch.worker.localstack import LocalPipeline
 from edgematch.worker.localstack import wait_until as _wait
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
@@ -37,7 +39,7 @@ def _check_effects(ledger: Mapping[str, Any], matches: int) -> None:
     A step lock the fault stranded (its worker killed holding it, or its release lost in a
     Redis outage) runs out within EDGEMATCH_LOCK_TTL_S, and the step's retry waits for it.
     """
-    assert ledger["lost"] == 0 and ledger["duplicated"] == 0, ledger
+    assert ledger["lost"] == ledger["wrong"] == ledger["duplicated"] == 0, ledger
     assert ledger["matches"] == matches
     assert ledger["quarantined"] == matches, ledger
     assert ledger["reports"] == matches, ledger
@@ -130,62 +132,131 @@ def _wait_all(pipe: LocalPipeline, keys: list[str], matches: int, timeout_s: flo
     time.sleep(1.0)  # what a late redelivery would add, it adds now
 
 
-def test_worker_sigkilled_five_times_mid_batch(
+def _children(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid``: a prefork worker's pool."""
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (name) state ppid …": the name may hold spaces and parentheses.
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if int(ppid) == pid and state != "Z":
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+#: The worker processes the scenario kills, in order: a prefork child (its main process
+#: sees it die and requeues its task), the main process alone (the consumer holding the
+#: tasks; its children die with it), and the whole node (main process and children).
+KILLS = ("child", "main process", "node")
+
+
+def test_worker_processes_sigkilled_three_times(
     make_pipeline: MakePipeline,
     record_ledger: RecordLedger,
     uploader: Callable[..., threading.Thread],
 ) -> None:
-    """Five SIGKILLs of the worker while its batches are in flight: every upload is scanned once."""
-    count = 150  # the issue's 500 take ~110 s here; see README, Reliability
-    pipe = make_pipeline(
-        rate=20.0,
-        quarantine_bucket=QUARANTINE,
-        # Five kills in a row can catch the same redelivered task three times, and a task
-        # whose worker died that often is set aside as poison (worker/poison.py). Here the
-        # kills are the test's, not the task's fault: allow more deliveries.
-        settings={**FAST_RECOVERY, "EDGEMATCH_MAX_DELIVERIES": "8"},
-    )
+    """Three SIGKILLs of worker processes during 200 uploads, on the default settings: every
+    upload gets the right verdict within 60 s of the last kill, no match is quarantined or
+    reported twice, and no abandoned delivery is left for the broker to run again."""
+    count = 200
+    # EDGEMATCH_RATE_LIMIT (the README: set it to your subscription's quota): 20 a second.
+    pipe = make_pipeline(rate=20.0, quarantine_bucket=QUARANTINE)
     hashes, known = _hashes("kill", count)
     pipe.add_known(hashes[k] for k in known)
-    # A third of the requests take a second: a kill finds batches in flight.
-    pipe.sandbox_faults(slow_rate=0.3, slow_s=1.0)
+    # Half the requests take a second: a kill finds batches in flight.
+    pipe.sandbox_faults(slow_rate=0.5, slow_s=1.0)
     pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
     assert pipe.processes is not None
-    # Paced, so that uploads keep arriving through all five kills: a pipeline that has
-    # scanned everything takes no batch left to be killed with.
-    uploading = uploader(pipe, hashes, 0.15)
+    # Paced, so that uploads keep arriving through the kills: a pipeline that has scanned
+    # everything takes no batch left to be killed with.
+    uploading = uploader(pipe, hashes, 0.1)
 
     client = redis.Redis.from_url(pipe.redis.url)
 
     def leases() -> set[str]:
         return {str(batch_id) for batch_id in client.zrange(pipe.keys.leases, 0, -1)}
 
-    kills = 0
+    killed: list[str] = []
     seen: set[str] = set()
-    for _ in range(5):
-        # A batch the current worker took: a lease id not seen before (a dead worker's
-        # lease stays in the set until it runs out).
-        _wait(lambda: bool(leases() - seen), 60, "a batch in flight")  # noqa: B023
+    last_kill = time.monotonic()
+    for kind in KILLS:
+        # Some seconds after the last kill, so that the kills spread over the run, a batch
+        # taken since (a dead worker's lease stays in the set until it runs out).
+        time.sleep(max(0.0, last_kill + 5.0 - time.monotonic()))
         seen |= leases()
-        pipe.processes.kill("worker")
-        kills += 1
-        pipe.start_processes("worker", worker_args=["--concurrency", "2"])
-    fault_end = time.time()
+        _wait(lambda: bool(leases() - seen), 60, "a batch in flight")  # noqa: B023
+        worker = pipe.processes.procs["worker"]
+        if kind == "child":
+            _wait(lambda: len(_children(worker.pid)) == 2, 30, "the pool")  # noqa: B023
+            os.kill(_children(worker.pid)[0], signal.SIGKILL)
+        elif kind == "main process":
+            os.kill(worker.pid, signal.SIGKILL)
+            worker.wait(10)
+            del pipe.processes.procs["worker"]
+        else:
+            pipe.processes.kill("worker")
+        last_kill = time.monotonic()
+        fault_end = time.time()
+        killed.append(kind)
+        if kind != "child":
+            pipe.start_processes("worker", worker_args=["--concurrency", "2"])
     pipe.sandbox_faults(slow_rate=0.0)
     uploading.join(120)
-    _wait_all(pipe, list(hashes), len(known), timeout_s=180)
+    _wait_all(pipe, list(hashes), len(known), timeout_s=120)
+    reported_s = time.time() - fault_end
     reclaimed = int(client.hget(pipe.keys.stats, "items_reclaimed") or 0)
+    # Every delivery was acknowledged or handed back: none waits for the broker's hour.
+    _wait(lambda: client.hlen(f"{pipe.keys.ns}:kombu:unacked") == 0, 30, "no delivery held")
     client.close()
+    handed = _events(pipe, "deliveries_handed_back")
 
     ledger = record_ledger(
         pipe,
-        "worker SIGKILL ×5 mid-batch",
+        "worker SIGKILL ×3: a child, a main process, a node",
         hashes,
         fault_end=fault_end,
-        notes=f"{kills} kills, {reclaimed} items reclaimed from dead leases",
+        matches=known,
+        notes=(
+            f"kills: {', '.join(killed)}; {reclaimed} items reclaimed from dead leases; "
+            f"{sum(e['restored'] for e in handed)} deliveries handed back, "
+            f"{sum(e['dropped'] for e in handed)} dropped (task done); "
+            f"every report {reported_s:.0f} s after the last kill"
+        ),
     )
-    assert kills == 5 and reclaimed >= 1
+    assert killed == list(KILLS)
     _check_effects(ledger, len(known))
+    assert ledger["wrong"] == 0, ledger
+    assert ledger["verdicts_s"] is not None and ledger["verdicts_s"] <= 60, ledger
+    assert reported_s <= 60 + 2.0, reported_s  # polled, and the 1 s of _wait_all's settling
+
+
+def _events(pipe: LocalPipeline, name: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for line in pipe.log_lines("worker"):
+        if f'"{name}"' in line and line.startswith("{"):
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a SIGKILL
+            if doc.get("event") == name:
+                found.append(doc)
+    return found
+
+
+def _stable(read: Callable[[], int], *, for_s: float = 1.0) -> int:
+    """``read()`` once it has not changed for ``for_s`` seconds."""
+    value, since = read(), time.monotonic()
+    while time.monotonic() - since < for_s:
+        time.sleep(0.1)
+        now = read()
+        if now != value:
+            value, since = now, time.monotonic()
+    return value
 
 
 def _sqs_attribute(pipe: LocalPipeline, name: str) -> int:
@@ -218,10 +289,11 @@ def test_intake_sigkilled_while_holding_messages(
     record_ledger: RecordLedger,
 ) -> None:
     """SIGKILL of intake between receiving messages and enqueueing them: SQS gives them back."""
-    pipe = make_pipeline(rate=20.0, quarantine_bucket=QUARANTINE, settings=FAST_RECOVERY)
-    # Messages a dead intake held come back after the queue's visibility timeout.
+    # EDGEMATCH_RATE_LIMIT (the README: set it to your subscription's quota): 20 a second.
+    pipe = make_pipeline(rate=20.0, quarantine_bucket=QUARANTINE)
+    # Messages a dead intake held come back after the queue's visibility timeout: SQS's
+    # default, 30 s.
     sqs = pipe.sqs()
-    sqs.set_queue_attributes(QueueUrl=pipe.queue_url, Attributes={"VisibilityTimeout": "3"})
     hashes, known = _hashes("intake-kill", 40, known_every=8)
     pipe.add_known(hashes[k] for k in known)
     pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
@@ -249,12 +321,14 @@ def test_intake_sigkilled_while_holding_messages(
             QueueUrl=pipe.queue_url,
             Entries=[{"Id": str(n), "MessageBody": body} for n, body in enumerate(bodies[:10])],
         )
+        # A receive may return fewer than the 10 sent (moto's, like SQS's): intake holds
+        # what it got once the count stops growing.
         _wait(
-            lambda: _sqs_attribute(pipe, "ApproximateNumberOfMessagesNotVisible") >= 10,
-            10,
+            lambda: _sqs_attribute(pipe, "ApproximateNumberOfMessagesNotVisible") >= 1,
+            20,
             "intake to hold a batch",
         )
-        held = _sqs_attribute(pipe, "ApproximateNumberOfMessagesNotVisible")
+        held = _stable(lambda: _sqs_attribute(pipe, "ApproximateNumberOfMessagesNotVisible"))
         pipe.processes.kill("intake")
     finally:
         admin.client_unpause()
@@ -276,10 +350,11 @@ def test_intake_sigkilled_while_holding_messages(
         "intake SIGKILL holding messages",
         keys,
         fault_end=fault_end,
+        matches=known,
         notes=f"{held} SQS messages received and not deleted when intake was killed",
     )
-    assert held == 10
-    assert ledger["lost"] == 0 and ledger["duplicated"] == 0, ledger
+    assert 1 <= held <= 10
+    assert ledger["lost"] == ledger["wrong"] == ledger["duplicated"] == 0, ledger
     assert ledger["quarantined"] == ledger["reports"] == len(known)
     assert ledger["dead_letters"] == {}
     assert pipe.sandbox_stats()["items_total"] == len(keys)  # none scanned twice
@@ -291,10 +366,9 @@ def test_redis_restarted_mid_run(
     uploader: Callable[..., threading.Thread],
 ) -> None:
     """Redis stops mid-run and comes back with its AOF: every process reconnects on its own."""
-    pipe = make_pipeline(
-        rate=20.0, quarantine_bucket=QUARANTINE, settings=FAST_RECOVERY, redis_aof=True
-    )
-    pipe.sqs().set_queue_attributes(QueueUrl=pipe.queue_url, Attributes={"VisibilityTimeout": "5"})
+    # EDGEMATCH_RATE_LIMIT (the README: set it to your subscription's quota): 20 a second;
+    # Redis with AOF on, as deploy/README.md tells operators to run it.
+    pipe = make_pipeline(rate=20.0, quarantine_bucket=QUARANTINE, redis_aof=True)
     hashes, known = _hashes("redis-restart", 100)
     pipe.add_known(hashes[k] for k in known)
     pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
@@ -312,7 +386,9 @@ def test_redis_restarted_mid_run(
     uploading.join(120)
     _wait_all(pipe, keys, len(known), timeout_s=120)
 
-    ledger = record_ledger(pipe, "Redis stopped 4 s, restarted (AOF)", keys, fault_end=fault_end)
+    ledger = record_ledger(
+        pipe, "Redis stopped 4 s, restarted (AOF)", keys, fault_end=fault_end, matches=known
+    )
     _check_effects(ledger, len(known))
     for name in ("intake", "worker", "beat"):
         assert pipe.processes.procs[name].poll() is None, f"{name} exited"

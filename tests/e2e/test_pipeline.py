@@ -213,18 +213,9 @@ def test_four_workers_never_draw_a_429(make_pipeline: MakePipeline) -> None:
 
 
 def test_worker_killed_mid_batch_loses_no_hash(make_pipeline: MakePipeline) -> None:
-    """SIGKILL of the worker while its batches are in flight: every hash still gets a result."""
-    pipe = make_pipeline(
-        rate=10.0,
-        settings={
-            "EDGEMATCH_LEASE_S": "6",
-            "EDGEMATCH_API_TIMEOUT_S": "4",
-            "EDGEMATCH_API_CONNECT_TIMEOUT_S": "1",
-            "EDGEMATCH_BACKOFF_CAP_S": "2",
-            "EDGEMATCH_VISIBILITY_TIMEOUT_S": "30",
-            "EDGEMATCH_BATCH_LINGER_MS": "100",
-        },
-    )
+    """SIGKILL of the worker while its batches are in flight, on the default settings: every
+    hash still gets a result, the dead worker's batches back within one lease (15 s)."""
+    pipe = make_pipeline(rate=10.0)
     pipe.sandbox_faults(slow_rate=1.0, slow_s=3.0)
     pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
     keys = [f"kill/{i}.bin" for i in range(10)]
@@ -280,7 +271,7 @@ def test_a_task_lost_between_the_broker_and_a_killed_worker_is_published_again(
     worker killed in between loses it, and no visibility timeout brings it back. Here the
     ingest tasks intake enqueued are popped and dropped exactly so; the journal's sweep
     (beat) publishes them again and every upload still gets its result."""
-    pipe = make_pipeline(rate=10.0, settings={"EDGEMATCH_JOURNAL_GRACE_S": "2"})
+    pipe = make_pipeline(rate=10.0)
     pipe.start_processes("intake")
     hashes = {f"lost/p{i}.jpg.bin": os.urandom(HASH) for i in range(3)}
     for key, data in hashes.items():

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -109,6 +112,96 @@ def test_expired_lease_gives_items_back(
     assert isinstance(again, Batch)
     assert sorted(i.id for i in again.items) == sorted(i.id for i in items)
     assert buf.settle(taken.id, [], []) is False  # the dead worker's settle is refused
+
+
+def test_a_live_senders_batch_outlasts_its_lease(
+    redis_client: redis.Redis, make_settings: MakeSettings
+) -> None:
+    """A request slower than five leases keeps its batch while its sender lives: the lease
+    is renewed, nobody else is handed those items, and the sender's settle is accepted."""
+    lease_s = 0.6
+    buf = BatchBuffer(redis_client, make_settings(batch_linger_ms=0, lease_s=lease_s))
+    _fill(buf, 3)
+    taken = buf.take()
+    assert isinstance(taken, Batch)
+    others: list[object] = []
+    with buf.keeping(taken.id):
+        deadline = time.monotonic() + 5 * lease_s
+        while time.monotonic() < deadline:
+            others.append(buf.take())
+            time.sleep(lease_s / 5)
+    assert others and all(isinstance(other, Empty) for other in others)
+    assert buf.settle(taken.id, [i.id for i in taken.items], []) is True
+    assert int(redis_client.hget(buf.keys.stats, "leases_expired") or 0) == 0
+
+
+def test_a_probe_kept_by_its_sender_stays_the_only_one(
+    redis_client: redis.Redis, make_settings: MakeSettings
+) -> None:
+    """The breaker's probe is renewed with its lease: a slow probe never lets a second one
+    through."""
+    lease_s = 0.6
+    buf = BatchBuffer(
+        redis_client, make_settings(batch_linger_ms=0, rate_limit_per_s=100.0, lease_s=lease_s)
+    )
+    _fill(buf, 10)
+    buf.open_breaker(0.05)
+    time.sleep(0.1)
+    probe = buf.take()
+    assert isinstance(probe, Batch) and probe.probe
+    with buf.keeping(probe.id):
+        time.sleep(3 * lease_s)
+        second = buf.take()
+    assert isinstance(second, Wait) and second.reason == "probe"
+
+
+_SENDER = """
+import sys, time, redis
+from edgematch.config.settings import Settings
+from edgematch.worker.buffer import Batch, BatchBuffer
+settings = Settings(redis_url=sys.argv[1], batch_linger_ms=0, lease_s=float(sys.argv[2]))
+buf = BatchBuffer(redis.Redis.from_url(sys.argv[1]), settings)
+taken = buf.take()
+assert isinstance(taken, Batch)
+with buf.keeping(taken.id):
+    print(taken.id, flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_killed_senders_batch_comes_back_within_one_lease(
+    redis_client: redis.Redis, make_settings: MakeSettings
+) -> None:
+    """SIGKILL the process sending a batch: its items are handed out again within one
+    lease of the kill, not one lease after the batch was taken."""
+    lease_s = 1.5
+    settings = make_settings(batch_linger_ms=0, lease_s=lease_s)
+    buf = BatchBuffer(redis_client, settings)
+    items = _fill(buf, 3)
+    sender = subprocess.Popen(
+        [sys.executable, "-c", _SENDER, settings.redis_url, str(lease_s)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert sender.stdout is not None
+    batch_id = sender.stdout.readline().strip()
+    assert batch_id
+    # Held for several leases by the live sender first.
+    time.sleep(3 * lease_s)
+    assert isinstance(buf.take(), Empty)
+    sender.send_signal(signal.SIGKILL)
+    sender.wait(10)
+    killed = time.monotonic()
+    again = buf.take()
+    while not isinstance(again, Batch) and time.monotonic() - killed < 10 * lease_s:
+        time.sleep(0.05)
+        again = buf.take()
+    back_after_s = time.monotonic() - killed
+    assert isinstance(again, Batch)
+    assert sorted(i.id for i in again.items) == sorted(i.id for i in items)
+    assert back_after_s <= lease_s + 0.5
+    assert buf.settle(batch_id, [], []) is False  # the dead sender's settle is refused
 
 
 def test_settle_removes_finished_and_delays_retries(
