@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import httpx
-import redis
 
 from edgematch.config.settings import Settings
 from edgematch.worker.buffer import BatchBuffer
 from edgematch.worker.items import Item
 from edgematch.worker.localstack import LocalPipeline
+from edgematch.worker.redisclient import redis_client
 
 HASH_BYTES = 924  # an Edge V2 hash
 
@@ -32,7 +32,7 @@ class CountingRedis:
     sends, so they can be taken out of the server's ``total_commands_processed``."""
 
     def __init__(self, url: str) -> None:
-        self.client = redis.Redis.from_url(url)
+        self.client = redis_client(url)
         self.commands = 0
 
     def total_commands(self) -> int:

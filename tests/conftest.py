@@ -10,6 +10,7 @@ import structlog
 
 from edgematch.config.settings import Secret, Settings
 from edgematch.worker.devstack import RedisServer
+from edgematch.worker.redisclient import redis_client as build_redis_client
 
 
 @pytest.fixture(scope="session")
@@ -22,8 +23,9 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture
 def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    """A client of the private server, emptied after each test (it is ours alone)."""
-    client = redis.Redis.from_url(redis_server.url)
+    """The client every process builds (redisclient.py), of the private server, emptied
+    after each test (it is ours alone)."""
+    client = build_redis_client(redis_server.url)
     yield client
     client.flushdb()
     client.close()

@@ -18,6 +18,8 @@ import httpx
 import redis
 from celery import Celery
 
+from edgematch.worker.redisclient import redis_client
+
 STATS = "bench:stats"
 DONE = "bench:done"
 
@@ -46,7 +48,7 @@ def _http(pid: int) -> httpx.Client:
 
 @cache
 def _redis(pid: int) -> redis.Redis:
-    return redis.Redis.from_url(os.environ["BENCH_BROKER_URL"])
+    return redis_client(os.environ["BENCH_BROKER_URL"])
 
 
 def call_match(hashes: list[dict[str, str]]) -> tuple[int, float]:

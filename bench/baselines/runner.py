@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import redis
 from celery import Celery
 
 from bench.baselines.common import DONE, STATS
 from bench.measure import MachineLoad
 from bench.stack import HASH_BYTES, Stack
 from edgematch.worker.localstack import SANDBOX_KEY
+from edgematch.worker.redisclient import redis_client
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER_DB = 1
@@ -69,7 +69,7 @@ def run_baseline(
     ``rate_limited`` (``workers`` worker instances of one process each, one hash per task,
     ``rate_limit`` ``R/workers`` on each)."""
     url = _broker_url(stack)
-    r = redis.Redis.from_url(url)
+    r = redis_client(url)
     r.flushdb()
     sender = Celery("bench-feeder", broker=url)
     sender.conf.update(task_serializer="json")

@@ -14,6 +14,12 @@ Choices, each for a failure someone has hit:
 - A ``rediss://`` broker verifies the server's certificate, as redis-py does for the
   buffer: kombu alone would connect to a ``rediss://`` URL without ``ssl_*`` parameters
   with ``CERT_NONE`` (and a warning), sending the password to whoever answers.
+- A worker consumes its queues and nothing else: no remote control, gossip, mingle or
+  event heartbeats (``WORKER_ARGS``). On Redis those ride PUB/SUB, and redis-py reconnects
+  a subscription *inside* its blocking read: after a Sentinel failover a worker's event
+  loop waited there for a message that never came, and took no task again (3 of 9
+  failovers under load, tests/chaos/test_redis_outages.py). edgematch uses none of them:
+  probes read heartbeat files, ``edgematch status`` reads Redis.
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ from edgematch.config.queue_order import LiveFirst
 from edgematch.config.settings import Settings
 from edgematch.worker.keys import QUEUE_STEPS, Keys
 from edgematch.worker.unacked import unacked_index_key, unacked_key, unacked_mutex_key
+
+#: ``celery worker`` options every edgematch worker runs with (see the module docstring).
+WORKER_ARGS = ("--without-gossip", "--without-mingle", "--without-heartbeat")
 
 TASK_STEPS = {
     "edgematch.ingest": "ingest",
@@ -136,7 +145,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_on_failure_or_timeout": True,
         "worker_prefetch_multiplier": 1,
         "worker_disable_prefetch": True,
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # When the broker's connection drops (a Redis restart or failover), running tasks
+        # go on. Cancelling them (Celery's SIGTERM to the pool process) would kill a pump
+        # holding an API answer, whose batch would then be sent a second time once its
+        # lease ran out; every task is idempotent, so one that runs again after its
+        # unacknowledged message comes back changes nothing.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        # No pidbox on PUB/SUB (see the module docstring); gossip, mingle and heartbeats are
+        # turned off by WORKER_ARGS, which only the command line can do.
+        "worker_enable_remote_control": False,
         # SIGTERM: stop taking tasks, let running ones finish for the grace period, then
         # hand what is left back to the broker (late acknowledgement makes that safe).
         "worker_soft_shutdown_timeout": settings.shutdown_grace_s,

@@ -87,6 +87,9 @@ class Settings:
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 300.0
     breaker_probe_s: float = 30.0
+    # The longest the pool honours a 429's Retry-After; past it, one probe request first
+    # (worker/cooldown.py).
+    max_cooldown_s: float = 60.0
     # TTL of a quarantine or report lock, renewed while its holder works (worker/locks.py):
     # how long a killed holder keeps the step from running again.
     lock_ttl_s: float = 30.0
@@ -203,6 +206,7 @@ class Settings:
             breaker_probe_s=r.get(
                 "EDGEMATCH_BREAKER_PROBE_S", cls.breaker_probe_s, _positive_float
             ),
+            max_cooldown_s=r.get("EDGEMATCH_MAX_COOLDOWN_S", cls.max_cooldown_s, _positive_float),
             lock_ttl_s=r.get("EDGEMATCH_LOCK_TTL_S", cls.lock_ttl_s, _positive_float),
             rate_limit_margin=r.get(
                 "EDGEMATCH_RATE_LIMIT_MARGIN", cls.rate_limit_margin, _fraction

@@ -136,6 +136,11 @@ class SandboxConfig:
     conflict_rate: float = 0.0
     #: When set, every request with a good key gets this HTTP status until cleared.
     force_status: int | None = None
+    #: The next ``throttle_next`` requests with a good key are answered 429 with
+    #: ``Retry-After: throttle_retry_after_s`` (API Management's body), whatever the rate:
+    #: a quota that asks for a long wait, once or a few times.
+    throttle_next: int = 0
+    throttle_retry_after_s: int = 1
     #: Seed of the fault-injection random generator, for reproducible runs.
     seed: int = 0
 
@@ -162,6 +167,10 @@ class SandboxConfig:
             raise ValueError("force_status must be null or an HTTP status from 400 to 599")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError("seed must be an integer")
+        for name in ("throttle_next", "throttle_retry_after_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a whole number, 0 or more")
         # A fresh, normalized set: a replaced config never shares its set with the original.
         self.known_sha256 = {normalize_digest(digest) for digest in self.known_sha256}
 
@@ -178,6 +187,8 @@ class SandboxConfig:
             "drop_rate": self.drop_rate,
             "conflict_rate": self.conflict_rate,
             "force_status": self.force_status,
+            "throttle_next": self.throttle_next,
+            "throttle_retry_after_s": self.throttle_retry_after_s,
             "seed": self.seed,
         }
 
@@ -195,6 +206,8 @@ CHANGEABLE_FIELDS = frozenset(
         "drop_rate",
         "conflict_rate",
         "force_status",
+        "throttle_next",
+        "throttle_retry_after_s",
         "seed",
     }
 )
@@ -281,6 +294,15 @@ class SandboxState:
             return True
         return self._rng.random() < probability
 
+    def _refusal(self, config: SandboxConfig, now: float) -> int | None:
+        """The Retry-After of a 429 for this request (a throttle set at runtime first, then
+        the rate limit), or None when it is admitted. Call with the lock held."""
+        if config.throttle_next > 0:
+            config.throttle_next -= 1
+            return config.throttle_retry_after_s
+        decision = self._limiter.try_acquire(now)
+        return None if decision.admitted else decision.retry_after
+
     def admit(self, operation: str, key: str | None) -> Admission:
         """Count one API request and decide its fate: key, then rate limit, then faults."""
         with self._lock:
@@ -290,9 +312,9 @@ class SandboxState:
             if key is None or not hmac.compare_digest(key.encode(), config.key.encode()):
                 return Admission(Gate.UNAUTHORIZED)
             now = self._clock()
-            decision = self._limiter.try_acquire(now)
-            if not decision.admitted:
-                return Admission(Gate.RATE_LIMITED, retry_after=decision.retry_after)
+            retry_after = self._refusal(config, now)
+            if retry_after is not None:
+                return Admission(Gate.RATE_LIMITED, retry_after=retry_after)
             counters.accepted.append(now)
             if self._chance(config.drop_rate):
                 counters.dropped_total += 1
@@ -815,7 +837,7 @@ Admin (JSON, no key):
   GET  /_sandbox/reports     recorded Report bodies
   POST /_sandbox/faults      any of: key rate hash_size fail_rate slow_rate slow_s
                              item_3004_rate drop_rate conflict_rate force_status
-                             (null clears) seed
+                             (null clears) throttle_next throttle_retry_after_s seed
   POST /_sandbox/known       {{"sha256": ["<hex digest>", ...]}}
   POST /_sandbox/reset       clear counters and reports (config is kept)
 
@@ -923,6 +945,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer every request with this HTTP status (400-599) until cleared at runtime",
     )
     faults.add_argument(
+        "--throttle-next",
+        type=int,
+        default=0,
+        metavar="N",
+        help="answer the next N requests 429 with Retry-After --throttle-retry-after",
+    )
+    faults.add_argument(
+        "--throttle-retry-after",
+        type=int,
+        default=1,
+        metavar="S",
+        help="the Retry-After of --throttle-next's 429s, in seconds (default: 1)",
+    )
+    faults.add_argument(
         "--seed", type=int, default=0, help="seed of the fault generator (default: 0)"
     )
     parser.add_argument(
@@ -958,6 +994,8 @@ def _config_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace)
             drop_rate=args.drop_rate,
             conflict_rate=args.conflict_rate,
             force_status=args.force_status,
+            throttle_next=args.throttle_next,
+            throttle_retry_after_s=args.throttle_retry_after,
             seed=args.seed,
         )
     except ValueError as exc:

@@ -3,7 +3,9 @@
 One failure policy for every step (``_guarded``): a ``TransientError`` is retried with
 capped, jittered backoff up to ``EDGEMATCH_MAX_ATTEMPTS``; anything else — a permanent
 error, a configuration problem (S3 access denied), or a bug — is recorded as a dead letter
-with the task's arguments, so that nothing is acknowledged and forgotten.
+with the task's arguments, so that nothing is acknowledged and forgotten. Redis or the
+broker being unavailable is nobody's attempt: those retries are free for a while
+(worker/outages.py), so a restart or a failover never turns work into dead letters.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,13 +21,11 @@ from typing import Any, TypeVar
 
 import structlog
 from celery import Task
-from kombu.exceptions import OperationalError as KombuOperationalError
-from redis.exceptions import RedisError
 
 from edgematch.config.celery import queue_for
 from edgematch.tasks import lifecycle
 from edgematch.tasks.app import app
-from edgematch.worker import backpressure, matcher, metrics
+from edgematch.worker import backpressure, matcher, metrics, outages
 from edgematch.worker import ingest as ingest_step
 from edgematch.worker.backoff import compute_backoff
 from edgematch.worker.backpressure import INGEST_BATCH
@@ -32,6 +33,7 @@ from edgematch.worker.errors import EdgematchError, TransientError
 from edgematch.worker.journal import UNJOURNALED
 from edgematch.worker.logs import get_logger
 from edgematch.worker.poison import POISON, Deliveries, counter_ttl_s, is_poison
+from edgematch.worker.redisclient import BrokerUnavailable, RedisUnavailable, publishing
 from edgematch.worker.results import Result, consume
 from edgematch.worker.runtime import runtime
 from edgematch.worker.tagging import verdict_tags
@@ -39,6 +41,7 @@ from edgematch.worker.tagging import verdict_tags
 log = get_logger(__name__)
 T = TypeVar("T")
 E = TypeVar("E")
+R = TypeVar("R")
 
 #: Threads one worker process runs a batch task's S3 calls on, side by side.
 FANOUT_THREADS = 8
@@ -71,13 +74,11 @@ def _send(task: Task[Any, Any], kwargs: dict[str, Any], *, countdown: float = 0.
     task_id = uuid.uuid4().hex
     if task.name not in UNJOURNALED:
         journal(task.name, kwargs, task_id)
-    try:
+    with publishing():
         if countdown > 0:
             task.apply_async(kwargs=kwargs, countdown=countdown, task_id=task_id)
         else:
             task.apply_async(kwargs=kwargs, task_id=task_id)
-    except (KombuOperationalError, RedisError) as exc:
-        raise TransientError(f"broker unavailable: {type(exc).__name__}") from exc
 
 
 def journal(name: str, kwargs: Mapping[str, Any], task_id: str) -> None:
@@ -160,22 +161,39 @@ def _guarded(
         rt.settings.namespace,
         ttl_s=counter_ttl_s(rt.settings.visibility_timeout_s, rt.settings.max_deliveries),
     )
+
     try:
-        delivery = deliveries.begin(task_id, task.request.retries) if task_id else 1
+        delivery = (
+            _ride(lambda: deliveries.begin(task_id, task.request.retries), step) if task_id else 1
+        )
         if is_poison(delivery, rt.settings.max_deliveries):
             reason, attempts = POISON, delivery - 1
             message = f"began {attempts} times and never finished: each run killed its worker"
         else:
-            value = on_redelivery() if on_redelivery and delivery > 1 else run()
+            value = _ride(on_redelivery if on_redelivery and delivery > 1 else run, step)
             if replayed_from:
-                outcome = rt.dead_letters.resolve(replayed_from)
+                outcome = _ride(lambda: rt.dead_letters.resolve(replayed_from), step)
                 log.info("replay_resolved", replayed_from=replayed_from, entry=outcome)
             if task_id:
                 deliveries.finish(task_id)
                 _close(rt, task_id)
             return value
     except TransientError as exc:
-        attempt = task.request.retries + 1
+        headers = task.request.headers or {}
+        free = (
+            outages.free_retry(
+                headers,
+                now=time.time(),
+                base_s=rt.settings.backoff_base_s,
+                cap_s=rt.settings.backoff_cap_s,
+            )
+            if isinstance(exc, RedisUnavailable | BrokerUnavailable)
+            else None
+        )
+        if free is not None:
+            log.warning(f"{step}_outage_retry", error=str(exc), delay_s=round(free.countdown_s, 3))
+            raise task.retry(exc=exc, countdown=free.countdown_s, headers=free.headers) from exc
+        attempt = outages.attempt(task.request.retries, headers)
         if attempt < rt.settings.max_attempts:
             delay = compute_backoff(
                 attempt, base_s=rt.settings.backoff_base_s, cap_s=rt.settings.backoff_cap_s
@@ -185,7 +203,9 @@ def _guarded(
             told_s = getattr(exc, "retry_after_s", 0.0)
             delay = max(delay, min(told_s, rt.settings.backoff_cap_s))
             log.warning(f"{step}_retry", error=str(exc), attempt=attempt, delay_s=round(delay, 3))
-            raise task.retry(exc=exc, countdown=delay) from exc
+            raise task.retry(
+                exc=exc, countdown=delay, headers=outages.streak_over(headers)
+            ) from exc
         reason, message, attempts = "retries_exhausted", str(exc), attempt
     except EdgematchError as exc:
         reason, message, attempts = exc.reason, str(exc), task.request.retries + 1
@@ -217,6 +237,13 @@ def _guarded(
         _close(rt, task_id)
     log.error(f"{step}_dead_lettered", reason=reason, error=message, attempts=attempts)
     return "dead_lettered"
+
+
+def _ride(work: Callable[[], R], step: str) -> R:
+    """``work()``, waiting out a Redis or broker outage inside the task (worker/outages.py):
+    a retry would need the broker, which is often the Redis that is away."""
+    event = f"{step}_waits_for_redis"
+    return outages.ride_out(work, for_s=outages.RIDE_OUT_S, log=log, event=event)
 
 
 def _close(rt: Any, task_id: str) -> None:
@@ -286,10 +313,8 @@ def pump(pump_id: str) -> dict[str, Any]:
 
 
 def _republish(name: str, kwargs: Mapping[str, Any], task_id: str) -> None:
-    try:
+    with publishing():
         app.send_task(name, kwargs=dict(kwargs), task_id=task_id)
-    except (KombuOperationalError, RedisError) as exc:
-        raise TransientError(f"broker unavailable: {type(exc).__name__}") from exc
 
 
 @app.task(name="edgematch.sweep")

@@ -28,7 +28,6 @@ from typing import Any, TypeVar
 import redis
 
 from edgematch.worker.backpressure import Gate
-from edgematch.worker.errors import TransientError
 from edgematch.worker.events import ObjectCreated, key_problem
 from edgematch.worker.keys import Keys
 from edgematch.worker.listing import Listed
@@ -111,42 +110,29 @@ class Checkpoints:
         self._k = Keys(namespace)
 
     def load(self, bucket: str, prefix: str) -> Checkpoint | None:
-        raw = self._guard(lambda: self._r.hgetall(self._k.backfill(bucket, prefix)))
+        raw = self._r.hgetall(self._k.backfill(bucket, prefix))
         return Checkpoint.from_fields(raw) if raw else None
 
     def save(self, cp: Checkpoint) -> None:
         key = self._k.backfill(cp.bucket, cp.prefix)
 
-        def write() -> None:
-            pipe = self._r.pipeline()
-            pipe.hset(key, mapping=cp.to_fields())  # type: ignore[arg-type]
-            pipe.expire(key, CHECKPOINT_TTL_S)
-            pipe.execute()
-
-        self._guard(write)
+        pipe = self._r.pipeline()
+        pipe.hset(key, mapping=cp.to_fields())  # type: ignore[arg-type]
+        pipe.expire(key, CHECKPOINT_TTL_S)
+        pipe.execute()
 
     def delete(self, bucket: str, prefix: str) -> None:
-        self._guard(lambda: self._r.delete(self._k.backfill(bucket, prefix)))
+        self._r.delete(self._k.backfill(bucket, prefix))
 
     def all(self) -> list[Checkpoint]:
         """Every checkpoint of this namespace (for ``edgematch status``)."""
 
-        def read() -> list[Checkpoint]:
-            found: list[Checkpoint] = []
-            for key in self._r.scan_iter(match=f"{self._k.ns}:backfill:*", count=500):
-                raw = self._r.hgetall(key)
-                if raw:
-                    found.append(Checkpoint.from_fields(raw))
-            return found
-
-        return self._guard(read)
-
-    @staticmethod
-    def _guard(fn: Callable[[], T]) -> T:
-        try:
-            return fn()
-        except redis.RedisError as exc:
-            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        found: list[Checkpoint] = []
+        for key in self._r.scan_iter(match=f"{self._k.ns}:backfill:*", count=500):
+            raw = self._r.hgetall(key)
+            if raw:
+                found.append(Checkpoint.from_fields(raw))
+        return found
 
 
 def wanted(obj: Listed, *, suffix: str, since: float | None) -> bool:

@@ -23,9 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-import redis
-
-from edgematch.worker.errors import TransientError
+from edgematch.worker.redisclient import RedisUnavailable
 from edgematch.worker.runtime import Runtime
 
 #: The fraction of the high-water mark background producers may fill.
@@ -67,13 +65,10 @@ def high_water_for(lane: str, high_water: int) -> int:
 def backlog(rt: Runtime) -> Backlog:
     """Read the backlog from Redis. Raises TransientError when Redis cannot be reached."""
     keys = rt.buffer.keys
-    try:
-        pipe = rt.redis.pipeline()
-        pipe.llen(keys.queue("ingest"))
-        pipe.llen(keys.queue("background"))
-        ingest, background = pipe.execute()
-    except redis.RedisError as exc:
-        raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+    pipe = rt.redis.pipeline()
+    pipe.llen(keys.queue("ingest"))
+    pipe.llen(keys.queue("background"))
+    ingest, background = pipe.execute()
     return Backlog(ingest=int(ingest), background=int(background), buffered=rt.buffer.depth())
 
 
@@ -88,7 +83,8 @@ def others_waiting(rt: Runtime, queues: Iterable[str]) -> bool:
         for name in names:
             pipe.llen(name)
         return any(int(n) for n in pipe.execute())
-    except redis.RedisError:
+    except RedisUnavailable:
+        # Not a translation: a pump that cannot tell just keeps its turn.
         return False
 
 

@@ -10,12 +10,14 @@ the worker sending the batch lives (:meth:`BatchBuffer.keeping`), so a slow requ
 its batch however long it takes, and the batch of a worker that died (SIGKILL, OOM, a
 lost node) is given back within one lease.
 
-Raises ``TransientError`` when Redis cannot be reached (translated at this boundary).
+Raises ``RedisUnavailable`` (a ``TransientError``) when Redis cannot be reached: the
+client translates every Redis error (``redisclient.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import threading
 import time
@@ -29,10 +31,11 @@ from typing import Any
 import redis
 
 from edgematch.config.settings import Settings
-from edgematch.worker.errors import TransientError
+from edgematch.worker import cooldown
 from edgematch.worker.items import Item
 from edgematch.worker.keys import LANES, Keys
 from edgematch.worker.logs import get_logger
+from edgematch.worker.redisclient import RedisUnavailable
 
 log = get_logger(__name__)
 
@@ -64,13 +67,18 @@ class LaneState:
 
 @dataclass(frozen=True)
 class WindowUse:
-    """The pool's use of the rate limit right now."""
+    """The pool's use of the rate limit right now.
+
+    ``cooldown_asked_s`` is what the last capped 429 asked for (0 when none is): the pool
+    then waits out ``cooldown_s`` and sends one probe before it resumes.
+    """
 
     used: int
     capacity: int
     window_s: float
     cooldown_s: float
     breaker_open: bool
+    cooldown_asked_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,7 @@ class BatchBuffer:
         self._settle = client.register_script(_script("settle"))
         self._kick = client.register_script(_script("kick"))
         self._hold = client.register_script(_script("hold_until"))
+        self._cool_down = client.register_script(_script("cool_down"))
         self._mark_sent = client.register_script(_script("mark_sent"))
         self._renew = client.register_script(_script("renew_lease"))
         # Batches this process is sending, and the thread that renews their leases.
@@ -157,7 +166,7 @@ class BatchBuffer:
 
     def forget(self, identity: str) -> None:
         """Let this object version be accepted again (used by a deliberate rescan)."""
-        self._guard(lambda: self._r.delete(self.keys.seen(identity)))
+        self._r.delete(self.keys.seen(identity))
 
     # -- batches out --------------------------------------------------------------------
     def take(self) -> TakeResult:
@@ -176,6 +185,7 @@ class BatchBuffer:
                 k.breaker_probe,
                 k.stats,
                 k.background_credit,
+                k.cooldown_capped,
             ],
             [
                 uuid.uuid4().hex,
@@ -239,7 +249,7 @@ class BatchBuffer:
             for batch_id in batch_ids:
                 try:
                     renewed = self.renew(batch_id)
-                except TransientError as exc:
+                except RedisUnavailable as exc:  # not a translation: tried again soon
                     log.warning("lease_renewal_failed", batch_id=batch_id, error=str(exc))
                     continue
                 if not renewed:
@@ -270,25 +280,44 @@ class BatchBuffer:
         return bool(owned)
 
     # -- pool-wide signals ------------------------------------------------------------
-    def set_cooldown(self, seconds: float) -> None:
-        """Hold every request of the pool for ``seconds`` (never shortens a longer hold)."""
+    def set_cooldown(self, retry_after_s: float) -> cooldown.Cooldown:
+        """Hold every request of the pool after a 429 that asked for ``retry_after_s``: for
+        that long up to EDGEMATCH_MAX_COOLDOWN_S, else for that long and then one probe
+        request first (worker/cooldown.py). Never shortens a longer hold. Returns the plan."""
+        planned = cooldown.plan(retry_after_s, ceiling_s=self._s.max_cooldown_s)
         k = self.keys
-        self._call(self._hold, [k.cooldown, k.stats], [int(seconds * 1000), "cooldowns", "expire"])
+        self._call(
+            self._cool_down,
+            [k.cooldown, k.cooldown_capped, k.stats],
+            [int(planned.hold_s * 1000), int(planned.asked_s * 1000)],
+        )
+        return planned
 
     def open_breaker(self, seconds: float) -> None:
         """The key was refused: stop the pool, then allow one probe after ``seconds``."""
         k = self.keys
-        self._guard(lambda: self._r.delete(k.breaker_probe))
+        self._r.delete(k.breaker_probe)
         self._call(
             self._hold, [k.breaker, k.stats], [int(seconds * 1000), "breaker_opened", "keep"]
         )
 
     def close_breaker(self) -> None:
         """A request was accepted: the key works again."""
-        self._guard(lambda: self._r.delete(self.keys.breaker, self.keys.breaker_probe))
+        self._r.delete(self.keys.breaker, self.keys.breaker_probe)
+
+    def resume(self) -> set[str]:
+        """A probe request was accepted: the pool resumes. Returns what held it:
+        ``breaker`` (the key works again) and/or ``cooldown`` (a capped cooldown ended)."""
+        k = self.keys
+        pipe = self._r.pipeline()
+        pipe.delete(k.breaker)
+        pipe.delete(k.cooldown_capped)
+        pipe.delete(k.breaker_probe)
+        breaker, capped, _ = pipe.execute()
+        return {name for name, n in (("breaker", breaker), ("cooldown", capped)) if int(n)}
 
     def count(self, field: str, by: int = 1) -> None:
-        self._guard(lambda: self._r.hincrby(self.keys.stats, field, by))
+        self._r.hincrby(self.keys.stats, field, by)
 
     # -- pumps -----------------------------------------------------------------------
     def kick(self, *, horizon_s: float | None = None) -> str | None:
@@ -317,18 +346,15 @@ class BatchBuffer:
     def hold_pump(self, pump_id: str, seconds: float) -> None:
         """Keep the slot of a pump that is waiting or rescheduled for ``seconds``."""
         ttl_ms = int((seconds + self.pump_ttl_s) * 1000)
-        self._guard(lambda: self._r.zadd(self.keys.pumps, {pump_id: self._now_ms() + ttl_ms}))
+        self._r.zadd(self.keys.pumps, {pump_id: self._now_ms() + ttl_ms})
 
     def release_pump(self, pump_id: str) -> None:
         k = self.keys
 
-        def run() -> None:
-            pipe = self._r.pipeline()
-            pipe.zrem(k.pumps, pump_id)
-            pipe.zrem(k.pump_waiters, pump_id)
-            pipe.execute()
-
-        self._guard(run)
+        pipe = self._r.pipeline()
+        pipe.zrem(k.pumps, pump_id)
+        pipe.zrem(k.pump_waiters, pump_id)
+        pipe.execute()
 
     def wait_turn(self, pump_id: str, seconds: float) -> bool:
         """May this pump sleep ``seconds`` for the next slot? Only one pump waits at a time."""
@@ -336,7 +362,7 @@ class BatchBuffer:
         return bool(self._call(self._wait_turn, [self.keys.pump_waiters], [pump_id, ttl_ms]))
 
     def end_wait(self, pump_id: str) -> None:
-        self._guard(lambda: self._r.zrem(self.keys.pump_waiters, pump_id))
+        self._r.zrem(self.keys.pump_waiters, pump_id)
 
     # -- observation ---------------------------------------------------------------------
     def depth(self) -> int:
@@ -346,54 +372,48 @@ class BatchBuffer:
     def lanes(self) -> dict[str, LaneState]:
         """Each lane's waiting items and the age of its oldest (seconds, on Redis's clock)."""
 
-        def run() -> dict[str, LaneState]:
-            pipe = self._r.pipeline()
-            pipe.time()
-            for key in self.keys.ready_lanes:
-                pipe.zcard(key)
-                pipe.zrange(key, 0, 0, withscores=True)
-            reply = pipe.execute()
-            sec, usec = reply[0]
-            now_ms = int(sec) * 1000 + int(usec) // 1000
-            states: dict[str, LaneState] = {}
-            for n, lane in enumerate(LANES):
-                count, first = reply[1 + 2 * n], reply[2 + 2 * n]
-                age = max(0.0, (now_ms - float(first[0][1])) / 1000) if first else 0.0
-                states[lane] = LaneState(waiting=int(count), oldest_age_s=age)
-            return states
-
-        result: dict[str, LaneState] = self._guard(run)
-        return result
+        pipe = self._r.pipeline()
+        pipe.time()
+        for key in self.keys.ready_lanes:
+            pipe.zcard(key)
+            pipe.zrange(key, 0, 0, withscores=True)
+        reply = pipe.execute()
+        sec, usec = reply[0]
+        now_ms = int(sec) * 1000 + int(usec) // 1000
+        states: dict[str, LaneState] = {}
+        for n, lane in enumerate(LANES):
+            count, first = reply[1 + 2 * n], reply[2 + 2 * n]
+            age = max(0.0, (now_ms - float(first[0][1])) / 1000) if first else 0.0
+            states[lane] = LaneState(waiting=int(count), oldest_age_s=age)
+        return states
 
     def window_use(self) -> WindowUse:
         """The pool's requests in the current window, the limit, cooldown and breaker."""
 
-        def run() -> WindowUse:
-            k = self.keys
-            pipe = self._r.pipeline()
-            pipe.time()
-            pipe.zrange(k.rate_log, 0, -1, withscores=True)
-            pipe.get(k.cooldown)
-            pipe.get(k.breaker)
-            (sec, usec), log, cooldown, breaker = pipe.execute()
-            now_ms = int(sec) * 1000 + int(usec) // 1000
-            used = sum(1 for _, score in log if score > now_ms - self._window_ms)
-            return WindowUse(
-                used=used,
-                capacity=self._per_window,
-                window_s=self._window_ms / 1000,
-                cooldown_s=max(0.0, (int(cooldown or 0) - now_ms) / 1000),
-                breaker_open=breaker is not None,
-            )
-
-        result: WindowUse = self._guard(run)
-        return result
+        k = self.keys
+        pipe = self._r.pipeline()
+        pipe.time()
+        pipe.zrange(k.rate_log, 0, -1, withscores=True)
+        pipe.get(k.cooldown)
+        pipe.get(k.breaker)
+        pipe.get(k.cooldown_capped)
+        (sec, usec), log, until, breaker, capped = pipe.execute()
+        now_ms = int(sec) * 1000 + int(usec) // 1000
+        used = sum(1 for _, score in log if score > now_ms - self._window_ms)
+        return WindowUse(
+            used=used,
+            capacity=self._per_window,
+            window_s=self._window_ms / 1000,
+            cooldown_s=max(0.0, (int(until or 0) - now_ms) / 1000),
+            breaker_open=breaker is not None,
+            cooldown_asked_s=capped_asked_s(capped),
+        )
 
     def in_flight(self) -> int:
-        return int(self._guard(lambda: self._r.zcard(self.keys.leases)))
+        return int(self._r.zcard(self.keys.leases))
 
     def stats(self) -> dict[str, int]:
-        raw = self._guard(lambda: self._r.hgetall(self.keys.stats))
+        raw = self._r.hgetall(self.keys.stats)
         return {_text(key): int(value) for key, value in raw.items()}
 
     # -- plumbing --------------------------------------------------------------------
@@ -402,14 +422,17 @@ class BatchBuffer:
         return int(sec) * 1000 + int(usec) // 1000
 
     def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        return self._guard(lambda: script(keys=keys, args=args))
+        return script(keys=keys, args=args)
 
-    @staticmethod
-    def _guard(fn: Any) -> Any:
-        try:
-            return fn()
-        except redis.RedisError as exc:
-            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+
+def capped_asked_s(raw: bytes | str | None) -> float:
+    """What a capped cooldown's marker says the server asked for, in seconds (0: none)."""
+    if raw is None:
+        return 0.0
+    try:
+        return max(0.0, float(json.loads(raw)["asked_ms"]) / 1000)
+    except (ValueError, TypeError, KeyError):
+        return 0.0
 
 
 def _text(value: Any) -> str:

@@ -264,9 +264,18 @@ def _worker(args: argparse.Namespace, rest: list[str]) -> int:
             raise ConfigurationError(f"{exc} by a worker that consumes {which}") from None
     if args.metrics_port or settings.metrics_port:
         _prepare_multiprocess_metrics()
+    from edgematch.config.celery import WORKER_ARGS
     from edgematch.tasks import app
 
-    argv = ["worker", "--queues", ",".join(queues), "--loglevel", settings.log_level, *rest]
+    argv = [
+        "worker",
+        "--queues",
+        ",".join(queues),
+        "--loglevel",
+        settings.log_level,
+        *WORKER_ARGS,
+        *rest,
+    ]
     if settings.worker_concurrency and not any(a.startswith(("-c", "--concurrency")) for a in rest):
         argv += ["--concurrency", str(settings.worker_concurrency)]
     _serve_metrics(args, settings)

@@ -30,7 +30,7 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from typing import Any, TypeVar, cast
@@ -238,36 +238,33 @@ class DeadLetters:
         if version_id is None and isinstance(args.get("version_id"), str):
             version_id = args["version_id"]
 
-        def write() -> DeadLetter:
-            previous_raw = self._r.hget(self._k.dead_letters, entry_id)
-            previous = DeadLetter.from_json(previous_raw) if previous_raw else None
-            if previous is None and self._r.zcard(self._k.dead_letter_index) >= self.max_entries:
-                self._refuse(task=task, reason=reason, correlation_id=correlation_id)
-            entry = DeadLetter(
-                id=entry_id,
-                task=task,
-                queue=queue,
-                reason=reason,
-                message=message[:MESSAGE_CHARS],
-                args=dict(args),
-                attempts=attempts,
-                first_failed_at=previous.first_failed_at if previous else now,
-                last_failed_at=now,
-                correlation_id=correlation_id,
-                bucket=bucket,
-                key=key,
-                extra=dict(extra or {}),
-                version_id=version_id,
-                failures=previous.failures + 1 if previous else 1,
-            )
-            pipe = self._r.pipeline()
-            pipe.hset(self._k.dead_letters, entry_id, entry.to_json())
-            pipe.zadd(self._k.dead_letter_index, {entry_id: int(now * 1000)})
-            pipe.execute()
-            metrics.DEAD_LETTERED.labels(reason).inc()
-            return entry
-
-        return self._guard(write)
+        previous_raw = self._r.hget(self._k.dead_letters, entry_id)
+        previous = DeadLetter.from_json(previous_raw) if previous_raw else None
+        if previous is None and self._r.zcard(self._k.dead_letter_index) >= self.max_entries:
+            self._refuse(task=task, reason=reason, correlation_id=correlation_id)
+        entry = DeadLetter(
+            id=entry_id,
+            task=task,
+            queue=queue,
+            reason=reason,
+            message=message[:MESSAGE_CHARS],
+            args=dict(args),
+            attempts=attempts,
+            first_failed_at=previous.first_failed_at if previous else now,
+            last_failed_at=now,
+            correlation_id=correlation_id,
+            bucket=bucket,
+            key=key,
+            extra=dict(extra or {}),
+            version_id=version_id,
+            failures=previous.failures + 1 if previous else 1,
+        )
+        pipe = self._r.pipeline()
+        pipe.hset(self._k.dead_letters, entry_id, entry.to_json())
+        pipe.zadd(self._k.dead_letter_index, {entry_id: int(now * 1000)})
+        pipe.execute()
+        metrics.DEAD_LETTERED.labels(reason).inc()
+        return entry
 
     def _refuse(self, *, task: str, reason: str, correlation_id: str | None) -> None:
         pipe = self._r.pipeline()
@@ -290,16 +287,13 @@ class DeadLetters:
     def get(self, entry_id: str) -> DeadLetter | None:
         """One entry with its replay state, or None."""
 
-        def read() -> DeadLetter | None:
-            pipe = self._r.pipeline()
-            pipe.hget(self._k.dead_letters, entry_id)
-            pipe.hget(self._k.dead_letter_replays, entry_id)
-            raw, record = pipe.execute()
-            if not raw:
-                return None
-            return DeadLetter.from_json(raw).with_replay(json.loads(record) if record else None)
-
-        return self._guard(read)
+        pipe = self._r.pipeline()
+        pipe.hget(self._k.dead_letters, entry_id)
+        pipe.hget(self._k.dead_letter_replays, entry_id)
+        raw, record = pipe.execute()
+        if not raw:
+            return None
+        return DeadLetter.from_json(raw).with_replay(json.loads(record) if record else None)
 
     def iter(
         self, where: Filter | None = None, *, newest_first: bool = True
@@ -322,7 +316,7 @@ class DeadLetters:
         return found
 
     def count(self) -> int:
-        return int(self._guard(lambda: self._r.zcard(self._k.dead_letter_index)))
+        return int(self._r.zcard(self._k.dead_letter_index))
 
     def stats(self) -> Stats:
         """Counts by reason and by queue, the bound, and refusals since the store filled.
@@ -336,27 +330,23 @@ class DeadLetters:
         oldest: float | None = None
         newest: float | None = None
 
-        def count() -> dict[bytes, bytes]:
-            nonlocal replaying, oldest, newest
-            replays = {
-                key: int(json.loads(value).get("failures", -1))
-                for key, value in self._r.hgetall(self._k.dead_letter_replays).items()
-            }
-            seen: set[bytes] = set()  # HSCAN may return an entry twice while Redis rehashes
-            for key, raw in self._r.hscan_iter(self._k.dead_letters, count=1000):
-                if key in seen:
-                    continue
-                seen.add(key)
-                doc = json.loads(raw)
-                by_reason[str(doc.get("reason"))] += 1
-                by_queue[str(doc.get("queue"))] += 1
-                replaying += replays.get(key) == int(doc.get("failures", 1))
-                when = float(doc.get("last_failed_at", 0.0))
-                oldest = when if oldest is None else min(oldest, when)
-                newest = when if newest is None else max(newest, when)
-            return cast("dict[bytes, bytes]", self._r.hgetall(self._k.dead_letter_meta))
-
-        meta = self._guard(count)
+        replays = {
+            key: int(json.loads(value).get("failures", -1))
+            for key, value in self._r.hgetall(self._k.dead_letter_replays).items()
+        }
+        seen: set[bytes] = set()  # HSCAN may return an entry twice while Redis rehashes
+        for key, raw in self._r.hscan_iter(self._k.dead_letters, count=1000):
+            if key in seen:
+                continue
+            seen.add(key)
+            doc = json.loads(raw)
+            by_reason[str(doc.get("reason"))] += 1
+            by_queue[str(doc.get("queue"))] += 1
+            replaying += replays.get(key) == int(doc.get("failures", 1))
+            when = float(doc.get("last_failed_at", 0.0))
+            oldest = when if oldest is None else min(oldest, when)
+            newest = when if newest is None else max(newest, when)
+        meta = cast("dict[bytes, bytes]", self._r.hgetall(self._k.dead_letter_meta))
         last_refused = meta.get(b"last_refused_at")
         return Stats(
             total=sum(by_reason.values()),
@@ -379,16 +369,14 @@ class DeadLetters:
         is gone. Atomic (``lua/dlq_mark.lua``).
         """
         k = self._k
-        fresh = self._guard(
-            lambda: self._mark(
-                keys=[k.dead_letters, k.dead_letter_replays], args=[entry_id, task_id, time.time()]
-            )
+        fresh = self._mark(
+            keys=[k.dead_letters, k.dead_letter_replays], args=[entry_id, task_id, time.time()]
         )
         return None if int(fresh) < 0 else bool(fresh)
 
     def unmark(self, entry_id: str) -> None:
         """Forget a replay that could not be enqueued: the entry is ``failed`` again."""
-        self._guard(lambda: self._r.hdel(self._k.dead_letter_replays, entry_id))
+        self._r.hdel(self._k.dead_letter_replays, entry_id)
 
     def resolve(self, entry_id: str) -> str:
         """A replay of ``entry_id`` succeeded: remove the entry unless it failed again since.
@@ -397,10 +385,8 @@ class DeadLetters:
         was ever begun) or "missing". Idempotent; atomic (``lua/dlq_resolve.lua``).
         """
         k = self._k
-        outcome = self._guard(
-            lambda: self._resolve(
-                keys=[k.dead_letters, k.dead_letter_index, k.dead_letter_replays], args=[entry_id]
-            )
+        outcome = self._resolve(
+            keys=[k.dead_letters, k.dead_letter_index, k.dead_letter_replays], args=[entry_id]
         )
         return {1: "removed", 0: "kept"}.get(int(outcome), "missing")
 
@@ -415,14 +401,11 @@ class DeadLetters:
         if not ids:
             return 0
 
-        def delete() -> int:
-            pipe = self._r.pipeline()
-            pipe.hdel(self._k.dead_letters, *ids)
-            pipe.zrem(self._k.dead_letter_index, *ids)
-            pipe.hdel(self._k.dead_letter_replays, *ids)
-            return int(pipe.execute()[0])
-
-        return self._guard(delete)
+        pipe = self._r.pipeline()
+        pipe.hdel(self._k.dead_letters, *ids)
+        pipe.zrem(self._k.dead_letter_index, *ids)
+        pipe.hdel(self._k.dead_letter_replays, *ids)
+        return int(pipe.execute()[0])
 
     def purge(self, where: Filter) -> int:
         """Delete every entry ``where`` matches; returns how many.
@@ -463,27 +446,17 @@ class DeadLetters:
         return cast("_Rows", rows)
 
     def _load(self, ids: _Ids, where: Filter) -> _Entries:
-        def read() -> _Entries:
-            pipe = self._r.pipeline()
-            pipe.hmget(self._k.dead_letters, ids)
-            pipe.hmget(self._k.dead_letter_replays, ids)
-            raws, records = pipe.execute()
-            found: _Entries = []
-            for raw, record in zip(raws, records, strict=True):
-                doc = json.loads(raw) if raw else None
-                if doc is not None and where.may_match(doc):
-                    replay = json.loads(record) if record else None
-                    found.append(DeadLetter.from_doc(doc).with_replay(replay))
-            return found
-
-        return self._guard(read)
-
-    @staticmethod
-    def _guard(fn: Callable[[], T]) -> T:
-        try:
-            return fn()
-        except redis.RedisError as exc:
-            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        pipe = self._r.pipeline()
+        pipe.hmget(self._k.dead_letters, ids)
+        pipe.hmget(self._k.dead_letter_replays, ids)
+        raws, records = pipe.execute()
+        found: _Entries = []
+        for raw, record in zip(raws, records, strict=True):
+            doc = json.loads(raw) if raw else None
+            if doc is not None and where.may_match(doc):
+                replay = json.loads(record) if record else None
+                found.append(DeadLetter.from_doc(doc).with_replay(replay))
+        return found
 
 
 def _score_text(score: float) -> str:

@@ -17,9 +17,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
+
+from edgematch.worker.redisclient import RedisUnavailable, redis_client
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,14 +54,20 @@ def _stop(proc: subprocess.Popen[Any], timeout_s: float = 10.0) -> None:
 
 
 class RedisServer:
-    """A private redis-server on a free port, in its own directory (AOF optional)."""
+    """A private redis-server on a free port, in its own directory (AOF optional).
 
-    def __init__(self, *, appendonly: bool = False, port: int | None = None) -> None:
+    ``extra_args`` are more ``redis-server`` options (``--replicaof 127.0.0.1 PORT`` …).
+    """
+
+    def __init__(
+        self, *, appendonly: bool = False, port: int | None = None, extra_args: Sequence[str] = ()
+    ) -> None:
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed: run scripts/bootstrap")
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="edgematch-redis-"))
         self.appendonly = appendonly
+        self.extra_args = list(extra_args)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -85,6 +93,7 @@ class RedisServer:
             "yes",
             "--logfile",
             str(self.dir / "redis.log"),
+            *self.extra_args,
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port)
@@ -98,6 +107,114 @@ class RedisServer:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class SentinelGroup:
+    """Redis for high availability as ``deploy/README.md`` runs it: a master, two replicas
+    and three sentinels (quorum 2), each on a free port of 127.0.0.1.
+
+    Every node has AOF on and the failover settings of ``deploy/redis/redis.conf``
+    (``min-replicas-to-write 1``, ``min-replicas-max-lag 10``); the sentinels have
+    ``deploy/redis/sentinel.conf``'s timings (master down after 5 s, a failover within
+    60 s). ``master`` is not started here: start it (or hand it to a ``LocalPipeline``),
+    then :meth:`start`.
+    """
+
+    #: The master's and replicas' settings from deploy/redis/redis.conf that bear on a failover.
+    NODE_ARGS = ("--min-replicas-to-write", "1", "--min-replicas-max-lag", "10")
+
+    def __init__(self, name: str = "edgematch", *, replicas: int = 2, sentinels: int = 3) -> None:
+        self.name = name
+        self.master = RedisServer(appendonly=True, extra_args=self.NODE_ARGS)
+        follow = ("--replicaof", "127.0.0.1", str(self.master.port))
+        self.replicas = [
+            RedisServer(appendonly=True, extra_args=(*self.NODE_ARGS, *follow))
+            for _ in range(replicas)
+        ]
+        self.sentinel_ports = [free_port() for _ in range(sentinels)]
+        self.dir = Path(tempfile.mkdtemp(prefix="edgematch-sentinel-"))
+        self._sentinels: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        """``sentinel://…;sentinel://…/0``, for EDGEMATCH_REDIS_URL and EDGEMATCH_BROKER_URL."""
+        return ";".join(f"sentinel://127.0.0.1:{port}" for port in self.sentinel_ports) + "/0"
+
+    @property
+    def nodes(self) -> list[RedisServer]:
+        return [self.master, *self.replicas]
+
+    def start(self, timeout_s: float = 30.0) -> SentinelGroup:
+        """Start the replicas and the sentinels (the master must be up); return once every
+        replica is in sync and every sentinel knows them."""
+        for replica in self.replicas:
+            replica.start()
+        quorum = len(self.sentinel_ports) // 2 + 1
+        for port in self.sentinel_ports:
+            conf = self.dir / f"sentinel-{port}.conf"
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {self.dir}\n"
+                f"logfile {self.dir / f'sentinel-{port}.log'}\n"
+                f"sentinel monitor {self.name} 127.0.0.1 {self.master.port} {quorum}\n"
+                f"sentinel down-after-milliseconds {self.name} 5000\n"
+                f"sentinel failover-timeout {self.name} 60000\n"
+                f"sentinel parallel-syncs {self.name} 1\n",
+                encoding="utf-8",
+            )
+            self._sentinels.append(
+                subprocess.Popen(
+                    ["redis-server", str(conf), "--sentinel"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        for port in self.sentinel_ports:
+            wait_for_port(port)
+        deadline = time.monotonic() + timeout_s
+        while not self._settled():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the sentinels did not see every replica in sync")
+            time.sleep(0.2)
+        return self
+
+    def master_port(self) -> int | None:
+        """The master's port as the first sentinel that answers names it (None: none does)."""
+        for port in self.sentinel_ports:
+            reply = _ask(port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
+            if reply and len(reply) == 2:
+                return int(reply[1])
+        return None
+
+    def node(self, port: int) -> RedisServer:
+        return next(n for n in self.nodes if n.port == port)
+
+    def _settled(self) -> bool:
+        for port in self.sentinel_ports:
+            known = _ask(port, "SENTINEL", "REPLICAS", self.name)
+            if known is None or len(known) < len(self.replicas):
+                return False
+        info = _ask(self.master.port, "INFO", "replication") or {}
+        online = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
+        return sum(1 for v in online if v.get("state") == "online") >= len(self.replicas)
+
+    def close(self) -> None:
+        for proc in self._sentinels:
+            _stop(proc)
+        self._sentinels.clear()
+        for node in self.nodes:
+            node.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _ask(port: int, *command: str) -> Any:
+    """One command to a local Redis or sentinel; None when it does not answer."""
+    client = redis_client(f"redis://127.0.0.1:{port}/0", timeout_s=2.0)
+    try:
+        return client.execute_command(*command)
+    except RedisUnavailable:
+        return None
+    finally:
+        client.close()
 
 
 class MotoServer:

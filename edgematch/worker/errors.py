@@ -9,7 +9,9 @@
     │   ├── RateLimited           429: a shared cooldown of ``retry_after_s`` for the pool
     │   ├── ServerError           5xx, or a body we cannot read
     │   ├── TransportError        timeouts, refused or dropped connections
-    │   └── ItemTransient         one item answered 3004 (or was missing from the answer)
+    │   ├── ItemTransient         one item answered 3004 (or was missing from the answer)
+    │   └── RedisUnavailable      any Redis error: down, failing over, READONLY, BUSY …
+    │                             (worker/redisclient.py, the Redis boundary)
     └── PermanentError            give up on this item only: result ``unscannable``
         ├── ItemRejected          one item answered 3002, 3206, 3208 …
         ├── RequestRejected       the whole request refused (3209, other 4xx)

@@ -17,11 +17,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import redis
-
-from edgematch.worker.runtime import redis_client
+from edgematch.worker.redisclient import RedisUnavailable, redis_client
 
 PROCESS_TYPES = ("worker", "intake", "beat")
 DEFAULT_MAX_AGE_S = 60.0
@@ -80,9 +77,10 @@ def readiness(
     if not alive.ok:
         return alive
     try:
-        client: Any = redis_client(redis_url, sentinel_master=sentinel_master, timeout_s=timeout_s)
+        client = redis_client(redis_url, sentinel_master=sentinel_master, timeout_s=timeout_s)
         client.ping()
-    except redis.RedisError as exc:
-        return Check(False, f"{process}: redis unreachable ({type(exc).__name__})")
+    except RedisUnavailable as exc:
+        # Not a translation: the probe's answer is this line and its exit status.
+        return Check(False, f"{process}: redis unreachable ({exc})")
     client.close()
     return Check(True, f"{alive.detail}; redis answers")

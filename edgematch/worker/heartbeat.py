@@ -21,6 +21,7 @@ import redis
 
 from edgematch.worker.keys import Keys
 from edgematch.worker.logs import get_logger
+from edgematch.worker.redisclient import RedisUnavailable
 
 log = get_logger(__name__)
 
@@ -85,7 +86,7 @@ class Heartbeat:
         """Refresh the key. A Redis error is logged once per outage, never raised."""
         try:
             self._r.set(self.key, self.beat.to_json(), ex=self._ttl_s)
-        except redis.RedisError as exc:
+        except RedisUnavailable as exc:  # not a translation: logged, and tried again
             if not self._warned:
                 log.warning("heartbeat_failed", role=self.beat.role, error=type(exc).__name__)
                 self._warned = True
@@ -107,7 +108,7 @@ class Heartbeat:
             self._thread.join(timeout=2.0)
         try:
             self._r.delete(self.key)
-        except redis.RedisError as exc:
+        except RedisUnavailable as exc:  # not a translation: the TTL removes the key
             log.debug("heartbeat_not_removed", error=type(exc).__name__)
 
     def _loop(self) -> None:
@@ -118,7 +119,7 @@ class Heartbeat:
 def alive(client: redis.Redis, namespace: str, *, ttl_s: int = TTL_S) -> list[Beat]:
     """Every process whose heartbeat has not run out, by role, host and pid.
 
-    Raises redis.RedisError when Redis cannot be reached (the caller translates it).
+    Raises ``RedisUnavailable`` when Redis cannot be reached.
     """
     keys = [
         key.decode() if isinstance(key, bytes) else str(key)

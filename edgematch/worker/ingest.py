@@ -22,13 +22,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-import redis
-
 from edgematch.worker.errors import (
     ConfigurationError,
     ObjectMissing,
     PermanentError,
-    TransientError,
 )
 from edgematch.worker.events import ObjectCreated
 from edgematch.worker.items import Item
@@ -231,20 +228,17 @@ def _publish_cached(
     """Publish a cached match (or clean verdict) in place of an API call. Idempotent."""
     seen = [rt.buffer.keys.seen(identity) for identity in dict.fromkeys(identities)]
     ttl_s = rt.settings.idempotency_ttl_s
+    if not rt.redis.set(seen[0], item.id, nx=True, ex=ttl_s):
+        log.info("ingest_duplicate", bucket=item.bucket, key=item.key)
+        return DUPLICATE
+    for alias in seen[1:]:
+        rt.redis.set(alias, item.id, ex=ttl_s)
     try:
-        if not rt.redis.set(seen[0], item.id, nx=True, ex=ttl_s):
-            log.info("ingest_duplicate", bucket=item.bucket, key=item.key)
-            return DUPLICATE
-        for alias in seen[1:]:
-            rt.redis.set(alias, item.id, ex=ttl_s)
-        try:
-            publish(result)
-        except Exception:
-            # Not published: let the retry (or a redelivery) through again.
-            rt.redis.delete(*seen)
-            raise
-    except redis.RedisError as exc:
-        raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        publish(result)
+    except Exception:
+        # Not published: let the retry (or a redelivery) through again.
+        rt.redis.delete(*seen)
+        raise
     if result.verdict == MATCH:
         rt.buffer.count("items_from_match_cache")
         log.info("ingest_match_cached", **item.log_fields(), content_key=item.content_key)

@@ -38,7 +38,6 @@ from typing import Any, Final, cast
 
 import redis
 
-from edgematch.worker.errors import TransientError
 from edgematch.worker.keys import QUEUE_STEPS, Keys
 from edgematch.worker.logs import get_logger
 from edgematch.worker.unacked import Unacked, queue_of, task_id_of
@@ -108,23 +107,17 @@ class Journal:
     def add(self, task_id: str, name: str, kwargs: Mapping[str, Any], queue: str) -> None:
         """Record a task about to be published (call before publishing it)."""
         doc = json.dumps({"task": name, "kwargs": kwargs, "queue": queue}, separators=(",", ":"))
-        try:
-            pipe = self._r.pipeline()
-            pipe.hset(self._entries, task_id, doc)
-            pipe.zadd(self._at, {task_id: time.time()})
-            pipe.execute()
-        except redis.RedisError as exc:
-            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        pipe = self._r.pipeline()
+        pipe.hset(self._entries, task_id, doc)
+        pipe.zadd(self._at, {task_id: time.time()})
+        pipe.execute()
 
     def done(self, task_id: str) -> None:
         """The task has ended (done, dead-lettered, split): nothing to recover."""
-        try:
-            pipe = self._r.pipeline()
-            pipe.hdel(self._entries, task_id)
-            pipe.zrem(self._at, task_id)
-            pipe.execute()
-        except redis.RedisError as exc:
-            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        pipe = self._r.pipeline()
+        pipe.hdel(self._entries, task_id)
+        pipe.zrem(self._at, task_id)
+        pipe.execute()
 
     def pending(self) -> int:
         """Entries not closed yet (tasks queued, running, waiting to retry, or lost)."""
@@ -135,10 +128,7 @@ class Journal:
         ``SWEEP_EVERY_S`` (or a third of the grace period, when shorter) across the pool."""
         every_s = min(SWEEP_EVERY_S, self._grace_s / 3)
         key = f"{self._ns}:journal:swept"
-        try:
-            return bool(self._r.set(key, "1", nx=True, px=max(1, int(every_s * 1000))))
-        except redis.RedisError as exc:
-            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        return bool(self._r.set(key, "1", nx=True, px=max(1, int(every_s * 1000))))
 
     def hand_back(self) -> HandBack:
         """Put the deliveries whose worker died back on their queue (worker/unacked.py).
@@ -151,10 +141,7 @@ class Journal:
         if not stale:
             return HandBack((), ())
         ids = [d.task_id for d in stale if d.task_id]
-        try:
-            found = cast("list[bytes | None]", self._r.hmget(self._entries, ids)) if ids else []
-        except redis.RedisError as exc:
-            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        found = cast("list[bytes | None]", self._r.hmget(self._entries, ids)) if ids else []
         open_ids = {task_id for task_id, doc in zip(ids, found, strict=True) if doc is not None}
         restored: list[str] = []
         dropped: list[str] = []
@@ -178,10 +165,7 @@ class Journal:
 
     def recover(self, publish: Publish) -> Recovery:
         """Republish the entries older than the grace period that are alive nowhere."""
-        try:
-            return self._recover(publish)
-        except redis.RedisError as exc:
-            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        return self._recover(publish)
 
     def _recover(self, publish: Publish) -> Recovery:
         cutoff = time.time() - self._grace_s

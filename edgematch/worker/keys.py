@@ -69,13 +69,20 @@ class Keys:
         return f"{self.ns}:rl:cooldown"
 
     @property
+    def cooldown_capped(self) -> str:
+        """STRING JSON with a TTL of what the server asked: the last 429 asked for more than
+        EDGEMATCH_MAX_COOLDOWN_S, so once the (capped) cooldown is over one probe goes first."""
+        return f"{self.ns}:rl:cooldown:capped"
+
+    @property
     def breaker(self) -> str:
         """STRING: the key was refused; no request before this time (ms) but one probe."""
         return f"{self.ns}:breaker"
 
     @property
     def breaker_probe(self) -> str:
-        """STRING with a TTL: the batch id of the one probe request in flight."""
+        """STRING with a TTL: the batch id of the one probe request in flight (after the
+        breaker's pause, or after a capped cooldown)."""
         return f"{self.ns}:breaker:probe"
 
     @property

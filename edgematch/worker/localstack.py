@@ -17,7 +17,6 @@ from typing import Any
 
 import boto3
 import httpx
-import redis
 
 from edgematch.worker.devstack import (
     MotoServer,
@@ -28,6 +27,7 @@ from edgematch.worker.devstack import (
     temp_dir,
 )
 from edgematch.worker.keys import Keys
+from edgematch.worker.redisclient import redis_client
 
 SANDBOX_KEY = "local-sandbox-key"
 
@@ -212,7 +212,7 @@ class LocalPipeline:
         s3.put_object(Bucket=self.bucket, Key=key, Body=hash_bytes, Metadata=dict(metadata or {}))
 
     def result(self, key: str, bucket: str | None = None) -> dict[str, Any] | None:
-        client = redis.Redis.from_url(self.redis.url)
+        client = redis_client(self.redis.url)
         try:
             raw = client.get(self.keys.result(bucket or self.bucket, key))
         finally:

@@ -18,10 +18,10 @@ import threading
 from collections.abc import Iterator
 
 import redis
-from redis.lock import Lock
 
 from edgematch.worker.errors import TransientError
 from edgematch.worker.logs import get_logger
+from edgematch.worker.redisclient import Lock, LockNotOwned, RedisUnavailable
 
 log = get_logger(__name__)
 
@@ -43,10 +43,10 @@ def exclusive(
     """Hold the lock ``name`` for the block, renewing its ``ttl_s`` while the block runs.
 
     ``wait_s`` > 0 waits that long for a holder to finish, for locks held a moment only.
-    Raises ``LockHeld`` when another holder still has it and ``TransientError`` when Redis
-    cannot be reached; ``what`` names the work in those messages.
+    Raises ``LockHeld`` when another holder still has it and ``RedisUnavailable`` when Redis
+    cannot be reached; ``what`` names the work in the first.
     """
-    lock = client.lock(
+    lock: Lock = client.lock(
         name,
         timeout=ttl_s,
         blocking=wait_s > 0,
@@ -54,11 +54,7 @@ def exclusive(
         sleep=0.05,
         thread_local=False,
     )
-    try:
-        acquired = lock.acquire()
-    except redis.RedisError as exc:
-        raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
-    if not acquired:
+    if not lock.acquire():
         raise LockHeld(
             f"{what} is under way in another worker",
             retry_after_s=_remaining_s(client, name, ttl_s),
@@ -73,8 +69,8 @@ def exclusive(
     finally:
         stop.set()
         keeper.join()
-        # A lock that expired or cannot be released expires on its own.
-        with contextlib.suppress(redis.RedisError, redis.exceptions.LockError):
+        # Not a translation: a lock that expired or cannot be released expires on its own.
+        with contextlib.suppress(RedisUnavailable, LockNotOwned):
             lock.release()
 
 
@@ -83,20 +79,22 @@ def _keep_alive(lock: Lock, every_s: float, stop: threading.Event, what: str) ->
     while not stop.wait(every_s):
         try:
             lock.reacquire()
-        except redis.exceptions.LockNotOwnedError:
+        except LockNotOwned:
             # Expired while this process could not renew it (frozen longer than a TTL,
             # or Redis unreachable that long): another worker may now take it.
             log.warning("lock_lost", what=what)
             return
-        except redis.RedisError as exc:
-            log.warning("lock_renewal_failed", what=what, error=type(exc).__name__)
+        except RedisUnavailable as exc:
+            # Not a translation: the renewal is tried again within the TTL.
+            log.warning("lock_renewal_failed", what=what, error=str(exc))
 
 
 def _remaining_s(client: redis.Redis, name: str, ttl_s: float) -> float:
     """Seconds until the lock ``name`` expires (``ttl_s`` when that cannot be read)."""
     try:
         remaining_ms = int(client.pttl(name))
-    except redis.RedisError:
+    except RedisUnavailable:
+        # Not a translation: the caller raises LockHeld, and a full TTL is a safe wait.
         return ttl_s
     # -2: released meanwhile (retry soon); -1 cannot happen (always set with a TTL).
     return max(remaining_ms, 0) / 1000 if remaining_ms != -1 else ttl_s

@@ -25,7 +25,6 @@ from importlib import resources
 
 import redis
 
-from edgematch.worker.errors import TransientError
 from edgematch.worker.items import Item
 from edgematch.worker.keys import Keys
 from edgematch.worker.results import CLEAN, MATCH, Result
@@ -124,15 +123,12 @@ class MatchCache:
             "tracking_id": result.tracking_id,
             "request_id": result.request_id,
         }
-        try:
-            pipe = self._r.pipeline()  # MULTI: no clean entry survives beside the match
-            pipe.set(
-                self._k.match_cache(digest), json.dumps(doc, separators=(",", ":")), ex=self._ttl_s
-            )
-            pipe.delete(self._k.clean_cache(digest))
-            pipe.execute()
-        except redis.RedisError as exc:
-            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        pipe = self._r.pipeline()  # MULTI: no clean entry survives beside the match
+        pipe.set(
+            self._k.match_cache(digest), json.dumps(doc, separators=(",", ":")), ex=self._ttl_s
+        )
+        pipe.delete(self._k.clean_cache(digest))
+        pipe.execute()
 
     def _remember_clean_verdict(self, result: Result, digest: str) -> bool:
         # The entry lives clean_ttl_s from the scan, not from this delivery of its result.
@@ -145,33 +141,24 @@ class MatchCache:
             "tracking_id": result.tracking_id,
             "request_id": result.request_id,
         }
-        try:
-            written = self._remember_clean(
-                keys=[self._k.match_cache(digest), self._k.clean_cache(digest)],
-                args=[json.dumps(doc, separators=(",", ":")), left_ms],
-            )
-        except redis.RedisError as exc:
-            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        written = self._remember_clean(
+            keys=[self._k.match_cache(digest), self._k.clean_cache(digest)],
+            args=[json.dumps(doc, separators=(",", ":")), left_ms],
+        )
         return bool(written)
 
     def lookup(self, hash_sha256: str) -> CachedMatch | None:
         """The cached match for this digest, or None."""
-        try:
-            raw = self._r.get(self._k.match_cache(hash_sha256))
-        except redis.RedisError as exc:
-            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        raw = self._r.get(self._k.match_cache(hash_sha256))
         return None if raw is None else _match(raw)
 
     def find(self, hash_sha256: str) -> CachedMatch | CachedClean | None:
         """The cached verdict for this digest: its match first, then (when on) clean."""
         if self._clean_ttl_s <= 0:
             return self.lookup(hash_sha256)
-        try:
-            raw_match, raw_clean = self._r.mget(
-                [self._k.match_cache(hash_sha256), self._k.clean_cache(hash_sha256)]
-            )
-        except redis.RedisError as exc:
-            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        raw_match, raw_clean = self._r.mget(
+            [self._k.match_cache(hash_sha256), self._k.clean_cache(hash_sha256)]
+        )
         if raw_match is not None:
             return _match(raw_match)
         if raw_clean is None:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from edgematch.worker import metrics
+from edgematch.worker import metrics, outages
 from edgematch.worker.api import BatchResponse, HashItem, ItemOutcome
 from edgematch.worker.backoff import compute_backoff
 from edgematch.worker.buffer import Batch, Empty, Wait
@@ -58,6 +58,11 @@ MATCH_SIGNALLED = "match_signalled"
 Publish = Callable[[Result], None]
 #: Hands the results of one request on together (one results task per request).
 PublishMany = Callable[[Sequence[Result]], None]
+
+#: The longest a pump holding an answer waits for Redis or the broker to come back: within
+#: the 30 s the pump task's soft time limit leaves after its longest request
+#: (config/celery.py), and never past the batch's lease.
+SETTLE_OUTAGE_S = 25.0
 
 
 @dataclass(frozen=True)
@@ -171,9 +176,13 @@ def send_batch(
 
     ``publish`` gets the batch's results in one call. ``before_send`` runs once the
     request's slot is recorded, just before it goes out.
+
+    Once the API has answered, the answer is settled even through a short Redis or broker
+    outage (a restart, a failover): see :func:`_settle_through_outage`.
     """
-    results = _Results(publish)
     buf = rt.buffer
+    # Measured from here, just after the take: the lease began a moment before.
+    settled_by = time.monotonic() + min(rt.settings.lease_s - 2.0, SETTLE_OUTAGE_S)
     blog = log.bind(batch_id=batch.id, items=len(batch.items), probe=batch.probe)
     request = [HashItem(content_id=i.id, data=i.data) for i in batch.items]
     metrics.BATCH_SIZE.observe(len(request))
@@ -187,15 +196,41 @@ def send_batch(
         metrics.API_REQUESTS.labels(*_outcome(exc)).inc()
         if not isinstance(exc, TransportError):
             metrics.API_LATENCY.observe(time.monotonic() - started)
-        _on_failure(rt, batch, exc, results=results, blog=blog)
+        settle_s = max(0.0, settled_by - time.monotonic())
+        failure = exc  # bound for the closure: ``exc`` is unbound when the clause ends
+        _settle_through_outage(
+            lambda: _on_failure(rt, batch, failure, results=_Results(publish), blog=blog),
+            blog=blog,
+            for_s=settle_s,
+        )
         return
     metrics.API_REQUESTS.labels("ok", str(response.http_status)).inc()
     metrics.API_LATENCY.observe(time.monotonic() - started)
-    if batch.probe:
-        buf.close_breaker()
-        blog.info("breaker_closed")
-    buf.count("requests_ok")
-    _settle_response(rt, batch, response, results=results)
+    settle_s = max(0.0, settled_by - time.monotonic())
+
+    def settle() -> None:
+        if batch.probe:
+            resumed = buf.resume()
+            if "breaker" in resumed:
+                blog.info("breaker_closed")
+            if "cooldown" in resumed:
+                blog.info("cooldown_probe_accepted")
+        buf.count("requests_ok")
+        _settle_response(rt, batch, response, results=_Results(publish))
+
+    _settle_through_outage(settle, blog=blog, for_s=settle_s)
+
+
+def _settle_through_outage(settle: Callable[[], None], *, blog: Any, for_s: float) -> None:
+    """Settle an answer (publish its results, settle its batch) even through a Redis or
+    broker outage of up to ``for_s`` seconds.
+
+    A pump that gave up would leave its batch leased: when the lease ran out the batch
+    would be taken again and sent a second time, spending quota on hashes already
+    answered. Running ``settle`` again is safe: dead letters are keyed by item, results are
+    recorded once per item, and the settle of a batch is idempotent.
+    """
+    outages.ride_out(settle, for_s=for_s, log=blog, event="batch_settle_waits")
 
 
 def _outcome(exc: EdgematchError) -> tuple[str, str]:
@@ -226,9 +261,15 @@ def _on_failure(
     buf = rt.buffer
     if isinstance(exc, RateLimited):
         metrics.RATE_LIMITED.inc()
-        buf.set_cooldown(exc.retry_after_s)
+        planned = buf.set_cooldown(exc.retry_after_s)
         buf.count("http_429")
-        blog.warning("rate_limited", retry_after_s=exc.retry_after_s)
+        blog.warning(
+            "rate_limited",
+            retry_after_s=exc.retry_after_s,
+            cooldown_s=planned.hold_s,
+            capped=planned.capped,
+            probe=batch.probe,
+        )
         _settle(rt, batch, (), [(item, 0.0) for item in batch.items], results)
         _end_probe(rt, batch)
         return

@@ -22,7 +22,6 @@ import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-import redis
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
@@ -173,6 +172,8 @@ NAMES = frozenset(
     f"{PREFIX}_rate_limit_requests_in_window",
     f"{PREFIX}_rate_limit_capacity",
     f"{PREFIX}_cooldown_seconds",
+    f"{PREFIX}_cooldown_capped",
+    f"{PREFIX}_cooldown_asked_seconds",
     f"{PREFIX}_breaker_open",
     f"{PREFIX}_dead_letters",
     f"{PREFIX}_redis_up",
@@ -214,13 +215,10 @@ class RedisLevels(Collector):
 
 def _queue_depth(rt: Runtime) -> list[Metric]:
     keys = rt.buffer.keys
-    try:
-        pipe = rt.redis.pipeline()
-        for step in QUEUE_STEPS:
-            pipe.llen(keys.queue(step))
-        depths = pipe.execute()
-    except redis.RedisError as exc:
-        raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+    pipe = rt.redis.pipeline()  # RedisUnavailable, a TransientError, when Redis is away
+    for step in QUEUE_STEPS:
+        pipe.llen(keys.queue(step))
+    depths = pipe.execute()
     queues = GaugeMetricFamily(
         f"{PREFIX}_queue_depth", "Tasks waiting in each step's queue.", labels=["queue"]
     )
@@ -265,11 +263,22 @@ def _rate_limit(rt: Runtime) -> list[Metric]:
         f"{PREFIX}_cooldown_seconds", "Seconds the pool still waits after a 429."
     )
     cooldown.add_metric([], window.cooldown_s)
+    capped = GaugeMetricFamily(
+        f"{PREFIX}_cooldown_capped",
+        "1 while a 429 asked for more than EDGEMATCH_MAX_COOLDOWN_S: the pool waits the "
+        "ceiling, then one probe request, until one is accepted.",
+    )
+    capped.add_metric([], 1.0 if window.cooldown_asked_s else 0.0)
+    asked = GaugeMetricFamily(
+        f"{PREFIX}_cooldown_asked_seconds",
+        "What the 429 behind a capped cooldown asked for (Retry-After); 0 when none is.",
+    )
+    asked.add_metric([], window.cooldown_asked_s)
     breaker = GaugeMetricFamily(
         f"{PREFIX}_breaker_open", "1 while the API refuses the subscription key."
     )
     breaker.add_metric([], 1.0 if window.breaker_open else 0.0)
-    return [used, capacity, cooldown, breaker]
+    return [used, capacity, cooldown, capped, asked, breaker]
 
 
 def _dead_letters(rt: Runtime) -> list[Metric]:

@@ -19,8 +19,8 @@ import contextlib
 
 import redis
 
-from edgematch.worker.errors import TransientError
 from edgematch.worker.keys import Keys
+from edgematch.worker.redisclient import RedisUnavailable
 
 POISON = "poison"
 
@@ -53,17 +53,14 @@ class Deliveries:
     def begin(self, task_id: str, retry: int) -> int:
         """Count one more start of attempt ``retry`` of ``task_id``; return which one (from 1)."""
         key = self._k.deliveries(task_id)
-        try:
-            pipe = self._r.pipeline()
-            pipe.hincrby(key, str(retry), 1)
-            pipe.expire(key, self._ttl_s)
-            count, _ = pipe.execute()
-        except redis.RedisError as exc:
-            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        pipe = self._r.pipeline()
+        pipe.hincrby(key, str(retry), 1)
+        pipe.expire(key, self._ttl_s)
+        count, _ = pipe.execute()
         return int(count)
 
     def finish(self, task_id: str) -> None:
         """The task ended (done, dead-lettered or given up): drop its count. Best effort:
         the TTL removes a count this call could not."""
-        with contextlib.suppress(redis.RedisError):
+        with contextlib.suppress(RedisUnavailable):
             self._r.delete(self._k.deliveries(task_id))

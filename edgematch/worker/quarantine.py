@@ -46,6 +46,7 @@ from edgematch.worker.evidence import EvidenceStore, VersionInfo
 from edgematch.worker.keys import Keys
 from edgematch.worker.locks import exclusive
 from edgematch.worker.logs import get_logger
+from edgematch.worker.redisclient import RedisUnavailable
 from edgematch.worker.results import Result
 from edgematch.worker.s3text import (
     MAX_METADATA_BYTES,
@@ -577,10 +578,7 @@ class Quarantine:
 
     # -- memory ---------------------------------------------------------------------------
     def _recall(self, content: ContentVersion) -> Evidence | None:
-        try:
-            raw = self._r.get(self._k.quarantine_done(content.identity))
-        except redis.RedisError as exc:
-            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        raw = self._r.get(self._k.quarantine_done(content.identity))
         return Evidence.from_dict(json.loads(raw)) if raw else None
 
     def _remember(self, content: ContentVersion, evidence: Evidence) -> None:
@@ -590,6 +588,7 @@ class Quarantine:
                 json.dumps(evidence.to_dict(), separators=(",", ":")),
                 ex=self._s.idempotency_ttl_s,
             )
-        except redis.RedisError as exc:
-            # The S3 state already shows the work is done; a repeat verifies and carries on.
+        except RedisUnavailable as exc:
+            # Not a translation: the S3 state already shows the work is done, so this is
+            # only logged; a repeat verifies and carries on.
             log.warning("quarantine_unremembered", error=type(exc).__name__)

@@ -30,7 +30,6 @@ from typing import Any, Final
 
 import redis
 
-from edgematch.worker.errors import TransientError
 from edgematch.worker.evidence import EvidenceStore
 from edgematch.worker.keys import Keys
 from edgematch.worker.quarantine import SHADOW as EVIDENCE_SHADOW
@@ -184,10 +183,7 @@ class ReportStore:
 
     def load(self, report_id: str, dated_key: str) -> tuple[str, dict[str, Any]] | None:
         """The report's key and document: where Redis says, else at ``dated_key``."""
-        try:
-            pointer = self._r.get(self._k.report(report_id))
-        except redis.RedisError as exc:
-            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        pointer = self._r.get(self._k.report(report_id))
         key = pointer.decode() if isinstance(pointer, bytes) else dated_key
         doc = self._store.get_json(self.bucket, key)
         if doc is None and key != dated_key:
@@ -197,10 +193,7 @@ class ReportStore:
     def save(self, key: str, doc: Mapping[str, Any]) -> None:
         """Write the document (the whole object is replaced) and remember its key."""
         self._store.put_json(self.bucket, key, doc, kms_key_id=self._kms_key_id)
-        try:
-            self._r.set(self._k.report(doc["report_id"]), key, ex=self._ttl_s)
-        except redis.RedisError as exc:
-            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        self._r.set(self._k.report(doc["report_id"]), key, ex=self._ttl_s)
 
     def find(self, report_id: str) -> dict[str, Any] | None:
         """The report with this id, for ``edgematch reports show``."""

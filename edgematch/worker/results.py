@@ -164,10 +164,7 @@ class ResultStore:
 
     def current(self, bucket: str, key: str) -> dict[str, Any] | None:
         """The recorded result of the hash object bucket/key, if any."""
-        try:
-            raw = self._r.get(self._k.result(bucket, key))
-        except redis.RedisError as exc:
-            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        raw = self._r.get(self._k.result(bucket, key))
         if raw is None:
             return None
         doc: dict[str, Any] = json.loads(raw)
@@ -182,24 +179,21 @@ class ResultStore:
         """
         doc = result.to_dict()
         doc["recorded_at"] = time.time()
-        try:
-            outcome = self._commit(
-                keys=[
-                    self._k.result(result.bucket, result.key),
-                    self._k.content_result(result.content_bucket, result.content_key),
-                    self._k.result_item(result.item_id),
-                ],
-                args=[
-                    result.item_id,
-                    expected_item or "",
-                    "1" if record else "0",
-                    json.dumps(doc, separators=(",", ":")),
-                    f"{result.bucket}/{result.key}",
-                    self._ttl_s,
-                ],
-            )
-        except redis.RedisError as exc:
-            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        outcome = self._commit(
+            keys=[
+                self._k.result(result.bucket, result.key),
+                self._k.content_result(result.content_bucket, result.content_key),
+                self._k.result_item(result.item_id),
+            ],
+            args=[
+                result.item_id,
+                expected_item or "",
+                "1" if record else "0",
+                json.dumps(doc, separators=(",", ":")),
+                f"{result.bucket}/{result.key}",
+                self._ttl_s,
+            ],
+        )
         return None if int(outcome) < 0 else bool(int(outcome))
 
     def get(self, bucket: str, key: str) -> dict[str, Any] | None:

@@ -9,56 +9,15 @@ from __future__ import annotations
 import os
 import threading
 from functools import cached_property
-from typing import Any
-from urllib.parse import urlsplit
-
-import redis
-from redis import Redis
-from redis.sentinel import Sentinel
 
 from edgematch.config.settings import Settings
 from edgematch.worker.api import PhotoDNAClient
 from edgematch.worker.buffer import BatchBuffer
 from edgematch.worker.deadletters import DeadLetters
-from edgematch.worker.errors import ConfigurationError
 from edgematch.worker.journal import Journal
+from edgematch.worker.redisclient import Redis, redis_client
 from edgematch.worker.results import ResultStore
 from edgematch.worker.storage import ObjectStore, make_s3_client
-
-
-def redis_client(
-    url: str, *, sentinel_master: str | None = None, timeout_s: float = 10.0
-) -> redis.Redis:
-    """A pooled client with timeouts, keepalive and health checks (rediss:// verifies TLS).
-
-    ``sentinel://[:password@]host:port[;sentinel://host:port…][/db]`` follows the master
-    named ``sentinel_master`` through failovers, like the broker does.
-    """
-    options: dict[str, Any] = {
-        "socket_timeout": timeout_s,
-        "socket_connect_timeout": min(5.0, timeout_s),
-        "socket_keepalive": True,
-        "health_check_interval": 15,
-        "retry_on_timeout": True,
-    }
-    if not url.startswith("sentinel://"):
-        return redis.Redis.from_url(url, **options)
-    if not sentinel_master:
-        raise ConfigurationError(
-            "EDGEMATCH_SENTINEL_MASTER is required with a sentinel:// EDGEMATCH_REDIS_URL"
-        )
-    nodes = [urlsplit(part) for part in url.split(";") if part.strip()]
-    db = int((nodes[-1].path or "/0").strip("/") or 0)
-    password = next((n.password for n in nodes if n.password), None)
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
-        [(n.hostname or "127.0.0.1", n.port or 26379) for n in nodes],
-        sentinel_kwargs={"password": password, "socket_timeout": 5},
-        password=password,
-        db=db,
-        **options,
-    )
-    master: redis.Redis = sentinel.master_for(sentinel_master)  # type: ignore[no-untyped-call]
-    return master
 
 
 class Runtime:
@@ -69,7 +28,8 @@ class Runtime:
         self.pid = os.getpid()
 
     @cached_property
-    def redis(self) -> redis.Redis:
+    def redis(self) -> Redis:
+        # Every Redis error of every module is translated by this client (redisclient.py).
         return redis_client(self.settings.redis_url, sentinel_master=self.settings.sentinel_master)
 
     @cached_property

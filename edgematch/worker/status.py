@@ -10,7 +10,8 @@ What counts as a problem, and why:
 * no live worker, intake or beat process — each one's absence stops a part of the flow;
 * a queue with tasks that no live worker consumes;
 * the circuit breaker open (the API refused the key) or a 429 cooldown longer than
-  ``COOLDOWN_ATTENTION_S`` (a short one is the limiter doing its job);
+  ``COOLDOWN_ATTENTION_S`` (a short one is the limiter doing its job), or one capped at
+  ``EDGEMATCH_MAX_COOLDOWN_S`` because the API asked for more (named with what it asked);
 * batches whose lease ran out with no pump to reclaim them, or items waiting longer than
   ``STUCK_AFTER_S`` with no pump draining them — a stuck batch;
 * the backlog at the high-water mark (intake has stopped receiving);
@@ -25,13 +26,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import redis
-
 from edgematch.config.celery import celery_config
 from edgematch.worker import backpressure, heartbeat
 from edgematch.worker.backfill import Checkpoints
-from edgematch.worker.buffer import limiter_window
-from edgematch.worker.errors import TransientError
+from edgematch.worker.buffer import capped_asked_s, limiter_window
 from edgematch.worker.keys import QUEUE_STEPS
 from edgematch.worker.runtime import Runtime
 from edgematch.worker.timespec import format_moment
@@ -78,6 +76,9 @@ class Snapshot:
     workers: list[dict[str, Any]]
     counters: dict[str, int] = field(default_factory=dict)
     backfills: list[dict[str, Any]] = field(default_factory=list)
+    #: What the last 429 asked for when the pool capped its cooldown (0: none capped); the
+    #: pool then waits ``cooldown_s`` and sends one probe before it resumes.
+    cooldown_asked_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,10 +86,7 @@ class Snapshot:
 
 def collect(rt: Runtime) -> Snapshot:
     """Read the pipeline's state. Raises TransientError when Redis cannot be reached."""
-    try:
-        return _collect(rt)
-    except redis.RedisError as exc:
-        raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+    return _collect(rt)
 
 
 def _collect(rt: Runtime) -> Snapshot:
@@ -108,9 +106,12 @@ def _collect(rt: Runtime) -> Snapshot:
     pipe.get(k.cooldown)
     pipe.get(k.breaker)
     pipe.exists(k.breaker_probe)
+    pipe.get(k.cooldown_capped)
     replies = pipe.execute()
     queues = {step: int(n) for step, n in zip(QUEUE_STEPS, replies, strict=False)}
-    running, leases, expired, pumps, used, cooldown, breaker, probe = replies[len(QUEUE_STEPS) :]
+    running, leases, expired, pumps, used, cooldown, breaker, probe, capped = replies[
+        len(QUEUE_STEPS) :
+    ]
     lanes = _lanes(rt)
     waiting = sum(int(lane["waiting"]) for lane in lanes.values())
     dlq = rt.dead_letters.stats()
@@ -137,6 +138,7 @@ def _collect(rt: Runtime) -> Snapshot:
         workers=workers,
         counters=rt.buffer.stats(),
         backfills=[asdict(cp) for cp in Checkpoints(r, s.namespace).all()],
+        cooldown_asked_s=capped_asked_s(capped),
     )
 
 
@@ -170,7 +172,19 @@ def assess(snap: Snapshot) -> list[Problem]:
                 "api-key-rejected.md",
             )
         )
-    if snap.cooldown_s > COOLDOWN_ATTENTION_S:
+    if snap.cooldown_asked_s:
+        then = (
+            f"no request for {snap.cooldown_s:.0f} s (EDGEMATCH_MAX_COOLDOWN_S), then one probe"
+            if snap.cooldown_s
+            else "its cooldown is over: one probe request first, the pool waits for its answer"
+        )
+        problems.append(
+            Problem(
+                f"the API answered 429 asking for {snap.cooldown_asked_s:.0f} s; capped: {then}",
+                "429-storm.md",
+            )
+        )
+    elif snap.cooldown_s > COOLDOWN_ATTENTION_S:
         problems.append(
             Problem(f"the API answered 429: no request for {snap.cooldown_s:.0f} s", "429-storm.md")
         )
@@ -260,9 +274,7 @@ def render(snap: Snapshot, problems: list[Problem]) -> str:
         f"rate limit    {snap.rate_used} of {snap.rate_limit} requests "
         f"in the last {snap.rate_window_ms} ms"
     )
-    lines.append(
-        "cooldown      " + (f"{snap.cooldown_s:.1f} s left (429)" if snap.cooldown_s else "none")
-    )
+    lines.append("cooldown      " + _cooldown_line(snap))
     if snap.breaker_open:
         probe = (
             "probe in flight"
@@ -290,3 +302,14 @@ def render(snap: Snapshot, problems: list[Problem]) -> str:
             f"enqueued, {state}, last saved {format_moment(cp['updated_at'])}"
         )
     return "\n".join(lines)
+
+
+def _cooldown_line(snap: Snapshot) -> str:
+    left = f"{snap.cooldown_s:.1f} s left" if snap.cooldown_s else ""
+    if snap.cooldown_asked_s:
+        asked = f"the 429 asked for {snap.cooldown_asked_s:.0f} s; capped"
+        if left:
+            return f"{left} ({asked}, then one probe request)"
+        probe = "probe in flight" if snap.probe_in_flight else "probe next"
+        return f"over ({asked}): {probe}, the pool resumes when it is answered"
+    return f"{left} (429)" if left else "none"

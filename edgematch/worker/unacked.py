@@ -21,7 +21,8 @@ a delivery is handed back once. A refresh stops once a delivery is older than th
 visibility timeout: a consumer that lost track of an acknowledgement does not keep it
 alive for ever, and kombu's restore stays the outer bound.
 
-Redis errors on the sweep side are ``TransientError``; the keeper logs them and carries on.
+Redis errors are ``RedisUnavailable`` (the client's, ``redisclient.py``), a
+``TransientError``, on the sweep side; the keeper logs them and carries on.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from typing import Any, Final, cast
 
 import redis
 
-from edgematch.worker.errors import TransientError
 from edgematch.worker.logs import get_logger
+from edgematch.worker.redisclient import RedisUnavailable
 
 log = get_logger(__name__)
 
@@ -134,9 +135,10 @@ class DeliveryKeeper:
         try:
             for start in range(0, len(tags), CHUNK):
                 self._refresh(keys=[self._index], args=tags[start : start + CHUNK])
-        except redis.RedisError as exc:
+        except RedisUnavailable as exc:
+            # Not a translation: logged once per outage, and tried again on the next tick.
             if not self._failing:
-                log.warning("deliveries_not_refreshed", held=len(tags), error=type(exc).__name__)
+                log.warning("deliveries_not_refreshed", held=len(tags), error=str(exc))
                 self._failing = True
             return False
         self._failing = False
@@ -175,31 +177,25 @@ class Unacked:
 
     def task_ids(self) -> set[str]:
         """The task ids of every delivery not acknowledged yet, fresh or stale."""
-        try:
-            return {
-                task_id
-                for _, raw in self._r.hscan_iter(self._hash, count=CHUNK)
-                if (task_id := task_id_of(raw))
-            }
-        except redis.RedisError as exc:
-            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        return {
+            task_id
+            for _, raw in self._r.hscan_iter(self._hash, count=CHUNK)
+            if (task_id := task_id_of(raw))
+        }
 
     def stale(self) -> tuple[float, list[Delivery]]:
         """``(cutoff, deliveries)``: those not refreshed since ``cutoff`` (Redis's clock,
         seconds), at most ``CHUNK`` of them, oldest first."""
-        try:
-            sec, usec = self._r.time()
-            cutoff = int(sec) + int(usec) / 1e6 - self._stale_s
-            tags = [
-                _text(tag)
-                for tag in cast(
-                    "list[bytes]",
-                    self._r.zrangebyscore(self._index, "-inf", cutoff, start=0, num=CHUNK),
-                )
-            ]
-            raws = cast("list[bytes | None]", self._r.hmget(self._hash, tags)) if tags else []
-        except redis.RedisError as exc:
-            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        sec, usec = self._r.time()
+        cutoff = int(sec) + int(usec) / 1e6 - self._stale_s
+        tags = [
+            _text(tag)
+            for tag in cast(
+                "list[bytes]",
+                self._r.zrangebyscore(self._index, "-inf", cutoff, start=0, num=CHUNK),
+            )
+        ]
+        raws = cast("list[bytes | None]", self._r.hmget(self._hash, tags)) if tags else []
         return cutoff, list(_deliveries(tags, raws))
 
     def hand_back(self, delivery: Delivery, cutoff: float, queue: str | None) -> bool:
@@ -207,13 +203,10 @@ class Unacked:
         message back at the head of that queue (marked redelivered, as kombu does).
         Atomic; False when it was acknowledged, restored or refreshed meanwhile."""
         payload = _redelivered(delivery.raw) if queue is not None else ""
-        try:
-            done = self._hand_back(
-                keys=[self._hash, self._index, queue or self._hash],
-                args=[delivery.tag, delivery.raw, repr(cutoff), payload],
-            )
-        except redis.RedisError as exc:
-            raise TransientError(f"redis unavailable: {type(exc).__name__}") from exc
+        done = self._hand_back(
+            keys=[self._hash, self._index, queue or self._hash],
+            args=[delivery.tag, delivery.raw, repr(cutoff), payload],
+        )
         return bool(done)
 
 

@@ -16,6 +16,7 @@ import redis
 from edgematch.config.settings import Settings
 from edgematch.worker.buffer import Batch, BatchBuffer, Empty, Wait, limiter_window
 from edgematch.worker.items import Item
+from edgematch.worker.redisclient import redis_client as build_redis_client
 
 MakeSettings = Callable[..., Settings]
 
@@ -271,7 +272,7 @@ def test_kick_is_bounded_by_work_and_maximum(
 
 
 def _hammer(url: str, rate: float, seconds: float, out: multiprocessing.Queue[list[int]]) -> None:
-    client = redis.Redis.from_url(url)
+    client = build_redis_client(url)
     settings = Settings(
         redis_url=url, rate_limit_per_s=rate, batch_linger_ms=0, rate_limit_margin=0.0
     )

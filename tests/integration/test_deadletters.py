@@ -7,8 +7,6 @@ from typing import Any
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from structlog.testing import capture_logs
 
 from edgematch.worker import deadletters
@@ -20,6 +18,7 @@ from edgematch.worker.deadletters import (
     Filter,
 )
 from edgematch.worker.errors import TransientError
+from edgematch.worker.redisclient import redis_client as build_redis_client
 
 NS = "dlqtest"
 
@@ -208,10 +207,8 @@ def test_purge_by_filter_and_by_id(redis_client: redis.Redis) -> None:
 
 
 def test_redis_down_is_transient() -> None:
-    """Every store call translates a Redis failure into a TransientError."""
-    client = redis.Redis(
-        host="127.0.0.1", port=9, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
-    )
+    """Every store call raises a TransientError when Redis cannot be reached."""
+    client = build_redis_client("redis://127.0.0.1:9/0")  # nothing listens on port 9
     store = DeadLetters(client, NS)
     with pytest.raises(TransientError):
         store.get("x")

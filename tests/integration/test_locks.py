@@ -15,6 +15,7 @@ import redis
 
 from edgematch.worker.devstack import RedisServer
 from edgematch.worker.locks import LockHeld, exclusive
+from edgematch.worker.redisclient import redis_client as build_redis_client
 
 NAME = "locktest:lock:quarantine:x"
 
@@ -50,9 +51,10 @@ def test_a_killed_holders_lock_is_free_within_one_ttl(redis_server: RedisServer)
             "-c",
             textwrap.dedent(
                 f"""
-                import sys, time, redis
+                import sys, time
                 from edgematch.worker.locks import exclusive
-                client = redis.Redis.from_url({redis_server.url!r})
+                from edgematch.worker.redisclient import redis_client
+                client = redis_client({redis_server.url!r})
                 with exclusive(client, {NAME!r}, ttl_s={ttl_s}, what="q"):
                     print("held", flush=True)
                     time.sleep(60)
@@ -62,7 +64,7 @@ def test_a_killed_holders_lock_is_free_within_one_ttl(redis_server: RedisServer)
         stdout=subprocess.PIPE,
         text=True,
     )
-    client = redis.Redis.from_url(redis_server.url)
+    client = build_redis_client(redis_server.url)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         time.sleep(2 * ttl_s)  # renewed meanwhile: still held past its first TTL

@@ -7,6 +7,7 @@ catches: the task never returns, exactly as when SIGKILL ends the process.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,9 +18,17 @@ import redis
 from edgematch.config.settings import Settings
 from edgematch.tasks import steps
 from edgematch.worker import runtime as runtime_module
+from edgematch.worker.devstack import RedisServer
 from edgematch.worker.errors import EdgematchError, TransientError
 from edgematch.worker.locks import exclusive
+from edgematch.worker.outages import (
+    OUTAGE_BUDGET_S,
+    OUTAGE_RETRIES,
+    OUTAGE_RETRY_CAP_S,
+    OUTAGE_SINCE,
+)
 from edgematch.worker.poison import Deliveries, counter_ttl_s, is_poison
+from edgematch.worker.redisclient import redis_client
 from edgematch.worker.runtime import Runtime
 
 MakeSettings = Callable[..., Settings]
@@ -32,15 +41,17 @@ class Killed(BaseException):
 class RetryRequested(Exception):
     """What the fake task's retry() returns, to be raised."""
 
-    def __init__(self, countdown: float) -> None:
+    def __init__(self, countdown: float, headers: dict[str, Any] | None = None) -> None:
         super().__init__(countdown)
         self.countdown = countdown
+        self.headers = headers
 
 
 @dataclass
 class Request:
     id: str | None = "task-1"
     retries: int = 0
+    headers: dict[str, Any] | None = None
 
 
 @dataclass
@@ -49,9 +60,14 @@ class FakeTask:
     request: Request = field(default_factory=Request)
     retried: list[float] = field(default_factory=list)
 
-    def retry(self, exc: Exception | None = None, countdown: float = 0.0) -> RetryRequested:
+    def retry(
+        self,
+        exc: Exception | None = None,
+        countdown: float = 0.0,
+        headers: dict[str, Any] | None = None,
+    ) -> RetryRequested:
         self.retried.append(countdown)
-        return RetryRequested(countdown)
+        return RetryRequested(countdown, headers)
 
 
 @pytest.fixture
@@ -236,3 +252,74 @@ def test_a_task_meeting_a_held_lock_retries_when_it_runs_out(rt: Runtime) -> Non
         release.set()
         holder.join()
     assert rt.dead_letters.count() == 0
+
+
+def _redis_down() -> None:
+    # A real client of a port nothing listens on: the error Redis being away produces.
+    redis_client("redis://127.0.0.1:9/0").get("anything")
+
+
+def test_a_redis_outage_spends_no_attempt(rt: Runtime) -> None:
+    """A task that failed only because Redis was away, retried past max_attempts, is not
+    dead-lettered: it retries again, soon, counting the retry as free."""
+    since = time.time() - 120  # a two-minute outage so far
+    n = rt.settings.max_attempts + 2
+    task = FakeTask(request=Request(retries=n, headers={OUTAGE_RETRIES: n, OUTAGE_SINCE: since}))
+    with pytest.raises(RetryRequested) as info:
+        _run(task, _redis_down)
+    assert info.value.countdown <= OUTAGE_RETRY_CAP_S
+    assert info.value.headers == {OUTAGE_RETRIES: n + 1, OUTAGE_SINCE: since}
+    assert rt.dead_letters.count() == 0
+
+
+def test_the_tasks_own_failures_still_count_after_an_outage(rt: Runtime) -> None:
+    """Free retries do not make a task immortal: its own failures, counted apart from
+    them, reach max_attempts and the dead letter."""
+    free = 5
+    task = FakeTask(request=Request(retries=free, headers={OUTAGE_RETRIES: free}))
+
+    def flaky() -> None:
+        raise TransientError("S3 answered SlowDown")
+
+    with pytest.raises(RetryRequested) as info:
+        _run(task, flaky)  # attempt 1 of its own
+    assert info.value.headers == {OUTAGE_RETRIES: free}
+    task.request.retries = free + rt.settings.max_attempts - 1
+    assert _run(task, flaky) == "dead_lettered"
+    (entry,) = rt.dead_letters.list()
+    assert (entry.reason, entry.attempts) == ("retries_exhausted", rt.settings.max_attempts)
+
+
+def test_an_outage_longer_than_the_budget_counts_again(rt: Runtime) -> None:
+    """Past OUTAGE_BUDGET_S of outage-class failures, they count like any transient one
+    (a command that fails alone must still end in the dead letters)."""
+    since = time.time() - OUTAGE_BUDGET_S - 1
+    n = rt.settings.max_attempts + 40
+    task = FakeTask(request=Request(retries=n, headers={OUTAGE_RETRIES: 41, OUTAGE_SINCE: since}))
+    assert _run(task, _redis_down) == "dead_lettered"
+    (entry,) = rt.dead_letters.list()
+    assert entry.reason == "retries_exhausted" and "redis unavailable" in entry.message
+
+
+def test_a_short_redis_outage_is_waited_out_inside_the_task(
+    make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis away for 2 s (a restart): the task waits inside itself and completes, with no
+    retry handed to the broker — in the single-Redis setup, the Redis that is away."""
+    server = RedisServer().start()
+    rt = Runtime(make_settings(redis_url=server.url, namespace="ridetest"))
+    monkeypatch.setattr(runtime_module, "_current", rt)
+    back = threading.Timer(2.0, server.start)
+    try:
+        rt.redis.ping()
+        server.stop()
+        back.start()
+        task = FakeTask()
+        started = time.monotonic()
+        assert _run(task, lambda: int(rt.redis.incr("ridetest:work"))) == 1
+        assert task.retried == []
+        assert 2.0 <= time.monotonic() - started < OUTAGE_RETRY_CAP_S
+    finally:
+        back.join()
+        rt.close()
+        server.close()

@@ -209,6 +209,27 @@ def test_force_status_fails_everything_until_cleared(
     assert match_edge_hash(client, sandbox.url, [edge_hash(1)]).status_code == 200
 
 
+def test_throttle_answers_the_next_requests_429_with_the_retry_after_asked(
+    make_sandbox: SandboxFactory, client: httpx.Client
+) -> None:
+    """throttle_next 1 with throttle_retry_after_s 3600 answers exactly one request 429 with
+    ``Retry-After: 3600`` and API Management's body; the next one is answered as usual."""
+    sandbox = make_sandbox()
+    admin = f"{sandbox.root_url}/_sandbox/faults"
+    config = client.post(admin, json={"throttle_next": 1, "throttle_retry_after_s": 3600}).json()
+    assert (config["throttle_next"], config["throttle_retry_after_s"]) == (1, 3600)
+    refused = match_edge_hash(client, sandbox.url, [edge_hash(1)])
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "3600"
+    assert refused.json() == {
+        "statusCode": 429,
+        "message": "Rate limit is exceeded. Try again in 3600 seconds.",
+    }
+    assert match_edge_hash(client, sandbox.url, [edge_hash(1)]).status_code == 200
+    assert client.get(f"{sandbox.root_url}/_sandbox/config").json()["throttle_next"] == 0
+    assert client.post(admin, json={"throttle_next": -1}).status_code == 400
+
+
 def test_key_changed_at_runtime(make_sandbox: SandboxFactory, client: httpx.Client) -> None:
     """After the accepted key changes, the old key gets 401 and the new one 200."""
     sandbox = make_sandbox()

@@ -11,7 +11,7 @@ import pytest
 
 from edgematch.worker.devstack import RedisServer, free_port, wait_for_port
 from edgematch.worker.errors import ConfigurationError
-from edgematch.worker.runtime import redis_client
+from edgematch.worker.redisclient import redis_client
 
 
 @pytest.fixture

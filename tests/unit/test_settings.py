@@ -45,6 +45,7 @@ README_DEFAULTS: dict[str, tuple[str, object]] = {
     "EDGEMATCH_BACKOFF_BASE_S": ("backoff_base_s", 1.0),
     "EDGEMATCH_BACKOFF_CAP_S": ("backoff_cap_s", 300.0),
     "EDGEMATCH_BREAKER_PROBE_S": ("breaker_probe_s", 30.0),
+    "EDGEMATCH_MAX_COOLDOWN_S": ("max_cooldown_s", 60.0),
     "EDGEMATCH_LOCK_TTL_S": ("lock_ttl_s", 30.0),
     "EDGEMATCH_INTAKE_HIGH_WATER": ("intake_high_water", 10_000),
     "EDGEMATCH_VISIBILITY_TIMEOUT_S": ("visibility_timeout_s", 3600),

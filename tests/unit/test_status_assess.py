@@ -76,6 +76,22 @@ def test_cooldown_only_when_long() -> None:
     assert "429" in what and "45 s" in what
 
 
+def test_a_capped_cooldown_names_what_the_server_asked_and_the_probe() -> None:
+    """A 429 that asked for an hour, capped at the ceiling: status says so, how long is
+    left, and that one probe goes first; once the wait is over, that the probe is out."""
+    capped = replace(HEALTHY, cooldown_s=42.0, cooldown_asked_s=3600.0)
+    ((problem, runbook),) = [(p.what, p.runbook) for p in assess(capped)]
+    assert "asking for 3600 s" in problem and "42 s" in problem and "probe" in problem
+    assert runbook == "429-storm.md"
+    assert "42.0 s left (the 429 asked for 3600 s; capped, then one probe request)" in render(
+        capped, []
+    )
+    waiting = replace(capped, cooldown_s=0.0, probe_in_flight=True)
+    (what,) = _whats(waiting)
+    assert "asking for 3600 s" in what and "probe" in what
+    assert "over (the 429 asked for 3600 s; capped): probe in flight" in render(waiting, [])
+
+
 def test_breaker_open_points_at_the_key_runbook() -> None:
     """An open breaker names the key problem and its runbook."""
     (problem,) = assess(replace(HEALTHY, breaker_open=True, breaker_probe_in_s=12.0))

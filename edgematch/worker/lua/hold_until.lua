@@ -1,5 +1,6 @@
 -- Hold the pool until now + ARGV[1] ms on KEYS[1], never shortening a longer hold.
--- KEYS: 1 the hold key (cooldown or breaker), 2 stats; ARGV: 1 ms, 2 stats field,
+-- KEYS: 1 the hold key (the breaker; a 429's cooldown is cool_down.lua), 2 stats;
+--       ARGV: 1 ms, 2 stats field,
 --       3 "keep" to keep the key until cleared (breaker) or "expire" (cooldown).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

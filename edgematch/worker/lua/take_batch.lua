@@ -1,7 +1,8 @@
 -- Take the next batch for the API, atomically, if and only if a request may be sent now.
 --
 -- KEYS: 1-3 ready lanes (live, replay, backfill), 4 items, 5 leases, 6 lease_items,
---       7 rate_log, 8 cooldown, 9 breaker, 10 breaker_probe, 11 stats, 12 background credit
+--       7 rate_log, 8 cooldown, 9 breaker, 10 breaker_probe, 11 stats, 12 background credit,
+--       13 capped cooldown marker
 -- ARGV: 1 batch id (fresh), 2 batch size, 3 linger (ms), 4 requests per window,
 --       5 window (ms), 6 lease (ms), 7 background minimum share (0..1)
 --
@@ -42,14 +43,23 @@ for _, bid in ipairs(expired) do
   redis.call('HINCRBY', KEYS[11], 'leases_expired', 1)
 end
 
--- 2. A 429 asked the whole pool to wait.
+-- 2. A 429 asked the whole pool to wait. When the wait was capped below what the server
+--    asked (cool_down.lua), one probe request goes first once it is over, and the others
+--    wait for its answer, as after the breaker's pause (3).
 local cooldown = tonumber(redis.call('GET', KEYS[8]) or '0')
 if cooldown > now then
   return {'wait', cooldown - now, 'cooldown'}
 end
+local probe = 0
+if redis.call('EXISTS', KEYS[13]) == 1 then
+  local ttl = redis.call('PTTL', KEYS[10])
+  if ttl > 0 then
+    return {'wait', math.min(ttl, 1000), 'probe'}
+  end
+  probe = 1
+end
 
 -- 3. The key was refused: wait, then let exactly one probe request through.
-local probe = 0
 local breaker = redis.call('GET', KEYS[9])
 if breaker then
   breaker = tonumber(breaker)
