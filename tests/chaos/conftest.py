@@ -351,8 +351,10 @@ def record_ledger(request: pytest.FixtureRequest) -> Iterator[RecordLedger]:
 
     ``record_ledger(pipe, scenario, uploads, fault_end=..., matches=..., notes=...)``: every
     upload is expected ``clean`` but those in ``matches`` (``match``), unless ``expected``
-    names each upload's verdict. The scenario's start is when the test began. The test
-    asserts on what comes back.
+    names each upload's verdict. The scenario's start is when the test began. Every
+    scenario's promise is checked here, after the row is written, so no test can forget
+    one: lost, wrong verdicts and duplicated effects are 0. The test asserts the rest on
+    what comes back.
     """
     started = time.time()
 
@@ -377,6 +379,8 @@ def record_ledger(request: pytest.FixtureRequest) -> Iterator[RecordLedger]:
             notes=notes,
         )
         write_ledger(ledger, request.node.name)
-        return ledger.to_dict()
+        row = ledger.to_dict()
+        assert (ledger.lost, ledger.wrong, ledger.duplicated) == (0, 0, 0), row
+        return row
 
     yield record

@@ -142,7 +142,11 @@ def test_redis_restarted_under_load_on_the_defaults(
     _wait_all(pipe, keys, len(known), timeout_s=300)
 
     ledger = record_ledger(
-        pipe, "Redis restarted 10 s under load, defaults", keys, fault_end=fault_end
+        pipe,
+        "Redis restarted 10 s under load, defaults",
+        keys,
+        fault_end=fault_end,
+        matches=known,
     )
     assert ledger["lost"] == 0 and ledger["duplicated"] == 0, ledger
     assert ledger["dead_letters"] == {}, ledger
@@ -200,7 +204,11 @@ def test_sentinel_master_failed_over_under_load_on_the_defaults(
     _wait_all(pipe, keys, len(known), timeout_s=300)
 
     ledger = record_ledger(
-        pipe, "Sentinel master down, replica promoted, defaults", keys, fault_end=fault_end
+        pipe,
+        "Sentinel master down, replica promoted, defaults",
+        keys,
+        fault_end=fault_end,
+        matches=known,
     )
     assert ledger["lost"] == 0 and ledger["duplicated"] == 0, ledger
     assert ledger["dead_letters"] == {}, ledger
