@@ -115,14 +115,18 @@ def variable_name(field_name: str, spec: Spec) -> str:
 def declared(settings_class: type) -> tuple[Variable, ...]:
     """The variables of a dataclass's ``setting`` fields, in declaration order.
 
-    Raises TypeError for a field declared without ``setting``/``secret_setting``: every
-    field of Settings must be readable and documented.
+    Raises TypeError for a field declared without ``setting``/``secret_setting`` (every
+    field must be readable and documented), or whose ``same_as`` names no earlier field
+    (it is read first).
     """
-    found = []
+    found: list[Variable] = []
     for f in dataclasses.fields(settings_class):
+        where = f"{settings_class.__name__}.{f.name}"
         spec = f.metadata.get(_SPEC)
         if not isinstance(spec, Spec):
-            raise TypeError(f"{settings_class.__name__}.{f.name} is not declared with setting()")
+            raise TypeError(f"{where} is not declared with setting()")
+        if spec.same_as and spec.same_as not in {v.field for v in found}:
+            raise TypeError(f"{where}: same_as={spec.same_as!r} names no earlier field")
         found.append(Variable(variable_name(f.name, spec), spec, f.name, f.default))
     return tuple(found)
 
