@@ -423,7 +423,7 @@ def table(doc: dict[str, Any]) -> str:
 
 
 def markdown(doc: dict[str, Any]) -> str:
-    """The table of the README: one row per system and worker count, then the margins."""
+    """The table of docs/benchmark.md: one row per system and worker count, then the margins."""
     out = [
         "| system | workers | utilisation | 429 share | hashes/request | scanned "
         "| others' load (cores) | p50 / p99 ms (light) "

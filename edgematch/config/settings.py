@@ -172,7 +172,7 @@ class Settings:
         help="the broker's own redelivery of unacknowledged tasks, the outer bound (must exceed "
         "`EDGEMATCH_LEASE_S` + `EDGEMATCH_API_TIMEOUT_S` + `EDGEMATCH_BACKOFF_CAP_S`, the "
         "longest task and retry countdown); a dead worker's tasks come back within about 15 s "
-        "without it ([Reliability](../README.md#reliability))")
+        "without it ([Reliability](reliability.md))")
     log_format: str = setting(
         "json", PROCESSES, p.log_format,
         help="`json` (one object a line) or `console` (for people)")
@@ -188,14 +188,14 @@ class Settings:
         0.1, RATE, p.fraction, unit="fraction",
         help="share of requests, and of a worker's task fetches, replays and backfills keep "
         "while live uploads saturate the quota "
-        "([live uploads first](../README.md#live-uploads-first-and-the-publication-gate))")
+        "([live uploads first](operations.md#live-uploads-first-and-the-publication-gate))")
     shutdown_grace_s: float = setting(
         30.0, PROCESSES, p.positive_float, unit="s",
         help="on SIGTERM, how long running tasks may finish before the rest is handed back")
     gate: bool = setting(
         False, RESULTS, p.boolean, default_doc="`off`",
         help="`on`: tag content `pending` until its verdict "
-        "([the publication gate](../README.md#live-uploads-first-and-the-publication-gate))")
+        "([the publication gate](operations.md#live-uploads-first-and-the-publication-gate))")
     result_ttl_s: int = setting(
         90 * DAY_S, RESULTS, p.positive_int, unit="s",
         help="how long a recorded result stays in Redis (size Redis by it: about 2 KB per "
@@ -211,7 +211,7 @@ class Settings:
         None, DOWNSTREAM, p.quarantine_mode,
         default_doc="`move` with a quarantine bucket, else `tag`",
         help="`move`, `tag` or `off` (shadow): "
-        "[what each does](../README.md#quarantine-and-reports)")
+        "[what each does](quarantine-and-reports.md)")
     quarantine_bucket: str | None = setting(
         None, DOWNSTREAM, p.bucket_name,
         help="where `move` copies matched content (create it with Object Lock)")
@@ -229,7 +229,7 @@ class Settings:
     reporter: str = setting(
         "record", DOWNSTREAM, p.reporter,
         help="`record`, `webhook` or `photodna`: "
-        "[what each does](../README.md#quarantine-and-reports)")
+        "[what each does](quarantine-and-reports.md)")
     report_webhook_url: str | None = setting(
         None, DOWNSTREAM, p.webhook_url, default_doc="required for `webhook`",
         help="the webhook's URL (`https://`; `http://` only to localhost)")
@@ -260,7 +260,7 @@ class Settings:
         20.0, RECOVERY, p.positive_float, unit="s",
         help="how long a task may be missing from its queue and from every worker before the "
         "beat's sweep publishes it again (a task lost with a killed worker; "
-        "[Reliability](../README.md#reliability))")
+        "[Reliability](reliability.md))")
     # fmt: on
 
     @property

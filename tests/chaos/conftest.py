@@ -21,7 +21,7 @@ and then counts, from what the pipeline left behind rather than from what it say
   has its verdict (the last result recorded).
 
 Each run writes its ledger to ``tests/chaos/results/latest-run.json`` (not tracked: a test
-run leaves the work tree clean); the committed ``ledger.json``, whose table the README
+run leaves the work tree clean); the committed ``ledger.json``, whose table docs/reliability.md
 shows, is refreshed deliberately with
 ``EDGEMATCH_LEDGER_FILE=tests/chaos/results/ledger.json scripts/test tests/chaos``. One
 entry per test, replaced when the test runs again; ``python tests/chaos/ledger.py FILE``

@@ -1,4 +1,4 @@
-"""Print the chaos scenarios' ledger as the Markdown table the README shows.
+"""Print the chaos scenarios' ledger as the Markdown table docs/reliability.md shows.
 
 Usage: ``.venv/bin/python tests/chaos/ledger.py [tests/chaos/results/ledger.json]``
 

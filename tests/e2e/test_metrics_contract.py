@@ -29,6 +29,7 @@ HASH = 924
 #: Everything that tells operators a metric's name.
 DOCUMENTS = (
     ROOT / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
     ROOT / "deploy" / "README.md",
     ROOT / "deploy" / "grafana" / "edgematch.json",
     *sorted((ROOT / "deploy" / "k8s").glob("*.yaml")),
