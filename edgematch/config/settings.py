@@ -133,7 +133,7 @@ class Settings:
         60.0, RATE, p.positive_float, unit="s",
         help="the longest the pool honours a 429's `Retry-After`; a longer one is capped, and "
         "then one probe request goes before the pool resumes "
-        "([why a minute](#why-edgematch_max_cooldown_s-is-60-s))")
+        "([why a minute](#why-the-cooldown-is-capped-at-a-minute))")
     lock_ttl_s: float = setting(
         30.0, RECOVERY, p.positive_float, unit="s",
         help="TTL of a quarantine, report or tag lock, renewed while its worker lives: how "

@@ -67,6 +67,13 @@ def test_documented_defaults_read_back_as_the_defaults() -> None:
     assert shown > 40
 
 
+def test_the_configuration_docs_name_no_metric() -> None:
+    """Lower-case edgematch_* words in docs/ are metric names to the /metrics contract test
+    (tests/e2e/test_metrics_contract.py): none may appear here, not even in an anchor."""
+    text = CONFIGURATION.read_text(encoding="utf-8")
+    assert not re.findall(r"\bedgematch_[a-z0-9_]+\b", text)
+
+
 def test_secrets_are_documented_with_their_file_variant() -> None:
     """A secret's row names both ways to set it."""
     reference = docs.reference()
