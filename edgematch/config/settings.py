@@ -25,14 +25,8 @@ from typing import Final
 
 from edgematch.config import parsers as p
 from edgematch.config.checks import CHECKS
-from edgematch.config.declare import (
-    Concern,
-    Variable,
-    declared,
-    elsewhere,
-    secret_setting,
-    setting,
-)
+from edgematch.config.declare import Concern, Variable, declared, secret_setting, setting
+from edgematch.config.elsewhere import READ_ELSEWHERE
 from edgematch.config.environ import read, warn_unknown
 from edgematch.config.parsers import OPERATIONS
 from edgematch.config.secret import Secret
@@ -317,31 +311,3 @@ def variables() -> tuple[Variable, ...]:
 def known_names() -> frozenset[str]:
     """Every ``EDGEMATCH_*`` name edgematch reads (``_FILE`` variants too), here or elsewhere."""
     return frozenset(name for v in (*variables(), *READ_ELSEWHERE) for name in v.names)
-
-
-#: Variables other modules read themselves, declared here so that they are documented
-#: and not reported as unknown.
-READ_ELSEWHERE: Final = (
-    elsewhere(
-        "EDGEMATCH_HEARTBEAT_DIR",
-        PROCESSES,
-        default_doc="the temp dir",
-        help="where each process's heartbeat file lives, for `edgematch health`",
-    ),
-    elsewhere(
-        "EDGEMATCH_PROCESS",
-        Concern.INTERNAL,
-        default_doc="`worker`",
-        help="the process name in log lines of Celery's processes; `edgematch beat` sets it",
-    ),
-    elsewhere(
-        "EDGEMATCH_SANDBOX_KEY",
-        Concern.INTERNAL,
-        help="the subscription key the local PhotoDNA sandbox accepts (development only)",
-    ),
-    elsewhere(
-        "EDGEMATCH_LEDGER_FILE",
-        Concern.INTERNAL,
-        help="where the chaos tests write their ledger (tests only)",
-    ),
-)
