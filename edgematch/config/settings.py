@@ -4,8 +4,8 @@ Each field is declared once, with its variable, default, parser, unit and help
 (:func:`~edgematch.config.declare.setting`); reading (:meth:`Settings.from_env`) and the
 reference in ``docs/configuration.md`` (``python -m edgematch.config.docs``) are generated
 from the declarations. A field's variable is ``EDGEMATCH_`` + its name upper-cased; the one
-exception, kept from before the field had units in its name, is ``rate_limit_per_s``, read
-from ``EDGEMATCH_RATE_LIMIT``.
+exception is ``rate_limit_per_s``, read from ``EDGEMATCH_RATE_LIMIT`` (the name deployments
+already set).
 
 Endpoints of S3-compatible stores and SQS come from boto3's own variables
 (``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL_SQS``,
@@ -293,6 +293,7 @@ class Settings:
         """
         env = os.environ if environ is None else environ
         warn_unknown(env, (*variables(), *READ_ELSEWHERE))
+        # read() returns each field's value by name, typed by its parser: object to mypy.
         return cls(**read(variables(), env)).validated()  # type: ignore[arg-type]
 
     def validated(self) -> Settings:
