@@ -1,9 +1,15 @@
 """Settings: read once from the environment into one typed, validated object.
 
-Every variable is named ``EDGEMATCH_*``; endpoints of S3-compatible stores and SQS come
-from boto3's own variables (``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_S3``,
-``AWS_ENDPOINT_URL_SQS``, ``AWS_DEFAULT_REGION`` and the credentials chain) and are not
-repeated here.
+Each field is declared once, with its variable, default, parser, unit and help
+(:func:`~edgematch.config.declare.setting`); reading (:meth:`Settings.from_env`) and the
+reference in ``docs/configuration.md`` (``python -m edgematch.config.docs``) are generated
+from the declarations. A field's variable is ``EDGEMATCH_`` + its name upper-cased; the one
+exception is ``rate_limit_per_s``, read from ``EDGEMATCH_RATE_LIMIT`` (the name deployments
+already set).
+
+Endpoints of S3-compatible stores and SQS come from boto3's own variables
+(``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL_SQS``,
+``AWS_DEFAULT_REGION`` and the credentials chain) and are not repeated here.
 
 A missing or malformed value raises :class:`~edgematch.worker.errors.ConfigurationError`
 whose message names the variable; the CLI turns it into exit status 2.
@@ -11,132 +17,245 @@ whose message names the variable; the CLI turns it into exit status 2.
 
 from __future__ import annotations
 
-import math
 import os
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TypeVar
-from urllib.parse import urlsplit
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Final
 
+from edgematch.config import parsers as p
+from edgematch.config.checks import CHECKS
+from edgematch.config.declare import Concern, Variable, declared, secret_setting, setting
+from edgematch.config.elsewhere import READ_ELSEWHERE
+from edgematch.config.environ import read, warn_unknown
+from edgematch.config.parsers import OPERATIONS
+from edgematch.config.secret import Secret
 from edgematch.worker.errors import ConfigurationError
 
-T = TypeVar("T")
+__all__ = [
+    "DEFAULT_API_URL",
+    "OPERATIONS",
+    "READ_ELSEWHERE",
+    "Secret",
+    "Settings",
+    "known_names",
+    "variables",
+]
 
-DEFAULT_API_URL = "https://api.microsoftmoderator.com/photodna/v1.0"
-OPERATIONS = ("MatchEdgeHash", "MatchHash")
+DEFAULT_API_URL: Final = "https://api.microsoftmoderator.com/photodna/v1.0"
+DAY_S: Final = 24 * 3600
 
-
-class Secret:
-    """A string that never shows itself in a repr, a str(), a log line or a traceback.
-
-    ``reveal()`` is the one way to the value; grep for it to audit where secrets go.
-    """
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
+API, RATE, REDIS, INTAKE = Concern.API, Concern.RATE, Concern.REDIS, Concern.INTAKE
+RESULTS, DOWNSTREAM, RECOVERY = Concern.RESULTS, Concern.DOWNSTREAM, Concern.RECOVERY
+PROCESSES = Concern.PROCESSES
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything an edgematch process is configured with. Units are in the names."""
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    broker_url: str = "redis://127.0.0.1:6379/0"
-    api_url: str = DEFAULT_API_URL
-    subscription_key: Secret | None = field(default=None, repr=False)
-    api_operation: str = "MatchEdgeHash"
-    rate_limit_per_s: float = 5.0
-    batch_linger_ms: int = 250
-    sqs_queue_url: str | None = None
-    hash_suffix: str = ".bin"
-    max_hash_bytes: int = 4096
-    result_tag: str = "edgematch-status"
-    namespace: str = "edgematch"
-    # Beyond the issue's contract: knobs with safe defaults, for operators and tests.
-    api_timeout_s: float = 10.0
-    api_connect_timeout_s: float = 3.0
-    tls_verify: bool = True
-    batch_size: int = 5
-    # A taken batch's lease, renewed every third of it while its sender lives
-    # (worker/buffer.py): how long a killed sender's batch stays out.
-    lease_s: float = 15.0
-    max_attempts: int = 8
-    # Times a worker may begin the same task (and die with it) before it is a poison message.
-    max_deliveries: int = 3
-    backoff_base_s: float = 1.0
-    backoff_cap_s: float = 300.0
-    breaker_probe_s: float = 30.0
-    # The longest the pool honours a 429's Retry-After; past it, one probe request first
-    # (worker/cooldown.py).
-    max_cooldown_s: float = 60.0
-    # TTL of a quarantine or report lock, renewed while its holder works (worker/locks.py):
-    # how long a killed holder keeps the step from running again.
-    lock_ttl_s: float = 30.0
-    # Spacing kept between the pool's requests beyond 1/rate, as a fraction of the
-    # interval: absorbs the jitter between taking a slot and the request reaching the API.
-    rate_limit_margin: float = 0.02
-    match_pumps: int = 4
-    pump_max_s: float = 2.0
-    idempotency_ttl_s: int = 30 * 24 * 3600
-    dead_letter_limit: int = 100_000
-    intake_high_water: int = 10_000
-    intake_batch: int = 10
-    intake_wait_s: int = 20
-    visibility_timeout_s: int = 3600
-    log_format: str = "json"
-    log_level: str = "INFO"
-    allowed_buckets: tuple[str, ...] = ()
-    worker_concurrency: int | None = None
-    background_min_share: float = 0.1
-    shutdown_grace_s: float = 30.0
-    gate: bool = False
-    result_ttl_s: int = 90 * 24 * 3600
-    sentinel_master: str | None = None
-    metrics_port: int | None = None
-    # Downstream of a match (worker/quarantine.py, worker/reports.py, worker/reporters.py).
-    #: move, tag or off; None picks move when a quarantine bucket is set, else tag.
-    quarantine_mode: str | None = None
-    quarantine_bucket: str | None = None
-    #: Object Lock retention of a quarantined copy, in days; 0 sets the legal hold only.
-    evidence_retention_days: int = 365
-    reports_bucket: str | None = None
-    #: With a key id the reports are encrypted with aws:kms, otherwise with AES256.
-    reports_kms_key_id: str | None = None
-    reporter: str = "record"
-    report_webhook_url: str | None = None
-    report_webhook_secret: Secret | None = field(default=None, repr=False)
-    report_user: Secret | None = field(default=None, repr=False)
-    report_password: Secret | None = field(default=None, repr=False)
-    report_org_name: str | None = None
-    report_reporter_name: str | None = None
-    report_test: bool = False
-    match_cache_ttl_s: int = 90 * 24 * 3600
-    #: How long a clean verdict answers byte-identical re-uploads; 0 (the default) is off.
-    clean_cache_ttl_s: int = 0
-    #: Seconds a journaled task may be missing from its queue and every worker before the
-    #: sweep publishes it again (worker/journal.py).
-    journal_grace_s: float = 20.0
+    # fmt: off
+    # One declaration a setting, laid out by hand: default, concern and parser first, then
+    # the docs. Read top to bottom as the order `edgematch config` prints.
+    redis_url: str = setting(
+        "redis://127.0.0.1:6379/0", REDIS, p.redis_url,
+        help="Redis for the rate limiter, batch buffer, idempotency keys, results and dead "
+        "letters (`redis://`, `rediss://`, password, db)")
+    broker_url: str = setting(
+        "redis://127.0.0.1:6379/0", REDIS, p.redis_url, same_as="redis_url",
+        default_doc="same as `EDGEMATCH_REDIS_URL`",
+        help="Celery broker (`redis://`, `rediss://`, `sentinel://`)")
+    api_url: str = setting(DEFAULT_API_URL, API, p.base_url, help="PhotoDNA base URL")
+    subscription_key: Secret | None = secret_setting(  # noqa: RUF009 (a field)
+        API, help="the `Ocp-Apim-Subscription-Key` (a file is read once at start)",
+        default_doc="required by a worker that consumes `match`, or `reports` with "
+        "`EDGEMATCH_REPORTER=photodna` (the only processes that call the API); intake, beat "
+        "and the other workers start without it")
+    api_operation: str = setting(
+        "MatchEdgeHash", API, p.operation,
+        help="`MatchEdgeHash` (multipart `.bin` files) or `MatchHash` (JSON, base64)")
+    rate_limit_per_s: float = setting(
+        5.0, RATE, p.rate, unit="requests/s", env="EDGEMATCH_RATE_LIMIT",
+        help="requests per second the subscription allows (set it to your subscription's "
+        "quota), shared by every process on every host; a fractional rate above 1 runs at its "
+        "whole part (no second may see more), below 1 at one request per 1/rate seconds")
+    batch_linger_ms: int = setting(
+        250, RATE, p.non_negative_int, unit="ms",
+        help="how long a lone item may wait for company before it goes in a partial batch")
+    sqs_queue_url: str | None = setting(
+        None, INTAKE, p.http_url, default_doc="required for `intake`",
+        help="the queue that receives the bucket's event notifications")
+    hash_suffix: str = setting(".bin", INTAKE, p.non_empty, help="object keys that are hash files")
+    max_hash_bytes: int = setting(
+        4096, INTAKE, p.positive_int, unit="bytes",
+        help="larger objects are refused before download")
+    result_tag: str = setting(
+        "edgematch-status", RESULTS, p.tag_key,
+        help="tag key written on each scanned content object")
+    namespace: str = setting(
+        "edgematch", REDIS, p.namespace, help="prefix of every Redis key and queue name")
+    api_timeout_s: float = setting(10.0, API, p.positive_float, unit="s", help="API read timeout")
+    api_connect_timeout_s: float = setting(
+        3.0, API, p.positive_float, unit="s", help="API connect timeout")
+    tls_verify: bool = setting(
+        True, API, p.boolean, help="TLS certificate verification for the API")
+    batch_size: int = setting(
+        5, RATE, p.batch_size, unit="hashes",
+        help="hashes sent in one API request, 1 to 5 (the API's limit); a request counts once "
+        "against the quota however many it carries, so a smaller batch scans fewer a second")
+    lease_s: float = setting(
+        15.0, RECOVERY, p.positive_float, unit="s",
+        help="lease of a batch sent to the API, renewed every third of it while its worker "
+        "lives: how long a killed worker's batch stays out")
+    max_attempts: int = setting(
+        8, RECOVERY, p.positive_int, unit="requests",
+        help="requests an item may ride before it is `unscannable`")
+    max_deliveries: int = setting(
+        3, RECOVERY, p.positive_int, unit="deliveries",
+        help="times workers may begin the same task (and die with it) before it is "
+        "dead-lettered as `poison`")
+    backoff_base_s: float = setting(
+        1.0, RECOVERY, p.positive_float, unit="s",
+        help="retry backoff: the first retry waits up to this, each later one up to twice as "
+        "long as the one before (half of each wait is random)")
+    backoff_cap_s: float = setting(
+        300.0, RECOVERY, p.positive_float, unit="s", help="retry backoff: the longest wait")
+    breaker_probe_s: float = setting(
+        30.0, API, p.positive_float, unit="s",
+        help="pause after the key is refused (401/403), between probes")
+    max_cooldown_s: float = setting(
+        60.0, RATE, p.positive_float, unit="s",
+        help="the longest the pool honours a 429's `Retry-After`; a longer one is capped, and "
+        "then one probe request goes before the pool resumes "
+        "([why a minute](#why-the-cooldown-is-capped-at-a-minute))")
+    lock_ttl_s: float = setting(
+        30.0, RECOVERY, p.positive_float, unit="s",
+        help="TTL of a quarantine, report or tag lock, renewed while its worker lives: how "
+        "long a killed worker holds the step up")
+    rate_limit_margin: float = setting(
+        0.02, RATE, p.fraction, unit="fraction",
+        help="extra spacing between the pool's requests beyond 1/rate, as a fraction of the "
+        "interval, for the network jitter between taking a slot and reaching the API")
+    match_pumps: int = setting(
+        4, RATE, p.positive_int, unit="tasks",
+        help="match tasks draining the buffer at once (≈ rate × API latency is enough)")
+    pump_max_s: float = setting(
+        2.0, RATE, p.positive_float, unit="s",
+        help="how long one match task drains the buffer (and holds a worker process) before "
+        "a new one takes over")
+    idempotency_ttl_s: int = setting(
+        30 * DAY_S, INTAKE, p.positive_int, unit="s",
+        help="how long an accepted object version is remembered")
+    dead_letter_limit: int = setting(
+        100_000, RECOVERY, p.positive_int, unit="entries",
+        help="entries the dead-letter store holds; past it, failures are kept in their queue "
+        "and `status` says so")
+    intake_high_water: int = setting(
+        10_000, INTAKE, p.positive_int, unit="hash files",
+        help="backlog, in hash files queued or buffered, at which intake stops receiving (a "
+        "queued live ingest task counts as the 10 it may carry)")
+    intake_batch: int = setting(
+        10, INTAKE, p.sqs_batch, unit="messages",
+        help="SQS messages one receive asks for (1 to 10); their hash files go to one "
+        "`ingest_many` task")
+    intake_wait_s: int = setting(
+        20, INTAKE, p.sqs_wait, unit="s",
+        help="how long one SQS receive waits for messages (long polling, 0 to 20)")
+    visibility_timeout_s: int = setting(
+        3600, REDIS, p.positive_int, unit="s",
+        help="the broker's own redelivery of unacknowledged tasks, the outer bound (must exceed "
+        "`EDGEMATCH_LEASE_S` + `EDGEMATCH_API_TIMEOUT_S` + `EDGEMATCH_BACKOFF_CAP_S`, the "
+        "longest task and retry countdown); a dead worker's tasks come back within about 15 s "
+        "without it ([Reliability](reliability.md))")
+    log_format: str = setting(
+        "json", PROCESSES, p.log_format,
+        help="`json` (one object a line) or `console` (for people)")
+    log_level: str = setting(
+        "INFO", PROCESSES, p.log_level, help="`DEBUG`, `INFO`, `WARNING` or `ERROR`")
+    allowed_buckets: tuple[str, ...] = setting(
+        (), INTAKE, p.csv, default_doc="empty",
+        help="comma-separated buckets whose events are accepted (empty: all)")
+    worker_concurrency: int | None = setting(
+        None, PROCESSES, p.positive_int, unit="processes", default_doc="CPU count",
+        help="processes of `edgematch worker` (or pass `--concurrency`)")
+    background_min_share: float = setting(
+        0.1, RATE, p.fraction, unit="fraction",
+        help="share of requests, and of a worker's task fetches, replays and backfills keep "
+        "while live uploads saturate the quota "
+        "([live uploads first](operations.md#live-uploads-first-and-the-publication-gate))")
+    shutdown_grace_s: float = setting(
+        30.0, PROCESSES, p.positive_float, unit="s",
+        help="on SIGTERM, how long running tasks may finish before the rest is handed back")
+    gate: bool = setting(
+        False, RESULTS, p.boolean, default_doc="`off`",
+        help="`on`: tag content `pending` until its verdict "
+        "([the publication gate](operations.md#live-uploads-first-and-the-publication-gate))")
+    result_ttl_s: int = setting(
+        90 * DAY_S, RESULTS, p.positive_int, unit="s",
+        help="how long a recorded result stays in Redis (size Redis by it: about 2 KB per "
+        "scanned hash)")
+    sentinel_master: str | None = setting(
+        None, REDIS, p.non_empty,
+        help="the monitored master's name, required when a Redis or broker URL is "
+        "`sentinel://host:26379[;sentinel://…]`")
+    metrics_port: int | None = setting(
+        None, PROCESSES, p.port,
+        help="serve Prometheus metrics on this port (or `--metrics-port` per process)")
+    quarantine_mode: str | None = setting(
+        None, DOWNSTREAM, p.quarantine_mode,
+        default_doc="`move` with a quarantine bucket, else `tag`",
+        help="`move`, `tag` or `off` (shadow): "
+        "[what each does](quarantine-and-reports.md)")
+    quarantine_bucket: str | None = setting(
+        None, DOWNSTREAM, p.bucket_name,
+        help="where `move` copies matched content (create it with Object Lock)")
+    evidence_retention_days: int = setting(
+        365, DOWNSTREAM, p.retention_days, unit="days",
+        help="Object Lock retention of a quarantined copy, besides its legal hold (`0`: legal "
+        "hold only)")
+    reports_bucket: str | None = setting(
+        None, DOWNSTREAM, p.bucket_name,
+        default_doc="required to report ([without it](#without-a-reports-bucket))",
+        help="where report documents are written, under `reports/`")
+    reports_kms_key_id: str | None = setting(
+        None, DOWNSTREAM, p.non_empty,
+        help="encrypt reports with this KMS key (`aws:kms`) instead of `AES256`")
+    reporter: str = setting(
+        "record", DOWNSTREAM, p.reporter,
+        help="`record`, `webhook` or `photodna`: "
+        "[what each does](quarantine-and-reports.md)")
+    report_webhook_url: str | None = setting(
+        None, DOWNSTREAM, p.webhook_url, default_doc="required for `webhook`",
+        help="the webhook's URL (`https://`; `http://` only to localhost)")
+    report_webhook_secret: Secret | None = secret_setting(  # noqa: RUF009 (a field)
+        DOWNSTREAM, help="the HMAC-SHA256 key of the signature header",
+        default_doc="required for `webhook`")
+    report_user: Secret | None = secret_setting(  # noqa: RUF009 (a field)
+        DOWNSTREAM, help="the `x-usr` reporting credential", default_doc="required for `photodna`")
+    report_password: Secret | None = secret_setting(  # noqa: RUF009 (a field)
+        DOWNSTREAM, help="the `x-pwd` reporting credential", default_doc="required for `photodna`")
+    report_org_name: str | None = setting(
+        None, DOWNSTREAM, p.non_empty, default_doc="required for `photodna`",
+        help="`OrgName` of a PhotoDNA report")
+    report_reporter_name: str | None = setting(
+        None, DOWNSTREAM, p.non_empty, default_doc="required for `photodna`",
+        help="`ReporterName` of a PhotoDNA report")
+    report_test: bool = setting(
+        False, DOWNSTREAM, p.boolean, help="send PhotoDNA reports with `IsTest`")
+    match_cache_ttl_s: int = setting(
+        90 * DAY_S, RESULTS, p.positive_int, unit="s",
+        help="how long a matched hash is remembered, to match its re-uploads without an API "
+        "call")
+    clean_cache_ttl_s: int = setting(
+        0, RESULTS, p.non_negative_int, unit="s",
+        help="how long a clean verdict is remembered, to answer byte-identical re-uploads "
+        "without an API call (`0`: off; a list update is not seen for those hashes meanwhile)")
+    journal_grace_s: float = setting(
+        20.0, RECOVERY, p.positive_float, unit="s",
+        help="how long a task may be missing from its queue and from every worker before the "
+        "beat's sweep publishes it again (a task lost with a killed worker; "
+        "[Reliability](reliability.md))")
+    # fmt: on
 
     @property
     def effective_quarantine_mode(self) -> str:
@@ -147,12 +266,7 @@ class Settings:
 
     def secrets(self) -> tuple[Secret, ...]:
         """Every secret this process holds, for the log masker."""
-        held = (
-            self.subscription_key,
-            self.report_webhook_secret,
-            self.report_user,
-            self.report_password,
-        )
+        held = (getattr(self, v.field) for v in variables() if v.spec.secret and v.field)
         return tuple(secret for secret in held if secret)
 
     @property
@@ -173,375 +287,28 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read and validate the environment. Raises ConfigurationError naming the variable."""
+        """Read and validate the environment. Raises ConfigurationError naming the variable.
+
+        An ``EDGEMATCH_*`` variable edgematch does not read is logged as a warning, not refused.
+        """
         env = os.environ if environ is None else environ
-        r = _Reader(env)
-        redis_url = r.get("EDGEMATCH_REDIS_URL", cls.redis_url, _redis_url)
-        return cls(
-            redis_url=redis_url,
-            broker_url=r.get("EDGEMATCH_BROKER_URL", redis_url, _broker_url),
-            api_url=r.get("EDGEMATCH_API_URL", DEFAULT_API_URL, _http_url).rstrip("/"),
-            subscription_key=_subscription_key(env),
-            api_operation=r.get("EDGEMATCH_API_OPERATION", cls.api_operation, _operation),
-            rate_limit_per_s=r.get("EDGEMATCH_RATE_LIMIT", cls.rate_limit_per_s, _rate),
-            batch_linger_ms=r.get(
-                "EDGEMATCH_BATCH_LINGER_MS", cls.batch_linger_ms, _non_negative_int
-            ),
-            sqs_queue_url=r.get("EDGEMATCH_SQS_QUEUE_URL", None, _http_url),
-            hash_suffix=r.get("EDGEMATCH_HASH_SUFFIX", cls.hash_suffix, _non_empty),
-            max_hash_bytes=r.get("EDGEMATCH_MAX_HASH_BYTES", cls.max_hash_bytes, _positive_int),
-            result_tag=r.get("EDGEMATCH_RESULT_TAG", cls.result_tag, _tag_key),
-            namespace=r.get("EDGEMATCH_NAMESPACE", cls.namespace, _namespace),
-            api_timeout_s=r.get("EDGEMATCH_API_TIMEOUT_S", cls.api_timeout_s, _positive_float),
-            api_connect_timeout_s=r.get(
-                "EDGEMATCH_API_CONNECT_TIMEOUT_S", cls.api_connect_timeout_s, _positive_float
-            ),
-            tls_verify=r.get("EDGEMATCH_TLS_VERIFY", cls.tls_verify, _bool),
-            batch_size=r.get("EDGEMATCH_BATCH_SIZE", cls.batch_size, _batch_size),
-            lease_s=r.get("EDGEMATCH_LEASE_S", cls.lease_s, _positive_float),
-            max_attempts=r.get("EDGEMATCH_MAX_ATTEMPTS", cls.max_attempts, _positive_int),
-            max_deliveries=r.get("EDGEMATCH_MAX_DELIVERIES", cls.max_deliveries, _positive_int),
-            backoff_base_s=r.get("EDGEMATCH_BACKOFF_BASE_S", cls.backoff_base_s, _positive_float),
-            backoff_cap_s=r.get("EDGEMATCH_BACKOFF_CAP_S", cls.backoff_cap_s, _positive_float),
-            breaker_probe_s=r.get(
-                "EDGEMATCH_BREAKER_PROBE_S", cls.breaker_probe_s, _positive_float
-            ),
-            max_cooldown_s=r.get("EDGEMATCH_MAX_COOLDOWN_S", cls.max_cooldown_s, _positive_float),
-            lock_ttl_s=r.get("EDGEMATCH_LOCK_TTL_S", cls.lock_ttl_s, _positive_float),
-            rate_limit_margin=r.get(
-                "EDGEMATCH_RATE_LIMIT_MARGIN", cls.rate_limit_margin, _fraction
-            ),
-            match_pumps=r.get("EDGEMATCH_MATCH_PUMPS", cls.match_pumps, _positive_int),
-            pump_max_s=r.get("EDGEMATCH_PUMP_MAX_S", cls.pump_max_s, _positive_float),
-            idempotency_ttl_s=r.get(
-                "EDGEMATCH_IDEMPOTENCY_TTL_S", cls.idempotency_ttl_s, _positive_int
-            ),
-            dead_letter_limit=r.get(
-                "EDGEMATCH_DEAD_LETTER_LIMIT", cls.dead_letter_limit, _positive_int
-            ),
-            intake_high_water=r.get(
-                "EDGEMATCH_INTAKE_HIGH_WATER", cls.intake_high_water, _positive_int
-            ),
-            intake_batch=r.get("EDGEMATCH_INTAKE_BATCH", cls.intake_batch, _sqs_batch),
-            intake_wait_s=r.get("EDGEMATCH_INTAKE_WAIT_S", cls.intake_wait_s, _sqs_wait),
-            visibility_timeout_s=r.get(
-                "EDGEMATCH_VISIBILITY_TIMEOUT_S", cls.visibility_timeout_s, _positive_int
-            ),
-            log_format=r.get("EDGEMATCH_LOG_FORMAT", cls.log_format, _log_format),
-            log_level=r.get("EDGEMATCH_LOG_LEVEL", cls.log_level, _log_level),
-            allowed_buckets=r.get("EDGEMATCH_ALLOWED_BUCKETS", (), _csv),
-            worker_concurrency=r.get("EDGEMATCH_WORKER_CONCURRENCY", None, _positive_int),
-            shutdown_grace_s=r.get(
-                "EDGEMATCH_SHUTDOWN_GRACE_S", cls.shutdown_grace_s, _positive_float
-            ),
-            metrics_port=r.get("EDGEMATCH_METRICS_PORT", None, _port),
-            gate=r.get("EDGEMATCH_GATE", cls.gate, _bool),
-            result_ttl_s=r.get("EDGEMATCH_RESULT_TTL_S", cls.result_ttl_s, _positive_int),
-            sentinel_master=r.get("EDGEMATCH_SENTINEL_MASTER", None, _non_empty),
-            background_min_share=r.get(
-                "EDGEMATCH_BACKGROUND_MIN_SHARE", cls.background_min_share, _fraction
-            ),
-            quarantine_mode=r.get("EDGEMATCH_QUARANTINE_MODE", None, _quarantine_mode),
-            quarantine_bucket=r.get("EDGEMATCH_QUARANTINE_BUCKET", None, _bucket_name),
-            evidence_retention_days=r.get(
-                "EDGEMATCH_EVIDENCE_RETENTION_DAYS", cls.evidence_retention_days, _retention_days
-            ),
-            reports_bucket=r.get("EDGEMATCH_REPORTS_BUCKET", None, _bucket_name),
-            reports_kms_key_id=r.get("EDGEMATCH_REPORTS_KMS_KEY_ID", None, _non_empty),
-            reporter=r.get("EDGEMATCH_REPORTER", cls.reporter, _reporter),
-            report_webhook_url=r.get("EDGEMATCH_REPORT_WEBHOOK_URL", None, _webhook_url),
-            report_webhook_secret=_secret(env, "EDGEMATCH_REPORT_WEBHOOK_SECRET"),
-            report_user=_secret(env, "EDGEMATCH_REPORT_USER"),
-            report_password=_secret(env, "EDGEMATCH_REPORT_PASSWORD"),
-            report_org_name=r.get("EDGEMATCH_REPORT_ORG_NAME", None, _non_empty),
-            report_reporter_name=r.get("EDGEMATCH_REPORT_REPORTER_NAME", None, _non_empty),
-            report_test=r.get("EDGEMATCH_REPORT_TEST", cls.report_test, _bool),
-            match_cache_ttl_s=r.get(
-                "EDGEMATCH_MATCH_CACHE_TTL_S", cls.match_cache_ttl_s, _positive_int
-            ),
-            journal_grace_s=r.get(
-                "EDGEMATCH_JOURNAL_GRACE_S", cls.journal_grace_s, _positive_float
-            ),
-            clean_cache_ttl_s=r.get(
-                "EDGEMATCH_CLEAN_CACHE_TTL_S", cls.clean_cache_ttl_s, _non_negative_int
-            ),
-        ).validated()
+        warn_unknown(env, (*variables(), *READ_ELSEWHERE))
+        # read() returns each field's value by name, typed by its parser: object to mypy.
+        return cls(**read(variables(), env)).validated()  # type: ignore[arg-type]
 
     def validated(self) -> Settings:
-        """Cross-field checks that no single variable can make."""
-        for name, url in (
-            ("EDGEMATCH_REDIS_URL", self.redis_url),
-            ("EDGEMATCH_BROKER_URL", self.broker_url),
-        ):
-            if url.startswith("sentinel://") and not self.sentinel_master:
-                raise ConfigurationError(
-                    f"EDGEMATCH_SENTINEL_MASTER is required with a sentinel:// {name} "
-                    "(the name of the monitored master, as in sentinel.conf)"
-                )
-        longest_task_s = self.lease_s + self.api_timeout_s + self.backoff_cap_s
-        if self.visibility_timeout_s <= longest_task_s:
-            raise ConfigurationError(
-                f"EDGEMATCH_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must exceed the "
-                f"longest task plus retry countdown ({longest_task_s:.0f} s): a shorter one "
-                "makes the broker deliver running tasks twice"
-            )
-        self._validate_downstream()
+        """Cross-field checks that no single variable can make (:mod:`edgematch.config.checks`)."""
+        for check in CHECKS:
+            check(self)
         return self
 
-    def _validate_downstream(self) -> None:
-        if self.quarantine_mode == "move" and not self.quarantine_bucket:
-            raise ConfigurationError(
-                "EDGEMATCH_QUARANTINE_MODE=move needs EDGEMATCH_QUARANTINE_BUCKET"
-            )
-        if self.quarantine_bucket and self.quarantine_bucket in self.allowed_buckets:
-            raise ConfigurationError(
-                f"EDGEMATCH_QUARANTINE_BUCKET ({self.quarantine_bucket}) must not be an upload "
-                "bucket listed in EDGEMATCH_ALLOWED_BUCKETS"
-            )
-        needed: dict[str, object] = {}
-        if self.reporter == "webhook":
-            needed = {
-                "EDGEMATCH_REPORT_WEBHOOK_URL": self.report_webhook_url,
-                "EDGEMATCH_REPORT_WEBHOOK_SECRET": self.report_webhook_secret,
-            }
-        elif self.reporter == "photodna":
-            needed = {
-                "EDGEMATCH_REPORT_USER": self.report_user,
-                "EDGEMATCH_REPORT_PASSWORD": self.report_password,
-                "EDGEMATCH_REPORT_ORG_NAME": self.report_org_name,
-                "EDGEMATCH_REPORT_REPORTER_NAME": self.report_reporter_name,
-            }
-        missing = [name for name, value in needed.items() if not value]
-        if missing:
-            raise ConfigurationError(
-                f"EDGEMATCH_REPORTER={self.reporter} needs {' and '.join(missing)}"
-            )
+
+@cache
+def variables() -> tuple[Variable, ...]:
+    """Every variable Settings reads, in declaration order."""
+    return declared(Settings)
 
 
-class _Reader:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
-
-    def get(self, name: str, default: T, parse: Callable[[str], T]) -> T:
-        raw = self._env.get(name)
-        if raw is None or raw.strip() == "":
-            return default
-        try:
-            return parse(raw.strip())
-        except ValueError as exc:
-            raise ConfigurationError(f"{name}: {exc}") from None
-
-
-def _subscription_key(env: Mapping[str, str]) -> Secret | None:
-    return _secret(env, "EDGEMATCH_SUBSCRIPTION_KEY")
-
-
-def _secret(env: Mapping[str, str], name: str) -> Secret | None:
-    """The secret in ``name``, or in the file ``name``_FILE names (read once, stripped)."""
-    direct = env.get(name, "").strip()
-    path = env.get(f"{name}_FILE", "").strip()
-    if direct and path:
-        raise ConfigurationError(f"set {name} or {name}_FILE, not both")
-    if path:
-        try:
-            value = Path(path).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigurationError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise ConfigurationError(f"{name}_FILE: {path} is not UTF-8 text") from None
-        if not value:
-            raise ConfigurationError(f"{name}_FILE: {path} is empty")
-        return Secret(value)
-    return Secret(direct) if direct else None
-
-
-def _redis_url(raw: str) -> str:
-    scheme = urlsplit(raw).scheme
-    if scheme not in ("redis", "rediss", "sentinel", "unix"):
-        raise ValueError(
-            f"expected a redis://, rediss://, sentinel:// or unix:// URL, got scheme {scheme!r}"
-        )
-    return raw
-
-
-def _broker_url(raw: str) -> str:
-    scheme = urlsplit(raw).scheme
-    if scheme not in ("redis", "rediss", "sentinel", "unix"):
-        raise ValueError(
-            f"expected a redis://, rediss://, sentinel:// or unix:// URL, got scheme {scheme!r}"
-        )
-    return raw
-
-
-def _http_url(raw: str) -> str:
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"expected an http:// or https:// URL, got {raw!r}")
-    return raw
-
-
-def _operation(raw: str) -> str:
-    if raw not in OPERATIONS:
-        raise ValueError(f"expected one of {', '.join(OPERATIONS)}, got {raw!r}")
-    return raw
-
-
-def _float(raw: str) -> float:
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"expected a number, got {raw!r}") from None
-
-
-def _positive_float(raw: str) -> float:
-    value = _float(raw)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"expected a positive number, got {raw!r}")
-    return value
-
-
-def _port(raw: str) -> int:
-    value = _int(raw)
-    if not 1 <= value <= 65535:
-        raise ValueError(f"expected a TCP port from 1 to 65535, got {raw!r}")
-    return value
-
-
-def _rate(raw: str) -> float:
-    value = _positive_float(raw)
-    if value < 0.001:
-        raise ValueError(f"expected at least 0.001 requests per second, got {raw!r}")
-    return value
-
-
-def _fraction(raw: str) -> float:
-    value = _float(raw)
-    if not 0 <= value < 1:
-        raise ValueError(f"expected a number in [0, 1), got {raw!r}")
-    return value
-
-
-def _int(raw: str) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"expected a whole number, got {raw!r}") from None
-
-
-def _positive_int(raw: str) -> int:
-    value = _int(raw)
-    if value <= 0:
-        raise ValueError(f"expected a positive whole number, got {raw!r}")
-    return value
-
-
-def _non_negative_int(raw: str) -> int:
-    value = _int(raw)
-    if value < 0:
-        raise ValueError(f"expected zero or a positive whole number, got {raw!r}")
-    return value
-
-
-def _batch_size(raw: str) -> int:
-    value = _int(raw)
-    if not 1 <= value <= 5:
-        raise ValueError(f"the API takes 1 to 5 hashes a request, got {raw!r}")
-    return value
-
-
-def _sqs_batch(raw: str) -> int:
-    value = _int(raw)
-    if not 1 <= value <= 10:
-        raise ValueError(f"SQS receives 1 to 10 messages a call, got {raw!r}")
-    return value
-
-
-def _sqs_wait(raw: str) -> int:
-    value = _int(raw)
-    if not 0 <= value <= 20:
-        raise ValueError(f"SQS long polls 0 to 20 seconds, got {raw!r}")
-    return value
-
-
-def _non_empty(raw: str) -> str:
-    if not raw:
-        raise ValueError("must not be empty")
-    return raw
-
-
-def _tag_key(raw: str) -> str:
-    if len(raw) > 128:
-        raise ValueError("an S3 tag key has at most 128 characters")
-    return raw
-
-
-def _namespace(raw: str) -> str:
-    if not all(c.isalnum() or c in "-_" for c in raw):
-        raise ValueError(f"use letters, digits, '-' and '_' only, got {raw!r}")
-    return raw
-
-
-def _bool(raw: str) -> bool:
-    lowered = raw.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected true or false, got {raw!r}")
-
-
-def _log_format(raw: str) -> str:
-    if raw not in ("json", "console"):
-        raise ValueError(f"expected json or console, got {raw!r}")
-    return raw
-
-
-def _log_level(raw: str) -> str:
-    upper = raw.upper()
-    if upper not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ValueError(f"expected DEBUG, INFO, WARNING or ERROR, got {raw!r}")
-    return upper
-
-
-def _csv(raw: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in raw.split(",") if part.strip())
-
-
-def _quarantine_mode(raw: str) -> str:
-    if raw not in ("move", "tag", "off"):
-        raise ValueError(f"expected move, tag or off, got {raw!r}")
-    return raw
-
-
-def _reporter(raw: str) -> str:
-    if raw not in ("record", "webhook", "photodna"):
-        raise ValueError(f"expected record, webhook or photodna, got {raw!r}")
-    return raw
-
-
-def _retention_days(raw: str) -> int:
-    value = _non_negative_int(raw)
-    # S3 Object Lock accepts at most 100 years.
-    if value > 36_500:
-        raise ValueError(f"expected at most 36500 days, got {raw!r}")
-    return value
-
-
-_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-
-
-def _bucket_name(raw: str) -> str:
-    if not _BUCKET_NAME.fullmatch(raw) or ".." in raw:
-        raise ValueError(
-            f"expected an S3 bucket name (3-63 lowercase letters, digits, '.' and '-'), got {raw!r}"
-        )
-    return raw
-
-
-def _webhook_url(raw: str) -> str:
-    url = _http_url(raw)
-    host = (urlsplit(url).hostname or "").lower()
-    # A report names matched content: it never travels in clear text off this machine.
-    if urlsplit(url).scheme != "https" and host not in ("127.0.0.1", "localhost", "::1"):
-        raise ValueError(f"expected an https:// URL (http:// only for localhost), got {raw!r}")
-    return url
+def known_names() -> frozenset[str]:
+    """Every ``EDGEMATCH_*`` name edgematch reads (``_FILE`` variants too), here or elsewhere."""
+    return frozenset(name for v in (*variables(), *READ_ELSEWHERE) for name in v.names)

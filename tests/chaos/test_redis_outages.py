@@ -173,7 +173,7 @@ def test_sentinel_master_failed_over_under_load_on_the_defaults(
     uploads flow and a replica is promoted: every upload gets its verdict, nothing is
     dead-lettered, and the API sees each hash once."""
     group = sentinel_group
-    # The README's settings for Redis behind Sentinel (Configuration: EDGEMATCH_REDIS_URL,
+    # The settings for Redis behind Sentinel (docs/configuration.md: EDGEMATCH_REDIS_URL,
     # EDGEMATCH_BROKER_URL, EDGEMATCH_SENTINEL_MASTER).
     sentinel = {
         "EDGEMATCH_REDIS_URL": group.url,

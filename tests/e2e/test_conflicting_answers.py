@@ -23,7 +23,7 @@ from edgematch.worker.localstack import wait_until as _wait
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
 HASH = 924
-#: EDGEMATCH_MAX_ATTEMPTS's default (README, "Configuration").
+#: EDGEMATCH_MAX_ATTEMPTS's default (docs/configuration.md).
 DEFAULT_MAX_ATTEMPTS = 8
 
 

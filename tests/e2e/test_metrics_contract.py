@@ -36,7 +36,7 @@ DOCUMENTS = (
     *sorted((ROOT / "deploy" / "runbooks").glob("*.md")),
 )
 _NAME = re.compile(r"\bedgematch_[a-z0-9_]+\b")
-#: EDGEMATCH_MAX_HASH_BYTES's default (README, "Configuration"): one byte more is refused.
+#: EDGEMATCH_MAX_HASH_BYTES's default (docs/configuration.md): one byte more is refused.
 MAX_HASH_BYTES = 4096
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,18 +13,23 @@ from typing import Any
 
 import pytest
 
+from edgematch.config import parsers
 from edgematch.config.celery import celery_config
-from edgematch.config.settings import Secret, Settings
+from edgematch.config.declare import Concern, declared, setting
+from edgematch.config.parsers import positive_int as parse_int
+from edgematch.config.settings import Secret, Settings, known_names, variables
 from edgematch.worker.errors import ConfigurationError
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "KEY-0123456789abcdef"
 
-# The defaults documented in README.md's two configuration tables, by variable.
-README_DEFAULTS: dict[str, tuple[str, object]] = {
+# The defaults operators have been told, pinned by variable: a declaration edited by mistake
+# fails here (a deliberate change of default changes this table and CHANGELOG.md).
+DEFAULTS: dict[str, tuple[str, object]] = {
     "EDGEMATCH_REDIS_URL": ("redis_url", "redis://127.0.0.1:6379/0"),
     "EDGEMATCH_BROKER_URL": ("broker_url", "redis://127.0.0.1:6379/0"),
     "EDGEMATCH_API_URL": ("api_url", "https://api.microsoftmoderator.com/photodna/v1.0"),
+    "EDGEMATCH_SUBSCRIPTION_KEY": ("subscription_key", None),
     "EDGEMATCH_API_OPERATION": ("api_operation", "MatchEdgeHash"),
     "EDGEMATCH_RATE_LIMIT": ("rate_limit_per_s", 5.0),
     "EDGEMATCH_BATCH_LINGER_MS": ("batch_linger_ms", 250),
@@ -36,8 +42,10 @@ README_DEFAULTS: dict[str, tuple[str, object]] = {
     "EDGEMATCH_API_TIMEOUT_S": ("api_timeout_s", 10.0),
     "EDGEMATCH_API_CONNECT_TIMEOUT_S": ("api_connect_timeout_s", 3.0),
     "EDGEMATCH_TLS_VERIFY": ("tls_verify", True),
+    "EDGEMATCH_BATCH_SIZE": ("batch_size", 5),
     "EDGEMATCH_RATE_LIMIT_MARGIN": ("rate_limit_margin", 0.02),
     "EDGEMATCH_MATCH_PUMPS": ("match_pumps", 4),
+    "EDGEMATCH_PUMP_MAX_S": ("pump_max_s", 2.0),
     "EDGEMATCH_LEASE_S": ("lease_s", 15.0),
     "EDGEMATCH_MAX_ATTEMPTS": ("max_attempts", 8),
     "EDGEMATCH_MAX_DELIVERIES": ("max_deliveries", 3),
@@ -48,16 +56,23 @@ README_DEFAULTS: dict[str, tuple[str, object]] = {
     "EDGEMATCH_MAX_COOLDOWN_S": ("max_cooldown_s", 60.0),
     "EDGEMATCH_LOCK_TTL_S": ("lock_ttl_s", 30.0),
     "EDGEMATCH_INTAKE_HIGH_WATER": ("intake_high_water", 10_000),
+    "EDGEMATCH_INTAKE_BATCH": ("intake_batch", 10),
+    "EDGEMATCH_INTAKE_WAIT_S": ("intake_wait_s", 20),
     "EDGEMATCH_VISIBILITY_TIMEOUT_S": ("visibility_timeout_s", 3600),
     "EDGEMATCH_IDEMPOTENCY_TTL_S": ("idempotency_ttl_s", 30 * 24 * 3600),
     "EDGEMATCH_LOG_FORMAT": ("log_format", "json"),
     "EDGEMATCH_LOG_LEVEL": ("log_level", "INFO"),
+    "EDGEMATCH_WORKER_CONCURRENCY": ("worker_concurrency", None),
+    "EDGEMATCH_QUARANTINE_MODE": ("quarantine_mode", None),
     "EDGEMATCH_QUARANTINE_BUCKET": ("quarantine_bucket", None),
     "EDGEMATCH_EVIDENCE_RETENTION_DAYS": ("evidence_retention_days", 365),
     "EDGEMATCH_REPORTS_BUCKET": ("reports_bucket", None),
     "EDGEMATCH_REPORTS_KMS_KEY_ID": ("reports_kms_key_id", None),
     "EDGEMATCH_REPORTER": ("reporter", "record"),
     "EDGEMATCH_REPORT_WEBHOOK_URL": ("report_webhook_url", None),
+    "EDGEMATCH_REPORT_WEBHOOK_SECRET": ("report_webhook_secret", None),
+    "EDGEMATCH_REPORT_USER": ("report_user", None),
+    "EDGEMATCH_REPORT_PASSWORD": ("report_password", None),
     "EDGEMATCH_REPORT_ORG_NAME": ("report_org_name", None),
     "EDGEMATCH_REPORT_REPORTER_NAME": ("report_reporter_name", None),
     "EDGEMATCH_REPORT_TEST": ("report_test", False),
@@ -71,49 +86,73 @@ README_DEFAULTS: dict[str, tuple[str, object]] = {
     "EDGEMATCH_RESULT_TTL_S": ("result_ttl_s", 90 * 24 * 3600),
     "EDGEMATCH_SENTINEL_MASTER": ("sentinel_master", None),
 }
-# README variables that are not a Settings field with a plain default.
-README_NOT_FIELDS = {
-    "EDGEMATCH_HEARTBEAT_DIR",  # read by edgematch health and the heartbeats themselves
-    "EDGEMATCH_SUBSCRIPTION_KEY",
-    "EDGEMATCH_SUBSCRIPTION_KEY_FILE",
-    "EDGEMATCH_WORKER_CONCURRENCY",
-    # The quarantine mode's default depends on EDGEMATCH_QUARANTINE_BUCKET.
-    "EDGEMATCH_QUARANTINE_MODE",
-    "EDGEMATCH_REPORT_WEBHOOK_SECRET",
-    "EDGEMATCH_REPORT_WEBHOOK_SECRET_FILE",
-    "EDGEMATCH_REPORT_USER",
-    "EDGEMATCH_REPORT_USER_FILE",
-    "EDGEMATCH_REPORT_PASSWORD",
-    "EDGEMATCH_REPORT_PASSWORD_FILE",
-}
+#: The variables whose name is not EDGEMATCH_ + the field's name upper-cased.
+NAMED_OTHERWISE = {"rate_limit_per_s": "EDGEMATCH_RATE_LIMIT"}
 
 
-def _readme_variables() -> set[str]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    rows = [line for line in text.splitlines() if line.startswith("| `EDGEMATCH_")]
-    names: set[str] = set()
-    for row in rows:
-        first_cell = row.split("|")[1]
-        names.update(re.findall(r"`(EDGEMATCH_[A-Z_]+)`", first_cell))
-    return names
+# --- declarations and defaults -------------------------------------------------------
 
 
-# --- defaults ------------------------------------------------------------------------
+def test_every_field_is_a_declared_variable() -> None:
+    """Each Settings field is read from exactly one variable: EDGEMATCH_ + its name, or the
+    listed exception; every one has a pinned default here."""
+    fields = [f.name for f in dataclasses.fields(Settings)]
+    assert [v.field for v in variables()] == fields
+    for variable in variables():
+        assert variable.field is not None
+        expected = NAMED_OTHERWISE.get(variable.field, "EDGEMATCH_" + variable.field.upper())
+        assert variable.name == expected
+    assert {v.name: v.field for v in variables()} == {k: f for k, (f, _) in DEFAULTS.items()}
 
 
-def test_readme_table_lists_only_known_variables() -> None:
-    """Every variable in README's configuration tables has a default checked here."""
-    documented = _readme_variables()
-    assert documented, "no configuration table found in README.md"
-    assert documented == set(README_DEFAULTS) | README_NOT_FIELDS
-
-
-@pytest.mark.parametrize(("var", "field_and_default"), sorted(README_DEFAULTS.items()))
-def test_default_matches_readme(var: str, field_and_default: tuple[str, object]) -> None:
-    """An empty environment gives the default README.md documents for each variable."""
+@pytest.mark.parametrize(("var", "field_and_default"), sorted(DEFAULTS.items()))
+def test_default_is_the_pinned_one(var: str, field_and_default: tuple[str, object]) -> None:
+    """An empty environment and Settings() both give each variable's pinned default."""
     field_name, expected = field_and_default
-    settings = Settings.from_env({})
-    assert getattr(settings, field_name) == expected
+    assert getattr(Settings.from_env({}), field_name) == expected
+    assert getattr(Settings(), field_name) == expected
+
+
+def test_only_secrets_have_a_file_variant() -> None:
+    """The subscription key and the reporter's secrets, and nothing else, may come from a
+    *_FILE variable, and are kept out of the dataclass repr."""
+    secrets = {v.field for v in variables() if v.spec.secret}
+    assert secrets == {
+        "subscription_key",
+        "report_webhook_secret",
+        "report_user",
+        "report_password",
+    }
+    repr_hidden = {f.name for f in dataclasses.fields(Settings) if not f.repr}
+    assert repr_hidden == secrets
+    assert {n for v in variables() for n in v.names if n.endswith("_FILE")} == {
+        v.name + "_FILE" for v in variables() if v.spec.secret
+    }
+
+
+def test_a_field_without_a_declaration_is_refused() -> None:
+    """declared() refuses a dataclass field made without setting(): it could be neither read
+    nor documented."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Partial:
+        fine: int = setting(1, Concern.API, parse_int, help="declared")
+        bare: int = 2
+
+    with pytest.raises(TypeError, match=r"Partial\.bare"):
+        declared(Partial)
+
+
+def test_same_as_must_name_an_earlier_field() -> None:
+    """A default taken from another field needs that field read first; declared() says so."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Backwards:
+        copy: str = setting("a", Concern.API, str, same_as="source", help="copy")
+        source: str = setting("a", Concern.API, str, help="source")
+
+    with pytest.raises(TypeError, match=r"Backwards\.copy"):
+        declared(Backwards)
 
 
 def test_empty_environment_has_no_key_and_no_queue() -> None:
@@ -210,13 +249,54 @@ GOOD_VALUES: list[tuple[str, str, str, object]] = [
     ("EDGEMATCH_CLEAN_CACHE_TTL_S", "0", "clean_cache_ttl_s", 0),
     ("EDGEMATCH_CLEAN_CACHE_TTL_S", " 3600 ", "clean_cache_ttl_s", 3600),
     ("EDGEMATCH_JOURNAL_GRACE_S", "2.5", "journal_grace_s", 2.5),
+    ("EDGEMATCH_MAX_COOLDOWN_S", "600", "max_cooldown_s", 600.0),
+    ("EDGEMATCH_RESULT_TTL_S", "86400", "result_ttl_s", 86400),
+    ("EDGEMATCH_MATCH_CACHE_TTL_S", "3600", "match_cache_ttl_s", 3600),
+    ("EDGEMATCH_BACKGROUND_MIN_SHARE", "0.25", "background_min_share", 0.25),
+    ("EDGEMATCH_BACKGROUND_MIN_SHARE", "0", "background_min_share", 0.0),
+    ("EDGEMATCH_WORKER_CONCURRENCY", "3", "worker_concurrency", 3),
+    ("EDGEMATCH_SHUTDOWN_GRACE_S", "45", "shutdown_grace_s", 45.0),
+    ("EDGEMATCH_METRICS_PORT", "9100", "metrics_port", 9100),
+    ("EDGEMATCH_METRICS_PORT", "65535", "metrics_port", 65535),
+    ("EDGEMATCH_GATE", "on", "gate", True),
+    ("EDGEMATCH_GATE", "off", "gate", False),
+    ("EDGEMATCH_SENTINEL_MASTER", "mymaster", "sentinel_master", "mymaster"),
+    ("EDGEMATCH_QUARANTINE_MODE", "tag", "quarantine_mode", "tag"),
+    ("EDGEMATCH_QUARANTINE_MODE", "off", "quarantine_mode", "off"),
+    (
+        "EDGEMATCH_QUARANTINE_BUCKET",
+        "quarantine.example-1",
+        "quarantine_bucket",
+        "quarantine.example-1",
+    ),
+    ("EDGEMATCH_EVIDENCE_RETENTION_DAYS", "0", "evidence_retention_days", 0),
+    ("EDGEMATCH_EVIDENCE_RETENTION_DAYS", "36500", "evidence_retention_days", 36500),
+    ("EDGEMATCH_REPORTS_BUCKET", "edgematch-reports", "reports_bucket", "edgematch-reports"),
+    ("EDGEMATCH_REPORTS_KMS_KEY_ID", "alias/edgematch", "reports_kms_key_id", "alias/edgematch"),
+    ("EDGEMATCH_REPORTER", "record", "reporter", "record"),
+    (
+        "EDGEMATCH_REPORT_WEBHOOK_URL",
+        "https://hooks.example/r",
+        "report_webhook_url",
+        "https://hooks.example/r",
+    ),
+    (
+        "EDGEMATCH_REPORT_WEBHOOK_URL",
+        "http://localhost:8080/r",
+        "report_webhook_url",
+        "http://localhost:8080/r",
+    ),
+    ("EDGEMATCH_REPORT_ORG_NAME", "Example Inc.", "report_org_name", "Example Inc."),
+    ("EDGEMATCH_REPORT_REPORTER_NAME", "T&S team", "report_reporter_name", "T&S team"),
+    ("EDGEMATCH_REPORT_TEST", "yes", "report_test", True),
 ]
 
 
 @pytest.mark.parametrize(("var", "raw", "field_name", "expected"), GOOD_VALUES)
 def test_variable_is_parsed(var: str, raw: str, field_name: str, expected: object) -> None:
     """Each EDGEMATCH_* variable is parsed into its typed field."""
-    value = getattr(Settings.from_env({var: raw, "EDGEMATCH_SENTINEL_MASTER": "m"}), field_name)
+    # A master name, for the sentinel:// URLs among the cases.
+    value = getattr(Settings.from_env({"EDGEMATCH_SENTINEL_MASTER": "m", var: raw}), field_name)
     assert value == expected
     assert type(value) is type(expected)
 
@@ -362,6 +442,33 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("EDGEMATCH_CLEAN_CACHE_TTL_S", "1h"),
     ("EDGEMATCH_JOURNAL_GRACE_S", "0"),
     ("EDGEMATCH_CLEAN_CACHE_TTL_S", "1.5"),
+    ("EDGEMATCH_MAX_COOLDOWN_S", "0"),
+    ("EDGEMATCH_MAX_COOLDOWN_S", "1m"),
+    ("EDGEMATCH_RESULT_TTL_S", "0"),
+    ("EDGEMATCH_RESULT_TTL_S", "90d"),
+    ("EDGEMATCH_MATCH_CACHE_TTL_S", "0"),
+    ("EDGEMATCH_BACKGROUND_MIN_SHARE", "1"),
+    ("EDGEMATCH_BACKGROUND_MIN_SHARE", "10%"),
+    ("EDGEMATCH_WORKER_CONCURRENCY", "0"),
+    ("EDGEMATCH_WORKER_CONCURRENCY", "lots"),
+    ("EDGEMATCH_SHUTDOWN_GRACE_S", "0"),
+    ("EDGEMATCH_SHUTDOWN_GRACE_S", "30s"),
+    ("EDGEMATCH_METRICS_PORT", "0"),
+    ("EDGEMATCH_METRICS_PORT", "65536"),
+    ("EDGEMATCH_METRICS_PORT", "http"),
+    ("EDGEMATCH_GATE", "enabled"),
+    ("EDGEMATCH_QUARANTINE_MODE", "delete"),
+    ("EDGEMATCH_QUARANTINE_MODE", "Move"),
+    ("EDGEMATCH_QUARANTINE_BUCKET", "Quarantine"),
+    ("EDGEMATCH_QUARANTINE_BUCKET", "q"),
+    ("EDGEMATCH_QUARANTINE_BUCKET", "a..b"),
+    ("EDGEMATCH_EVIDENCE_RETENTION_DAYS", "-1"),
+    ("EDGEMATCH_EVIDENCE_RETENTION_DAYS", "36501"),
+    ("EDGEMATCH_REPORTS_BUCKET", "s3://reports"),
+    ("EDGEMATCH_REPORTER", "email"),
+    ("EDGEMATCH_REPORT_WEBHOOK_URL", "http://hooks.example/r"),
+    ("EDGEMATCH_REPORT_WEBHOOK_URL", "hooks.example/r"),
+    ("EDGEMATCH_REPORT_TEST", "maybe"),
 ]
 
 
@@ -373,11 +480,25 @@ def test_malformed_value_names_the_variable(var: str, raw: str) -> None:
     assert str(info.value).startswith(f"{var}: ")
 
 
+def test_every_variable_has_a_parsed_case() -> None:
+    """The good-value table covers every declared variable but the secrets (tested below)."""
+    parsed = {var for var, *_ in GOOD_VALUES}
+    assert parsed == {v.name for v in variables() if not v.spec.secret}
+
+
 def test_every_parsed_variable_has_a_malformed_case() -> None:
     """The malformed-value table covers every variable that has a malformed value."""
     parsed = {var for var, *_ in GOOD_VALUES}
-    # Any non-blank suffix and any list of buckets are valid.
-    no_bad_value = {"EDGEMATCH_HASH_SUFFIX", "EDGEMATCH_ALLOWED_BUCKETS"}
+    # Any non-blank text (a suffix, a name, a key id) and any list of buckets are valid.
+    no_bad_value = {v.name for v in variables() if v.spec.parse in (parsers.non_empty, parsers.csv)}
+    assert no_bad_value == {
+        "EDGEMATCH_HASH_SUFFIX",
+        "EDGEMATCH_ALLOWED_BUCKETS",
+        "EDGEMATCH_SENTINEL_MASTER",
+        "EDGEMATCH_REPORTS_KMS_KEY_ID",
+        "EDGEMATCH_REPORT_ORG_NAME",
+        "EDGEMATCH_REPORT_REPORTER_NAME",
+    }
     assert parsed - no_bad_value == {var for var, _ in BAD_VALUES}
 
 
@@ -517,6 +638,66 @@ def test_require_sqs_queue_url() -> None:
     assert str(info.value).startswith("EDGEMATCH_SQS_QUEUE_URL")
     url = "http://127.0.0.1:4566/000000000000/events"
     assert Settings.from_env({"EDGEMATCH_SQS_QUEUE_URL": url}).require_sqs_queue_url() == url
+
+
+SECRET_VARIABLES = [v.name for v in variables() if v.spec.secret]
+
+
+@pytest.mark.parametrize("var", SECRET_VARIABLES)
+def test_every_secret_comes_from_its_variable_or_its_file(var: str, tmp_path: Path) -> None:
+    """Each secret is read, stripped, from its variable or from the file VAR_FILE names, and
+    is a Secret that shows in no repr; both at once is refused naming both."""
+    field_name = next(str(v.field) for v in variables() if v.name == var)
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(f"  {KEY}\n", encoding="utf-8")
+    for env in ({var: f" {KEY} "}, {f"{var}_FILE": str(secret_file)}):
+        settings = Settings.from_env(env)
+        assert getattr(settings, field_name) == Secret(KEY)
+        assert KEY not in repr(settings)
+        assert Secret(KEY) in settings.secrets()
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({var: KEY, f"{var}_FILE": str(secret_file)})
+    assert str(info.value) == f"set {var} or {var}_FILE, not both"
+
+
+# --- variables edgematch does not read ----------------------------------------------------------
+
+
+def test_an_unknown_variable_is_a_warning_not_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    """A misspelt EDGEMATCH_* variable is logged with the name it resembles, never its value,
+    and the process starts on the defaults."""
+    caplog.set_level(logging.WARNING, logger="edgematch.config")
+    settings = Settings.from_env({"EDGEMATCH_RATE_LIMT": "secret-looking-777"})
+    assert settings.rate_limit_per_s == 5.0
+    [record] = [r for r in caplog.records if r.name.startswith("edgematch.config")]
+    message = record.getMessage()
+    assert record.levelno == logging.WARNING
+    assert "EDGEMATCH_RATE_LIMT" in message and "EDGEMATCH_RATE_LIMIT?" in message
+    assert "secret-looking-777" not in message
+
+
+def test_an_unknown_variable_is_reported_once_a_process(caplog: pytest.LogCaptureFixture) -> None:
+    """Settings are read several times a process (CLI, Celery app, runtime): one warning."""
+    caplog.set_level(logging.WARNING, logger="edgematch.config")
+    for _ in range(3):
+        Settings.from_env({"EDGEMATCH_NOT_A_SETTING_ONCE": "1"})
+    assert len([r for r in caplog.records if "EDGEMATCH_NOT_A_SETTING_ONCE" in r.getMessage()]) == 1
+
+
+def test_every_known_variable_is_read_without_a_warning(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """Neither a declared variable, nor a secret's _FILE, nor one another module reads (the
+    heartbeat directory, the process name …) is reported; other names are, AWS_* are not ours."""
+    caplog.set_level(logging.WARNING, logger="edgematch.config")
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY, encoding="utf-8")
+    env = {name: "" for name in known_names()}
+    env.update({"EDGEMATCH_SUBSCRIPTION_KEY_FILE": str(key_file), "AWS_DEFAULT_REGION": "x"})
+    Settings.from_env(env)
+    assert not [r for r in caplog.records if r.name.startswith("edgematch.config")]
+    assert "EDGEMATCH_HEARTBEAT_DIR" in known_names()
+    assert "EDGEMATCH_NAMESPACE_FILE" not in known_names()
 
 
 # --- cross-field checks ------------------------------------------------------------------
