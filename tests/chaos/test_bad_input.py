@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 HASH = 924
 MakePipeline = Callable[..., LocalPipeline]
 RecordLedger = Callable[..., dict[str, Any]]
-#: The defaults, but for what the README tells operators to set: the buckets whose events
+#: The defaults, but for what docs/configuration.md tells operators to set: the buckets whose events
 #: are accepted (EDGEMATCH_ALLOWED_BUCKETS) and the API's address (EDGEMATCH_API_URL, here
 #: the proxy below).
 SETTINGS = {"EDGEMATCH_ALLOWED_BUCKETS": "uploads"}

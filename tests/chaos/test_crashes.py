@@ -164,7 +164,7 @@ def test_worker_processes_sigkilled_three_times(
     upload gets the right verdict within 60 s of the last kill, no match is quarantined or
     reported twice, and no abandoned delivery is left for the broker to run again."""
     count = 200
-    # EDGEMATCH_RATE_LIMIT (the README: set it to your subscription's quota): 20 a second.
+    # EDGEMATCH_RATE_LIMIT (docs/configuration.md: your subscription's quota): 20 a second.
     pipe = make_pipeline(rate=20.0, quarantine_bucket=QUARANTINE)
     hashes, known = _hashes("kill", count)
     pipe.add_known(hashes[k] for k in known)
@@ -289,7 +289,7 @@ def test_intake_sigkilled_while_holding_messages(
     record_ledger: RecordLedger,
 ) -> None:
     """SIGKILL of intake between receiving messages and enqueueing them: SQS gives them back."""
-    # EDGEMATCH_RATE_LIMIT (the README: set it to your subscription's quota): 20 a second.
+    # EDGEMATCH_RATE_LIMIT (docs/configuration.md: your subscription's quota): 20 a second.
     pipe = make_pipeline(rate=20.0, quarantine_bucket=QUARANTINE)
     # Messages a dead intake held come back after the queue's visibility timeout: SQS's
     # default, 30 s.
@@ -366,7 +366,7 @@ def test_redis_restarted_mid_run(
     uploader: Callable[..., threading.Thread],
 ) -> None:
     """Redis stops mid-run and comes back with its AOF: every process reconnects on its own."""
-    # EDGEMATCH_RATE_LIMIT (the README: set it to your subscription's quota): 20 a second;
+    # EDGEMATCH_RATE_LIMIT (docs/configuration.md: your subscription's quota): 20 a second;
     # Redis with AOF on, as deploy/README.md tells operators to run it.
     pipe = make_pipeline(rate=20.0, quarantine_bucket=QUARANTINE, redis_aof=True)
     hashes, known = _hashes("redis-restart", 100)

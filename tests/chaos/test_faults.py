@@ -33,7 +33,7 @@ QUARANTINE = "quarantine"
 MakePipeline = Callable[..., LocalPipeline]
 RecordLedger = Callable[..., dict[str, Any]]
 
-#: Every scenario runs on the default settings, but for EDGEMATCH_RATE_LIMIT: the README
+#: Every scenario runs on the default settings, but for EDGEMATCH_RATE_LIMIT: docs/configuration.md
 #: tells operators to set it to their subscription's quota; these pipelines have 20 a second.
 RATE = 20.0
 
@@ -373,7 +373,7 @@ def test_thousand_event_burst_against_small_high_water(
     """1000 events at once against a high-water mark of 50: backlog and intake memory bounded."""
     high_water, receive_batch, per_message = 50, 10, 4
     distinct = 250
-    # EDGEMATCH_INTAKE_HIGH_WATER, the README's knob for bounding the backlog (and so
+    # EDGEMATCH_INTAKE_HIGH_WATER, the documented knob for bounding the backlog (and so
     # intake's and Redis's memory): here far below its default, so that the burst presses
     # against it.
     pipe = make_pipeline(

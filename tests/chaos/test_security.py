@@ -291,7 +291,7 @@ def test_rediss_with_a_password_carries_the_pipeline(
     """rediss:// with a password and a private CA: buffer and broker work, and verify the server."""
     password = "chaos-redis-password-5b1e0c"
     server = _tls_redis(certs, password)
-    # EDGEMATCH_RATE_LIMIT (the README: set it to your subscription's quota): 20 a second.
+    # EDGEMATCH_RATE_LIMIT (docs/configuration.md: your subscription's quota): 20 a second.
     pipe = make_pipeline(rate=20.0, quarantine_bucket="quarantine", redis_server=server)
     assert pipe.env()["EDGEMATCH_REDIS_URL"].startswith("rediss://:")
     pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
@@ -523,7 +523,7 @@ def test_secrets_and_hash_bytes_are_never_written_where_they_do_not_belong(
     make_pipeline: MakePipeline, record_ledger: RecordLedger
 ) -> None:
     """A whole scenario with recognisable secrets: no log, record or report holds them."""
-    # EDGEMATCH_RATE_LIMIT (the README: set it to your subscription's quota): 20 a second;
+    # EDGEMATCH_RATE_LIMIT (docs/configuration.md: your subscription's quota): 20 a second;
     # the reporter and its credentials as "Quarantine and reports" tells operators to set them.
     pipe = make_pipeline(
         rate=20.0,
