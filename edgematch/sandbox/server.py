@@ -525,6 +525,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     _status: int | None = None
     _started: float = 0.0
+    _counts_status: bool = False
 
     @property
     def _sandbox(self) -> _Server:
@@ -559,9 +560,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         if self.close_connection:
             self.send_header("Connection", "close")
+        self._status = status
+        if self._counts_status:
+            # Counted before the answer leaves: a client that has read it and asks for
+            # /_sandbox/stats at once must find it counted.
+            self._sandbox.state.record_status(status)
         self.end_headers()
         self.wfile.write(body)
-        self._status = status
 
     def _send_json(
         self, status: int, payload: object, headers: Iterable[tuple[str, str]] = ()
@@ -608,6 +613,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._started = time.perf_counter()
         self._status = None
+        self._counts_status = False
         if self._read_body() is None:
             return
         path = urlsplit(self.path).path
@@ -627,6 +633,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._started = time.perf_counter()
         self._status = None
+        self._counts_status = False
         body = self._read_body()
         if body is None:
             return
@@ -648,6 +655,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _api(self, operation: str, body: bytes) -> None:
         state = self._sandbox.state
+        self._counts_status = True
         admission = state.admit(operation, self.headers.get(KEY_HEADER))
         if admission.gate is Gate.DROP:
             # No status line, no headers: the client sees the connection end mid-exchange.
@@ -663,8 +671,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_failure(admission.status)
         else:
             self._send_json(200, self._operate(operation, body))
-        if self._status is not None:
-            state.record_status(self._status)
 
     def _send_rate_limited(self, retry_after: int) -> None:
         self._send_json(429, rate_limited_body(retry_after), [("Retry-After", str(retry_after))])
