@@ -10,7 +10,7 @@ that it runs for every recorded result, repeats included:
 
 A quarantine that gives up leaves its dead letter *and* still sends the report, with
 evidence ``failed``: the match is reported even when it could not be preserved, and the
-content keeps its ``match`` tag. See ``edgematch.worker.downstream`` for the why.
+content keeps its ``match`` tag. See ``edgematch.downstream.filing`` for the why.
 """
 
 from __future__ import annotations
@@ -19,15 +19,16 @@ from typing import Any
 
 from celery import Task
 
+from edgematch.downstream.filing import parts
+from edgematch.downstream.quarantine import ContentVersion, Evidence
+from edgematch.errors import EdgematchError
+from edgematch.infra import metrics
+from edgematch.infra.logs import get_logger
+from edgematch.names import STEP_QUARANTINE, STEP_REPORTS, TASK_QUARANTINE, TASK_REPORT
+from edgematch.pipeline.results import CLEAN, MATCH, Result, register_downstream
+from edgematch.runtime import runtime
 from edgematch.tasks.app import app
 from edgematch.tasks.steps import _guarded, _send
-from edgematch.worker import metrics
-from edgematch.worker.downstream import parts
-from edgematch.worker.errors import EdgematchError
-from edgematch.worker.logs import get_logger
-from edgematch.worker.quarantine import ContentVersion, Evidence
-from edgematch.worker.results import CLEAN, MATCH, Result, register_downstream
-from edgematch.worker.runtime import runtime
 
 log = get_logger(__name__)
 
@@ -60,7 +61,7 @@ def _location(result: dict[str, Any]) -> tuple[str | None, str | None]:
     return result.get("content_bucket"), result.get("content_key")
 
 
-@app.task(name="edgematch.quarantine", bind=True, max_retries=None)
+@app.task(name=TASK_QUARANTINE, bind=True, max_retries=None)
 def quarantine(
     self: Task[Any, Any],
     result: dict[str, Any],
@@ -81,7 +82,7 @@ def quarantine(
 
     outcome = _guarded(
         self,
-        "quarantine",
+        STEP_QUARANTINE,
         run,
         args={"result": result},
         correlation_id=correlation_id,
@@ -102,7 +103,7 @@ def quarantine(
         # and its own failure is a separate dead letter, not an overwrite of that one.
         _guarded(
             self,
-            "reports",
+            STEP_REPORTS,
             report_unpreserved,
             args={"result": result},
             correlation_id=correlation_id,
@@ -112,7 +113,7 @@ def quarantine(
     return outcome
 
 
-@app.task(name="edgematch.report", bind=True, max_retries=None)
+@app.task(name=TASK_REPORT, bind=True, max_retries=None)
 def report(
     self: Task[Any, Any],
     result: dict[str, Any],
@@ -135,7 +136,7 @@ def report(
 
     outcome = _guarded(
         self,
-        "reports",
+        STEP_REPORTS,
         run,
         args={"result": result, "evidence": evidence},
         correlation_id=correlation_id,

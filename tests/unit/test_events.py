@@ -1,4 +1,4 @@
-"""Unit tests for edgematch.worker.events: every message shape, key decoding, refusals."""
+"""Unit tests for edgematch.pipeline.events: every message shape, key decoding, refusals."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgematch.worker.errors import BadInput
-from edgematch.worker.events import (
+from edgematch.errors import BadInput
+from edgematch.pipeline.events import (
     ObjectCreated,
     ParsedMessage,
     SkippedRecord,
