@@ -6,7 +6,7 @@ delete of exactly one version, streamed digests and bounded reads for verificati
 reporting, and JSON documents in the reports bucket.
 
 Errors are translated at the same boundary as :mod:`edgematch.infra.storage` (its
-``_translated``), so callers only ever see the edgematch tree: ``ObjectMissing`` (gone,
+``translated``), so callers only ever see the edgematch tree: ``ObjectMissing`` (gone,
 or ``superseded:`` when an ``If-Match`` fails), ``BadInput`` (refused for good),
 ``ConfigurationError`` (access denied), ``ServerError``/``TransportError``/
 ``TransientError`` (worth another try). Messages carry locations, never object bytes.
@@ -28,7 +28,7 @@ from urllib.parse import quote, urlencode
 from botocore.exceptions import ClientError
 
 from edgematch.errors import BadInput, ObjectMissing
-from edgematch.infra.storage import _quoted, _translated
+from edgematch.infra.storage import quoted, translated
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -98,9 +98,9 @@ class EvidenceStore:
         if version_id:
             kwargs["VersionId"] = version_id
         elif if_match:
-            kwargs["IfMatch"] = _quoted(if_match)
+            kwargs["IfMatch"] = quoted(if_match)
         action = "s3:GetObjectVersion" if version_id else "s3:GetObject"
-        with _translated(action, bucket, key, version_id):
+        with translated(action, bucket, key, version_id):
             response = self._s3.head_object(**kwargs)
         etag = response.get("ETag")
         returned_version = response.get("VersionId")
@@ -124,7 +124,7 @@ class EvidenceStore:
     def sha256(self, bucket: str, key: str, *, version_id: str | None) -> str:
         """The hex SHA-256 of one version's bytes, streamed (memory stays one chunk)."""
         digest = hashlib.sha256()
-        with _translated("s3:GetObjectVersion", bucket, key, version_id):
+        with translated("s3:GetObjectVersion", bucket, key, version_id):
             body = self._get(bucket, key, version_id)["Body"]
             try:
                 for chunk in body.iter_chunks(_CHUNK_BYTES):
@@ -135,7 +135,7 @@ class EvidenceStore:
 
     def read(self, bucket: str, key: str, *, version_id: str | None, max_bytes: int) -> bytes:
         """One version's bytes, at most ``max_bytes``; BadInput when it is larger."""
-        with _translated("s3:GetObjectVersion", bucket, key, version_id):
+        with translated("s3:GetObjectVersion", bucket, key, version_id):
             response = self._get(bucket, key, version_id)
             body = response["Body"]
             try:
@@ -155,7 +155,7 @@ class EvidenceStore:
             cached = self._lock_config.get(bucket)
         if cached is not None and now - cached[1] < _LOCK_CONFIG_TTL_S:
             return cached[0]
-        with _translated("s3:GetBucketObjectLockConfiguration", bucket, "", None):
+        with translated("s3:GetBucketObjectLockConfiguration", bucket, "", None):
             try:
                 response = self._s3.get_object_lock_configuration(Bucket=bucket)
                 enabled = (
@@ -206,8 +206,8 @@ class EvidenceStore:
             **{_KEPT_HEADERS[name]: value for name, value in source.headers.items()},
         }
         if source.etag:
-            kwargs["CopySourceIfMatch"] = _quoted(source.etag)
-        with _translated("s3:PutObject (copy)", bucket, key, None):
+            kwargs["CopySourceIfMatch"] = quoted(source.etag)
+        with translated("s3:PutObject (copy)", bucket, key, None):
             response = self._s3.copy_object(**kwargs)
         version = response.get("VersionId")
         return None if version in (None, "", "null") else version
@@ -229,7 +229,7 @@ class EvidenceStore:
         """
         extra: dict[str, Any] = {"VersionId": version_id} if version_id else {}
         if legal_hold:
-            with _translated("s3:PutObjectLegalHold", bucket, key, version_id):
+            with translated("s3:PutObjectLegalHold", bucket, key, version_id):
                 self._s3.put_object_legal_hold(
                     Bucket=bucket, Key=key, LegalHold={"Status": "ON"}, **extra
                 )
@@ -238,7 +238,7 @@ class EvidenceStore:
                 "Mode": "COMPLIANCE" if mode == "COMPLIANCE" else "GOVERNANCE",
                 "RetainUntilDate": retain_until,
             }
-            with _translated("s3:PutObjectRetention", bucket, key, version_id):
+            with translated("s3:PutObjectRetention", bucket, key, version_id):
                 self._s3.put_object_retention(
                     Bucket=bucket,
                     Key=key,
@@ -258,9 +258,9 @@ class EvidenceStore:
         if version_id:
             kwargs["VersionId"] = version_id
         elif if_match:
-            kwargs["IfMatch"] = _quoted(if_match)
+            kwargs["IfMatch"] = quoted(if_match)
         action = "s3:DeleteObjectVersion" if version_id else "s3:DeleteObject"
-        with _translated(action, bucket, key, version_id):
+        with translated(action, bucket, key, version_id):
             self._s3.delete_object(**kwargs)
 
     # -- reports --------------------------------------------------------------------------
@@ -278,13 +278,13 @@ class EvidenceStore:
         }
         if kms_key_id:
             kwargs["SSEKMSKeyId"] = kms_key_id
-        with _translated("s3:PutObject", bucket, key, None):
+        with translated("s3:PutObject", bucket, key, None):
             self._s3.put_object(**kwargs)
 
     def get_json(self, bucket: str, key: str) -> dict[str, Any] | None:
         """The JSON document at ``key``; None when there is none."""
         try:
-            with _translated("s3:GetObject", bucket, key, None):
+            with translated("s3:GetObject", bucket, key, None):
                 body = self._get(bucket, key, None)["Body"]
                 try:
                     raw = body.read()
@@ -303,7 +303,7 @@ class EvidenceStore:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
         if start_after:
             kwargs["StartAfter"] = start_after
-        with _translated("s3:ListBucket", bucket, prefix, None):
+        with translated("s3:ListBucket", bucket, prefix, None):
             while len(keys) < limit:
                 response = self._s3.list_objects_v2(**kwargs)
                 keys.extend(obj["Key"] for obj in response.get("Contents", []))

@@ -35,6 +35,7 @@ __all__ = [
     "decode_metadata_value",
     "encode_metadata_value",
     "fit_key",
+    "key_problem",
     "metadata_bytes",
 ]
 
@@ -209,3 +210,26 @@ def _join(parts: list[tuple[str | None, bytes | str]]) -> str | None:
         except UnicodeDecodeError:
             return None
     return "".join(text)
+
+
+def key_problem(key: str) -> str | None:
+    """Why an (already decoded) object key is refused, or None when it is acceptable.
+
+    Refused: empty, over 1024 UTF-8 bytes, not encodable as UTF-8, containing NUL, or
+    with a ``.`` or ``..`` path segment — such keys become path traversal as soon as a
+    key is mapped to a file or to another key. Backslash counts as a separator too, for
+    the same reason on Windows paths.
+    """
+    if not key:
+        return "empty key"
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "key is not valid UTF-8"
+    if size > MAX_KEY_BYTES:
+        return f"key is {size} bytes, over the S3 limit of {MAX_KEY_BYTES}"
+    if "\x00" in key:
+        return "key contains NUL"
+    if any(segment in (".", "..") for segment in key.replace("\\", "/").split("/")):
+        return "key has a '.' or '..' path segment"
+    return None

@@ -55,8 +55,7 @@ from edgematch.errors import (
     TransientError,
     TransportError,
 )
-from edgematch.infra.s3text import decode_metadata_value
-from edgematch.pipeline.events import key_problem
+from edgematch.infra.s3text import decode_metadata_value, key_problem
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -223,11 +222,11 @@ class ObjectStore:
     ) -> tuple[ObjectInfo, bytes]:
         """GET a hash file pinned by version id or If-Match; refuse it past ``max_bytes``."""
         action = "s3:GetObjectVersion" if version_id else "s3:GetObject"
-        with _translated(action, bucket, key, version_id):
+        with translated(action, bucket, key, version_id):
             if version_id:
                 response = self._s3.get_object(Bucket=bucket, Key=key, VersionId=version_id)
             elif if_match:
-                response = self._s3.get_object(Bucket=bucket, Key=key, IfMatch=_quoted(if_match))
+                response = self._s3.get_object(Bucket=bucket, Key=key, IfMatch=quoted(if_match))
             else:
                 response = self._s3.get_object(Bucket=bucket, Key=key)
             stream = response["Body"]
@@ -265,7 +264,7 @@ class ObjectStore:
     def get_tags(self, bucket: str, key: str, *, version_id: str | None = None) -> dict[str, str]:
         """The object's tags as a dict. ObjectMissing when the object is gone."""
         action = "s3:GetObjectVersionTagging" if version_id else "s3:GetObjectTagging"
-        with _translated(action, bucket, key, version_id):
+        with translated(action, bucket, key, version_id):
             if version_id:
                 response = self._s3.get_object_tagging(Bucket=bucket, Key=key, VersionId=version_id)
             else:
@@ -306,7 +305,7 @@ class ObjectStore:
             return merged
         tag_set: TaggingTypeDef = {"TagSet": [{"Key": k, "Value": v} for k, v in merged.items()]}
         action = "s3:PutObjectVersionTagging" if version_id else "s3:PutObjectTagging"
-        with _translated(action, bucket, key, version_id):
+        with translated(action, bucket, key, version_id):
             if version_id:
                 self._s3.put_object_tagging(
                     Bucket=bucket, Key=key, VersionId=version_id, Tagging=tag_set
@@ -320,11 +319,11 @@ class ObjectStore:
     ) -> ObjectInfo:
         action = "s3:GetObjectVersion" if version_id else "s3:GetObject"
         response: HeadObjectOutputTypeDef
-        with _translated(action, bucket, key, version_id):
+        with translated(action, bucket, key, version_id):
             if version_id:
                 response = self._s3.head_object(Bucket=bucket, Key=key, VersionId=version_id)
             elif if_match:
-                response = self._s3.head_object(Bucket=bucket, Key=key, IfMatch=_quoted(if_match))
+                response = self._s3.head_object(Bucket=bucket, Key=key, IfMatch=quoted(if_match))
             else:
                 response = self._s3.head_object(Bucket=bucket, Key=key)
         etag = response.get("ETag")
@@ -380,8 +379,9 @@ def content_location(
 
 
 @contextmanager
-def _translated(action: str, bucket: str, key: str, version_id: str | None) -> Iterator[None]:
-    """Turn botocore exceptions raised inside into edgematch errors."""
+def translated(action: str, bucket: str, key: str, version_id: str | None) -> Iterator[None]:
+    """Turn botocore exceptions raised inside into edgematch errors: the one mapping of S3
+    errors, used by every module that calls S3 (storage, evidence, listing)."""
     try:
         yield
     except ClientError as exc:
@@ -442,5 +442,7 @@ def _check_tags(tags: Mapping[str, str]) -> None:
         raise BadInput(f"{len(tags)} tags requested; S3 allows at most {MAX_TAGS}")
 
 
-def _quoted(etag: str) -> str:
+def quoted(etag: str) -> str:
+    """``etag`` in the double quotes S3 expects in ``If-Match`` headers, whether or not it
+    came with them. Pure."""
     return f'"{etag.strip(chr(34))}"'

@@ -28,11 +28,12 @@ from typing import Any, TypeVar
 import redis
 
 from edgematch.infra.keys import Keys
+from edgematch.infra.s3text import key_problem
 from edgematch.ops.listing import Listed
 from edgematch.ops.progress import Progress
 from edgematch.ops.timespec import format_moment
 from edgematch.pipeline.backpressure import Gate
-from edgematch.pipeline.events import ObjectCreated, key_problem
+from edgematch.pipeline.events import ObjectCreated
 
 T = TypeVar("T")
 LANE = "backfill"

@@ -3,7 +3,7 @@
 One ListObjectsV2 call per page, yielded as it arrives: memory holds one page (at most
 ``page_size`` keys, 1000 by default) whatever the prefix holds. Keys come in UTF-8 binary
 order, which is what ``StartAfter`` resumes from. Errors are translated at the storage
-boundary (``storage._translated``): AccessDenied is a ConfigurationError (grant
+boundary (``storage.translated``): AccessDenied is a ConfigurationError (grant
 ``s3:ListBucket``), NoSuchBucket an ObjectMissing, throttling a ServerError.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from edgematch.infra.storage import _translated
+from edgematch.infra.storage import translated
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -45,7 +45,7 @@ def list_pages(
     if start_after:
         request["StartAfter"] = start_after
     while True:
-        with _translated("s3:ListBucket", bucket, prefix, None):
+        with translated("s3:ListBucket", bucket, prefix, None):
             reply = s3.list_objects_v2(**request)
         yield [
             Listed(

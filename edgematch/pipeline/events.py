@@ -27,14 +27,13 @@ from typing import Any, Final
 from urllib.parse import unquote_plus
 
 from edgematch.errors import BadInput
+from edgematch.infra.s3text import key_problem
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
-    "MAX_KEY_BYTES",
     "ObjectCreated",
     "ParsedMessage",
     "SkippedRecord",
-    "key_problem",
     "parse_message",
     "parse_s3_uri",
     "select",
@@ -42,8 +41,6 @@ __all__ = [
 
 #: The SQS maximum message size; larger bodies cannot be a genuine notification.
 DEFAULT_MAX_MESSAGE_BYTES: Final = 262_144
-#: S3's limit on the length of an object key, in UTF-8 bytes.
-MAX_KEY_BYTES: Final = 1024
 
 # Only writes that create new content. MinIO also sends s3:ObjectCreated:PutTagging,
 # PutRetention, PutLegalHold and DeleteTagging, which change no bytes; reacting to
@@ -168,29 +165,6 @@ def select(
         else:
             kept.append(obj)
     return ParsedMessage(objects=tuple(kept), skipped=tuple(skipped))
-
-
-def key_problem(key: str) -> str | None:
-    """Why an (already decoded) object key is refused, or None when it is acceptable.
-
-    Refused: empty, over 1024 UTF-8 bytes, not encodable as UTF-8, containing NUL, or
-    with a ``.`` or ``..`` path segment — such keys become path traversal as soon as a
-    key is mapped to a file or to another key. Backslash counts as a separator too, for
-    the same reason on Windows paths.
-    """
-    if not key:
-        return "empty key"
-    try:
-        size = len(key.encode("utf-8"))
-    except UnicodeEncodeError:
-        return "key is not valid UTF-8"
-    if size > MAX_KEY_BYTES:
-        return f"key is {size} bytes, over the S3 limit of {MAX_KEY_BYTES}"
-    if "\x00" in key:
-        return "key contains NUL"
-    if any(segment in (".", "..") for segment in key.replace("\\", "/").split("/")):
-        return "key has a '.' or '..' path segment"
-    return None
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:

@@ -17,7 +17,7 @@ a fresh replay forgets that key first (both the version id and the ETag spelling
 ingest would be skipped as a duplicate. Replaying an entry whose replay is still under way
 forgets nothing: the second ingest is then a duplicate, so nothing is scanned twice.
 
-The entry is removed by the replayed task when it completes (``steps._guarded`` calls
+The entry is removed by the replayed task when it completes (``steps.guarded`` calls
 ``DeadLetters.resolve``); if it fails again, the same entry records the new failure.
 """
 
@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from edgematch.names import (
     ACCEPTED_PREFIXES,
@@ -35,13 +35,18 @@ from edgematch.names import (
     DEAD_LETTER_MATCH,
     TASK_INGEST,
 )
-from edgematch.ops.progress import Progress
 from edgematch.pipeline.backpressure import Gate
 from edgematch.pipeline.events import ObjectCreated
 from edgematch.recovery.deadletters import DeadLetter, DeadLetters
 
 INGEST = TASK_INGEST
 LANE = "replay"
+
+
+class Advancing(Protocol):
+    """Told of each entry done (``edgematch.ops.progress.Progress`` on the command line)."""
+
+    def advance(self, by: int = 1, *, note: str | None = None) -> None: ...
 
 
 class NotReplayable(Exception):
@@ -95,7 +100,7 @@ def plan(entry: DeadLetter) -> ReplayPlan:
         event = _object_event(args, entry)
         return ReplayPlan(INGEST, {"event": event, **corr, "lane": LANE}, _forget(event))
     if entry.task == INGEST:
-        # _guarded stores {"event": …, "lane": …}; ingest._refuse stores the event itself.
+        # guarded stores {"event": …, "lane": …}; ingest._refuse stores the event itself.
         event = args.get("event", args)
         if not isinstance(event, Mapping) or not event.get("bucket") or not event.get("key"):
             raise NotReplayable("an ingest without the bucket and key of its object")
@@ -157,7 +162,7 @@ class Replayer:
         accepts: Callable[[str], bool],
         gate: Gate | None = None,
         rate_per_s: float | None = None,
-        progress: Progress | None = None,
+        progress: Advancing | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

@@ -1,7 +1,7 @@
 """The tasks downstream of a match: ``edgematch.quarantine`` and ``edgematch.report``.
 
 Each runs on its own queue (``<ns>.quarantine``, ``<ns>.reports``) so each scales alone,
-under the same failure policy as every step (``steps._guarded``): transient errors retry
+under the same failure policy as every step (``steps.guarded``): transient errors retry
 with backoff, anything else becomes a dead letter, which ``edgematch dlq replay`` sends
 back here (``replayed_from``). The chain, registered with :func:`register_downstream` so
 that it runs for every recorded result, repeats included:
@@ -28,7 +28,7 @@ from edgematch.names import STEP_QUARANTINE, STEP_REPORTS, TASK_QUARANTINE, TASK
 from edgematch.pipeline.results import CLEAN, MATCH, Result, register_downstream
 from edgematch.runtime import runtime
 from edgematch.tasks.app import app
-from edgematch.tasks.steps import _guarded, _send
+from edgematch.tasks.steps import guarded, send
 
 log = get_logger(__name__)
 
@@ -44,14 +44,14 @@ def on_result(result: Result) -> None:
             parts(runtime()).match_cache.remember(result)
         return
     parts(runtime()).match_cache.remember(result)
-    _send(quarantine, {"result": result.to_dict(), "correlation_id": result.correlation_id})
+    send(quarantine, {"result": result.to_dict(), "correlation_id": result.correlation_id})
 
 
 register_downstream(on_result)
 
 
 def _send_report(result: dict[str, Any], evidence: Evidence, correlation_id: str) -> None:
-    _send(
+    send(
         report,
         {"result": result, "evidence": evidence.to_dict(), "correlation_id": correlation_id},
     )
@@ -80,7 +80,7 @@ def quarantine(
         _send_report(result, evidence, correlation_id)
         return evidence.state
 
-    outcome = _guarded(
+    outcome = guarded(
         self,
         STEP_QUARANTINE,
         run,
@@ -101,7 +101,7 @@ def quarantine(
 
         # Not replayed_from: sending the report must not resolve the quarantine's entry,
         # and its own failure is a separate dead letter, not an overwrite of that one.
-        _guarded(
+        guarded(
             self,
             STEP_REPORTS,
             report_unpreserved,
@@ -134,7 +134,7 @@ def report(
             raise
         return str(doc["status"])
 
-    outcome = _guarded(
+    outcome = guarded(
         self,
         STEP_REPORTS,
         run,

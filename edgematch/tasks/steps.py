@@ -1,6 +1,6 @@
 """The tasks of the pipeline. Each one is a thin shell around the packages under ``edgematch``.
 
-One failure policy for every step (``_guarded``): a ``TransientError`` is retried with
+One failure policy for every step (``guarded``): a ``TransientError`` is retried with
 capped, jittered backoff up to ``EDGEMATCH_MAX_ATTEMPTS``; anything else — a permanent
 error, a configuration problem (S3 access denied), or a bug — is recorded as a dead letter
 with the task's arguments, so that nothing is acknowledged and forgotten. Redis or the
@@ -79,7 +79,7 @@ def _fan_out(work: Callable[[E], T], elements: Iterable[E]) -> list[T]:
     return [future.result() for future in futures]
 
 
-def _send(task: Task[Any, Any], kwargs: dict[str, Any], *, countdown: float = 0.0) -> None:
+def send(task: Task[Any, Any], kwargs: dict[str, Any], *, countdown: float = 0.0) -> None:
     """Enqueue ``task``; a broker that cannot take it is a transient error, not a crash.
 
     Work tasks are journaled first (recovery/journal.py): one lost by a killed worker is
@@ -106,7 +106,7 @@ def journal(name: str, kwargs: Mapping[str, Any], task_id: str) -> None:
 
 def publish_result(result: Result) -> None:
     """Put ``result`` on the results queue (its consumer records and tags it)."""
-    _send(record_result, {"result": result.to_dict(), "correlation_id": result.correlation_id})
+    send(record_result, {"result": result.to_dict(), "correlation_id": result.correlation_id})
 
 
 def publish_results(results: Sequence[Result]) -> None:
@@ -114,7 +114,7 @@ def publish_results(results: Sequence[Result]) -> None:
     if len(results) == 1:
         publish_result(results[0])
         return
-    _send(record_results, {"results": [result.to_dict() for result in results]})
+    send(record_results, {"results": [result.to_dict() for result in results]})
 
 
 def enqueue_events(events: Sequence[tuple[dict[str, Any], str]], lane: str) -> None:
@@ -124,9 +124,9 @@ def enqueue_events(events: Sequence[tuple[dict[str, Any], str]], lane: str) -> N
         chunk = events[start : start + INGEST_BATCH]
         if len(chunk) == 1:
             event, correlation_id = chunk[0]
-            _send(ingest, {"event": event, "correlation_id": correlation_id, "lane": lane})
+            send(ingest, {"event": event, "correlation_id": correlation_id, "lane": lane})
             continue
-        _send(
+        send(
             ingest_many,
             {"events": [{"event": e, "correlation_id": c} for e, c in chunk], "lane": lane},
         )
@@ -138,10 +138,10 @@ def _retry_delay(attempt: int) -> float:
 
 
 def start_pump(pump_id: str) -> None:
-    _send(match, {"pump_id": pump_id})
+    send(match, {"pump_id": pump_id})
 
 
-def _guarded(
+def guarded(
     task: Task[Any, Any],
     step: str,
     run: Callable[[], T],
@@ -293,7 +293,7 @@ def ingest(
     ``replayed_from`` names the dead letter this task replays (``edgematch dlq replay``).
     """
 
-    return _guarded(
+    return guarded(
         self,
         STEP_INGEST,
         lambda: _ingest_one(event, correlation_id, lane),
@@ -389,7 +389,7 @@ def record_result(
     ``replayed_from`` names the dead letter this task replays (``edgematch dlq replay``).
     """
     rt = runtime()
-    return _guarded(
+    return guarded(
         self,
         STEP_RESULTS,
         lambda: consume(Result.from_dict(result), store=rt.results, tags=verdict_tags(rt), log=log),
@@ -412,7 +412,7 @@ def _batch(
     correlation_id: str | None,
     replayed_from: str | None,
 ) -> dict[str, int] | str:
-    """Run ``work`` on every element of a batch task, side by side, under ``_guarded``.
+    """Run ``work`` on every element of a batch task, side by side, under ``guarded``.
 
     An element whose work fails is handed to the ``single`` task (``single_kwargs`` of it)
     — after a backoff for a transient failure, at once otherwise — which applies the whole
@@ -429,11 +429,11 @@ def _batch(
         except TransientError as exc:
             delay = _retry_delay(1)
             log.warning(f"{step}_retry", error=str(exc), attempt=1, delay_s=round(delay, 3))
-            _send(single, kwargs, countdown=delay)
+            send(single, kwargs, countdown=delay)
             return "retry"
         except Exception as exc:  # noqa: BLE001 - its own task dead-letters it
             log.warning(f"{step}_handed_over", error=f"{type(exc).__name__}: {exc}"[:300])
-            _send(single, kwargs)
+            send(single, kwargs)
             return "handed_over"
 
     def run() -> dict[str, int]:
@@ -445,10 +445,10 @@ def _batch(
     def split() -> str:
         log.warning(f"{step}_batch_split", count=len(elements))
         for element in elements:
-            _send(single, single_kwargs(element))
+            send(single, single_kwargs(element))
         return "split"
 
-    return _guarded(
+    return guarded(
         task,
         step,
         run,

@@ -57,7 +57,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> Sent:
     def send(task: Any, kwargs: dict[str, Any], *, countdown: float = 0.0) -> None:
         record.append((task.name, kwargs, countdown))
 
-    monkeypatch.setattr(steps, "_send", send)
+    monkeypatch.setattr(steps, "send", send)
     return record
 
 

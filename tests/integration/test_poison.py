@@ -1,4 +1,4 @@
-"""Delivery counting and the task failure policy (``_guarded``) on a private redis-server.
+"""Delivery counting and the task failure policy (``guarded``) on a private redis-server.
 
 A worker killed mid-task is simulated by a ``BaseException`` that no ``except Exception``
 catches: the task never returns, exactly as when SIGKILL ends the process.
@@ -81,7 +81,7 @@ def rt(
 
 
 def _run(task: FakeTask, work: Callable[[], Any], replayed_from: str | None = None) -> Any:
-    return steps._guarded(
+    return steps.guarded(
         task,  # type: ignore[arg-type]
         "ingest",
         work,

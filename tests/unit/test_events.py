@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgematch.errors import BadInput
+from edgematch.infra.s3text import key_problem
 from edgematch.pipeline.events import (
     ObjectCreated,
     ParsedMessage,
     SkippedRecord,
-    key_problem,
     parse_message,
     parse_s3_uri,
     select,
