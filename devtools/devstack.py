@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from edgematch.infra.redisclient import RedisUnavailable, redis_client
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
