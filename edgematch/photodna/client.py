@@ -52,12 +52,7 @@ from edgematch.photodna.retryafter import (
     parse_retry_after,
 )
 from edgematch.photodna.servertext import clean
-from edgematch.photodna.status import (
-    STATUS_OK,
-    STATUS_TABLE,
-    StatusKind,
-    classify_item_status,
-)
+from edgematch.photodna.status import STATUS_OK, STATUS_TABLE, StatusKind, classify_item_status
 from edgematch.photodna.wire import (
     API_MAX_ITEMS,
     build_edge_request,
