@@ -103,29 +103,28 @@ class Evidence:
     @classmethod
     def failed(cls, content: ContentVersion, *, mode: str, reason: str) -> Evidence:
         """A quarantine that gave up: the original stays where it was, tagged ``match``."""
-        return cls(
-            state=FAILED,
-            mode=mode,
-            bucket=content.bucket,
-            key=content.key,
-            version_id=content.version_id,
-            etag=content.etag,
-            detail=reason[:500],
-        )
+        return cls.naming(content, state=FAILED, mode=mode, detail=reason[:500])
 
     @classmethod
-    def of_version(
-        cls, version: VersionInfo, *, state: str, mode: str, detail: str, **more: Any
+    def naming(
+        cls,
+        where: ContentVersion | VersionInfo,
+        *,
+        state: str,
+        mode: str,
+        detail: str,
+        **more: Any,
     ) -> Evidence:
-        """Evidence that names ``version`` (its location, version id, ETag and size)."""
+        """Evidence that names ``where``: its location, version id and ETag, and its size
+        when it is a version read from the store."""
         return cls(
             state=state,
             mode=mode,
-            bucket=version.bucket,
-            key=version.key,
-            version_id=version.version_id,
-            etag=version.etag,
-            size=version.size,
+            bucket=where.bucket,
+            key=where.key,
+            version_id=where.version_id,
+            etag=where.etag,
+            size=where.size if isinstance(where, VersionInfo) else None,
             detail=detail,
             **more,
         )

@@ -223,7 +223,7 @@ class Mover:
         )
 
     def _moved(self, copy: VersionInfo, *, detail: str) -> Evidence:
-        return Evidence.of_version(
+        return Evidence.naming(
             copy,
             state=MOVED,
             mode=MOVE,

@@ -156,14 +156,8 @@ class Quarantine:
         else:
             would = f"would tag {self._s.result_tag}={QUARANTINED}"
         log.info("quarantine_shadow", bucket=content.bucket, key=content.key, decision=would)
-        return Evidence(
-            state=SHADOW,
-            mode=OFF,
-            bucket=content.bucket,
-            key=content.key,
-            version_id=content.version_id,
-            etag=content.etag,
-            detail=f"shadow mode: {would}; nothing was touched",
+        return Evidence.naming(
+            content, state=SHADOW, mode=OFF, detail=f"shadow mode: {would}; nothing was touched"
         )
 
     def _tag(self, content: ContentVersion) -> Evidence:
@@ -185,7 +179,7 @@ class Quarantine:
             now = self._objects.get_tags(content.bucket, content.key, version_id=source.version_id)
         if now.get(self._s.result_tag) != QUARANTINED:
             raise CopyUnverified(f"{content.uri} does not carry {self._s.result_tag}={QUARANTINED}")
-        return Evidence.of_version(
+        return Evidence.naming(
             source,
             state=TAGGED,
             mode=TAG,
