@@ -17,7 +17,11 @@ from edgematch.photodna.client import PhotoDNAClient
 from edgematch.pipeline.buffer import BatchBuffer
 from edgematch.pipeline.results import ResultStore
 from edgematch.recovery.deadletters import DeadLetters
+from edgematch.recovery.guard import Guard
 from edgematch.recovery.journal import Journal
+from edgematch.recovery.poison import Deliveries, counter_ttl_s
+from edgematch.recovery.policy import Policy
+from edgematch.recovery.publishing import Publisher
 
 
 class Runtime:
@@ -63,6 +67,30 @@ class Runtime:
             grace_s=self.settings.journal_grace_s,
             broker=self.broker_redis,
         )
+
+    @cached_property
+    def guard(self) -> Guard:
+        """The failure policy's numbers and effects (recovery/policy.py, guard.py)."""
+        s = self.settings
+        deliveries = Deliveries(
+            self.redis,
+            s.namespace,
+            ttl_s=counter_ttl_s(s.visibility_timeout_s, s.max_deliveries),
+        )
+        return Guard(
+            deliveries=deliveries,
+            dead_letters=self.dead_letters,
+            journal=self.journal,
+            namespace=s.namespace,
+            policy=Policy(
+                max_attempts=s.max_attempts, base_s=s.backoff_base_s, cap_s=s.backoff_cap_s
+            ),
+            max_deliveries=s.max_deliveries,
+        )
+
+    @cached_property
+    def publisher(self) -> Publisher:
+        return Publisher(self.journal, self.settings.namespace)
 
     @cached_property
     def store(self) -> ObjectStore:
