@@ -3,7 +3,7 @@
 A result is published by the match step to the ``results`` queue. Its consumer records it
 in Redis (looked up with ``edgematch result s3://bucket/key``), writes the verdict as a tag
 on the content version it scanned (merged into the existing tags, never wiping them), and
-hands it to the downstream consumers registered with :func:`register_downstream`.
+hands it on (to quarantine and reporting: the caller says how, see :func:`consume`).
 
 Results arrive late, repeated and out of order; what each may change is one rule,
 :mod:`edgematch.pipeline.verdicts`: a result replaces the recorded one only for the same or
@@ -142,14 +142,8 @@ class Result:
         return cls(**values)
 
 
-Downstream = Callable[[Result], None]
-_downstream: list[Downstream] = []
-
-
-def register_downstream(consumer: Downstream) -> None:
-    """Add a consumer called with every newly recorded result (quarantine, reporting …)."""
-    if consumer not in _downstream:
-        _downstream.append(consumer)
+#: What takes every recorded result on from here (quarantine, reporting …).
+HandOn = Callable[[Result], None]
 
 
 class ResultStore:
@@ -223,10 +217,13 @@ def _event_epoch(event_time: str | None) -> float | None:
         return None
 
 
-def consume(result: Result, *, store: ResultStore, tags: VerdictTags, log: Any) -> bool:
+def consume(
+    result: Result, *, store: ResultStore, tags: VerdictTags, log: Any, hand_on: HandOn
+) -> bool:
     """Record, tag and hand on one result under the rule of verdicts.py. Idempotent.
 
-    Returns False for a repeat of a result recorded before.
+    ``hand_on`` is called with the result once it is recorded and tagged. Returns False
+    for a repeat of a result recorded before.
     """
     new = Facts.of(result.to_dict())
     with tags.lock(result.content_bucket, result.content_key):
@@ -271,8 +268,7 @@ def consume(result: Result, *, store: ResultStore, tags: VerdictTags, log: Any) 
     # Downstream consumers run on repeats and on superseded results too: a crash after
     # recording must not leave a match unquarantined, and an older version that matched
     # is quarantined and reported on its own. They are idempotent on their own.
-    for consumer in list(_downstream):
-        consumer(result)
+    hand_on(result)
     if not fresh:
         log.info("result_repeat", verdict=result.verdict)
         return False

@@ -3,8 +3,8 @@
 Each runs on its own queue (``<ns>.quarantine``, ``<ns>.reports``) so each scales alone,
 under the same failure policy as every step (tasks/base.py): transient errors retry
 with backoff, anything else becomes a dead letter, which ``edgematch dlq replay`` sends
-back here (``replayed_from``). The chain, registered with :func:`register_downstream` so
-that it runs for every recorded result, repeats included:
+back here (``replayed_from``). The chain, handed every recorded result, repeats included,
+by the results consumer (:func:`on_result`):
 
     results ──match──► quarantine ──(evidence)──► report
 
@@ -17,13 +17,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgematch.downstream.filing import parts
 from edgematch.downstream.quarantine import ContentVersion, Evidence
 from edgematch.errors import EdgematchError
 from edgematch.infra import metrics
 from edgematch.infra.logs import get_logger
 from edgematch.names import STEP_QUARANTINE, STEP_REPORTS, TASK_QUARANTINE, TASK_REPORT
-from edgematch.pipeline.results import CLEAN, MATCH, Result, register_downstream
+from edgematch.pipeline.results import Result
 from edgematch.runtime import runtime
 from edgematch.tasks.app import app
 from edgematch.tasks.base import StepTask
@@ -32,22 +31,12 @@ log = get_logger(__name__)
 
 
 def on_result(result: Result) -> None:
-    """Downstream consumer of every recorded result: a match is cached and quarantined.
-
-    With EDGEMATCH_CLEAN_CACHE_TTL_S > 0 a clean verdict from the API is cached too (one
-    from the cache is not: re-serving a verdict never extends its life).
-    """
-    if result.verdict != MATCH:
-        if result.verdict == CLEAN and runtime().settings.clean_cache_ttl_s > 0:
-            parts(runtime()).match_cache.remember(result)
-        return
-    parts(runtime()).match_cache.remember(result)
-    runtime().publisher.send(
-        quarantine, {"result": result.to_dict(), "correlation_id": result.correlation_id}
-    )
-
-
-register_downstream(on_result)
+    """The hand-off from the results consumer (tasks/steps.py passes it to
+    ``pipeline.results.consume``): a match goes on to the quarantine queue."""
+    rt = runtime()
+    if rt.downstream.take(result):
+        kwargs = {"result": result.to_dict(), "correlation_id": result.correlation_id}
+        rt.publisher.send(quarantine, kwargs)
 
 
 def _send_report(result: dict[str, Any], evidence: Evidence, correlation_id: str) -> None:
@@ -71,7 +60,7 @@ def quarantine(
     """Quarantine one matched content version, then send its report (idempotent)."""
 
     def run() -> str:
-        evidence = parts(runtime()).quarantine.run(Result.from_dict(result))
+        evidence = runtime().downstream.quarantine.run(Result.from_dict(result))
         _send_report(result, evidence, correlation_id)
         return evidence.state
 
@@ -79,7 +68,7 @@ def quarantine(
         # Reported all the same: the report says the evidence was not preserved.
         why = f"{failure.reason}: {failure}" if isinstance(failure, EdgematchError) else None
         content = ContentVersion.of(Result.from_dict(result))
-        mode = parts(runtime()).quarantine.mode
+        mode = runtime().downstream.quarantine.mode
         evidence = Evidence.failed(content, mode=mode, reason=why or "unexpected error")
         # Not replayed_from: sending the report must not resolve the quarantine's entry,
         # and its own failure is a separate dead letter, not an overwrite of that one.
@@ -116,14 +105,18 @@ def report(
     """Write the one report of a matched content version and hand it to the reporter."""
 
     def run() -> str:
-        doc = parts(runtime()).file_report(Result.from_dict(result), Evidence.from_dict(evidence))
+        doc = runtime().downstream.file_report(
+            Result.from_dict(result), Evidence.from_dict(evidence)
+        )
         return str(doc["status"])
 
     def mark_failed(failure: BaseException | None) -> None:
         if not isinstance(failure, EdgematchError):
             return
         try:
-            parts(runtime()).mark_failed(Result.from_dict(result), f"{failure.reason}: {failure}")
+            runtime().downstream.mark_failed(
+                Result.from_dict(result), f"{failure.reason}: {failure}"
+            )
         except EdgematchError as exc:
             log.warning("report_not_marked_failed", error=str(exc))
 

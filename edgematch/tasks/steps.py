@@ -40,6 +40,7 @@ from edgematch.runtime import runtime
 from edgematch.tasks import lifecycle
 from edgematch.tasks.app import app
 from edgematch.tasks.base import StepTask
+from edgematch.tasks.downstream import on_result
 
 log = get_logger(__name__)
 
@@ -205,7 +206,13 @@ def record_result(
     rt = runtime()
     return self.guarded(
         STEP_RESULTS,
-        lambda: consume(Result.from_dict(result), store=rt.results, tags=verdict_tags(rt), log=log),
+        lambda: consume(
+            Result.from_dict(result),
+            store=rt.results,
+            tags=verdict_tags(rt),
+            log=log,
+            hand_on=on_result,
+        ),
         args={"result": result},
         correlation_id=correlation_id,
         location=(result.get("bucket"), result.get("key")),
@@ -260,7 +267,13 @@ def record_results(
     rt = runtime()
 
     def work(doc: dict[str, Any]) -> str:
-        fresh = consume(Result.from_dict(doc), store=rt.results, tags=verdict_tags(rt), log=log)
+        fresh = consume(
+            Result.from_dict(doc),
+            store=rt.results,
+            tags=verdict_tags(rt),
+            log=log,
+            hand_on=on_result,
+        )
         return "recorded" if fresh else "repeat"
 
     return self.guarded_batch(
