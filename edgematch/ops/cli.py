@@ -201,7 +201,7 @@ def _intake(args: argparse.Namespace, rest: list[str]) -> int:
     from edgematch.pipeline.ingest import event_to_args
     from edgematch.pipeline.intake import Intake
     from edgematch.runtime import runtime
-    from edgematch.tasks.steps import enqueue_events
+    from edgematch.tasks.enqueue import enqueue_events
 
     rt = runtime()
     rt.settings.require_sqs_queue_url()

@@ -251,7 +251,7 @@ def _run_backfill(
 def _enqueuer() -> Any:
 
     from edgematch.pipeline.ingest import event_to_args
-    from edgematch.tasks.steps import enqueue_events
+    from edgematch.tasks.enqueue import enqueue_events
 
     def enqueue(obj: ObjectCreated, correlation_id: str) -> None:
         # Raises TransientError when the broker cannot take it.
