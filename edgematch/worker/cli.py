@@ -12,12 +12,18 @@ import sys
 import tempfile
 from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
 
 from edgematch import __version__
 from edgematch.config.settings import Settings
 from edgematch.worker.cli_support import dumps, printable, safe_streams
 from edgematch.worker.errors import ConfigurationError
 from edgematch.worker.keys import QUEUE_STEPS, Keys
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 EPILOG = """\
 Configuration comes from EDGEMATCH_* environment variables (see README.md); S3 and SQS
@@ -279,7 +285,7 @@ def _worker(args: argparse.Namespace, rest: list[str]) -> int:
     if settings.worker_concurrency and not any(a.startswith(("-c", "--concurrency")) for a in rest):
         argv += ["--concurrency", str(settings.worker_concurrency)]
     _serve_metrics(args, settings)
-    app.worker_main(argv)  # does not return
+    return _celery(app, argv)
 
 
 def _beat(args: argparse.Namespace, rest: list[str]) -> int:
@@ -288,7 +294,27 @@ def _beat(args: argparse.Namespace, rest: list[str]) -> int:
     from edgematch.tasks import app
 
     _serve_metrics(args, settings)
-    app.start(["beat", "--loglevel", settings.log_level, *rest])  # does not return
+    return _celery(app, ["beat", "--loglevel", settings.log_level, *rest])
+
+
+def _celery(app: Celery, argv: list[str]) -> int:
+    """Run ``celery ARGV`` for ``app`` (as ``Celery.start`` does) and return its exit status.
+
+    ``Celery.start`` and ``worker_main`` drop it (click returns it, they return nothing):
+    a worker that stopped on an error (its consumer stalled, the broker refused for good)
+    exited 0, and a supervisor that restarts on failure (systemd's ``Restart=on-failure``)
+    left it stopped.
+    """
+    from celery.bin.celery import celery as command
+
+    command.params[0].default = app  # the --app option, as Celery.start sets it
+    try:
+        code = command.main(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    finally:
+        command.params[0].default = None
+    return code if isinstance(code, int) else 0
 
 
 def _sandbox(args: argparse.Namespace, rest: list[str]) -> int:
