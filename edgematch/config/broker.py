@@ -21,7 +21,7 @@ restored. The list belongs to the process, not to the channel, since the consume
 its channel when it reconnects; it holds what ended during one outage (bounded by
 ``MAX_UNSETTLED``), and an entry older than the visibility timeout is given up, kombu's own
 restore having taken its delivery by then. Until it is settled, a delivery stays in kombu's
-unacked hash without a refresh (its message counts as acknowledged, worker/unacked.py): if
+unacked hash without a refresh (its message counts as acknowledged, recovery/unacked.py): if
 the worker dies first, the beat's sweep finds its task ended and drops it.
 
 The channel also counts the fetches it sends, and :class:`FetchWatch` says when a consumer

@@ -10,7 +10,7 @@ The worker's main process — the consumer that takes each message from the brok
 keeps every delivery it holds fresh in kombu's unacked index (``DeliveryRefresh``, fed by
 Celery's ``task_received`` signal, which runs in the consumer for every task it takes,
 ETA and countdown tasks included), so that the sweep hands back a dead worker's tasks
-within seconds (worker/unacked.py).
+within seconds (recovery/unacked.py).
 
 A worker whose consumer could take a task (a pool process free) but has stopped asking the
 broker for one (``ConsumerWatch``, config/broker.py's ``FetchWatch``) cannot recover by
@@ -28,10 +28,10 @@ from celery.beat import Scheduler
 from celery.worker import state as worker_state
 
 from edgematch.config.broker import WATCH_INTERVAL_S, FetchingChannel, FetchWatch
-from edgematch.worker import health
-from edgematch.worker.logs import get_logger
-from edgematch.worker.runtime import runtime
-from edgematch.worker.unacked import DeliveryKeeper
+from edgematch.infra import health
+from edgematch.infra.logs import get_logger
+from edgematch.recovery.unacked import DeliveryKeeper
+from edgematch.runtime import runtime
 
 log = get_logger(__name__)
 

@@ -22,13 +22,13 @@ from celery import Celery
 from celery.worker import state as worker_state
 from kombu import Connection, Consumer, Queue
 
+from devtools.devstack import RedisServer
 from edgematch.config import broker
 from edgematch.config.broker import STALL_CHECKS
 from edgematch.config.celery import celery_config
 from edgematch.config.settings import Settings
+from edgematch.recovery.unacked import unacked_index_key, unacked_key
 from edgematch.tasks.lifecycle import EXIT_STALLED, ConsumerWatch
-from edgematch.worker.devstack import RedisServer
-from edgematch.worker.unacked import unacked_index_key, unacked_key
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from edgematch.worker.devstack import free_port
+from devtools.devstack import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 SCRIPT = """
 import sys
 from celery import Celery
-from edgematch.worker.cli import _celery
+from edgematch.ops.cli import _celery
 app = Celery(set_as_current=False)
 app.conf.update(broker_url=sys.argv[1], broker_connection_retry_on_startup=False)
 sys.exit(_celery(app, ["worker", "--pool", "solo", "--without-gossip", "--without-mingle",
