@@ -12,9 +12,6 @@ import sys
 import tempfile
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import click
 
 from edgematch import __version__
 from edgematch.config.settings import Settings
@@ -22,9 +19,6 @@ from edgematch.errors import ConfigurationError
 from edgematch.infra.keys import Keys
 from edgematch.names import QUEUE_STEPS
 from edgematch.ops.support import dumps, printable, safe_streams
-
-if TYPE_CHECKING:
-    from celery import Celery
 
 EPILOG = """\
 Configuration comes from EDGEMATCH_* environment variables (see README.md); S3 and SQS
@@ -254,7 +248,7 @@ def _worker(args: argparse.Namespace, rest: list[str]) -> int:
     if args.metrics_port or settings.metrics_port:
         _prepare_multiprocess_metrics()
     from edgematch.config.celery import WORKER_ARGS
-    from edgematch.tasks import app
+    from edgematch.tasks import app, run_celery
 
     argv = [
         "worker",
@@ -268,36 +262,16 @@ def _worker(args: argparse.Namespace, rest: list[str]) -> int:
     if settings.worker_concurrency and not any(a.startswith(("-c", "--concurrency")) for a in rest):
         argv += ["--concurrency", str(settings.worker_concurrency)]
     _serve_metrics(args, settings)
-    return _celery(app, argv)
+    return run_celery(app, argv)
 
 
 def _beat(args: argparse.Namespace, rest: list[str]) -> int:
     settings = Settings.from_env()
     os.environ["EDGEMATCH_PROCESS"] = "beat"
-    from edgematch.tasks import app
+    from edgematch.tasks import app, run_celery
 
     _serve_metrics(args, settings)
-    return _celery(app, ["beat", "--loglevel", settings.log_level, *rest])
-
-
-def _celery(app: Celery, argv: list[str]) -> int:
-    """Run ``celery ARGV`` for ``app`` (as ``Celery.start`` does) and return its exit status.
-
-    ``Celery.start`` and ``worker_main`` drop it (click returns it, they return nothing):
-    a worker that stopped on an error (its consumer stalled, the broker refused for good)
-    exited 0, and a supervisor that restarts on failure (systemd's ``Restart=on-failure``)
-    left it stopped.
-    """
-    from celery.bin.celery import celery as command
-
-    command.params[0].default = app  # the --app option, as Celery.start sets it
-    try:
-        code = command.main(args=argv, standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    finally:
-        command.params[0].default = None
-    return code if isinstance(code, int) else 0
+    return run_celery(app, ["beat", "--loglevel", settings.log_level, *rest])
 
 
 def _result(args: argparse.Namespace, rest: list[str]) -> int:

@@ -27,7 +27,7 @@ from edgematch.config import broker
 from edgematch.config.broker import STALL_CHECKS
 from edgematch.config.celery import celery_config
 from edgematch.config.settings import Settings
-from edgematch.recovery.unacked import unacked_index_key, unacked_key
+from edgematch.names import unacked_index_key, unacked_key
 from edgematch.tasks.lifecycle import EXIT_STALLED, ConsumerWatch
 
 pytestmark = pytest.mark.integration

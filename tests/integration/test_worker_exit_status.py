@@ -13,17 +13,18 @@ from devtools.devstack import free_port
 
 pytestmark = pytest.mark.integration
 
-#: ``edgematch worker``'s way into Celery, with a Celery app of its own: nothing listens
-#: at the broker's address and Celery is told not to wait for it, so the worker stops at
-#: once with Celery's own failure status (1) — the status the command must pass on. (Not
-#: a setting of edgematch's: the app is this test's, the path under test is the command's.)
+#: ``edgematch worker``'s way into Celery (``run_celery``), with a Celery app of its own:
+#: nothing listens at the broker's address and Celery is told not to wait for it, so the
+#: worker stops at once with Celery's own failure status (1) — the status the command must
+#: pass on. (Not a setting of edgematch's: the app is this test's, the path under test is
+#: the command's.)
 SCRIPT = """
 import sys
 from celery import Celery
-from edgematch.ops.cli import _celery
+from edgematch.tasks import run_celery
 app = Celery(set_as_current=False)
 app.conf.update(broker_url=sys.argv[1], broker_connection_retry_on_startup=False)
-sys.exit(_celery(app, ["worker", "--pool", "solo", "--without-gossip", "--without-mingle",
+sys.exit(run_celery(app, ["worker", "--pool", "solo", "--without-gossip", "--without-mingle",
                        "--without-heartbeat", "--loglevel", "WARNING"]))
 """
 
