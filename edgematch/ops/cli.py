@@ -248,7 +248,7 @@ def _worker(args: argparse.Namespace, rest: list[str]) -> int:
     if args.metrics_port or settings.metrics_port:
         _prepare_multiprocess_metrics()
     from edgematch.config.celery import WORKER_ARGS
-    from edgematch.tasks import app
+    from edgematch.tasks import app, run_celery
 
     argv = [
         "worker",
@@ -262,16 +262,16 @@ def _worker(args: argparse.Namespace, rest: list[str]) -> int:
     if settings.worker_concurrency and not any(a.startswith(("-c", "--concurrency")) for a in rest):
         argv += ["--concurrency", str(settings.worker_concurrency)]
     _serve_metrics(args, settings)
-    app.worker_main(argv)  # does not return
+    return run_celery(app, argv)
 
 
 def _beat(args: argparse.Namespace, rest: list[str]) -> int:
     settings = Settings.from_env()
     os.environ["EDGEMATCH_PROCESS"] = "beat"
-    from edgematch.tasks import app
+    from edgematch.tasks import app, run_celery
 
     _serve_metrics(args, settings)
-    app.start(["beat", "--loglevel", settings.log_level, *rest])  # does not return
+    return run_celery(app, ["beat", "--loglevel", settings.log_level, *rest])
 
 
 def _result(args: argparse.Namespace, rest: list[str]) -> int:

@@ -36,8 +36,9 @@ class _CeleryStandIn:
     def __init__(self) -> None:
         self.argv: list[str] | None = None
 
-    def worker_main(self, argv: list[str]) -> None:
+    def run_celery(self, app: object, argv: list[str]) -> int:
         self.argv = argv
+        return 0
 
 
 @pytest.fixture(autouse=True)
@@ -53,6 +54,7 @@ def celery(monkeypatch: pytest.MonkeyPatch) -> _CeleryStandIn:
     stand_in = _CeleryStandIn()
     module = types.ModuleType("edgematch.tasks")
     module.__dict__["app"] = stand_in
+    module.__dict__["run_celery"] = stand_in.run_celery
     monkeypatch.setitem(sys.modules, "edgematch.tasks", module)
     return stand_in
 
