@@ -62,8 +62,8 @@ def health(liveness: bool, readiness: bool, process: str, max_age: float) -> int
 
 @click.command(context_settings=CONTEXT)
 def config() -> int:
-    """Print the effective settings as JSON, the subscription key masked, after checking
-    them: a bad setting exits 2 naming its variable (docs/configuration.md)."""
+    """Print the effective settings as JSON, secrets masked, after checking them: a bad
+    setting exits 2 naming its variable (docs/configuration.md)."""
     settings = Settings.from_env()
     doc = {k: (str(v) if k == "subscription_key" else v) for k, v in settings.__dict__.items()}
     click.echo(json.dumps(doc, indent=2, default=str))

@@ -48,13 +48,19 @@ def dlq() -> None:
 
 def filters(command: Callable[..., Any]) -> Callable[..., Any]:
     """--queue, --reason and --since: the selection `list` and `replay` share."""
-    command = click.option(
-        "--since", type=MOMENT, metavar="T", help=f"Last failure since T: {TIMES_HELP}."
-    )(command)
-    command = click.option("--reason", help="Only this reason (retries_exhausted, poison …).")(
-        command
-    )
-    return click.option("--queue", help="Only this queue or step (ingest, match, sqs …).")(command)
+    for option in (
+        click.option(
+            "--since", type=MOMENT, metavar="T", help=f"Last failure since T: {TIMES_HELP}."
+        ),
+        click.option(
+            "--reason", metavar="R", help="Only this reason (retries_exhausted, poison …)."
+        ),
+        click.option(
+            "--queue", metavar="Q", help="Only this queue or step (ingest, match, sqs …)."
+        ),
+    ):
+        command = option(command)
+    return command
 
 
 # --- list, show, stats -----------------------------------------------------------------
@@ -66,6 +72,7 @@ def filters(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--limit",
     type=click.IntRange(min=0),
+    metavar="N",
     default=100,
     show_default=True,
     help="At most this many, 0 for all.",
@@ -181,7 +188,7 @@ def render_stats(stats: Stats) -> str:
 @click.option("--all", "every", is_flag=True, help="Replay every entry.")
 @filters
 @click.option("--dry-run", is_flag=True, help="List what would be replayed, do nothing.")
-@click.option("--rate", type=RATE, help="At most this many enqueues per second.")
+@click.option("--rate", type=RATE, metavar="N", help="At most this many enqueues per second.")
 def replay(
     *,
     ids: tuple[str, ...],
@@ -239,8 +246,8 @@ def replay(
 @click.option(
     "--older-than", type=DURATION, metavar="D", help="Last failure older than D (7d, 12h)."
 )
-@click.option("--reason", help="With --older-than: only this reason.")
-@click.option("--queue", help="With --older-than: only this queue or step.")
+@click.option("--reason", metavar="R", help="With --older-than: only this reason.")
+@click.option("--queue", metavar="Q", help="With --older-than: only this queue or step.")
 @click.option("--yes", is_flag=True, help="Do not ask.")
 def purge(
     ids: tuple[str, ...], older_than: float | None, reason: str | None, queue: str | None, yes: bool

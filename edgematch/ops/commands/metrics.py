@@ -6,9 +6,17 @@ import click
 
 from edgematch.config.settings import Settings
 
+
+def _port(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    if value is not None and not 0 <= value <= 65535:
+        raise click.BadParameter(f"expected a TCP port (0 for none), got {value}")
+    return value
+
+
 metrics_port = click.option(
     "--metrics-port",
-    type=click.IntRange(0, 65535),
+    type=int,
+    callback=_port,
     metavar="PORT",
     help="Serve Prometheus metrics on this port (default: EDGEMATCH_METRICS_PORT; none).",
 )

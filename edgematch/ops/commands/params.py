@@ -1,4 +1,4 @@
-"""The values the commands parse: times, durations, rates, steps, s3:// locations.
+"""The values the commands parse: times, days, durations, rates, steps, s3:// locations.
 
 Each is a click parameter type, so a bad value is refused before the command runs, with a
 one-line message naming the option (exit status 2).
@@ -6,6 +6,7 @@ one-line message naming the option (exit status 2).
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import time
 from typing import Any
@@ -34,6 +35,22 @@ class Moment(click.ParamType[float]):
             return parse_moment(str(value), now=time.time())
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+
+
+class Day(click.ParamType[dt.date]):
+    """``2024-05-01`` → a date."""
+
+    name = "day"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> dt.date:
+        if isinstance(value, dt.date):
+            return value
+        try:
+            return dt.date.fromisoformat(str(value))
+        except ValueError:
+            self.fail(f"expected YYYY-MM-DD, got {value!r}", param, ctx)
 
 
 class Duration(click.ParamType[float]):
@@ -109,6 +126,7 @@ class S3Uri(click.ParamType[tuple[str, str]]):
 
 
 MOMENT = Moment()
+DAY = Day()
 DURATION = Duration()
 RATE = Rate()
 STEPS = Steps()

@@ -7,7 +7,7 @@ import datetime as dt
 import click
 
 from edgematch.downstream.filing import parts
-from edgematch.ops.commands.params import S3_URI
+from edgematch.ops.commands.params import DAY, S3_URI
 from edgematch.ops.support import CONTEXT, Group, dumps, printable
 from edgematch.runtime import runtime
 
@@ -48,16 +48,17 @@ def reports() -> None:
 @click.option("--status", type=click.Choice(REPORT_STATES), help="Only reports in this state.")
 @click.option(
     "--since",
-    type=click.DateTime(["%Y-%m-%d"]),
+    type=DAY,
     metavar="YYYY-MM-DD",
     help="Only reports of scans on or after this date.",
 )
-@click.option("--limit", type=int, default=100, show_default=True, help="At most this many.")
+@click.option(
+    "--limit", type=int, metavar="N", default=100, show_default=True, help="At most this many."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON documents, one a line.")
-def list_reports(status: str | None, since: dt.datetime | None, limit: int, as_json: bool) -> int:
+def list_reports(status: str | None, since: dt.date | None, limit: int, as_json: bool) -> int:
     """List reports, oldest first: id, state, when, the content object and its evidence."""
-    day = since.date() if since else None
-    for doc in parts(runtime()).reports.list(since=day, status=status, limit=limit):
+    for doc in parts(runtime()).reports.list(since=since, status=status, limit=limit):
         if as_json:
             click.echo(dumps(doc, sort_keys=True))
             continue
