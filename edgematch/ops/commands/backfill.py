@@ -85,20 +85,13 @@ def backfill(
     if rt.settings.allowed_buckets and bucket not in rt.settings.allowed_buckets:
         raise Refused(f"bucket {bucket!r} is not in EDGEMATCH_ALLOWED_BUCKETS")
     checkpoints = Checkpoints(rt.redis, rt.settings.namespace)
-    cp = None if restart else checkpoints.load(bucket, prefix)
-    if cp is None:
-        cp = Checkpoint(bucket=bucket, prefix=prefix, since=since, rescan=rescan)
-    else:
-        problem = resume_problem(cp, since=since, rescan=rescan)
-        if problem:
-            raise Refused(problem)
-        if cp.finished_at:
-            click.echo(
-                f"backfill of s3://{bucket}/{prefix} finished at {format_moment(cp.finished_at)}"
-                f" ({cp.enqueued} enqueued); pass --restart to run it again"
-            )
-            return 0
-        click.echo(f"resuming after {cp.after!r}: {cp.enqueued} enqueued so far", err=True)
+    cp = _checkpoint(checkpoints, bucket, prefix, since=since, rescan=rescan, restart=restart)
+    if cp.finished_at:
+        click.echo(
+            f"backfill of s3://{bucket}/{prefix} finished at {format_moment(cp.finished_at)}"
+            f" ({cp.enqueued} enqueued); pass --restart to run it again"
+        )
+        return 0
     try:
         return _run(rt, cp, checkpoints, count=not no_count, page_size=page_size)
     except ConfigurationError:
@@ -110,6 +103,28 @@ def backfill(
             err=True,
         )
         return 1
+
+
+def _checkpoint(
+    checkpoints: Checkpoints,
+    bucket: str,
+    prefix: str,
+    *,
+    since: float | None,
+    rescan: bool,
+    restart: bool,
+) -> Checkpoint:
+    """The checkpoint to go on from, or a new one. Raises Refused when the options differ
+    from the ones the checkpoint was started with."""
+    cp = None if restart else checkpoints.load(bucket, prefix)
+    if cp is None:
+        return Checkpoint(bucket=bucket, prefix=prefix, since=since, rescan=rescan)
+    problem = resume_problem(cp, since=since, rescan=rescan)
+    if problem:
+        raise Refused(problem)
+    if not cp.finished_at:
+        click.echo(f"resuming after {cp.after!r}: {cp.enqueued} enqueued so far", err=True)
+    return cp
 
 
 def _run(
