@@ -308,3 +308,12 @@ def test_main_returns_the_exit_status() -> None:
     """The console script's main() returns the status instead of exiting."""
     assert cli.main(["dlq", "replay"]) == 2
     assert cli.main(["--version"]) == 0
+
+
+def test_a_bad_celery_option_is_one_line_too(runner: CliRunner) -> None:
+    """What `celery worker` refuses (it parses with click as well) is reported the same way,
+    before the worker connects anywhere."""
+    result = runner.invoke(cli.edgematch, ["worker", "--queues", "ingest", "--pool", "bogus"])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "error: Invalid value for '-P' / '--pool'" in lines[0], lines

@@ -50,10 +50,10 @@ def worker(queues: tuple[str, ...], metrics_port: int | None, celery_args: tuple
     """Run a Celery worker that consumes the queues of the given steps.
 
     Arguments it does not know go to `celery worker` as they are (CELERY-ARGS: for
-    example --concurrency 4 or --pool solo); EDGEMATCH_WORKER_CONCURRENCY applies unless
-    they set -c/--concurrency. Only a worker that consumes match, or reports with
-    EDGEMATCH_REPORTER=photodna, needs the subscription key: without it, it refuses to
-    start (exit 2).
+    example --concurrency 4 or --pool solo; `celery -A edgematch.tasks worker --help`
+    lists them); EDGEMATCH_WORKER_CONCURRENCY applies unless they set -c/--concurrency.
+    Only a worker that consumes match, or reports with EDGEMATCH_REPORTER=photodna, needs
+    the subscription key: without it, it refuses to start (exit 2).
 
     \b
       edgematch worker
@@ -97,7 +97,8 @@ def beat(metrics_port: int | None, celery_args: tuple[str, ...]) -> int:
     """Run the periodic sweep that keeps the batch buffer drained: exactly one per
     deployment.
 
-    Arguments it does not know go to `celery beat` as they are (CELERY-ARGS).
+    Arguments it does not know go to `celery beat` as they are (CELERY-ARGS; `celery -A
+    edgematch.tasks beat --help` lists them).
     """
     settings = Settings.from_env()
     os.environ["EDGEMATCH_PROCESS"] = "beat"  # read when the Celery app is configured
