@@ -20,11 +20,11 @@ import redis
 import structlog
 
 from edgematch.config.settings import Settings
+from edgematch.downstream.copies import META_SOURCE_SHA256
 from edgematch.downstream.evidence import EvidenceStore
 from edgematch.downstream.filing import Downstream
 from edgematch.downstream.quarantine import (
     META_SOURCE,
-    META_SOURCE_SHA256,
     MOVED,
     SHADOW,
     TAGGED,
