@@ -1,7 +1,7 @@
 """The values the commands parse: times, days, durations, rates, steps, s3:// locations.
 
 Each is a click parameter type, so a bad value is refused before the command runs, with a
-one-line message naming the option (exit status 2).
+one-line message naming the option and the reason (exit status 2).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import click
 
@@ -21,108 +21,91 @@ from edgematch.pipeline.events import parse_s3_uri
 TIMES_HELP = "a date (2024-05-01, 2024-05-01T12:30Z) or a duration back from now (6h, 7d)"
 
 
-class Moment(click.ParamType[float]):
+T = TypeVar("T")
+
+
+class FromText(click.ParamType[T]):
+    """A value read from its text by :meth:`parse`, which raises ValueError saying why not."""
+
+    def parse(self, text: str) -> T:
+        raise NotImplementedError
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> T:
+        if not isinstance(value, str):
+            return cast(T, value)  # converted already
+        try:
+            return self.parse(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class Moment(FromText[float]):
     """A date, a date and time, or a duration back from now → epoch seconds."""
 
     name = "time"
 
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
-        if isinstance(value, float):
-            return value
-        try:
-            return parse_moment(str(value), now=time.time())
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+    def parse(self, text: str) -> float:
+        return parse_moment(text, now=time.time())
 
 
-class Day(click.ParamType[dt.date]):
+class Day(FromText[dt.date]):
     """``2024-05-01`` → a date."""
 
     name = "day"
 
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> dt.date:
-        if isinstance(value, dt.date):
-            return value
+    def parse(self, text: str) -> dt.date:
         try:
-            return dt.date.fromisoformat(str(value))
+            return dt.date.fromisoformat(text)
         except ValueError:
-            self.fail(f"expected YYYY-MM-DD, got {value!r}", param, ctx)
+            raise ValueError(f"expected YYYY-MM-DD, got {text!r}") from None
 
 
-class Duration(click.ParamType[float]):
+class Duration(FromText[float]):
     """``7d``, ``6h``, ``1h30m`` → seconds."""
 
     name = "duration"
 
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
-        if isinstance(value, float):
-            return value
-        try:
-            return parse_duration(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+    def parse(self, text: str) -> float:
+        return parse_duration(text)
 
 
-class Rate(click.ParamType[float]):
+class Rate(FromText[float]):
     """A positive, finite number per second."""
 
     name = "rate"
 
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
+    def parse(self, text: str) -> float:
         try:
-            rate = float(value)
+            rate = float(text)
         except ValueError:
-            self.fail(f"expected a number per second, got {value!r}", param, ctx)
+            raise ValueError(f"expected a number per second, got {text!r}") from None
         if not math.isfinite(rate) or rate <= 0:
-            self.fail(f"expected a positive number per second, got {value!r}", param, ctx)
+            raise ValueError(f"expected a positive number per second, got {text!r}")
         return rate
 
 
-class Steps(click.ParamType[tuple[str, ...]]):
+class Steps(FromText[tuple[str, ...]]):
     """Comma-separated pipeline steps (``ingest,match``) → a tuple of known steps."""
 
     name = "steps"
 
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> tuple[str, ...]:
-        if isinstance(value, tuple):
-            return value
-        steps = tuple(s.strip() for s in str(value).split(",") if s.strip())
-        unknown = [s for s in steps if s not in QUEUE_STEPS]
-        if unknown or not steps:
-            self.fail(
-                f"unknown step {unknown[0]!r}; the steps are {', '.join(QUEUE_STEPS)}"
-                if unknown
-                else f"name at least one step of {', '.join(QUEUE_STEPS)}",
-                param,
-                ctx,
-            )
+    def parse(self, text: str) -> tuple[str, ...]:
+        steps = tuple(s.strip() for s in text.split(",") if s.strip())
+        for step in steps:
+            if step not in QUEUE_STEPS:
+                raise ValueError(f"unknown step {step!r}; the steps are {', '.join(QUEUE_STEPS)}")
+        if not steps:
+            raise ValueError(f"name at least one step of {', '.join(QUEUE_STEPS)}")
         return steps
 
 
-class S3Uri(click.ParamType[tuple[str, str]]):
+class S3Uri(FromText[tuple[str, str]]):
     """``s3://bucket/key`` (the key may be empty) → ``(bucket, key)``."""
 
     name = "s3uri"
 
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> tuple[str, str]:
-        if isinstance(value, tuple):
-            return value
-        try:
-            return parse_s3_uri(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+    def parse(self, text: str) -> tuple[str, str]:
+        return parse_s3_uri(text)
 
 
 MOMENT = Moment()
