@@ -62,10 +62,10 @@ def replayer(rt: Runtime, rate_per_s: float | None, progress: Progress | None) -
     # Imported here: importing edgematch.tasks configures Celery, which only a replay
     # needs (`dlq list` and the rest of the module must not).
     from edgematch.tasks import app  # noqa: PLC0415
-    from edgematch.tasks.steps import journal  # noqa: PLC0415
 
     def enqueue(name: str, kwargs: dict[str, Any], task_id: str) -> None:
-        journal(name, kwargs, task_id)  # a replay lost with a killed worker is sent again
+        # Journaled first: a replay lost with a killed worker is sent again.
+        rt.publisher.journal(name, kwargs, task_id)
         app.send_task(name, kwargs=kwargs, task_id=task_id)
 
     def accepts(name: str) -> bool:

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator, Sequence
 import click
 
 from edgematch.errors import ConfigurationError, EdgematchError, ObjectMissing
-from edgematch.infra.storage import make_s3_client
 from edgematch.ops.backfill import (
     Backfill,
     Checkpoint,
@@ -131,7 +130,7 @@ def _run(
     rt: Runtime, cp: Checkpoint, checkpoints: Checkpoints, *, count: bool, page_size: int
 ) -> int:
     s = rt.settings
-    s3 = make_s3_client(s)
+    s3 = rt.s3
 
     def pages(after: str | None) -> Iterator[Sequence[Listed]]:
         return list_pages(s3, cp.bucket, cp.prefix, start_after=after, page_size=page_size)

@@ -6,7 +6,6 @@ import datetime as dt
 
 import click
 
-from edgematch.downstream.filing import parts
 from edgematch.ops.commands.params import DAY, S3_URI
 from edgematch.ops.support import CONTEXT, Group, dumps, printable
 from edgematch.runtime import runtime
@@ -58,7 +57,7 @@ def reports() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON documents, one a line.")
 def list_reports(status: str | None, since: dt.date | None, limit: int, as_json: bool) -> int:
     """List reports, oldest first: id, state, when, the content object and its evidence."""
-    for doc in parts(runtime()).reports.list(since=since, status=status, limit=limit):
+    for doc in runtime().downstream.reports.list(since=since, status=status, limit=limit):
         if as_json:
             click.echo(dumps(doc, sort_keys=True))
             continue
@@ -79,7 +78,7 @@ def list_reports(status: str | None, since: dt.date | None, limit: int, as_json:
 @click.argument("report_id", metavar="ID")
 def show_report(report_id: str) -> int:
     """Print the report ID (as `reports list` shows it) as JSON. Exit 1 if there is none."""
-    doc = parts(runtime()).reports.find(report_id)
+    doc = runtime().downstream.reports.find(report_id)
     if doc is None:
         click.echo(f"edgematch: no report {printable(report_id)}", err=True)
         return 1
