@@ -176,11 +176,13 @@ def test_intake_starts_without_the_key(
     steps.__dict__["enqueue_events"] = lambda *args: None
     monkeypatch.setitem(sys.modules, "edgematch.tasks.steps", steps)
     rt = types.SimpleNamespace(settings=settings, redis=None)
-    monkeypatch.setattr("edgematch.runtime.runtime", lambda: rt)
+    # Patched where `edgematch intake` looks them up (its module imports them at the top).
+    command = "edgematch.ops.commands.intake"
+    monkeypatch.setattr(f"{command}.runtime", lambda: rt)
     monkeypatch.setattr("edgematch.infra.logs.configure", lambda *args, **kwargs: None)
-    monkeypatch.setattr("edgematch.infra.storage.make_sqs_client", lambda settings: None)
-    monkeypatch.setattr("edgematch.pipeline.intake.Intake", Intake)
-    monkeypatch.setattr("edgematch.infra.heartbeat.Heartbeat", Heartbeat)
+    monkeypatch.setattr(f"{command}.make_sqs_client", lambda settings: None)
+    monkeypatch.setattr(f"{command}.Intake", Intake)
+    monkeypatch.setattr(f"{command}.Heartbeat", Heartbeat)
     assert cli.main(["intake"]) == 0
     assert ran == ["intake"]
     assert celery.argv is None
