@@ -25,6 +25,7 @@ endpoints from boto3's own AWS_ENDPOINT_URL* variables.
 
 process types (see Procfile):
   edgematch intake     long-poll SQS, enqueue one ingest task per hash file
+  edgematch webhook    receive bucket notifications over HTTP (MinIO, Ceph RGW), the same way
   edgematch worker     the Celery worker: ingest, match, results, quarantine, reports
   edgematch beat       the periodic sweep that keeps the batch buffer drained
 
@@ -68,6 +69,16 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_intake)
 
     p = sub.add_parser(
+        "webhook",
+        help="receive bucket notifications over HTTP (MinIO, Ceph RGW) and enqueue ingest tasks",
+        description="Serve POSTed bucket notifications (MinIO's webhook target, Ceph RGW's HTTP "
+        "endpoint, S3-shaped bodies) on EDGEMATCH_WEBHOOK_HOST:EDGEMATCH_WEBHOOK_PORT, with "
+        "/healthz, /readyz and /metrics. Needs EDGEMATCH_WEBHOOK_TOKEN (or _FILE).",
+    )
+    _metrics_port_argument(p)
+    p.set_defaults(run=_webhook)
+
+    p = sub.add_parser(
         "worker",
         help="run a Celery worker (extra arguments go to celery worker)",
         description="Run a Celery worker. Arguments after the known ones go to `celery worker` "
@@ -88,29 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     _metrics_port_argument(p)
     p.set_defaults(run=_beat)
 
-    p = sub.add_parser(
-        "health",
-        help="liveness or readiness of a process on this host (exit 0 or 1), for probes",
-        description="Check a process's heartbeat file (touched by its working loop); "
-        "--readiness also needs Redis to answer. Exit 0 when healthy, 1 when not.",
-    )
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--liveness", action="store_true", help="is the process's loop alive?")
-    which.add_argument("--readiness", action="store_true", help="alive, and Redis answers?")
-    p.add_argument(
-        "--process",
-        choices=("worker", "intake", "beat"),
-        default="worker",
-        help="which process type (default: %(default)s)",
-    )
-    p.add_argument(
-        "--max-age",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="oldest heartbeat still counted alive (default: %(default)s)",
-    )
-    p.set_defaults(run=_health)
+    _add_health(sub)
 
     p = sub.add_parser("sandbox", help="run the local PhotoDNA stand-in", add_help=False)
     p.set_defaults(run=_sandbox)
@@ -158,6 +147,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for every result")
     p.set_defaults(run=_demo)
     return parser
+
+
+def _add_health(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "health",
+        help="liveness or readiness of a process on this host (exit 0 or 1), for probes",
+        description="Check a process's heartbeat file (touched by its working loop); "
+        "--readiness also needs Redis to answer. Exit 0 when healthy, 1 when not.",
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--liveness", action="store_true", help="is the process's loop alive?")
+    which.add_argument("--readiness", action="store_true", help="alive, and Redis answers?")
+    p.add_argument(
+        "--process",
+        choices=("worker", "intake", "webhook", "beat"),
+        default="worker",
+        help="which process type (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-age",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="oldest heartbeat still counted alive (default: %(default)s)",
+    )
+    p.set_defaults(run=_health)
 
 
 def _metrics_port_argument(parser: argparse.ArgumentParser) -> None:
@@ -236,6 +251,27 @@ def _intake(args: argparse.Namespace, rest: list[str]) -> int:
     finally:
         heartbeat.stop()
     return 0
+
+
+def _webhook(args: argparse.Namespace, rest: list[str]) -> int:
+    from edgematch.pipeline.webhook.server import run
+    from edgematch.tasks.steps import enqueue_events
+    from edgematch.worker import logs
+    from edgematch.worker.events import ObjectCreated
+    from edgematch.worker.ingest import event_to_args
+    from edgematch.worker.runtime import runtime
+
+    rt = runtime()
+    token = rt.settings.require_webhook_token()
+    logs.configure(rt.settings.log_level, rt.settings.log_format, process="webhook")
+    logs.register_secret(token.reveal())
+    port = args.metrics_port or rt.settings.metrics_port
+    _serve_metrics(args, rt.settings)
+
+    def enqueue(work: Sequence[tuple[ObjectCreated, str]]) -> None:
+        enqueue_events([(event_to_args(obj), cid) for obj, cid in work], "live")
+
+    return run(rt, enqueue, levels_served=bool(port))
 
 
 def needs_subscription_key(steps: Collection[str], settings: Settings) -> bool:

@@ -3,11 +3,19 @@
 Accepted message shapes:
 
 * S3 event notifications sent straight to SQS (``{"Records": [...]}``), also from MinIO
-  and Ceph (any ``eventSource`` ending in ``:s3``); several records per message;
+  and Ceph (any ``eventSource`` ending in ``:s3``); several records per message. MinIO's
+  webhook body adds ``EventName`` and ``Key`` around the same ``Records``; Ceph RGW's adds
+  ``opaqueData``, ``eventId`` and object ``metadata``/``tags`` to each record;
 * the same wrapped in an SNS notification (``{"Type": "Notification", "Message": "..."}``);
 * EventBridge ``Object Created`` events from ``aws.s3``;
 * ``s3:TestEvent`` (sent when notifications are configured), directly or inside SNS:
   skipped, not an error.
+
+Object keys arrive URL-encoded (``quote_plus``) from S3 and MinIO and are decoded; Ceph RGW
+sends them as they are (``rgw_notify.cc`` copies the object's name into the record), so a
+``ceph:s3`` key is taken literally: decoding it would turn ``a+b.bin`` into ``a b.bin``.
+An object ``size`` written as a decimal string (as Ceph's documentation shows it) is read
+as the number it names.
 
 Raised: :class:`~edgematch.worker.errors.BadInput` when the whole message is unusable
 (too large, not JSON, not one of the shapes above, or every record in it malformed).
@@ -64,6 +72,8 @@ _EVENTBRIDGE_REASONS: Final = {
     "CopyObject": "ObjectCreated:Copy",
     "CompleteMultipartUpload": "ObjectCreated:CompleteMultipartUpload",
 }
+# Senders that put the object key in the record as it is, not URL-encoded.
+_RAW_KEY_SOURCES: Final = frozenset({"ceph"})
 _SNS_CONTROL_TYPES: Final = frozenset({"SubscriptionConfirmation", "UnsubscribeConfirmation"})
 _SHORT: Final = 60
 
@@ -325,9 +335,10 @@ def _s3_record(record: Any, *, via_sns: bool) -> ObjectCreated | SkippedRecord:
     bucket = _bucket_name(_required_dict(s3, "bucket"))
     obj = _required_dict(s3, "object")
     vendor = event_source.removesuffix(":s3")
+    raw_key = _required_str(obj, "key")
     return ObjectCreated(
         bucket=bucket,
-        key=_decode_key(_required_str(obj, "key")),
+        key=_literal_key(raw_key) if vendor in _RAW_KEY_SOURCES else _decode_key(raw_key),
         version_id=_version_id(_optional_str(obj, "versionId")),
         etag=_etag(_optional_str(obj, "eTag")),
         size=_optional_size(obj, "size"),
@@ -397,6 +408,13 @@ def _decode_key(raw: str) -> str:
     return key
 
 
+def _literal_key(raw: str) -> str:
+    problem = key_problem(raw)
+    if problem:
+        raise _BadRecord(f"{problem}: {_short(raw)}")
+    return raw
+
+
 def _bucket_name(bucket: Mapping[str, Any]) -> str:
     name = _required_str(bucket, "name")
     if not name:
@@ -451,6 +469,8 @@ def _optional_size(parent: Mapping[str, Any], name: str) -> int | None:
     value = parent.get(name)
     if value is None:
         return None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
+        return int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise _BadRecord(f"{name} is not a non-negative whole number")
     return value

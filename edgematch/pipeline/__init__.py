@@ -1,0 +1,1 @@
+"""The pipeline's stages, from the events that announce uploads to the results."""
