@@ -145,6 +145,13 @@ def _parser() -> argparse.ArgumentParser:
         "--rate", type=float, default=5.0, help="sandbox requests per second (default: %(default)s)"
     )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for every result")
+    p.add_argument(
+        "--intake",
+        choices=("sqs", "webhook"),
+        default="sqs",
+        help="how uploads are announced: S3 notifications to SQS read by `edgematch intake`, "
+        "or MinIO-shaped notifications POSTed to `edgematch webhook` (default: %(default)s)",
+    )
     p.set_defaults(run=_demo)
     return parser
 
@@ -402,7 +409,11 @@ def _demo(args: argparse.Namespace, rest: list[str]) -> int:
     from edgematch.worker.demo import run_demo
 
     return run_demo(
-        uploads=args.uploads, matches=args.matches, rate=args.rate, timeout_s=args.timeout
+        uploads=args.uploads,
+        matches=args.matches,
+        rate=args.rate,
+        timeout_s=args.timeout,
+        intake=args.intake,
     )
 
 
