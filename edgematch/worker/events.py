@@ -14,8 +14,8 @@ Accepted message shapes:
 Object keys arrive URL-encoded (``quote_plus``) from S3 and MinIO and are decoded; Ceph RGW
 sends them as they are (``rgw_notify.cc`` copies the object's name into the record), so a
 ``ceph:s3`` key is taken literally: decoding it would turn ``a+b.bin`` into ``a b.bin``.
-An object ``size`` written as a decimal string (as Ceph's documentation shows it) is read
-as the number it names.
+A Ceph record's ``size`` written as a decimal string (as Ceph's documentation shows it) is
+read as the number it names; from any other sender a string size is refused.
 
 Raised: :class:`~edgematch.worker.errors.BadInput` when the whole message is unusable
 (too large, not JSON, not one of the shapes above, or every record in it malformed).
@@ -72,7 +72,8 @@ _EVENTBRIDGE_REASONS: Final = {
     "CopyObject": "ObjectCreated:Copy",
     "CompleteMultipartUpload": "ObjectCreated:CompleteMultipartUpload",
 }
-# Senders that put the object key in the record as it is, not URL-encoded.
+# Senders that put the object key in the record as it is, not URL-encoded (and may write
+# the size as a string).
 _RAW_KEY_SOURCES: Final = frozenset({"ceph"})
 _SNS_CONTROL_TYPES: Final = frozenset({"SubscriptionConfirmation", "UnsubscribeConfirmation"})
 _SHORT: Final = 60
@@ -341,7 +342,7 @@ def _s3_record(record: Any, *, via_sns: bool) -> ObjectCreated | SkippedRecord:
         key=_literal_key(raw_key) if vendor in _RAW_KEY_SOURCES else _decode_key(raw_key),
         version_id=_version_id(_optional_str(obj, "versionId")),
         etag=_etag(_optional_str(obj, "eTag")),
-        size=_optional_size(obj, "size"),
+        size=_optional_size(obj, "size", text_ok=vendor in _RAW_KEY_SOURCES),
         event_time=_optional_time(record, "eventTime"),
         event_name=event_name,
         sequencer=_optional_str(obj, "sequencer") or None,
@@ -465,11 +466,13 @@ def _optional_str(parent: Mapping[str, Any], name: str) -> str | None:
     raise _BadRecord(f"{name} is a JSON {_json_type(value)}, not a string")
 
 
-def _optional_size(parent: Mapping[str, Any], name: str) -> int | None:
+def _optional_size(parent: Mapping[str, Any], name: str, *, text_ok: bool = False) -> int | None:
     value = parent.get(name)
     if value is None:
         return None
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
+    if text_ok and isinstance(value, str) and value.isascii() and value.isdigit():
+        if len(value) > 20:
+            raise _BadRecord(f"{name} is not a plausible size")
         return int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise _BadRecord(f"{name} is not a non-negative whole number")

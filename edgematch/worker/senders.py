@@ -57,6 +57,7 @@ def minio_notification(
         "userIdentity": {"principalId": "platform"},
         "requestParameters": {"principalId": "platform", "region": "", "sourceIPAddress": ""},
         "responseElements": {
+            "content-length": str(size),
             "x-amz-id-2": uuid.uuid4().hex,
             "x-amz-request-id": uuid.uuid4().hex[:16].upper(),
             "x-minio-deployment-id": "00000000-0000-4000-8000-000000000000",

@@ -102,7 +102,8 @@ class Enqueuer:
     def stop(self, timeout_s: float = 5.0) -> None:
         """End the thread; anything still pending is refused as ``unavailable``."""
         self._stop.set()
-        self._thread.join(timeout_s)
+        if self._thread.ident is not None:
+            self._thread.join(timeout_s)
         while True:
             try:
                 self._pending.get_nowait().future.set_result(Outcome(False, "unavailable"))
