@@ -233,11 +233,13 @@ class LocalPipeline:
         content: bytes | None = None,
         metadata: Mapping[str, str] | None = None,
         notify: bool = True,
+        shape: str | None = None,
     ) -> dict[str, Any] | None:
         """Upload a content object (optional) and then its hash file, as a platform would.
 
         With the webhook intake (and ``notify``), the hash file's notification is then
-        delivered to it as MinIO delivers (sent again until accepted). Returns that body.
+        delivered to it as MinIO delivers (sent again until accepted), in ``shape``'s form
+        (minio or ceph; default ``notify_as``). Returns that body.
         """
         s3 = self.s3()
         content_key = key[: -len(".bin")] if key.endswith(".bin") else key
@@ -251,7 +253,11 @@ class LocalPipeline:
         if self.intake != "webhook":
             return None
         body = self.notification(
-            key, version_id=put.get("VersionId"), etag=put.get("ETag"), size=len(hash_bytes)
+            key,
+            version_id=put.get("VersionId"),
+            etag=put.get("ETag"),
+            size=len(hash_bytes),
+            shape=shape,
         )
         if notify:
             self.deliver(body)
