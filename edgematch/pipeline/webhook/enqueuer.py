@@ -10,8 +10,14 @@ A future resolves only after that publish returned, or with the reason it was re
 bug: logged). Either way the sender keeps the notification and sends it again.
 
 The live lane weighs a queued task as the ten objects it may carry (pipeline/backpressure),
-so admission counts tasks the same way and never passes the mark. Pending submissions are
-bounded (``max_pending``); past it, :meth:`submit` refuses at once.
+so admission counts tasks the same way. Reading the backlog costs two Redis round trips, so
+a reading is reused for up to ``BACKLOG_TTL_S``, with the tasks published since added to it:
+workers only ever lower the backlog, so with one webhook process the estimate never
+undercounts and the mark is never passed; several processes may together pass it by what
+they publish within that time, as several intake processes may by a receive each. When
+the estimate leaves no room the backlog is read again at once (workers may have drained
+it). Pending submissions are bounded (``max_pending``); past it, :meth:`submit` refuses at
+once.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ Work = Sequence[tuple[ObjectCreated, str]]
 TICK_S = 1.0
 #: Seconds between idle looks at the backlog (they keep ``redis_ok`` current).
 IDLE_PROBE_S = 5.0
+#: Seconds a backlog reading is reused for (plus what was published since).
+BACKLOG_TTL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,9 @@ class Enqueuer:
         #: Whether the last look at Redis got an answer (for /readyz).
         self.redis_ok = False
         self._last_probe = 0.0
+        #: The last backlog reading plus what was published since, and when it was read.
+        self._estimate = 0
+        self._read_at = -math.inf
 
     def start(self) -> Enqueuer:
         self._thread.start()
@@ -154,6 +165,11 @@ class Enqueuer:
         batch = [s for s in batch if not s.future.cancelled()]
         if not batch:
             return
+        sizes = [len(s.work) for s in batch]
+        fresh = time.monotonic() - self._read_at < BACKLOG_TTL_S
+        if fresh and admitted(self._estimate, self.high_water, sizes) == len(batch):
+            self._publish(batch, self._estimate)
+            return
         try:
             backlog = self._read_backlog()
         except TransientError as exc:
@@ -168,7 +184,12 @@ class Enqueuer:
             _resolve(batch, Outcome(False, "unavailable"))
             return
         self.redis_ok = True
-        self._last_probe = time.monotonic()
+        self._last_probe = self._read_at = time.monotonic()
+        self._estimate = backlog
+        self._publish(batch, backlog)
+
+    def _publish(self, batch: list[_Submission], backlog: int) -> None:
+        """Publish what fits under the mark over ``backlog``; refuse the rest."""
         fit = admitted(backlog, self.high_water, [len(s.work) for s in batch])
         if fit < len(batch):
             log.warning(
@@ -194,6 +215,7 @@ class Enqueuer:
             log.exception("enqueue_failed_unexpectedly", objects=len(work))
             _resolve(taken, Outcome(False, "unavailable"))
             return
+        self._estimate += INGEST_BATCH * math.ceil(len(work) / INGEST_BATCH)
         for obj, correlation_id in work:
             metrics.OBJECTS_ENQUEUED.labels("live").inc()
             log.info(
