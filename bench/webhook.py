@@ -36,11 +36,10 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
-import redis
-
-from edgematch.worker.devstack import RedisServer, free_port, wait_for_port
-from edgematch.worker.keys import Keys
-from edgematch.worker.senders import minio_notification
+from devtools.devstack import RedisServer, free_port, wait_for_port
+from devtools.senders import minio_notification
+from edgematch.infra.keys import Keys
+from edgematch.infra.redisclient import redis_client
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -180,7 +179,7 @@ class Drain:
     """Takes ingest tasks out of the broker as a pool that keeps up would; counts their files."""
 
     def __init__(self, url: str) -> None:
-        self.client = redis.Redis.from_url(url)
+        self.client = redis_client(url)
         self.objects = 0
         self.tasks = 0
         self._stop = threading.Event()
@@ -277,7 +276,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     drain = Drain(server.url).start()
     port = free_port()
     hook = _spawn(
-        [sys.executable, "-m", "edgematch.worker.cli", "webhook"],
+        [sys.executable, "-m", "edgematch.ops.cli", "webhook"],
         {
             **env,
             "EDGEMATCH_REDIS_URL": server.url,

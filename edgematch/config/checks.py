@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
-from edgematch.worker.errors import ConfigurationError
+from edgematch.errors import ConfigurationError
 
 if TYPE_CHECKING:  # settings.py imports this module
     from edgematch.config.settings import Settings
@@ -50,13 +50,6 @@ def quarantine_is_not_an_upload_bucket(s: Settings) -> None:
         )
 
 
-def webhook_tls_is_a_pair(s: Settings) -> None:
-    if bool(s.webhook_tls_cert_file) != bool(s.webhook_tls_key_file):
-        raise ConfigurationError(
-            "EDGEMATCH_WEBHOOK_TLS_CERT_FILE and EDGEMATCH_WEBHOOK_TLS_KEY_FILE go together"
-        )
-
-
 def reporter_has_what_it_needs(s: Settings) -> None:
     needed: dict[str, object] = {}
     if s.reporter == "webhook":
@@ -83,5 +76,4 @@ CHECKS: Final[tuple[Callable[[Settings], None], ...]] = (
     move_has_a_bucket,
     quarantine_is_not_an_upload_bucket,
     reporter_has_what_it_needs,
-    webhook_tls_is_a_pair,
 )

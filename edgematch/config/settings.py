@@ -11,7 +11,7 @@ Endpoints of S3-compatible stores and SQS come from boto3's own variables
 (``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL_SQS``,
 ``AWS_DEFAULT_REGION`` and the credentials chain) and are not repeated here.
 
-A missing or malformed value raises :class:`~edgematch.worker.errors.ConfigurationError`
+A missing or malformed value raises :class:`~edgematch.errors.ConfigurationError`
 whose message names the variable; the CLI turns it into exit status 2.
 """
 
@@ -30,7 +30,7 @@ from edgematch.config.elsewhere import READ_ELSEWHERE
 from edgematch.config.environ import read, warn_unknown
 from edgematch.config.parsers import OPERATIONS
 from edgematch.config.secret import Secret
-from edgematch.worker.errors import ConfigurationError
+from edgematch.errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -194,12 +194,14 @@ class Settings:
     webhook_max_connections: int = setting(
         1000, WEBHOOK, p.positive_int, unit="connections",
         help="connections served at once by one process; past it new ones are answered 503")
-    webhook_tls_cert_file: str | None = setting(
+    webhook_tls_certfile: str | None = setting(
         None, WEBHOOK, p.non_empty,
-        help="serve HTTPS with this PEM certificate chain (with `EDGEMATCH_WEBHOOK_TLS_KEY_FILE`); "
+        help="serve HTTPS with this PEM certificate chain (and its key, or "
+        "`EDGEMATCH_WEBHOOK_TLS_KEYFILE`); "
         "without it, terminate TLS in front ([the webhook](operations.md#the-webhook-intake))")
-    webhook_tls_key_file: str | None = setting(
-        None, WEBHOOK, p.non_empty, help="the PEM private key of that certificate")
+    webhook_tls_keyfile: str | None = setting(
+        None, WEBHOOK, p.non_empty,
+        help="the PEM private key of that certificate, when it is not in the same file")
     log_format: str = setting(
         "json", PROCESSES, p.log_format,
         help="`json` (one object a line) or `console` (for people)")

@@ -1,1 +1,2 @@
-"""The pipeline's stages, from the events that announce uploads to the results."""
+"""The pipeline stages, from an upload event to a recorded result: events, intake, ingest,
+the batch buffer and limiter, match, results, verdicts and tags, backpressure."""

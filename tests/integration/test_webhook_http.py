@@ -23,9 +23,9 @@ import httpx
 import pytest
 import redis
 
-from edgematch.worker.devstack import RedisServer, free_port, wait_for_port
-from edgematch.worker.keys import Keys
-from edgematch.worker.senders import minio_notification
+from devtools.devstack import RedisServer, free_port, wait_for_port
+from devtools.senders import minio_notification
+from edgematch.infra.keys import Keys
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -74,7 +74,7 @@ def webhook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webhook]:
     log = tmp / "webhook.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "edgematch.worker.cli", "webhook"],
+            [sys.executable, "-m", "edgematch.ops.cli", "webhook"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -277,7 +277,7 @@ def test_health_readiness_and_metrics(hook: Webhook) -> None:
         [
             sys.executable,
             "-m",
-            "edgematch.worker.cli",
+            "edgematch.ops.cli",
             "health",
             "--readiness",
             "--process",
@@ -306,7 +306,7 @@ def test_no_webhook_without_a_strong_token(token: str | None, why: str) -> None:
     if token:
         env["EDGEMATCH_WEBHOOK_TOKEN"] = token
     done = subprocess.run(
-        [sys.executable, "-m", "edgematch.worker.cli", "webhook"],
+        [sys.executable, "-m", "edgematch.ops.cli", "webhook"],
         env=env,
         capture_output=True,
         text=True,

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edgematch.infra.redisclient import BrokerUnavailable, RedisUnavailable
+from edgematch.pipeline.events import ObjectCreated
 from edgematch.pipeline.webhook.enqueuer import ENQUEUED, Enqueuer, Outcome, Work, admitted
-from edgematch.worker.events import ObjectCreated
-from edgematch.worker.redisclient import BrokerUnavailable, RedisUnavailable
 
 MARK = 100
 

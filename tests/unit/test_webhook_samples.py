@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from edgematch.worker.events import parse_message, select
-from edgematch.worker.senders import ceph_notification, minio_notification
+from devtools.senders import ceph_notification, minio_notification
+from edgematch.pipeline.events import parse_message, select
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "notifications"
 KEY = "photos/2026/cat photo+1.jpg.bin"

@@ -20,11 +20,11 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from edgematch.infra import metrics
+from edgematch.infra.logs import get_logger
 from edgematch.pipeline.webhook import auth
 from edgematch.pipeline.webhook.door import Door, Reply
 from edgematch.pipeline.webhook.enqueuer import Enqueuer
-from edgematch.worker import metrics
-from edgematch.worker.logs import get_logger
 
 log = get_logger(__name__)
 

@@ -26,12 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgematch.config.settings import Settings
+from edgematch.errors import BadInput, TransientError
+from edgematch.infra import metrics
+from edgematch.infra.logs import get_logger
+from edgematch.names import DEAD_LETTER_WEBHOOK, DEAD_LETTER_WEBHOOK_PREFIX, WEBHOOK_QUEUE
+from edgematch.pipeline.events import ParsedMessage, parse_message, select
 from edgematch.pipeline.webhook.enqueuer import Enqueuer, Outcome
-from edgematch.worker import metrics
-from edgematch.worker.deadletters import DeadLetters
-from edgematch.worker.errors import BadInput, TransientError
-from edgematch.worker.events import ParsedMessage, parse_message, select
-from edgematch.worker.logs import get_logger
+from edgematch.recovery.deadletters import DeadLetters
 
 log = get_logger(__name__)
 
@@ -116,8 +117,8 @@ class Door:
         try:
             await asyncio.to_thread(
                 self.dead_letters.add,
-                task="edgematch.webhook",
-                queue="webhook",
+                task=DEAD_LETTER_WEBHOOK,
+                queue=WEBHOOK_QUEUE,
                 reason="malformed_event",
                 message=reason,
                 args={
@@ -125,7 +126,7 @@ class Door:
                     "body_excerpt": body[:EXCERPT_CHARS].decode("utf-8", "replace"),
                     "remote": remote,
                 },
-                dedupe_id=f"webhook:{digest[:32]}",
+                dedupe_id=f"{DEAD_LETTER_WEBHOOK_PREFIX}{digest[:32]}",
             )
         except TransientError as exc:
             log.error("dead_letter_failed", request=digest[:16], error=type(exc).__name__)

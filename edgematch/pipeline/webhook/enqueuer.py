@@ -30,11 +30,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from edgematch.worker import health, metrics
-from edgematch.worker.backpressure import INGEST_BATCH
-from edgematch.worker.errors import TransientError
-from edgematch.worker.events import ObjectCreated
-from edgematch.worker.logs import get_logger
+from edgematch.errors import TransientError
+from edgematch.infra import health, metrics
+from edgematch.infra.logs import get_logger
+from edgematch.pipeline.backpressure import INGEST_BATCH
+from edgematch.pipeline.events import ObjectCreated
 
 log = get_logger(__name__)
 

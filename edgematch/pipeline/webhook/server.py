@@ -15,13 +15,14 @@ from collections.abc import Callable
 import uvicorn
 from prometheus_client import REGISTRY, generate_latest
 
+from edgematch.infra import metrics
+from edgematch.infra.heartbeat import Heartbeat
+from edgematch.infra.logs import get_logger
+from edgematch.pipeline import backpressure
 from edgematch.pipeline.webhook.app import WebhookApp
 from edgematch.pipeline.webhook.door import Door
 from edgematch.pipeline.webhook.enqueuer import Enqueuer, Work
-from edgematch.worker import backpressure, metrics
-from edgematch.worker.heartbeat import Heartbeat
-from edgematch.worker.logs import get_logger
-from edgematch.worker.runtime import Runtime
+from edgematch.runtime import Runtime
 
 log = get_logger(__name__)
 
@@ -75,8 +76,8 @@ def run(rt: Runtime, enqueue: Callable[[Work], None], *, levels_served: bool = F
         limit_concurrency=s.webhook_max_connections,
         timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=int(s.shutdown_grace_s),
-        ssl_certfile=s.webhook_tls_cert_file,
-        ssl_keyfile=s.webhook_tls_key_file,
+        ssl_certfile=s.webhook_tls_certfile,
+        ssl_keyfile=s.webhook_tls_keyfile,
     )
     server = uvicorn.Server(config)
     heartbeat = Heartbeat(rt.redis, s.namespace, "webhook").start()
@@ -85,7 +86,7 @@ def run(rt: Runtime, enqueue: Callable[[Work], None], *, levels_served: bool = F
         "webhook_started",
         host=s.webhook_host,
         port=s.webhook_port,
-        tls=bool(s.webhook_tls_cert_file),
+        tls=bool(s.webhook_tls_certfile),
         high_water=enqueuer.high_water,
         max_body_bytes=s.webhook_max_body_bytes,
     )
