@@ -138,9 +138,10 @@ def test_a_burst_past_the_high_water_mark_is_refused_then_scanned_exactly_once(
     refused = [b for b, a in zip(bodies, answers, strict=True) if a.status_code == 503]
     seen = [pipe.deliver(body) for body in refused if body is not None]
     assert all(statuses[-1] == 200 for statuses in seen)
-    # MinIO may also send an accepted event again (a timeout on its side): harmless.
+    # MinIO may also send an accepted event again (a timeout on its side): harmless. (It may
+    # meet a 503 first, while the backlog is still at the mark, and be sent again.)
     for body in bodies[:5]:
-        assert body is not None and pipe.deliver(body) == [200]
+        assert body is not None and pipe.deliver(body)[-1] == 200
     _scanned_once(pipe, keys)
 
 
