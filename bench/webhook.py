@@ -321,8 +321,11 @@ def _table(results: dict[str, Any], args: argparse.Namespace) -> str:
     w, b = results["webhook"], results["baseline"]
     ratio = w["ceiling"]["accepted_per_s"] / b["ceiling"]["accepted_per_s"]
     e = results["enqueued"]
+    load = results["load_average"]
     lines += [
         "",
+        f"load average (1 min) before / after: {load['before'][0]:.1f} / {load['after'][0]:.1f} "
+        f"on {os.cpu_count()} cores (others' work on this shared machine)",
         f"ceiling, webhook / baseline: {ratio:.2f}",
         f"enqueued: {e['objects_in_tasks']} hash files in {e['tasks']} tasks "
         f"for {e['accepted']} accepted notifications",
@@ -351,8 +354,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import tempfile  # noqa: PLC0415
 
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="edgematch-bench-webhook-") as tmp:
         results = run(args, Path(tmp))
+    # The machine is shared: what else ran meanwhile, to read the figures with.
+    results["load_average"] = {"before": load_before, "after": os.getloadavg()}
     steady = results["webhook"]["steady"]
     results["met"] = bool(
         steady["accepted_per_s"] >= 500

@@ -294,7 +294,8 @@ def test_health_readiness_and_metrics(hook: Webhook) -> None:
         check=False,
     )
     assert probe.returncode == 0, probe.stdout + probe.stderr
-    assert httpx.get(hook.url).status_code == 405
+    wrong = [httpx.get(hook.url), httpx.post(base + "/healthz")]
+    assert [(a.status_code, a.headers["allow"]) for a in wrong] == [(405, "POST"), (405, "GET")]
 
 
 @pytest.mark.parametrize(

@@ -121,7 +121,7 @@ class WebhookApp:
 
     async def _operational(self, path: str, method: str, send: Send) -> None:
         if method not in ("GET", "HEAD"):
-            await self._send(send, Reply(405, {"error": "GET only"}), close=False)
+            await self._send(send, Reply(405, {"error": "GET only"}), close=False, allow=b"GET")
         elif path == "/metrics":
             text = await asyncio.to_thread(self._metrics_text)
             await _respond(send, 200, text, [(b"content-type", b"text/plain; version=0.0.4")])
@@ -132,14 +132,14 @@ class WebhookApp:
             ready = self.enqueuer.alive() and self.enqueuer.redis_ok
             await self._send(send, Reply(200 if ready else 503, {"ready": ready}), close=False)
 
-    async def _send(self, send: Send, reply: Reply, *, close: bool) -> None:
+    async def _send(self, send: Send, reply: Reply, *, close: bool, allow: bytes = b"POST") -> None:
         headers = [_JSON]
         if reply.retry_later:
             headers.append((b"retry-after", self._retry_after))
         if reply.status == 401:
             headers.append((b"www-authenticate", b'Bearer realm="edgematch"'))
         if reply.status == 405:
-            headers.append((b"allow", b"POST"))
+            headers.append((b"allow", allow))
         if close:
             headers.append(_CLOSE)
         await _respond(send, reply.status, json.dumps(reply.doc).encode(), headers)
