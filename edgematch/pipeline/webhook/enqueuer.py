@@ -26,6 +26,7 @@ import math
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -46,10 +47,13 @@ TICK_S = 1.0
 IDLE_PROBE_S = 5.0
 #: Seconds a backlog reading is reused for (plus what was published since).
 BACKLOG_TTL_S = 0.25
-#: Seconds a round waits for company once the one before it carried several requests (a
-#: sign of concurrent senders). A publish costs about a millisecond of CPU whatever it
-#: carries; a sender posting one event at a time (MinIO's store) never waits.
-LINGER_S = 0.002
+#: Seconds a round waits for company while requests come in faster than that from several
+#: connections: a publish costs about half a millisecond of CPU whatever it carries, so
+#: under load a few milliseconds of waiting buy most of the CPU back. One sender posting
+#: one event at a time over one connection (MinIO's store) never waits.
+LINGER_S = 0.005
+#: Recent submissions looked at to tell one sequential sender from several.
+RECENT = 32
 #: Seconds between touches of the heartbeat file.
 BEAT_EVERY_S = 1.0
 
@@ -112,7 +116,9 @@ class Enqueuer:
         self._estimate = 0
         self._read_at = -math.inf
         self._beat_at = -math.inf
-        self._last_round = 0
+        # Arrival times and connections of recent submissions (appended from the event
+        # loop's thread, read from this one: a deque's append and copy are atomic).
+        self._arrivals: deque[tuple[float, object]] = deque(maxlen=RECENT)
 
     def start(self) -> Enqueuer:
         self._thread.start()
@@ -132,9 +138,13 @@ class Enqueuer:
     def alive(self, max_age_s: float = 30.0) -> bool:
         return self._thread.is_alive() and time.monotonic() - self.last_tick < max_age_s
 
-    def submit(self, work: Work) -> Future[Outcome]:
-        """Queue ``work`` (not empty) for the thread; the future says what became of it."""
+    def submit(self, work: Work, *, sender: object = None) -> Future[Outcome]:
+        """Queue ``work`` (not empty) for the thread; the future says what became of it.
+
+        ``sender`` names the connection it came by (any hashable value).
+        """
         future: Future[Outcome] = Future()
+        self._arrivals.append((time.monotonic(), sender))
         if self._stop.is_set():
             future.set_result(Outcome(False, "unavailable"))
             return future
@@ -155,15 +165,12 @@ class Enqueuer:
                 first = self._pending.get(timeout=TICK_S)
             except queue.Empty:
                 self._probe()
-                self._last_round = 0
                 continue
-            batch = self._gather(first)
-            self._last_round = len(batch)
-            self._round(batch)
+            self._round(self._gather(first))
 
     def _gather(self, first: _Submission) -> list[_Submission]:
         batch, objects = [first], len(first.work)
-        linger_until = time.monotonic() + (LINGER_S if self._last_round > 1 else 0.0)
+        linger_until = time.monotonic() + (LINGER_S if self._busy() else 0.0)
         while objects < self._max_objects:
             wait = linger_until - time.monotonic()
             try:
@@ -173,6 +180,14 @@ class Enqueuer:
             batch.append(more)
             objects += len(more.work)
         return batch
+
+    def _busy(self) -> bool:
+        """Whether requests arrive faster than one a LINGER_S, over several connections."""
+        recent = list(self._arrivals)
+        if len(recent) < RECENT:
+            return False
+        span = recent[-1][0] - recent[0][0]
+        return span < LINGER_S * (len(recent) - 1) and len({s for _, s in recent}) > 1
 
     def _round(self, batch: list[_Submission]) -> None:
         # A request that stopped waiting (its timeout) was answered 503: its sender sends

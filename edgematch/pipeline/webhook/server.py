@@ -73,6 +73,8 @@ def run(rt: Runtime, enqueue: Callable[[Work], None], *, levels_served: bool = F
         access_log=False,
         log_config=None,
         server_header=False,
+        # Forwarded headers are not read: the remote address only ever reaches a log line.
+        proxy_headers=False,
         limit_concurrency=s.webhook_max_connections,
         timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=int(s.shutdown_grace_s),
