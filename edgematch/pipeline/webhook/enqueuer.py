@@ -83,6 +83,20 @@ def admitted(backlog: int, mark: int, sizes: Sequence[int], per_task: int = INGE
     return len(sizes)
 
 
+def busy(arrivals: Sequence[tuple[float, object]], linger_s: float = LINGER_S) -> bool:
+    """Whether waiting ``linger_s`` for company is worth it. Pure.
+
+    ``arrivals``: (time, connection) of the last ``RECENT`` submissions, oldest first. Yes
+    when they came faster than one a ``linger_s`` and over more than one connection: a
+    single sender that waits for each answer before its next request gains nothing from a
+    wait, only its latency.
+    """
+    if len(arrivals) < RECENT:
+        return False
+    span = arrivals[-1][0] - arrivals[0][0]
+    return span < linger_s * (len(arrivals) - 1) and len({c for _, c in arrivals}) > 1
+
+
 @dataclass
 class _Submission:
     work: Work
@@ -170,7 +184,7 @@ class Enqueuer:
 
     def _gather(self, first: _Submission) -> list[_Submission]:
         batch, objects = [first], len(first.work)
-        linger_until = time.monotonic() + (LINGER_S if self._busy() else 0.0)
+        linger_until = time.monotonic() + (LINGER_S if busy(list(self._arrivals)) else 0.0)
         while objects < self._max_objects:
             wait = linger_until - time.monotonic()
             try:
@@ -180,14 +194,6 @@ class Enqueuer:
             batch.append(more)
             objects += len(more.work)
         return batch
-
-    def _busy(self) -> bool:
-        """Whether requests arrive faster than one a LINGER_S, over several connections."""
-        recent = list(self._arrivals)
-        if len(recent) < RECENT:
-            return False
-        span = recent[-1][0] - recent[0][0]
-        return span < LINGER_S * (len(recent) - 1) and len({s for _, s in recent}) > 1
 
     def _round(self, batch: list[_Submission]) -> None:
         # A request that stopped waiting (its timeout) was answered 503: its sender sends
