@@ -228,17 +228,25 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(5)
 
 
-def _phases(port: int, tag: str, args: argparse.Namespace) -> dict[str, Any]:
-    steady = load(
-        port,
-        requests(int(args.rate * args.seconds), port, tag + "-steady"),
-        args.connections,
-        args.rate,
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _phases(port: int, tag: str, args: argparse.Namespace, pid: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    phases = (
+        ("steady", int(args.rate * args.seconds), args.rate),
+        ("ceiling", args.ceiling_requests, None),
     )
-    ceiling = load(
-        port, requests(args.ceiling_requests, port, tag + "-max"), args.connections, None
-    )
-    return {"steady": steady, "ceiling": ceiling}
+    for phase, count, rate in phases:
+        reqs = requests(count, port, f"{tag}-{phase}")
+        before = _cpu_s(pid)
+        out[phase] = load(port, reqs, args.connections, rate)
+        # The server's own CPU per request: what the machine's other load changes least.
+        out[phase]["server_cpu_ms_per_request"] = round((_cpu_s(pid) - before) * 1000 / count, 3)
+    return out
 
 
 def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -268,7 +276,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     )
     try:
         load(port, requests(200, port, "warm-b"), args.connections, None)
-        results["baseline"] = _phases(port, "baseline", args)
+        results["baseline"] = _phases(port, "baseline", args, base.pid)
     finally:
         _stop(base)
 
@@ -289,7 +297,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     )
     try:
         load(port, requests(200, port, "warm-w"), args.connections, None)
-        results["webhook"] = _phases(port, "webhook", args)
+        results["webhook"] = _phases(port, "webhook", args, hook.pid)
     finally:
         _stop(hook)
         drain.stop()
@@ -309,14 +317,15 @@ def _table(results: dict[str, Any], args: argparse.Namespace) -> str:
         f"{args.connections} connections, MinIO-shaped notifications (one per request)",
         "",
         f"{'':10} {'phase':8} {'offered/s':>9} {'accepted/s':>10} {'p50 ms':>7} "
-        f"{'p99 ms':>7} {'max ms':>7}  codes",
+        f"{'p99 ms':>7} {'max ms':>7} {'cpu ms/req':>10}  codes",
     ]
     for system in ("baseline", "webhook"):
         for phase, r in results[system].items():
             offered = f"{r['offered_per_s']:.0f}" if r["offered_per_s"] else "max"
             lines.append(
                 f"{system:10} {phase:8} {offered:>9} {r['accepted_per_s']:>10.1f} "
-                f"{r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['max_ms']:>7.1f}  {r['codes']}"
+                f"{r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['max_ms']:>7.1f} "
+                f"{r['server_cpu_ms_per_request']:>10.3f}  {r['codes']}"
             )
     w, b = results["webhook"], results["baseline"]
     ratio = w["ceiling"]["accepted_per_s"] / b["ceiling"]["accepted_per_s"]
