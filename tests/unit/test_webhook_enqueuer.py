@@ -15,16 +15,8 @@ from hypothesis import strategies as st
 
 from edgematch.infra.redisclient import BrokerUnavailable, RedisUnavailable
 from edgematch.pipeline.events import ObjectCreated
-from edgematch.pipeline.webhook.enqueuer import (
-    ENQUEUED,
-    LINGER_S,
-    RECENT,
-    Enqueuer,
-    Outcome,
-    Work,
-    admitted,
-    busy,
-)
+from edgematch.pipeline.webhook.admission import LINGER_S, RECENT, admitted, busy
+from edgematch.pipeline.webhook.enqueuer import ENQUEUED, Enqueuer, Outcome, Work
 
 MARK = 100
 

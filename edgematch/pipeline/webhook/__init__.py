@@ -7,8 +7,8 @@ process feeds them into the path SQS events take (the same parsing, the same ``i
     POST /  ──► auth.py     token (Bearer, or Basic's password), constant time      401
             ──► app.py      Content-Length, then the body read up to the limit      413
             ──► door.py     events.parse_message + select; unreadable → dead letter 400
-            ──► enqueuer.py one thread: admission at the high-water mark, then the
-                            ingest tasks of every request waiting, published at once  503
+            ──► enqueuer.py one thread: admission at the high-water mark (admission.py),
+                            then the ingest tasks of every request waiting, at once   503
             ◄── 200 only once the request's ingest work is in the broker
 
 The sender keeps what was refused with a 503 (MinIO's ``queue_dir``, a persistent Ceph

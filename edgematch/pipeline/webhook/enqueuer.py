@@ -1,8 +1,9 @@
 """One thread publishes what the webhook accepts: admission at the mark, then the tasks.
 
 Requests hand their objects to :meth:`Enqueuer.submit` and wait on the future it returns.
-The thread takes every submission waiting (a group commit: nothing waits for company, but a
-burst shares its tasks), reads the backlog once, admits the submissions that fit under
+The thread takes every submission waiting (a group commit: a lone request waits for no
+company; while several connections send faster than ``LINGER_S`` apart a round waits that
+long for more, see admission.py), reads the backlog once, admits the submissions that fit under
 ``EDGEMATCH_INTAKE_HIGH_WATER`` in arrival order and publishes their objects as ingest
 tasks of up to ten (``tasks.steps.enqueue_events``, as intake does with one SQS receive).
 A future resolves only after that publish returned, or with the reason it was refused:
@@ -36,6 +37,7 @@ from edgematch.infra import health, metrics
 from edgematch.infra.logs import get_logger
 from edgematch.pipeline.backpressure import INGEST_BATCH
 from edgematch.pipeline.events import ObjectCreated
+from edgematch.pipeline.webhook.admission import LINGER_S, RECENT, admitted, busy
 
 log = get_logger(__name__)
 
@@ -47,13 +49,6 @@ TICK_S = 1.0
 IDLE_PROBE_S = 5.0
 #: Seconds a backlog reading is reused for (plus what was published since).
 BACKLOG_TTL_S = 0.25
-#: Seconds a round waits for company while requests come in faster than that from several
-#: connections: a publish costs about half a millisecond of CPU whatever it carries, so
-#: under load a few milliseconds of waiting buy most of the CPU back. One sender posting
-#: one event at a time over one connection (MinIO's store) never waits.
-LINGER_S = 0.005
-#: Recent submissions looked at to tell one sequential sender from several.
-RECENT = 32
 #: Seconds between touches of the heartbeat file.
 BEAT_EVERY_S = 1.0
 
@@ -66,35 +61,6 @@ class Outcome:
 
 
 ENQUEUED = Outcome(True, "enqueued")
-
-
-def admitted(backlog: int, mark: int, sizes: Sequence[int], per_task: int = INGEST_BATCH) -> int:
-    """How many requests, in order, of ``sizes`` objects each fit under ``mark``. Pure.
-
-    Their objects go out in tasks of ``per_task``; each task counts ``per_task`` against the
-    mark, as the live lane's backlog counts it. A request is admitted whole or not at all.
-    """
-    objects = 0
-    for n, size in enumerate(sizes):
-        tasks = math.ceil((objects + size) / per_task)
-        if backlog + tasks * per_task > mark:
-            return n
-        objects += size
-    return len(sizes)
-
-
-def busy(arrivals: Sequence[tuple[float, object]], linger_s: float = LINGER_S) -> bool:
-    """Whether waiting ``linger_s`` for company is worth it. Pure.
-
-    ``arrivals``: (time, connection) of the last ``RECENT`` submissions, oldest first. Yes
-    when they came faster than one a ``linger_s`` and over more than one connection: a
-    single sender that waits for each answer before its next request gains nothing from a
-    wait, only its latency.
-    """
-    if len(arrivals) < RECENT:
-        return False
-    span = arrivals[-1][0] - arrivals[0][0]
-    return span < linger_s * (len(arrivals) - 1) and len({c for _, c in arrivals}) > 1
 
 
 @dataclass
