@@ -20,6 +20,10 @@ Choices, each for a failure someone has hit:
   loop waited there for a message that never came, and took no task again (3 of 9
   failovers under load, tests/chaos/test_redis_outages.py). edgematch uses none of them:
   probes read heartbeat files, ``edgematch status`` reads Redis.
+- kombu's Redis transport with acknowledgements that outlive a Redis outage
+  (config/broker.py): kombu's own keeps a delivery whose acknowledgement Redis refused
+  counted against the prefetch limit, and a worker whose tasks ended during a restart took
+  no task again.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from urllib.parse import urlsplit
 
 from kombu import Queue
 
+from edgematch.config.broker import transport_for
 from edgematch.config.queue_order import LiveFirst
 from edgematch.config.settings import Settings
 from edgematch.names import (
@@ -105,6 +110,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery settings for one deployment. Pure."""
     return {
         "broker_url": settings.broker_url,
+        "broker_transport": transport_for(settings.broker_url),
         "broker_use_ssl": broker_ssl(settings.broker_url),
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": _transport_options(settings),

@@ -28,6 +28,15 @@ def decode_key(raw: str) -> str:
         key = unquote_plus(raw, errors="strict")
     except UnicodeDecodeError:
         raise BadRecord("key is not valid percent-encoded UTF-8") from None
+    return _s3_key(key, raw)
+
+
+def literal_key(raw: str) -> str:
+    """A key sent as it is (Ceph RGW), not URL-encoded."""
+    return _s3_key(raw, raw)
+
+
+def _s3_key(key: str, raw: str) -> str:
     problem = key_problem(key)
     if problem:
         raise BadRecord(f"{problem}: {short(raw)}")
@@ -86,10 +95,15 @@ def optional_str(parent: Mapping[str, Any], name: str, *, what: str = "a string"
     raise BadRecord(f"{name} is a JSON {json_type(value)}, not {what}")
 
 
-def optional_size(parent: Mapping[str, Any], name: str) -> int | None:
+def optional_size(parent: Mapping[str, Any], name: str, *, text_ok: bool = False) -> int | None:
+    """A size in bytes, or None when absent; ``text_ok``: also a string of decimal digits."""
     value = parent.get(name)
     if value is None:
         return None
+    if text_ok and isinstance(value, str) and value.isascii() and value.isdigit():
+        if len(value) > 20:
+            raise BadRecord(f"{name} is not a plausible size")
+        return int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise BadRecord(f"{name} is not a non-negative whole number")
     return value

@@ -32,6 +32,9 @@ _EVENTBRIDGE_REASONS: Final = {
     "CopyObject": "ObjectCreated:Copy",
     "CompleteMultipartUpload": "ObjectCreated:CompleteMultipartUpload",
 }
+# Senders that put the object key in the record as it is, not URL-encoded (and may write
+# the size as a string).
+_RAW_KEY_SOURCES: Final = frozenset({"ceph"})
 
 
 @dataclass(frozen=True)
@@ -95,12 +98,14 @@ def s3_record(record: Any, *, via_sns: bool) -> ObjectCreated | SkippedRecord:
     bucket = fields.bucket_name(fields.required_dict(s3, "bucket"))
     obj = fields.required_dict(s3, "object")
     vendor = event_source.removesuffix(":s3")
+    raw = vendor in _RAW_KEY_SOURCES
+    key = fields.required_str(obj, "key")
     return ObjectCreated(
         bucket=bucket,
-        key=fields.decode_key(fields.required_str(obj, "key")),
+        key=fields.literal_key(key) if raw else fields.decode_key(key),
         version_id=fields.version_id(fields.optional_str(obj, "versionId")),
         etag=fields.etag(fields.optional_str(obj, "eTag")),
-        size=fields.optional_size(obj, "size"),
+        size=fields.optional_size(obj, "size", text_ok=raw),
         event_time=fields.optional_time(record, "eventTime"),
         event_name=event_name,
         sequencer=fields.optional_str(obj, "sequencer") or None,

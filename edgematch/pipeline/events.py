@@ -3,11 +3,19 @@
 Accepted message shapes:
 
 * S3 event notifications sent straight to SQS (``{"Records": [...]}``), also from MinIO
-  and Ceph (any ``eventSource`` ending in ``:s3``); several records per message;
+  and Ceph (any ``eventSource`` ending in ``:s3``); several records per message. MinIO's
+  webhook body adds ``EventName`` and ``Key`` around the same ``Records``; Ceph RGW's adds
+  ``opaqueData``, ``eventId`` and object ``metadata``/``tags`` to each record;
 * the same wrapped in an SNS notification (``{"Type": "Notification", "Message": "..."}``);
 * EventBridge ``Object Created`` events from ``aws.s3``;
 * ``s3:TestEvent`` (sent when notifications are configured), directly or inside SNS:
   skipped, not an error.
+
+Object keys arrive URL-encoded (``quote_plus``) from S3 and MinIO and are decoded; Ceph RGW
+sends them as they are (``rgw_notify.cc`` copies the object's name into the record), so a
+``ceph:s3`` key is taken literally: decoding it would turn ``a+b.bin`` into ``a b.bin``.
+A Ceph record's ``size`` written as a decimal string (as Ceph's documentation shows it) is
+read as the number it names; from any other sender a string size is refused.
 
 Raised: :class:`~edgematch.errors.BadInput` when the whole message is unusable
 (too large, not JSON, not one of the shapes above, or every record in it malformed).

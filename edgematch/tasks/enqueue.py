@@ -1,7 +1,8 @@
 """The way work enters the workers: events enqueued for ingest.
 
-Intake, backfill and the CLI hand the objects they found to :func:`enqueue_events`; it is
-the one entry of ``edgematch.tasks`` other packages call, besides the task signatures.
+Intake, the webhook, backfill and the CLI hand the objects they found to
+:func:`enqueue_events`: the one entry of ``edgematch.tasks`` other packages call, besides
+the task signatures.
 """
 
 from __future__ import annotations

@@ -39,10 +39,11 @@ def _process_type(argv: list[str], procfile: dict[str, list[str]]) -> str:
     return matches[0]
 
 
-def test_procfile_names_the_three_process_types(procfile: dict[str, list[str]]) -> None:
-    """intake, worker and beat, each an `edgematch` subcommand."""
+def test_procfile_names_the_process_types(procfile: dict[str, list[str]]) -> None:
+    """intake (or webhook), worker and beat, each an `edgematch` subcommand."""
     assert procfile == {
         "intake": ["edgematch", "intake"],
+        "webhook": ["edgematch", "webhook"],
         "worker": ["edgematch", "worker"],
         "beat": ["edgematch", "beat"],
     }
@@ -78,12 +79,12 @@ def test_every_command_parses_with_the_real_cli(
     for instance in DOCUMENTED_INSTANCES:
         argvs.append([a.replace("%I", instance) for a in template])
     argvs += [_exec_start(u) for n, u in units.items() if n != "edgematch-worker@.service"]
-    parser = cli._parser()
     for argv in argvs:
-        args, rest = parser.parse_known_args(argv[1:])
-        assert args.command == argv[1], argv
-        if args.command == "worker":
-            steps = args.queues.split(",")
+        parsed = cli.parse(argv[1:])  # raises click.UsageError as `edgematch` would refuse
+        assert parsed.path == (argv[1],), argv
+        rest = parsed.params.get("celery_args", ())
+        if parsed.path == ("worker",):
+            steps = parsed.params["queues"]
             assert steps and set(steps) <= set(QUEUE_STEPS), argv
             assert not rest or rest[0] == "--concurrency", f"{argv}: passed on to celery"
         else:

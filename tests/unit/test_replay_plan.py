@@ -101,6 +101,7 @@ def test_missing_correlation_id_gets_a_new_one() -> None:
     ("task", "args", "why"),
     [
         ("edgematch.intake", {"message_id": "m", "body_excerpt": "x"}, "malformed SQS"),
+        ("edgematch.webhook", {"body_sha256": "ab", "body_excerpt": "x"}, "malformed webhook"),
         ("edgematch.ingest", {"event": {"key": "k"}, "lane": "live"}, "bucket and key"),
         ("edgematch.match", {"version_id": "v"}, "bucket and key"),
         ("edgematch.report", {}, "no arguments"),
