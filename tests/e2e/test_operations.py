@@ -17,10 +17,9 @@ import pytest
 from edgematch.worker.devstack import free_port
 from edgematch.worker.localstack import LocalPipeline
 from edgematch.worker.localstack import wait_until as _wait
+from tests.support.hashes import HASH
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
-
-HASH = 924
 
 
 @pytest.fixture

@@ -26,10 +26,9 @@ from edgematch.worker.journal import Journal
 from edgematch.worker.localstack import LocalPipeline
 from edgematch.worker.localstack import wait_until as _wait
 from edgematch.worker.unacked import REFRESH_S, STALE_S
+from tests.support.hashes import HASH
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
-
-HASH = 924
 
 
 @pytest.fixture

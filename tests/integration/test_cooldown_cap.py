@@ -26,6 +26,7 @@ from edgematch.worker.items import Item
 from edgematch.worker.metrics import RedisLevels
 from edgematch.worker.results import CLEAN, Result
 from edgematch.worker.runtime import Runtime
+from tests.support.hashes import HASH
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -67,7 +68,7 @@ class Pool:
                 etag=f"etag-{n}",
                 content_bucket="uploads",
                 content_key=f"photos/{n:03d}.jpg",
-                data=os.urandom(924),
+                data=os.urandom(HASH),
                 correlation_id=f"corr-{n}",
             )
             assert self.rt.buffer.push(item, f"id-{item.key}")

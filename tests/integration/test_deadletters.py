@@ -20,6 +20,8 @@ from edgematch.worker.deadletters import (
 from edgematch.worker.errors import TransientError
 from edgematch.worker.redisclient import redis_client as build_redis_client
 
+pytestmark = pytest.mark.integration
+
 NS = "dlqtest"
 
 

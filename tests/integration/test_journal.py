@@ -27,6 +27,8 @@ from edgematch.worker import journal as journal_module
 from edgematch.worker.journal import Journal
 from edgematch.worker.unacked import STALE_S, DeliveryKeeper, Unacked
 
+pytestmark = pytest.mark.integration
+
 NS = "journaltest"
 QUEUE = f"{NS}.ingest"
 

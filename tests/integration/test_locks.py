@@ -17,6 +17,8 @@ from edgematch.worker.devstack import RedisServer
 from edgematch.worker.locks import LockHeld, exclusive
 from edgematch.worker.redisclient import redis_client as build_redis_client
 
+pytestmark = pytest.mark.integration
+
 NAME = "locktest:lock:quarantine:x"
 
 

@@ -30,6 +30,9 @@ from edgematch.worker.errors import EdgematchError
 from edgematch.worker.items import Item
 from edgematch.worker.results import CLEAN, MATCH, UNSCANNABLE, Result
 from edgematch.worker.runtime import Runtime
+from tests.support.hashes import HASH
+
+pytestmark = pytest.mark.integration
 
 MakeSettings = Callable[..., Settings]
 Answer = Callable[[list[str]], httpx.Response]
@@ -230,7 +233,7 @@ def _item(n: int) -> Item:
         etag=f"etag-{n}",
         content_bucket="uploads",
         content_key=f"photos/img-{n:03d}.jpg",
-        data=os.urandom(924),
+        data=os.urandom(HASH),
         correlation_id=f"corr-{n}",
     )
 

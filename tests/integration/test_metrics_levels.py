@@ -19,6 +19,8 @@ from edgematch.worker.devstack import free_port
 from edgematch.worker.keys import Keys
 from edgematch.worker.runtime import Runtime
 
+pytestmark = pytest.mark.integration
+
 MakeSettings = Callable[..., Settings]
 Logs = list[MutableMapping[str, Any]]
 

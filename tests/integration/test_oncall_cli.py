@@ -18,6 +18,8 @@ from edgematch.worker.devstack import RedisServer
 from edgematch.worker.heartbeat import Heartbeat
 from edgematch.worker.keys import Keys
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[2]
 NS = "clitest"
 KEYS = Keys(NS)

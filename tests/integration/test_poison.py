@@ -31,6 +31,8 @@ from edgematch.worker.poison import Deliveries, counter_ttl_s, is_poison
 from edgematch.worker.redisclient import redis_client
 from edgematch.worker.runtime import Runtime
 
+pytestmark = pytest.mark.integration
+
 MakeSettings = Callable[..., Settings]
 
 

@@ -22,6 +22,7 @@ from edgematch.config.settings import Secret
 from edgematch.sandbox.server import Sandbox, SandboxConfig
 from edgematch.worker.api import HashItem, PhotoDNAClient
 from edgematch.worker.errors import ItemTransient
+from tests.support.hashes import HASH
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def edge_hash(seed: int) -> bytes:
     """A deterministic 924-byte hash, with CR and LF bytes in it."""
-    return bytes((seed * 31 + i * 7) % 256 for i in range(924))
+    return bytes((seed * 31 + i * 7) % 256 for i in range(HASH))
 
 
 KNOWN = edge_hash(42)

@@ -13,6 +13,8 @@ from edgematch.worker.devstack import RedisServer, free_port, wait_for_port
 from edgematch.worker.errors import ConfigurationError
 from edgematch.worker.redisclient import redis_client
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def sentinel(tmp_path: Path) -> Iterator[tuple[RedisServer, int]]:
