@@ -14,11 +14,11 @@ import pytest
 import redis
 import structlog
 
+from devtools import devstack
+from devtools.devstack import RedisServer
+from devtools.localstack import LocalPipeline
 from edgematch.config.settings import Secret, Settings
-from edgematch.worker import devstack
-from edgematch.worker.devstack import RedisServer
-from edgematch.worker.localstack import LocalPipeline
-from edgematch.worker.redisclient import redis_client as build_redis_client
+from edgematch.infra.redisclient import redis_client as build_redis_client
 from tests.support import ports, schedule, tiers
 from tests.support.pipelines import MakePipeline
 

@@ -1,4 +1,4 @@
-"""The Celery app and task definitions: thin, each calls into ``edgematch.worker``.
+"""The Celery app and task definitions: thin, each calls into the packages under ``edgematch``.
 
 ``celery -A edgematch.tasks worker`` works as well as ``edgematch worker``: the app is
 configured from the environment at import, and refuses to start on a bad setting.
@@ -9,6 +9,7 @@ from edgematch.tasks.downstream import quarantine, report
 from edgematch.tasks.steps import (
     ingest,
     ingest_many,
+    match,
     pump,
     record_result,
     record_results,
@@ -19,6 +20,7 @@ __all__ = [
     "app",
     "ingest",
     "ingest_many",
+    "match",
     "pump",
     "quarantine",
     "record_result",

@@ -44,7 +44,7 @@ import pytest
 import redis
 from botocore.exceptions import ClientError
 
-from edgematch.worker.localstack import LocalPipeline
+from devtools.localstack import LocalPipeline
 from tests.support.pipelines import dead_letters, log_events
 
 RESULTS_FILE = Path(

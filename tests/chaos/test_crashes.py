@@ -21,8 +21,8 @@ from urllib.parse import quote_plus
 import pytest
 import redis
 
-from edgematch.worker.localstack import LocalPipeline
-from edgematch.worker.localstack import wait_until as _wait
+from devtools.localstack import LocalPipeline
+from devtools.localstack import wait_until as _wait
 from tests.support.hashes import HASH
 from tests.support.pipelines import MakePipeline, log_events, results_count
 

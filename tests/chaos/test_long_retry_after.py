@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from edgematch.worker.localstack import LocalPipeline
-from edgematch.worker.localstack import wait_until as _wait
+from devtools.localstack import LocalPipeline
+from devtools.localstack import wait_until as _wait
 from tests.support.hashes import HASH
 from tests.support.pipelines import MakePipeline
 

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import redis
 
-from edgematch.sandbox.webhook import WebhookReceiver
-from edgematch.worker.localstack import LocalPipeline
-from edgematch.worker.localstack import wait_until as _wait
+from devtools.localstack import LocalPipeline
+from devtools.localstack import wait_until as _wait
+from devtools.sandbox.webhook import WebhookReceiver
 from tests.support.hashes import HASH
 from tests.support.pipelines import MakePipeline, cli, content_tags, log_events, wait_settled
 

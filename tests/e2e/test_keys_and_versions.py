@@ -18,10 +18,10 @@ from urllib.parse import quote_plus
 
 import pytest
 
-from edgematch.worker.localstack import LocalPipeline
-from edgematch.worker.localstack import wait_until as _wait
-from edgematch.worker.quarantine import META_SOURCE, ContentVersion, quarantine_key
-from edgematch.worker.s3text import decode_metadata_value
+from devtools.localstack import LocalPipeline
+from devtools.localstack import wait_until as _wait
+from edgematch.downstream.quarantine import META_SOURCE, ContentVersion, quarantine_key
+from edgematch.infra.s3text import decode_metadata_value
 from tests.support.hashes import HASH
 from tests.support.pipelines import MakePipeline, cli, content_tags, dead_letters, log_events
 

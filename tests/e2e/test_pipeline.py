@@ -18,8 +18,8 @@ from typing import cast
 import pytest
 import redis
 
-from edgematch.worker.localstack import SANDBOX_KEY
-from edgematch.worker.localstack import wait_until as _wait
+from devtools.localstack import SANDBOX_KEY
+from devtools.localstack import wait_until as _wait
 from tests.support.hashes import HASH
 from tests.support.pipelines import MakePipeline, wait_settled
 
@@ -58,7 +58,7 @@ def test_uploads_are_scanned_matched_and_tagged(make_pipeline: MakePipeline) -> 
         [
             sys.executable,
             "-m",
-            "edgematch.worker.cli",
+            "edgematch.ops.cli",
             "result",
             f"s3://{pipe.bucket}/photos/p2.jpg",
         ],

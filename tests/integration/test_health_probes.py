@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edgematch.worker import health
-from edgematch.worker.devstack import RedisServer
+from devtools.devstack import RedisServer
+from edgematch.infra import health
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "edgematch.worker.cli",
+        "edgematch.ops.cli",
         "health",
         "--liveness",
         "--process",

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from edgematch.worker.devstack import RedisServer
+from devtools.devstack import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def _env(redis_server: RedisServer) -> dict[str, str]:
 
 def _worker(redis_server: RedisServer, queues: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "edgematch.worker.cli", "worker", "--queues", queues, "-c", "1"],
+        [sys.executable, "-m", "edgematch.ops.cli", "worker", "--queues", queues, "-c", "1"],
         env=_env(redis_server),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

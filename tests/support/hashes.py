@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgematch.sandbox.rules import DEFAULT_HASH_SIZE
+from devtools.sandbox.rules import DEFAULT_HASH_SIZE
 
 #: An Edge V2 hash's size in bytes (924), as the sandbox checks it unless told otherwise.
 HASH = DEFAULT_HASH_SIZE

@@ -13,10 +13,9 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from edgematch.worker.keys import QUEUE_STEPS
-from edgematch.worker.localstack import LocalPipeline, wait_until
-from edgematch.worker.redisclient import redis_client
-from edgematch.worker.unacked import unacked_key
+from devtools.localstack import LocalPipeline, wait_until
+from edgematch.infra.redisclient import redis_client
+from edgematch.names import QUEUE_STEPS, unacked_key
 
 #: The ``make_pipeline`` fixture: LocalPipeline's keyword arguments in, a started one out.
 MakePipeline = Callable[..., LocalPipeline]
@@ -74,7 +73,7 @@ def cli(
     """``edgematch ARGS`` as on-call runs it beside the pipeline: its environment, no
     terminal, UTF-8 output."""
     return subprocess.run(
-        [sys.executable, "-m", "edgematch.worker.cli", *args],
+        [sys.executable, "-m", "edgematch.ops.cli", *args],
         env={**pipe.env(), "PYTHONIOENCODING": "utf-8"},
         capture_output=True,
         text=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgematch.worker.results import MATCH, Result
+from edgematch.pipeline.results import MATCH, Result
 
 
 def match_result(**overrides: Any) -> Result:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgematch.worker import health
+from edgematch.infra import health
 
 
 @pytest.fixture(autouse=True)

@@ -7,8 +7,8 @@ import datetime as dt
 
 import pytest
 
-from edgematch.worker.quarantine import MOVED, SHADOW, Evidence
-from edgematch.worker.reports import (
+from edgematch.downstream.quarantine import MOVED, SHADOW, Evidence
+from edgematch.downstream.reports import (
     FAILED,
     PENDING,
     SCHEMA,
@@ -21,7 +21,7 @@ from edgematch.worker.reports import (
     transition,
     with_evidence,
 )
-from edgematch.worker.reports import SHADOW as REPORT_SHADOW
+from edgematch.downstream.reports import SHADOW as REPORT_SHADOW
 from tests.support.results import match_result
 
 NOW = 1_750_000_000.0
