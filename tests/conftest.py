@@ -6,6 +6,9 @@ tiers over pytest-xdist workers, longest first (tests/support/schedule.py).
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,13 +36,32 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+_WORKER_TMP = pytest.StashKey[Path]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Every server a test starts (devstack's RedisServer, MotoServer, SandboxServer, and so
     # LocalPipeline) takes its port from the book all test processes share.
     devstack.free_port = ports.free_port
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    if worker is not None:
+        # Each pytest-xdist worker, and every process its tests start, gets a temp dir of
+        # its own: what lives in the temp dir by default (the processes' heartbeat files,
+        # which `edgematch health --liveness` reads) must not be touched by the pipeline
+        # another worker runs at the same time.
+        private = Path(tempfile.mkdtemp(prefix=f"edgematch-tests-{worker}-"))
+        config.stash[_WORKER_TMP] = private
+        os.environ["TMPDIR"] = str(private)
+        tempfile.tempdir = str(private)
     config.pluginmanager.register(tiers.TierGuard(TESTS), "edgematch-tiers")
     if config.getoption("record_durations") and not hasattr(config, "workerinput"):
         config.pluginmanager.register(schedule.Recorder(), "edgematch-durations")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    private = config.stash.get(_WORKER_TMP, None)
+    if private is not None:
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

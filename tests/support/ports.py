@@ -18,7 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-#: Shared by every test process on the machine (the servers bind 127.0.0.1 of all of them).
+#: Shared by every test process on the machine (the servers bind 127.0.0.1 of all of them):
+#: read when this module is imported, before tests/conftest.py gives each xdist worker a
+#: temp dir of its own.
 BOOK = Path(tempfile.gettempdir()) / "edgematch-test-ports.json"
 #: Long enough for any server to start and bind; a restarted server keeps its own port.
 RESERVED_S = 120.0

@@ -92,15 +92,17 @@ class LongestFirst(LoadScheduling):  # type: ignore[misc]  # xdist ships no type
 
 
 class Recorder:
-    """Adds up each test's setup, call and teardown time and merges them into the list at
-    the end of the run (in the controlling process: under xdist, the workers' reports come
-    to it)."""
+    """Adds up each process-tier test's setup, call and teardown time and merges them into
+    the list at the end of the run (in the controlling process: under xdist, the workers'
+    reports come to it)."""
 
     def __init__(self, path: Path = DURATIONS) -> None:
         self.path = path
         self.measured: dict[str, float] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if not any(tier in report.keywords for tier in TYPICAL_S):
+            return  # the fast tier runs in one process, in file order: no need to know
         self.measured[report.nodeid] = self.measured.get(report.nodeid, 0.0) + report.duration
 
     def pytest_sessionfinish(self) -> None:

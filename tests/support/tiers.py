@@ -5,7 +5,8 @@
 unmarked test runs (its setup, call and teardown), starting a process (``subprocess``,
 ``os.fork``, ``os.posix_spawn``, ``os.system``) or listening on a socket fails it, and so
 does asking for a fixture that starts a server. A test under ``tests/integration``,
-``tests/e2e`` or ``tests/chaos`` must carry that directory's marker.
+``tests/e2e`` or ``tests/chaos`` must carry that directory's marker, and a test marked
+``alone`` (run by itself after the parallel phase) must be in one of those tiers.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def misplaced(item: pytest.Item, tests_root: Path) -> str | None:
             f"{item.nodeid} is in tests/{wanted} but not marked {wanted}: "
             f"add `pytestmark = pytest.mark.{wanted}` to its module"
         )
+    if item.get_closest_marker("alone") is not None and process_tier(item) is None:
+        return f"{item.nodeid} is marked alone but is in no process tier (the fast tier)"
     return None
 
 
