@@ -294,7 +294,6 @@ def _result(args: argparse.Namespace, rest: list[str]) -> int:
 def _reports_list(args: argparse.Namespace, rest: list[str]) -> int:
     import datetime as dt
 
-    from edgematch.downstream.filing import parts
     from edgematch.runtime import runtime
 
     try:
@@ -302,7 +301,7 @@ def _reports_list(args: argparse.Namespace, rest: list[str]) -> int:
     except ValueError:
         print(f"edgematch: --since: expected YYYY-MM-DD, got {args.since!r}", file=sys.stderr)
         return 2
-    docs = parts(runtime()).reports.list(since=since, status=args.status, limit=args.limit)
+    docs = runtime().downstream.reports.list(since=since, status=args.status, limit=args.limit)
     for doc in docs:
         if args.json:
             print(dumps(doc, sort_keys=True))
@@ -321,10 +320,9 @@ def _reports_list(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def _reports_show(args: argparse.Namespace, rest: list[str]) -> int:
-    from edgematch.downstream.filing import parts
     from edgematch.runtime import runtime
 
-    doc = parts(runtime()).reports.find(args.report_id)
+    doc = runtime().downstream.reports.find(args.report_id)
     if doc is None:
         print(f"edgematch: no report {printable(args.report_id)}", file=sys.stderr)
         return 1

@@ -197,14 +197,13 @@ def _backfill(args: argparse.Namespace, rest: list[str]) -> int:
 def _run_backfill(
     rt: Runtime, cp: Checkpoint, checkpoints: Checkpoints, args: argparse.Namespace
 ) -> int:
-    from edgematch.infra.storage import make_s3_client
     from edgematch.ops.backfill import Backfill, count_wanted
     from edgematch.ops.listing import list_pages
     from edgematch.ops.progress import Progress
     from edgematch.pipeline.backpressure import Gate, backlog
 
     s = rt.settings
-    s3 = make_s3_client(s)
+    s3 = rt.s3
 
     def pages(after: str | None) -> Any:
         return list_pages(s3, cp.bucket, cp.prefix, start_after=after, page_size=args.page_size)

@@ -297,10 +297,11 @@ def _replayer(rt: Runtime, rate_per_s: float | None, progress: Progress | None) 
     from edgematch.pipeline.backpressure import Gate, backlog
     from edgematch.recovery.replay import Replayer
     from edgematch.tasks import app
-    from edgematch.tasks.steps import journal
 
     def enqueue(name: str, kwargs: dict[str, Any], task_id: str) -> None:
-        journal(name, kwargs, task_id)  # a replay lost with a killed worker is sent again
+        rt.publisher.journal(
+            name, kwargs, task_id
+        )  # a replay lost with a killed worker is sent again
         app.send_task(name, kwargs=kwargs, task_id=task_id)
 
     def accepts(name: str) -> bool:
