@@ -156,6 +156,7 @@ def test_unit_variables_are_read_by_the_code(units: dict[str, Unit]) -> None:
     assert not [n for n in names if n.startswith("EDGEMATCH_") and n not in known_names()]
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
 def test_systemd_accepts_the_units(tmp_path: Path) -> None:
     """`systemd-analyze verify` loads every unit (and two worker instances) without a word."""
@@ -172,6 +173,7 @@ def test_systemd_accepts_the_units(tmp_path: Path) -> None:
     assert result.stderr.strip() == "", result.stderr
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
 def test_systemd_rates_the_units_exposure_low(tmp_path: Path) -> None:
     """`systemd-analyze security` rates each unit's exposure at most 2.0 ("OK")."""

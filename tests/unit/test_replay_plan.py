@@ -8,13 +8,14 @@ import pytest
 
 from edgematch.recovery.deadletters import DeadLetter, Filter
 from edgematch.recovery.replay import NotReplayable, identities, plan
+from tests.support.hashes import HASH
 
 EVENT = {
     "bucket": "uploads",
     "key": "photos/a.jpg.bin",
     "version_id": None,
     "etag": "e1",
-    "size": 924,
+    "size": HASH,
     "event_time": None,
     "event_name": "ObjectCreated:Put",
     "sequencer": None,

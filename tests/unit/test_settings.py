@@ -801,6 +801,8 @@ def test_validated_checks_directly_built_settings() -> None:
 
 
 def _run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI as an operator runs it, in a process of its own: the tests that call this are
+    marked integration (the fast tier starts no process)."""
     controlled = {
         "PATH": os.environ.get("PATH", ""),
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -819,6 +821,7 @@ def _run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     )
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("var", "raw"),
     [
@@ -836,6 +839,7 @@ def test_cli_config_bad_variable_exits_2(var: str, raw: str) -> None:
     assert proc.stdout == ""
 
 
+@pytest.mark.integration
 def test_cli_config_bad_worker_concurrency_exits_2() -> None:
     """`edgematch config` refuses a malformed EDGEMATCH_WORKER_CONCURRENCY like any variable."""
     proc = _run_cli("config", env={"EDGEMATCH_WORKER_CONCURRENCY": "lots"})
@@ -843,6 +847,7 @@ def test_cli_config_bad_worker_concurrency_exits_2() -> None:
     assert "EDGEMATCH_WORKER_CONCURRENCY" in proc.stderr
 
 
+@pytest.mark.integration
 def test_cli_config_masks_the_key() -> None:
     """`edgematch config` prints the effective settings as JSON with the key masked."""
     proc = _run_cli(
@@ -859,6 +864,7 @@ def test_cli_config_masks_the_key() -> None:
     assert doc["broker_url"] == "redis://127.0.0.1:9/0"
 
 
+@pytest.mark.integration
 def test_cli_help_lists_commands() -> None:
     """`edgematch --help` exits 0 and lists every process type and tool."""
     proc = _run_cli("--help")
@@ -867,6 +873,7 @@ def test_cli_help_lists_commands() -> None:
         assert command in proc.stdout
 
 
+@pytest.mark.integration
 def test_cli_result_rejects_a_non_s3_uri() -> None:
     """`edgematch result not-a-uri` exits 2 with a message, before touching Redis."""
     proc = _run_cli("result", "not-a-uri")
