@@ -47,6 +47,7 @@ TASK_STEPS = {
     "edgematch.sweep": "match",
     "edgematch.record_result": "results",
     "edgematch.record_results": "results",
+    "edgematch.flush_verdicts": "results",
     "edgematch.quarantine": "quarantine",
     "edgematch.report": "reports",
 }
@@ -175,6 +176,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "schedule": 1.0,
                 # A sweep is only useful now: stale ones queued while no worker ran are dropped.
                 "options": {"expires": 5.0},
+            },
+            # The verdict log's staged results go to the object store about once an
+            # interval (pipeline/verdictlog.py); one that waited past it is not needed.
+            "flush-verdicts": {
+                "task": "edgematch.flush_verdicts",
+                "schedule": settings.verdict_log_flush_s,
+                "options": {"expires": settings.verdict_log_flush_s},
             },
         },
         "timezone": "UTC",

@@ -23,6 +23,7 @@ import structlog
 from celery import Task
 
 from edgematch.config.celery import queue_for
+from edgematch.pipeline.verdictlog import Flushed
 from edgematch.tasks import lifecycle
 from edgematch.tasks.app import app
 from edgematch.worker import backpressure, matcher, metrics, outages
@@ -45,6 +46,10 @@ R = TypeVar("R")
 
 #: Threads one worker process runs a batch task's S3 calls on, side by side.
 FANOUT_THREADS = 8
+#: Seconds the periodic flush of the verdict log may write batches for, and one that a
+#: results task does when the beat's is overdue: both well within the task time limit.
+FLUSH_BUDGET_S = 20.0
+INLINE_FLUSH_BUDGET_S = 5.0
 
 #: This process's fan-out pool, by pid: a pool inherited across fork has no threads.
 _pools: dict[int, ThreadPoolExecutor] = {}
@@ -355,6 +360,27 @@ def sweep() -> int:
     return started
 
 
+@app.task(name="edgematch.flush_verdicts")
+def flush_verdicts() -> dict[str, int]:
+    """Periodic: write the results recorded meanwhile to the verdict log, at most once per
+    EDGEMATCH_VERDICT_LOG_FLUSH_S for the whole pool (see pipeline/verdictlog.py).
+
+    A flush that fails leaves its batch leased: it is written again once the lease runs
+    out, so nothing is lost and no dead letter is needed.
+    """
+    flushed = _flush_verdict_log(budget_s=FLUSH_BUDGET_S)
+    return {"objects": flushed.objects, "results": flushed.lines} if flushed else {}
+
+
+def _flush_verdict_log(*, budget_s: float) -> Flushed | None:
+    """Flush the verdict log if due; never raises (a flush that cannot run now runs later)."""
+    try:
+        return runtime().verdict_log.flush_if_due(budget_s=budget_s)
+    except EdgematchError as exc:
+        log.warning("verdict_log_flush_failed", error=str(exc))
+        return None
+
+
 @app.task(name="edgematch.record_result", bind=True, max_retries=None)
 def record_result(
     self: Task[Any, Any],
@@ -367,7 +393,7 @@ def record_result(
     ``replayed_from`` names the dead letter this task replays (``edgematch dlq replay``).
     """
     rt = runtime()
-    return _guarded(
+    outcome = _guarded(
         self,
         "results",
         lambda: consume(Result.from_dict(result), store=rt.results, tags=verdict_tags(rt), log=log),
@@ -376,6 +402,9 @@ def record_result(
         location=(result.get("bucket"), result.get("key")),
         replayed_from=replayed_from,
     )
+    # Results are in the log within an interval even while the beat is away.
+    _flush_verdict_log(budget_s=INLINE_FLUSH_BUDGET_S)
+    return outcome
 
 
 def _batch(
@@ -489,7 +518,7 @@ def record_results(
         fresh = consume(Result.from_dict(doc), store=rt.results, tags=verdict_tags(rt), log=log)
         return "recorded" if fresh else "repeat"
 
-    return _batch(
+    outcome = _batch(
         self,
         "results",
         results,
@@ -500,3 +529,5 @@ def record_results(
         correlation_id=correlation_id,
         replayed_from=replayed_from,
     )
+    _flush_verdict_log(budget_s=INLINE_FLUSH_BUDGET_S)
+    return outcome

@@ -32,6 +32,8 @@ on-call (see deploy/runbooks/):
   edgematch status     is the pipeline healthy, and where is it stuck (exit 1 if not)
   edgematch dlq        list, show, replay and purge dead letters
   edgematch backfill   scan hash files already in a bucket, resumably
+  edgematch result     the result of one object: its tag, Redis's hot window, the verdict log
+  edgematch verdicts   count the verdict log's results by verdict, lane, bucket and day
 """
 
 
@@ -115,10 +117,6 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sandbox", help="run the local PhotoDNA stand-in", add_help=False)
     p.set_defaults(run=_sandbox)
 
-    p = sub.add_parser("result", help="print the recorded result of a hash or content object")
-    p.add_argument("uri", help="s3://bucket/key of the hash file (or of its content object)")
-    p.set_defaults(run=_result)
-
     p = sub.add_parser("reports", help="find the reports of matched content")
     reports_sub = p.add_subparsers(dest="reports_command", metavar="ACTION", required=True)
     q = reports_sub.add_parser("list", help="list reports, oldest first")
@@ -136,11 +134,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=_config)
 
+    from edgematch.ops.history import add_commands as add_history_commands
+    from edgematch.ops.migrate import add_commands as add_migrate_commands
     from edgematch.worker.cli_dlq import add_commands as add_dlq_commands
     from edgematch.worker.cli_ops import add_commands as add_ops_commands
 
     add_ops_commands(sub)
     add_dlq_commands(sub)
+    add_history_commands(sub)
+    add_migrate_commands(sub)
 
     p = sub.add_parser("demo", help="run the whole pipeline locally and scan a set of uploads")
     p.add_argument(
@@ -262,6 +264,13 @@ def _worker(args: argparse.Namespace, rest: list[str]) -> int:
         except ConfigurationError as exc:
             which = "match" if "match" in steps else "reports with EDGEMATCH_REPORTER=photodna"
             raise ConfigurationError(f"{exc} by a worker that consumes {which}") from None
+    # Every recorded result goes to the verdict log: without a bucket for it, results
+    # would pile up in Redis, so a worker that records them refuses to start.
+    if "results" in steps and not settings.verdict_log_bucket:
+        raise ConfigurationError(
+            "EDGEMATCH_VERDICT_LOG_BUCKET (or EDGEMATCH_REPORTS_BUCKET, which it defaults to) "
+            "is required by a worker that consumes results: every result goes to the verdict log"
+        )
     if args.metrics_port or settings.metrics_port:
         _prepare_multiprocess_metrics()
     from edgematch.config.celery import WORKER_ARGS
@@ -295,23 +304,6 @@ def _sandbox(args: argparse.Namespace, rest: list[str]) -> int:
     from edgematch.sandbox.server import main as sandbox_main
 
     return sandbox_main(rest)
-
-
-def _result(args: argparse.Namespace, rest: list[str]) -> int:
-    from edgematch.worker.events import parse_s3_uri
-    from edgematch.worker.runtime import runtime
-
-    try:
-        bucket, key = parse_s3_uri(args.uri)
-    except ValueError as exc:
-        print(f"edgematch: {printable(str(exc))}", file=sys.stderr)
-        return 2
-    doc = runtime().results.get(bucket, key)
-    if doc is None:
-        print(f"edgematch: no result recorded for s3://{bucket}/{printable(key)}", file=sys.stderr)
-        return 1
-    print(dumps(doc, indent=2, sort_keys=True))
-    return 0
 
 
 def _reports_list(args: argparse.Namespace, rest: list[str]) -> int:

@@ -22,8 +22,9 @@ when it was written). The task's end — done, dead-lettered, split — removes 
   held by a worker — is published again under the same task id.
 
 Every step is idempotent, so the rare task that runs twice (a worker thought dead that
-was only frozen) changes nothing twice. Pump and sweep tasks are not journaled: the batch
-buffer is their state, and the sweep restarts pumps.
+was only frozen) changes nothing twice. Pump, sweep and verdict-log flush tasks are not
+journaled: the batch buffer and the log's staging area are their state, and the beat
+starts them again.
 
 Queues and kombu's keys are read on the broker's Redis, the entries on edgematch's.
 """
@@ -53,8 +54,8 @@ SWEEP_EVERY_S: Final = 10.0
 BATCH: Final = 500
 #: A queue longer than this is not read whole: its order alone says what waits in it.
 SCAN_LIMIT: Final = 10_000
-#: Tasks never journaled: the batch buffer is their state.
-UNJOURNALED: Final = frozenset({"edgematch.pump", "edgematch.sweep"})
+#: Tasks never journaled: the batch buffer (or the verdict log's staging area) is their state.
+UNJOURNALED: Final = frozenset({"edgematch.pump", "edgematch.sweep", "edgematch.flush_verdicts"})
 
 #: Publishes ``(task name, kwargs, task id)`` to the broker.
 Publish = Callable[[str, Mapping[str, Any], str], None]

@@ -11,6 +11,9 @@ import threading
 from functools import cached_property
 
 from edgematch.config.settings import Settings
+from edgematch.infra.logstore import LogObjects
+from edgematch.pipeline.logpaths import PREFIX as VERDICT_LOG_PREFIX
+from edgematch.pipeline.verdictlog import VerdictLog
 from edgematch.worker.api import PhotoDNAClient
 from edgematch.worker.buffer import BatchBuffer
 from edgematch.worker.deadletters import DeadLetters
@@ -44,7 +47,25 @@ class Runtime:
 
     @cached_property
     def results(self) -> ResultStore:
-        return ResultStore(self.redis, self.settings.namespace, ttl_s=self.settings.result_ttl_s)
+        s = self.settings
+        return ResultStore(
+            self.redis, s.namespace, ttl_s=s.result_ttl_s, max_staged=s.verdict_log_max_staged
+        )
+
+    @cached_property
+    def verdict_log(self) -> VerdictLog:
+        """The verdict log's staging area and flush; it writes nothing without a bucket
+        (EDGEMATCH_VERDICT_LOG_BUCKET, or EDGEMATCH_REPORTS_BUCKET)."""
+        s = self.settings
+        objects = None
+        if s.verdict_log_bucket:
+            objects = LogObjects(
+                make_s3_client(s),
+                s.verdict_log_bucket,
+                VERDICT_LOG_PREFIX,
+                kms_key_id=s.reports_kms_key_id,
+            )
+        return VerdictLog(self.redis, s.namespace, objects, flush_s=s.verdict_log_flush_s)
 
     @cached_property
     def broker_redis(self) -> Redis:

@@ -1,0 +1,1 @@
+"""On-call tools: the command line, status, backfills, dead-letter commands."""
