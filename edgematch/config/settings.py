@@ -283,6 +283,12 @@ class Settings:
             return self.quarantine_mode
         return "move" if self.quarantine_bucket else "tag"
 
+    @property
+    def effective_verdict_log_bucket(self) -> str | None:
+        """The verdict log's bucket: its own, else the reports bucket (also when Settings is
+        built directly, not read from the environment)."""
+        return self.verdict_log_bucket or self.reports_bucket
+
     def secrets(self) -> tuple[Secret, ...]:
         """Every secret this process holds, for the log masker."""
         held = (getattr(self, v.field) for v in variables() if v.spec.secret and v.field)

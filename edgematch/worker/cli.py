@@ -266,7 +266,7 @@ def _worker(args: argparse.Namespace, rest: list[str]) -> int:
             raise ConfigurationError(f"{exc} by a worker that consumes {which}") from None
     # Every recorded result goes to the verdict log: without a bucket for it, results
     # would pile up in Redis, so a worker that records them refuses to start.
-    if "results" in steps and not settings.verdict_log_bucket:
+    if "results" in steps and not settings.effective_verdict_log_bucket:
         raise ConfigurationError(
             "EDGEMATCH_VERDICT_LOG_BUCKET (or EDGEMATCH_REPORTS_BUCKET, which it defaults to) "
             "is required by a worker that consumes results: every result goes to the verdict log"

@@ -58,10 +58,10 @@ class Runtime:
         (EDGEMATCH_VERDICT_LOG_BUCKET, or EDGEMATCH_REPORTS_BUCKET)."""
         s = self.settings
         objects = None
-        if s.verdict_log_bucket:
+        if s.effective_verdict_log_bucket:
             objects = LogObjects(
                 make_s3_client(s),
-                s.verdict_log_bucket,
+                s.effective_verdict_log_bucket,
                 VERDICT_LOG_PREFIX,
                 kms_key_id=s.reports_kms_key_id,
             )
