@@ -172,8 +172,8 @@ def test_a_write_the_store_refuses_is_retried_not_lost(
         assert flushed.failed and flushed.lines == 0
         assert redis_client.hlen(Keys(NS).log_batches) == 1
         s3.create_bucket(Bucket=LOG_BUCKET)
-        for batch_id in redis_client.zrange(Keys(NS).log_leases, 0, -1):
-            redis_client.zadd(Keys(NS).log_leases, {batch_id: 0})  # as LEASE_S later
+        leased: list[bytes] = redis_client.zrange(Keys(NS).log_leases, 0, -1)
+        redis_client.zadd(Keys(NS).log_leases, dict.fromkeys(leased, 0))  # as LEASE_S later
         assert runtime.verdict_log.flush(budget_s=30).lines == 1
         assert [d["item_id"] for k in _log_keys(s3) for d in _lines(s3, k)] == ["item-0001"]
     finally:
