@@ -15,7 +15,7 @@ import io
 import json
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 import redis
@@ -172,7 +172,9 @@ def test_a_write_the_store_refuses_is_retried_not_lost(
         assert flushed.failed and flushed.lines == 0
         assert redis_client.hlen(Keys(NS).log_batches) == 1
         s3.create_bucket(Bucket=LOG_BUCKET)
-        leased: list[bytes] = redis_client.zrange(Keys(NS).log_leases, 0, -1)
+        leased = [
+            cast("bytes", m).decode() for m in redis_client.zrange(Keys(NS).log_leases, 0, -1)
+        ]
         redis_client.zadd(Keys(NS).log_leases, dict.fromkeys(leased, 0))  # as LEASE_S later
         assert runtime.verdict_log.flush(budget_s=30).lines == 1
         assert [d["item_id"] for k in _log_keys(s3) for d in _lines(s3, k)] == ["item-0001"]
