@@ -15,6 +15,7 @@ WORKDIR /src
 RUN python -m venv /opt/edgematch
 COPY pyproject.toml README.md ./
 COPY requirements/dev.lock requirements/dev.lock
+# The application package alone: the sandbox, local stack and demo (devtools/) stay out.
 COPY edgematch edgematch
 RUN /opt/edgematch/bin/pip install --no-cache-dir -c requirements/dev.lock . \
     && /opt/edgematch/bin/edgematch --version

@@ -7,7 +7,7 @@ Two figures put the end-to-end rows in proportion:
   pipeline fed by this moto can take events faster, whatever its own speed.
 * **boto3's client CPU per S3 call** against moto (GET of a 924-byte object, GET and PUT of
   its tags): the floor under edgematch's CPU per hash, which makes those calls for every
-  hash (the tag GET and PUT keep the platform's own tags; see worker/storage.py).
+  hash (the tag GET and PUT keep the platform's own tags; see infra/storage.py).
 """
 
 from __future__ import annotations

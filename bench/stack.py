@@ -18,11 +18,11 @@ from typing import Any
 
 import httpx
 
+from devtools.localstack import LocalPipeline
 from edgematch.config.settings import Settings
-from edgematch.worker.buffer import BatchBuffer
-from edgematch.worker.items import Item
-from edgematch.worker.localstack import LocalPipeline
-from edgematch.worker.redisclient import redis_client
+from edgematch.infra.redisclient import redis_client
+from edgematch.pipeline.buffer import BatchBuffer
+from edgematch.pipeline.items import Item
 
 HASH_BYTES = 924  # an Edge V2 hash
 

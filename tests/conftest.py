@@ -8,9 +8,9 @@ import pytest
 import redis
 import structlog
 
+from devtools.devstack import RedisServer
 from edgematch.config.settings import Secret, Settings
-from edgematch.worker.devstack import RedisServer
-from edgematch.worker.redisclient import redis_client as build_redis_client
+from edgematch.infra.redisclient import redis_client as build_redis_client
 
 
 @pytest.fixture(scope="session")

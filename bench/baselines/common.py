@@ -18,7 +18,7 @@ import httpx
 import redis
 from celery import Celery
 
-from edgematch.worker.redisclient import redis_client
+from edgematch.infra.redisclient import redis_client
 
 STATS = "bench:stats"
 DONE = "bench:done"

@@ -22,8 +22,8 @@ from celery import Celery
 from bench.baselines.common import DONE, STATS
 from bench.measure import MachineLoad
 from bench.stack import HASH_BYTES, Stack
-from edgematch.worker.localstack import SANDBOX_KEY
-from edgematch.worker.redisclient import redis_client
+from devtools.localstack import SANDBOX_KEY
+from edgematch.infra.redisclient import redis_client
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER_DB = 1

@@ -34,26 +34,27 @@ from kombu import Queue
 
 from edgematch.config.queue_order import LiveFirst
 from edgematch.config.settings import Settings
-from edgematch.worker.keys import QUEUE_STEPS, Keys
-from edgematch.worker.unacked import unacked_index_key, unacked_key, unacked_mutex_key
+from edgematch.names import (
+    QUEUE_STEPS,
+    STEP_BACKGROUND,
+    STEP_INGEST,
+    STEP_RESULTS,
+    TASK_FLUSH_VERDICTS,
+    TASK_RECORD_RESULT,
+    TASK_RECORD_RESULTS,
+    TASK_STEPS,
+    TASK_SWEEP,
+    queue_name,
+    unacked_index_key,
+    unacked_key,
+    unacked_mutex_key,
+)
 
 #: ``celery worker`` options every edgematch worker runs with (see the module docstring).
 WORKER_ARGS = ("--without-gossip", "--without-mingle", "--without-heartbeat")
 
-TASK_STEPS = {
-    "edgematch.ingest": "ingest",
-    "edgematch.ingest_many": "ingest",
-    "edgematch.pump": "match",
-    "edgematch.sweep": "match",
-    "edgematch.record_result": "results",
-    "edgematch.record_results": "results",
-    "edgematch.flush_verdicts": "results",
-    "edgematch.quarantine": "quarantine",
-    "edgematch.report": "reports",
-}
 
-
-def _router(keys: Keys) -> Callable[..., dict[str, str] | None]:
+def _router(namespace: str) -> Callable[..., dict[str, str] | None]:
     """Route each task to its step's queue; replays and backfills ingest on their own.
 
     Live uploads must not wait behind a backfill's thousands of ingest tasks, nor their
@@ -65,16 +66,16 @@ def _router(keys: Keys) -> Callable[..., dict[str, str] | None]:
         step = TASK_STEPS.get(name)
         if step is None:
             return None
-        if step in ("ingest", "results") and _lane(name, kwargs) != "live":
-            step = "background"
-        return {"queue": keys.queue(step)}
+        if step in (STEP_INGEST, STEP_RESULTS) and _lane(name, kwargs) != "live":
+            step = STEP_BACKGROUND
+        return {"queue": queue_name(namespace, step)}
 
     return route
 
 
 def queue_for(namespace: str, name: str, kwargs: Any) -> str | None:
     """The queue (Redis list) task ``name`` with ``kwargs`` is routed to. Pure."""
-    route = _router(Keys(namespace))(name, (), kwargs, {})
+    route = _router(namespace)(name, (), kwargs, {})
     return route["queue"] if route else None
 
 
@@ -92,9 +93,9 @@ def broker_ssl(broker_url: str) -> dict[str, Any] | None:
 
 def _lane(name: str, kwargs: Any) -> str:
     kwargs = kwargs or {}
-    if name == "edgematch.record_result":
+    if name == TASK_RECORD_RESULT:
         return str((kwargs.get("result") or {}).get("lane", "live"))
-    if name == "edgematch.record_results":
+    if name == TASK_RECORD_RESULTS:
         # One request's results: live ones among them must not wait behind a backfill.
         lanes = {str(doc.get("lane", "live")) for doc in kwargs.get("results") or ()}
         return "live" if "live" in lanes or not lanes else min(lanes)
@@ -103,7 +104,6 @@ def _lane(name: str, kwargs: Any) -> str:
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery settings for one deployment. Pure."""
-    keys = Keys(settings.namespace)
     ns = settings.namespace
     task_budget_s = settings.pump_max_s + settings.api_timeout_s + settings.api_connect_timeout_s
     return {
@@ -121,7 +121,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "socket_connect_timeout": 10,
             "health_check_interval": 10,
             "retry_on_timeout": True,
-            # worker/unacked.py keeps these fresh while their worker lives and hands a
+            # recovery/unacked.py keeps these fresh while their worker lives and hands a
             # dead worker's deliveries back within seconds.
             "unacked_key": unacked_key(ns),
             "unacked_index_key": unacked_index_key(ns),
@@ -163,16 +163,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": False,
         "task_send_sent_event": False,
         "task_queues": [
-            Queue(keys.queue(step), routing_key=keys.queue(step)) for step in QUEUE_STEPS
+            Queue(queue_name(ns, step), routing_key=queue_name(ns, step)) for step in QUEUE_STEPS
         ],
-        "task_default_queue": keys.queue("ingest"),
-        "task_routes": (_router(keys),),
+        "task_default_queue": queue_name(ns, STEP_INGEST),
+        "task_routes": (_router(ns),),
         "task_soft_time_limit": int(task_budget_s + 30),
         "task_time_limit": int(task_budget_s + 60),
         "beat_scheduler": "edgematch.tasks.lifecycle:HeartbeatScheduler",
         "beat_schedule": {
             "sweep": {
-                "task": "edgematch.sweep",
+                "task": TASK_SWEEP,
                 "schedule": 1.0,
                 # A sweep is only useful now: stale ones queued while no worker ran are dropped.
                 "options": {"expires": 5.0},
@@ -180,7 +180,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # The verdict log's staged results go to the object store about once an
             # interval (pipeline/verdictlog.py); one that waited past it is not needed.
             "flush-verdicts": {
-                "task": "edgematch.flush_verdicts",
+                "task": TASK_FLUSH_VERDICTS,
                 "schedule": settings.verdict_log_flush_s,
                 "options": {"expires": settings.verdict_log_flush_s},
             },

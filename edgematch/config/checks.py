@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
-from edgematch.worker.errors import ConfigurationError
+from edgematch.errors import ConfigurationError
 
 if TYPE_CHECKING:  # settings.py imports this module
     from edgematch.config.settings import Settings

@@ -1,7 +1,7 @@
 """Reading declared variables from the environment, each once, naming it in every error.
 
 A blank value (unset, empty or whitespace only) means the default. A malformed one raises
-:class:`~edgematch.worker.errors.ConfigurationError` whose message starts with the
+:class:`~edgematch.errors.ConfigurationError` whose message starts with the
 variable's name. A secret comes from its variable or from the file its ``_FILE`` variant
 names, never both.
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from edgematch.config.declare import FILE_SUFFIX, PREFIX, Variable
 from edgematch.config.secret import Secret
-from edgematch.worker.errors import ConfigurationError
+from edgematch.errors import ConfigurationError
 
 # The stdlib logger, not structlog: settings are read before logging is configured (the
 # format is a setting), and structlog unconfigured writes to stdout, which `edgematch

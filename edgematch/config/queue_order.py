@@ -26,14 +26,30 @@ from typing import TYPE_CHECKING, Final
 
 from kombu.utils.scheduling import priority_cycle
 
+from edgematch.names import (
+    STEP_BACKGROUND,
+    STEP_INGEST,
+    STEP_MATCH,
+    STEP_QUARANTINE,
+    STEP_REPORTS,
+    STEP_RESULTS,
+)
+
 if TYPE_CHECKING:  # generic in kombu's type stubs only
     _Cycle = priority_cycle[str]
 else:
     _Cycle = priority_cycle
 
 #: Queue steps, first served first.
-ORDER: Final = ("match", "quarantine", "reports", "results", "ingest", "background")
-_BACKGROUND: Final = ORDER.index("background")
+ORDER: Final = (
+    STEP_MATCH,
+    STEP_QUARANTINE,
+    STEP_REPORTS,
+    STEP_RESULTS,
+    STEP_INGEST,
+    STEP_BACKGROUND,
+)
+_BACKGROUND: Final = ORDER.index(STEP_BACKGROUND)
 #: The background share when none is given (Settings.background_min_share's default).
 DEFAULT_MIN_SHARE: Final = 0.1
 
@@ -74,4 +90,4 @@ class LiveFirst(_Cycle):
 
 
 def _is_background(queue: str) -> bool:
-    return queue.rsplit(".", 1)[-1] == "background"
+    return queue.rsplit(".", 1)[-1] == STEP_BACKGROUND

@@ -11,7 +11,7 @@ Endpoints of S3-compatible stores and SQS come from boto3's own variables
 (``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL_SQS``,
 ``AWS_DEFAULT_REGION`` and the credentials chain) and are not repeated here.
 
-A missing or malformed value raises :class:`~edgematch.worker.errors.ConfigurationError`
+A missing or malformed value raises :class:`~edgematch.errors.ConfigurationError`
 whose message names the variable; the CLI turns it into exit status 2.
 """
 
@@ -30,7 +30,7 @@ from edgematch.config.elsewhere import READ_ELSEWHERE
 from edgematch.config.environ import read, warn_unknown
 from edgematch.config.parsers import OPERATIONS
 from edgematch.config.secret import Secret
-from edgematch.worker.errors import ConfigurationError
+from edgematch.errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_API_URL",

@@ -6,8 +6,8 @@ Athena's JSON SerDe read as they are. An object is written once, in one PUT, and
 changed: writing the same key again writes the same bytes (gzip without a timestamp), so a
 write that is retried after it succeeded changes nothing.
 
-Errors are translated at the same boundary as :mod:`edgematch.worker.storage` (its
-``_translated``): ``ConfigurationError`` for access denied, ``ServerError`` /
+Errors are translated at the same boundary as :mod:`edgematch.infra.storage` (its
+``translated``): ``ConfigurationError`` for access denied, ``ServerError`` /
 ``TransportError`` / ``TransientError`` for what another try may fix, ``ObjectMissing``
 for a key or bucket that is not there. Messages carry locations, never lines.
 """
@@ -20,8 +20,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from edgematch.worker.errors import BadInput
-from edgematch.worker.storage import _translated
+from edgematch.errors import BadInput
+from edgematch.infra.storage import translated
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -73,7 +73,7 @@ class LogObjects:
         }
         if self._kms_key_id:
             kwargs["SSEKMSKeyId"] = self._kms_key_id
-        with _translated("s3:PutObject", self.bucket, key, None):
+        with translated("s3:PutObject", self.bucket, key, None):
             self._s3.put_object(**kwargs)
         return len(body)
 
@@ -84,7 +84,7 @@ class LogObjects:
         if start_after:
             kwargs["StartAfter"] = start_after
         while True:
-            with _translated("s3:ListBucket", self.bucket, prefix, None):
+            with translated("s3:ListBucket", self.bucket, prefix, None):
                 page = self._s3.list_objects_v2(**kwargs)
             for entry in page.get("Contents", []):
                 if entry["Key"].endswith(SUFFIX):
@@ -98,7 +98,7 @@ class LogObjects:
     def read(self, key: str) -> list[dict[str, Any]]:
         """The JSON objects of one log object, in order. Unreadable when it is not gzip
         JSON Lines; ObjectMissing when it is gone."""
-        with _translated("s3:GetObject", self.bucket, key, None):
+        with translated("s3:GetObject", self.bucket, key, None):
             body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"]
             try:
                 raw = body.read()

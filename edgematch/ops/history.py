@@ -23,17 +23,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+from edgematch.errors import ConfigurationError, EdgematchError, PermanentError
+from edgematch.ops.progress import Progress
+from edgematch.ops.support import dumps, moment, printable, tool_runtime
 from edgematch.ops.tally import Tally, render
+from edgematch.ops.timespec import format_moment
 from edgematch.pipeline.logpaths import hour_of, hours, name_at, partition
-from edgematch.worker.cli_support import dumps, moment, printable, tool_runtime
-from edgematch.worker.errors import ConfigurationError, EdgematchError, PermanentError
-from edgematch.worker.progress import Progress
-from edgematch.worker.timespec import format_moment
 
 if TYPE_CHECKING:
     # Not at run time: the parser is built without boto3 and Redis (`--help` stays fast).
     from edgematch.infra.logstore import LogObject, LogObjects
-    from edgematch.worker.runtime import Runtime
+    from edgematch.runtime import Runtime
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -275,7 +275,7 @@ def lookup(
 def _content_of(rt: Runtime, bucket: str, key: str) -> tuple[str, str] | None:
     """The content object of a hash file (its metadata, else the key minus the suffix), or
     the object itself when it is not a hash file; None when that cannot be told."""
-    from edgematch.worker.storage import content_location
+    from edgematch.infra.storage import content_location
 
     s = rt.settings
     if not key.endswith(s.hash_suffix):
@@ -315,8 +315,8 @@ def _search_range(
 
 
 def _uploaded(rt: Runtime, locations: list[tuple[str, str]]) -> float | None:
-    from edgematch.worker.evidence import EvidenceStore
-    from edgematch.worker.storage import make_s3_client
+    from edgematch.downstream.evidence import EvidenceStore
+    from edgematch.infra.storage import make_s3_client
 
     evidence = EvidenceStore(make_s3_client(rt.settings))
     for bucket, key in locations:
@@ -330,7 +330,7 @@ def _uploaded(rt: Runtime, locations: list[tuple[str, str]]) -> float | None:
 
 
 def _result(args: argparse.Namespace, rest: list[str]) -> int:
-    from edgematch.worker.events import parse_s3_uri
+    from edgematch.pipeline.events import parse_s3_uri
 
     try:
         bucket, key = parse_s3_uri(args.uri)

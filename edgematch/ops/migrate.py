@@ -31,17 +31,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from edgematch.errors import ConfigurationError, EdgematchError
 from edgematch.ops.history import log_objects
+from edgematch.ops.progress import Progress
+from edgematch.ops.support import tool_runtime
 from edgematch.pipeline.logpaths import hour_of, object_key
-from edgematch.worker.cli_support import tool_runtime
-from edgematch.worker.errors import ConfigurationError, EdgematchError
-from edgematch.worker.progress import Progress
 
 if TYPE_CHECKING:
     import redis
 
     from edgematch.infra.logstore import LogObjects
-    from edgematch.worker.runtime import Runtime
+    from edgematch.runtime import Runtime
 
 #: Keys asked of Redis per SCAN call.
 _SCAN_COUNT: Final = 1000

@@ -45,12 +45,12 @@ from typing import Any, Final
 
 import redis
 
+from edgematch.errors import EdgematchError
+from edgematch.infra import metrics
+from edgematch.infra.keys import Keys
+from edgematch.infra.logs import get_logger
 from edgematch.infra.logstore import LogObjects
 from edgematch.pipeline.logpaths import object_key, scanned_hour
-from edgematch.worker import metrics
-from edgematch.worker.errors import EdgematchError
-from edgematch.worker.keys import Keys
-from edgematch.worker.logs import get_logger
 
 log = get_logger(__name__)
 
@@ -125,7 +125,7 @@ class VerdictLog:
         self._max_lines = max_lines
         self._lease_ms = int(lease_s * 1000)
         self._take = client.register_script(
-            resources.files("edgematch.worker").joinpath("lua/vlog_take.lua").read_text("utf-8")
+            resources.files("edgematch.infra").joinpath("lua/vlog_take.lua").read_text("utf-8")
         )
 
     def flush_if_due(self, *, budget_s: float) -> Flushed | None:

@@ -1,4 +1,4 @@
-"""The Celery app and task definitions: thin, each calls into ``edgematch.worker``.
+"""The Celery app and task definitions: thin, each calls into the packages under ``edgematch``.
 
 ``celery -A edgematch.tasks worker`` works as well as ``edgematch worker``: the app is
 configured from the environment at import, and refuses to start on a bad setting.
@@ -10,6 +10,7 @@ from edgematch.tasks.steps import (
     flush_verdicts,
     ingest,
     ingest_many,
+    match,
     pump,
     record_result,
     record_results,
@@ -21,6 +22,7 @@ __all__ = [
     "flush_verdicts",
     "ingest",
     "ingest_many",
+    "match",
     "pump",
     "quarantine",
     "record_result",

@@ -10,10 +10,10 @@ from celery import Celery, signals
 
 from edgematch.config.celery import celery_config
 from edgematch.config.settings import Settings
+from edgematch.infra import logs
+from edgematch.infra.heartbeat import Heartbeat
+from edgematch.runtime import runtime
 from edgematch.tasks import lifecycle
-from edgematch.worker import logs
-from edgematch.worker.heartbeat import Heartbeat
-from edgematch.worker.runtime import runtime
 
 
 def create_app(settings: Settings) -> Celery:
@@ -41,7 +41,7 @@ def _setup_logging(**_: Any) -> None:
 def _warm_up(**_: Any) -> None:
     # Build the API and S3 clients (TLS contexts, connection pools) before the first task:
     # a first request that pays for them would reach the API late, after its slot.
-    # Only a worker given the subscription key calls the API (worker/cli.py,
+    # Only a worker given the subscription key calls the API (ops/cli.py,
     # needs_subscription_key); the others have no key to build a client with.
     rt = runtime()
     parts = (rt.api, rt.store, rt.buffer) if rt.settings.subscription_key else (rt.store, rt.buffer)

@@ -1,7 +1,7 @@
 """The tasks downstream of a match: ``edgematch.quarantine`` and ``edgematch.report``.
 
 Each runs on its own queue (``<ns>.quarantine``, ``<ns>.reports``) so each scales alone,
-under the same failure policy as every step (``steps._guarded``): transient errors retry
+under the same failure policy as every step (``steps.guarded``): transient errors retry
 with backoff, anything else becomes a dead letter, which ``edgematch dlq replay`` sends
 back here (``replayed_from``). The chain, registered with :func:`register_downstream` so
 that it runs for every recorded result, repeats included:
@@ -10,7 +10,7 @@ that it runs for every recorded result, repeats included:
 
 A quarantine that gives up leaves its dead letter *and* still sends the report, with
 evidence ``failed``: the match is reported even when it could not be preserved, and the
-content keeps its ``match`` tag. See ``edgematch.worker.downstream`` for the why.
+content keeps its ``match`` tag. See ``edgematch.downstream.filing`` for the why.
 """
 
 from __future__ import annotations
@@ -19,15 +19,16 @@ from typing import Any
 
 from celery import Task
 
+from edgematch.downstream.filing import parts
+from edgematch.downstream.quarantine import ContentVersion, Evidence
+from edgematch.errors import EdgematchError
+from edgematch.infra import metrics
+from edgematch.infra.logs import get_logger
+from edgematch.names import STEP_QUARANTINE, STEP_REPORTS, TASK_QUARANTINE, TASK_REPORT
+from edgematch.pipeline.results import CLEAN, MATCH, Result, register_downstream
+from edgematch.runtime import runtime
 from edgematch.tasks.app import app
-from edgematch.tasks.steps import _guarded, _send
-from edgematch.worker import metrics
-from edgematch.worker.downstream import parts
-from edgematch.worker.errors import EdgematchError
-from edgematch.worker.logs import get_logger
-from edgematch.worker.quarantine import ContentVersion, Evidence
-from edgematch.worker.results import CLEAN, MATCH, Result, register_downstream
-from edgematch.worker.runtime import runtime
+from edgematch.tasks.steps import guarded, send
 
 log = get_logger(__name__)
 
@@ -43,14 +44,14 @@ def on_result(result: Result) -> None:
             parts(runtime()).match_cache.remember(result)
         return
     parts(runtime()).match_cache.remember(result)
-    _send(quarantine, {"result": result.to_dict(), "correlation_id": result.correlation_id})
+    send(quarantine, {"result": result.to_dict(), "correlation_id": result.correlation_id})
 
 
 register_downstream(on_result)
 
 
 def _send_report(result: dict[str, Any], evidence: Evidence, correlation_id: str) -> None:
-    _send(
+    send(
         report,
         {"result": result, "evidence": evidence.to_dict(), "correlation_id": correlation_id},
     )
@@ -60,7 +61,7 @@ def _location(result: dict[str, Any]) -> tuple[str | None, str | None]:
     return result.get("content_bucket"), result.get("content_key")
 
 
-@app.task(name="edgematch.quarantine", bind=True, max_retries=None)
+@app.task(name=TASK_QUARANTINE, bind=True, max_retries=None)
 def quarantine(
     self: Task[Any, Any],
     result: dict[str, Any],
@@ -79,9 +80,9 @@ def quarantine(
         _send_report(result, evidence, correlation_id)
         return evidence.state
 
-    outcome = _guarded(
+    outcome = guarded(
         self,
-        "quarantine",
+        STEP_QUARANTINE,
         run,
         args={"result": result},
         correlation_id=correlation_id,
@@ -100,9 +101,9 @@ def quarantine(
 
         # Not replayed_from: sending the report must not resolve the quarantine's entry,
         # and its own failure is a separate dead letter, not an overwrite of that one.
-        _guarded(
+        guarded(
             self,
-            "reports",
+            STEP_REPORTS,
             report_unpreserved,
             args={"result": result},
             correlation_id=correlation_id,
@@ -112,7 +113,7 @@ def quarantine(
     return outcome
 
 
-@app.task(name="edgematch.report", bind=True, max_retries=None)
+@app.task(name=TASK_REPORT, bind=True, max_retries=None)
 def report(
     self: Task[Any, Any],
     result: dict[str, Any],
@@ -133,9 +134,9 @@ def report(
             raise
         return str(doc["status"])
 
-    outcome = _guarded(
+    outcome = guarded(
         self,
-        "reports",
+        STEP_REPORTS,
         run,
         args={"result": result, "evidence": evidence},
         correlation_id=correlation_id,

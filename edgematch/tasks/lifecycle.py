@@ -10,7 +10,7 @@ The worker's main process — the consumer that takes each message from the brok
 keeps every delivery it holds fresh in kombu's unacked index (``DeliveryRefresh``, fed by
 Celery's ``task_received`` signal, which runs in the consumer for every task it takes,
 ETA and countdown tasks included), so that the sweep hands back a dead worker's tasks
-within seconds (worker/unacked.py).
+within seconds (recovery/unacked.py).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Any
 from celery import Celery, bootsteps, signals
 from celery.beat import Scheduler
 
-from edgematch.worker import health
-from edgematch.worker.runtime import runtime
-from edgematch.worker.unacked import DeliveryKeeper
+from edgematch.infra import health
+from edgematch.recovery.unacked import DeliveryKeeper
+from edgematch.runtime import runtime
 
 #: The number of processes in this worker's pool, once known (set before the pool forks,
 #: so every pool process sees it). None outside a worker.

@@ -1,11 +1,11 @@
-"""The tasks of the pipeline. Each one is a thin shell around ``edgematch.worker``.
+"""The tasks of the pipeline. Each one is a thin shell around the packages under ``edgematch``.
 
-One failure policy for every step (``_guarded``): a ``TransientError`` is retried with
+One failure policy for every step (``guarded``): a ``TransientError`` is retried with
 capped, jittered backoff up to ``EDGEMATCH_MAX_ATTEMPTS``; anything else — a permanent
 error, a configuration problem (S3 access denied), or a bug — is recorded as a dead letter
 with the task's arguments, so that nothing is acknowledged and forgotten. Redis or the
 broker being unavailable is nobody's attempt: those retries are free for a while
-(worker/outages.py), so a restart or a failover never turns work into dead letters.
+(infra/outages.py), so a restart or a failover never turns work into dead letters.
 """
 
 from __future__ import annotations
@@ -23,21 +23,36 @@ import structlog
 from celery import Task
 
 from edgematch.config.celery import queue_for
+from edgematch.errors import EdgematchError, TransientError
+from edgematch.infra import metrics, outages
+from edgematch.infra.backoff import compute_backoff
+from edgematch.infra.logs import get_logger
+from edgematch.infra.redisclient import BrokerUnavailable, RedisUnavailable, publishing
+from edgematch.names import (
+    LEGACY_TASK_PUMP,
+    STEP_INGEST,
+    STEP_MATCH,
+    STEP_RESULTS,
+    TASK_FLUSH_VERDICTS,
+    TASK_INGEST,
+    TASK_INGEST_MANY,
+    TASK_MATCH,
+    TASK_RECORD_RESULT,
+    TASK_RECORD_RESULTS,
+    TASK_SWEEP,
+)
+from edgematch.pipeline import backpressure
+from edgematch.pipeline import ingest as ingest_step
+from edgematch.pipeline import match as matcher
+from edgematch.pipeline.backpressure import INGEST_BATCH
+from edgematch.pipeline.results import Result, consume
+from edgematch.pipeline.tagging import verdict_tags
 from edgematch.pipeline.verdictlog import Flushed
+from edgematch.recovery.journal import UNJOURNALED
+from edgematch.recovery.poison import POISON, Deliveries, counter_ttl_s, is_poison
+from edgematch.runtime import runtime
 from edgematch.tasks import lifecycle
 from edgematch.tasks.app import app
-from edgematch.worker import backpressure, matcher, metrics, outages
-from edgematch.worker import ingest as ingest_step
-from edgematch.worker.backoff import compute_backoff
-from edgematch.worker.backpressure import INGEST_BATCH
-from edgematch.worker.errors import EdgematchError, TransientError
-from edgematch.worker.journal import UNJOURNALED
-from edgematch.worker.logs import get_logger
-from edgematch.worker.poison import POISON, Deliveries, counter_ttl_s, is_poison
-from edgematch.worker.redisclient import BrokerUnavailable, RedisUnavailable, publishing
-from edgematch.worker.results import Result, consume
-from edgematch.worker.runtime import runtime
-from edgematch.worker.tagging import verdict_tags
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -70,10 +85,10 @@ def _fan_out(work: Callable[[E], T], elements: Iterable[E]) -> list[T]:
     return [future.result() for future in futures]
 
 
-def _send(task: Task[Any, Any], kwargs: dict[str, Any], *, countdown: float = 0.0) -> None:
+def send(task: Task[Any, Any], kwargs: dict[str, Any], *, countdown: float = 0.0) -> None:
     """Enqueue ``task``; a broker that cannot take it is a transient error, not a crash.
 
-    Work tasks are journaled first (worker/journal.py): one lost by a killed worker is
+    Work tasks are journaled first (recovery/journal.py): one lost by a killed worker is
     published again. Pumps are not: the batch buffer is their state.
     """
     task_id = uuid.uuid4().hex
@@ -97,7 +112,7 @@ def journal(name: str, kwargs: Mapping[str, Any], task_id: str) -> None:
 
 def publish_result(result: Result) -> None:
     """Put ``result`` on the results queue (its consumer records and tags it)."""
-    _send(record_result, {"result": result.to_dict(), "correlation_id": result.correlation_id})
+    send(record_result, {"result": result.to_dict(), "correlation_id": result.correlation_id})
 
 
 def publish_results(results: Sequence[Result]) -> None:
@@ -105,7 +120,7 @@ def publish_results(results: Sequence[Result]) -> None:
     if len(results) == 1:
         publish_result(results[0])
         return
-    _send(record_results, {"results": [result.to_dict() for result in results]})
+    send(record_results, {"results": [result.to_dict() for result in results]})
 
 
 def enqueue_events(events: Sequence[tuple[dict[str, Any], str]], lane: str) -> None:
@@ -115,9 +130,9 @@ def enqueue_events(events: Sequence[tuple[dict[str, Any], str]], lane: str) -> N
         chunk = events[start : start + INGEST_BATCH]
         if len(chunk) == 1:
             event, correlation_id = chunk[0]
-            _send(ingest, {"event": event, "correlation_id": correlation_id, "lane": lane})
+            send(ingest, {"event": event, "correlation_id": correlation_id, "lane": lane})
             continue
-        _send(
+        send(
             ingest_many,
             {"events": [{"event": e, "correlation_id": c} for e, c in chunk], "lane": lane},
         )
@@ -129,10 +144,10 @@ def _retry_delay(attempt: int) -> float:
 
 
 def start_pump(pump_id: str) -> None:
-    _send(pump, {"pump_id": pump_id})
+    send(match, {"pump_id": pump_id})
 
 
-def _guarded(
+def guarded(
     task: Task[Any, Any],
     step: str,
     run: Callable[[], T],
@@ -149,7 +164,7 @@ def _guarded(
     ``part`` tells apart two pieces of work one task guards separately, so that the
     second one's dead letter does not overwrite the first one's.
 
-    Before the work, this delivery is counted (worker/poison.py): a task begun more than
+    Before the work, this delivery is counted (recovery/poison.py): a task begun more than
     ``max_deliveries`` times is dead-lettered as ``poison`` without running. A task that
     replays a dead letter (``replayed_from``) resolves it when the work completes, and a
     failure of it updates that same entry instead of adding another.
@@ -245,7 +260,7 @@ def _guarded(
 
 
 def _ride(work: Callable[[], R], step: str) -> R:
-    """``work()``, waiting out a Redis or broker outage inside the task (worker/outages.py):
+    """``work()``, waiting out a Redis or broker outage inside the task (infra/outages.py):
     a retry would need the broker, which is often the Redis that is away."""
     event = f"{step}_waits_for_redis"
     return outages.ride_out(work, for_s=outages.RIDE_OUT_S, log=log, event=event)
@@ -271,7 +286,7 @@ def _ingest_one(event: dict[str, Any], correlation_id: str, lane: str) -> str:
     return outcome
 
 
-@app.task(name="edgematch.ingest", bind=True, max_retries=None)
+@app.task(name=TASK_INGEST, bind=True, max_retries=None)
 def ingest(
     self: Task[Any, Any],
     event: dict[str, Any],
@@ -284,9 +299,9 @@ def ingest(
     ``replayed_from`` names the dead letter this task replays (``edgematch dlq replay``).
     """
 
-    return _guarded(
+    return guarded(
         self,
-        "ingest",
+        STEP_INGEST,
         lambda: _ingest_one(event, correlation_id, lane),
         args={"event": event, "lane": lane},
         correlation_id=correlation_id,
@@ -295,9 +310,9 @@ def ingest(
     )
 
 
-@app.task(name="edgematch.pump")
-def pump(pump_id: str) -> dict[str, Any]:
-    """Drain the batch buffer into the API for a short while (see worker/matcher.py).
+@app.task(name=TASK_MATCH)
+def match(pump_id: str) -> dict[str, Any]:
+    """Drain the batch buffer into the API for a short while (see pipeline/match.py).
 
     A pump that fails leaves its batch leased: the lease runs out and the items go back,
     so a crash here loses nothing and needs no dead letter.
@@ -305,7 +320,7 @@ def pump(pump_id: str) -> dict[str, Any]:
     rt = runtime()
     # In a worker's only process a pump must not sleep while the other queues it serves
     # have tasks waiting (see matcher.pump).
-    others = [q for q in lifecycle.consumed_queues() if q != rt.buffer.keys.queue("match")]
+    others = [q for q in lifecycle.consumed_queues() if q != rt.buffer.keys.queue(STEP_MATCH)]
     sole = lifecycle.pool_processes() == 1 and bool(others)
     report = matcher.pump(
         rt,
@@ -317,16 +332,24 @@ def pump(pump_id: str) -> dict[str, Any]:
     return {"batches": report.batches, "items": report.items, "stopped": report.stopped}
 
 
+@app.task(name=LEGACY_TASK_PUMP)
+def pump(pump_id: str) -> dict[str, Any]:
+    """The match task under its former name, for messages a worker of the previous release
+    published during a rolling deploy: without it they would be dropped as unregistered."""
+    result: dict[str, Any] = match(pump_id)
+    return result
+
+
 def _republish(name: str, kwargs: Mapping[str, Any], task_id: str) -> None:
     with publishing():
         app.send_task(name, kwargs=dict(kwargs), task_id=task_id)
 
 
-@app.task(name="edgematch.sweep")
+@app.task(name=TASK_SWEEP)
 def sweep() -> int:
     """Periodic: start pumps for waiting items that nobody is draining, hand back the tasks
     a dead worker held, and publish again the tasks a killed worker lost
-    (worker/journal.py) — the safety nets."""
+    (recovery/journal.py) — the safety nets."""
     rt = runtime()
     try:
         handed = rt.journal.hand_back()
@@ -360,7 +383,7 @@ def sweep() -> int:
     return started
 
 
-@app.task(name="edgematch.flush_verdicts")
+@app.task(name=TASK_FLUSH_VERDICTS)
 def flush_verdicts() -> dict[str, int]:
     """Periodic: write the results recorded meanwhile to the verdict log, at most once per
     EDGEMATCH_VERDICT_LOG_FLUSH_S for the whole pool (see pipeline/verdictlog.py).
@@ -381,7 +404,7 @@ def _flush_verdict_log(*, budget_s: float) -> Flushed | None:
         return None
 
 
-@app.task(name="edgematch.record_result", bind=True, max_retries=None)
+@app.task(name=TASK_RECORD_RESULT, bind=True, max_retries=None)
 def record_result(
     self: Task[Any, Any],
     result: dict[str, Any],
@@ -393,9 +416,9 @@ def record_result(
     ``replayed_from`` names the dead letter this task replays (``edgematch dlq replay``).
     """
     rt = runtime()
-    outcome = _guarded(
+    outcome = guarded(
         self,
-        "results",
+        STEP_RESULTS,
         lambda: consume(Result.from_dict(result), store=rt.results, tags=verdict_tags(rt), log=log),
         args={"result": result},
         correlation_id=correlation_id,
@@ -419,7 +442,7 @@ def _batch(
     correlation_id: str | None,
     replayed_from: str | None,
 ) -> dict[str, int] | str:
-    """Run ``work`` on every element of a batch task, side by side, under ``_guarded``.
+    """Run ``work`` on every element of a batch task, side by side, under ``guarded``.
 
     An element whose work fails is handed to the ``single`` task (``single_kwargs`` of it)
     — after a backoff for a transient failure, at once otherwise — which applies the whole
@@ -436,11 +459,11 @@ def _batch(
         except TransientError as exc:
             delay = _retry_delay(1)
             log.warning(f"{step}_retry", error=str(exc), attempt=1, delay_s=round(delay, 3))
-            _send(single, kwargs, countdown=delay)
+            send(single, kwargs, countdown=delay)
             return "retry"
         except Exception as exc:  # noqa: BLE001 - its own task dead-letters it
             log.warning(f"{step}_handed_over", error=f"{type(exc).__name__}: {exc}"[:300])
-            _send(single, kwargs)
+            send(single, kwargs)
             return "handed_over"
 
     def run() -> dict[str, int]:
@@ -452,10 +475,10 @@ def _batch(
     def split() -> str:
         log.warning(f"{step}_batch_split", count=len(elements))
         for element in elements:
-            _send(single, single_kwargs(element))
+            send(single, single_kwargs(element))
         return "split"
 
-    return _guarded(
+    return guarded(
         task,
         step,
         run,
@@ -467,7 +490,7 @@ def _batch(
     )
 
 
-@app.task(name="edgematch.ingest_many", bind=True, max_retries=None)
+@app.task(name=TASK_INGEST_MANY, bind=True, max_retries=None)
 def ingest_many(
     self: Task[Any, Any],
     events: list[dict[str, Any]],
@@ -485,7 +508,7 @@ def ingest_many(
     """
     return _batch(
         self,
-        "ingest",
+        STEP_INGEST,
         events,
         lambda e: _ingest_one(e["event"], e["correlation_id"], lane),
         single=ingest,
@@ -500,7 +523,7 @@ def ingest_many(
     )
 
 
-@app.task(name="edgematch.record_results", bind=True, max_retries=None)
+@app.task(name=TASK_RECORD_RESULTS, bind=True, max_retries=None)
 def record_results(
     self: Task[Any, Any],
     results: list[dict[str, Any]],
@@ -520,7 +543,7 @@ def record_results(
 
     outcome = _batch(
         self,
-        "results",
+        STEP_RESULTS,
         results,
         work,
         single=record_result,

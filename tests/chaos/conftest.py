@@ -43,8 +43,8 @@ import pytest
 import redis
 from botocore.exceptions import ClientError
 
-from edgematch.worker.devstack import RedisServer
-from edgematch.worker.localstack import LocalPipeline
+from devtools.devstack import RedisServer
+from devtools.localstack import LocalPipeline
 
 RESULTS_FILE = Path(
     os.environ.get("EDGEMATCH_LEDGER_FILE")

@@ -21,7 +21,7 @@ import httpx
 import pytest
 import redis
 
-from edgematch.worker.localstack import LocalPipeline
+from devtools.localstack import LocalPipeline
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 

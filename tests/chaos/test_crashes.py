@@ -21,8 +21,8 @@ from urllib.parse import quote_plus
 import pytest
 import redis
 
-from edgematch.worker.localstack import LocalPipeline
-from edgematch.worker.localstack import wait_until as _wait
+from devtools.localstack import LocalPipeline
+from devtools.localstack import wait_until as _wait
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 

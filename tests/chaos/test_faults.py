@@ -21,9 +21,9 @@ from urllib.parse import quote_plus
 import pytest
 import redis
 
+from devtools.localstack import SANDBOX_KEY, LocalPipeline
+from devtools.localstack import wait_until as _wait
 from edgematch.config.settings import Settings
-from edgematch.worker.localstack import SANDBOX_KEY, LocalPipeline
-from edgematch.worker.localstack import wait_until as _wait
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from edgematch.worker.localstack import LocalPipeline
-from edgematch.worker.localstack import wait_until as _wait
+from devtools.localstack import LocalPipeline
+from devtools.localstack import wait_until as _wait
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 

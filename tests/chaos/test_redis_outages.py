@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from edgematch.worker.devstack import SentinelGroup
-from edgematch.worker.localstack import LocalPipeline
-from edgematch.worker.localstack import wait_until as _wait
-from edgematch.worker.redisclient import redis_client
+from devtools.devstack import SentinelGroup
+from devtools.localstack import LocalPipeline
+from devtools.localstack import wait_until as _wait
+from edgematch.infra.redisclient import redis_client
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
 

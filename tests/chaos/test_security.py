@@ -37,13 +37,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from kombu import Connection, Producer
 
+from devtools.devstack import RedisServer, wait_for_port
+from devtools.localstack import LocalPipeline
+from devtools.localstack import wait_until as _wait
 from edgematch.config.celery import celery_config
 from edgematch.config.settings import Settings
-from edgematch.worker.api import HashItem, PhotoDNAClient
-from edgematch.worker.devstack import RedisServer, wait_for_port
-from edgematch.worker.errors import TransportError
-from edgematch.worker.localstack import LocalPipeline
-from edgematch.worker.localstack import wait_until as _wait
+from edgematch.errors import TransportError
+from edgematch.photodna.client import HashItem, PhotoDNAClient
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 

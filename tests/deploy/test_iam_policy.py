@@ -11,8 +11,6 @@ import yaml  # type: ignore[import-untyped]
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-#: Local test infrastructure, which creates buckets and queues it owns; not the pipeline.
-NOT_THE_PIPELINE = {"localstack.py", "devstack.py", "demo.py"}
 #: boto3 operation -> the IAM actions it may need (versioned variants, lock headers on HEAD).
 ACTIONS = {
     "s3.get_object": {"s3:GetObject", "s3:GetObjectVersion"},
@@ -41,9 +39,8 @@ _CALL = re.compile(r"\b_?(s3|sqs)\.([a-z_0-9]+)\(")
 
 def _calls() -> set[str]:
     found = set()
+    # The application only: the local stack in devtools/ creates buckets and queues it owns.
     for path in (ROOT / "edgematch").rglob("*.py"):
-        if path.name in NOT_THE_PIPELINE:
-            continue
         for service, operation in _CALL.findall(path.read_text(encoding="utf-8")):
             found.add(f"{service}.{operation}")
     return found

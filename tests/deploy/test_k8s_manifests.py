@@ -13,8 +13,8 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 
 from edgematch.config.settings import Settings, known_names
-from edgematch.worker import cli
-from edgematch.worker.keys import QUEUE_STEPS
+from edgematch.names import QUEUE_STEPS
+from edgematch.ops import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"

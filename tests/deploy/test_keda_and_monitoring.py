@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from edgematch.worker.keys import Keys
+from edgematch.infra.keys import Keys
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS_EXAMPLE = ROOT / "deploy" / "k8s" / "secrets.example.yaml"

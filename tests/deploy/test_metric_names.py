@@ -10,7 +10,7 @@ from typing import Any
 
 from prometheus_client.metrics import MetricWrapperBase
 
-from edgematch.worker import metrics
+from edgematch.infra import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "edgematch.json"

@@ -6,8 +6,8 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from edgematch.worker import cli
-from edgematch.worker.keys import QUEUE_STEPS
+from edgematch.names import QUEUE_STEPS
+from edgematch.ops import cli
 
 Unit = dict[str, list[tuple[str, str]]]
 #: Queue sets deploy/README.md tells operators to start as worker@ instances.

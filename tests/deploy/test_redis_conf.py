@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 
-from edgematch.worker.devstack import free_port, wait_for_port
+from devtools.devstack import free_port, wait_for_port
 
 REDIS = Path(__file__).resolve().parents[2] / "deploy" / "redis"
 PASSWORD = "CHANGE-ME"  # the placeholder both files carry

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from edgematch.worker.localstack import LocalPipeline
-from edgematch.worker.localstack import wait_until as _wait
+from devtools.localstack import LocalPipeline
+from devtools.localstack import wait_until as _wait
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -49,7 +49,7 @@ def _recorded(pipe: LocalPipeline, key: str) -> list[str]:
 def _dead_letters(pipe: LocalPipeline, reason: str) -> list[dict[str, Any]]:
     """``edgematch dlq list --reason R --json``, as on-call runs it."""
     listed = subprocess.run(
-        [sys.executable, "-m", "edgematch.worker.cli", "dlq", "list", "--reason", reason, "--json"],
+        [sys.executable, "-m", "edgematch.ops.cli", "dlq", "list", "--reason", reason, "--json"],
         env=pipe.env(),
         capture_output=True,
         text=True,

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import redis
 
-from edgematch.sandbox.webhook import WebhookReceiver
-from edgematch.worker.localstack import LocalPipeline
-from edgematch.worker.localstack import wait_until as _wait
+from devtools.localstack import LocalPipeline
+from devtools.localstack import wait_until as _wait
+from devtools.sandbox.webhook import WebhookReceiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -63,7 +63,7 @@ def _events(pipe: LocalPipeline, event: str) -> int:
 
 def _cli(pipe: LocalPipeline, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "edgematch.worker.cli", *args],
+        [sys.executable, "-m", "edgematch.ops.cli", *args],
         env=pipe.env(),
         capture_output=True,
         text=True,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from edgematch.worker.localstack import LocalPipeline
-from edgematch.worker.localstack import wait_until as _wait
+from devtools.localstack import LocalPipeline
+from devtools.localstack import wait_until as _wait
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

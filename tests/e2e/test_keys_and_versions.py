@@ -21,10 +21,10 @@ from urllib.parse import quote_plus
 import pytest
 import redis
 
-from edgematch.worker.localstack import LocalPipeline
-from edgematch.worker.localstack import wait_until as _wait
-from edgematch.worker.quarantine import META_SOURCE, ContentVersion, quarantine_key
-from edgematch.worker.s3text import decode_metadata_value
+from devtools.localstack import LocalPipeline
+from devtools.localstack import wait_until as _wait
+from edgematch.downstream.quarantine import META_SOURCE, ContentVersion, quarantine_key
+from edgematch.infra.s3text import decode_metadata_value
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -53,7 +53,7 @@ def make_pipeline() -> Iterator[MakePipeline]:
 
 def _cli(pipe: LocalPipeline, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "edgematch.worker.cli", *args],
+        [sys.executable, "-m", "edgematch.ops.cli", *args],
         env={**pipe.env(), "PYTHONIOENCODING": "utf-8"},
         capture_output=True,
         text=True,

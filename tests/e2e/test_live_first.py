@@ -11,7 +11,7 @@ import time
 import pytest
 import redis
 
-from edgematch.worker.localstack import LocalPipeline, wait_until
+from devtools.localstack import LocalPipeline, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -30,7 +30,7 @@ def test_live_upload_overtakes_a_backfill_backlog() -> None:
             s3.put_object(Bucket="archive", Key=f"old/{i:04d}.bin", Body=os.urandom(HASH))
         pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "3"])
         backfill = subprocess.Popen(
-            [sys.executable, "-m", "edgematch.worker.cli", "backfill", "s3://archive/old/"],
+            [sys.executable, "-m", "edgematch.ops.cli", "backfill", "s3://archive/old/"],
             env=pipe.env(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -74,7 +74,7 @@ def _queue_ingest(pipe: LocalPipeline, *, backfill: int, live: int) -> None:
     for i in range(backfill):
         s3.put_object(Bucket="archive", Key=f"old/{i:04d}.bin", Body=os.urandom(HASH))
     subprocess.run(
-        [sys.executable, "-m", "edgematch.worker.cli", "backfill", "s3://archive/old/"],
+        [sys.executable, "-m", "edgematch.ops.cli", "backfill", "s3://archive/old/"],
         env=pipe.env(),
         check=True,
         capture_output=True,

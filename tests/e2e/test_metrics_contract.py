@@ -19,9 +19,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from edgematch.worker.devstack import ROOT, free_port
-from edgematch.worker.localstack import LocalPipeline
-from edgematch.worker.localstack import wait_until as _wait
+from devtools.devstack import ROOT, free_port
+from devtools.localstack import LocalPipeline
+from devtools.localstack import wait_until as _wait
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

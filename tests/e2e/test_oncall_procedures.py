@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import redis
 
-from edgematch.worker.localstack import LocalPipeline
-from edgematch.worker.localstack import wait_until as _wait
+from devtools.localstack import LocalPipeline
+from devtools.localstack import wait_until as _wait
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -44,7 +44,7 @@ def make_pipeline() -> Iterator[MakePipeline]:
 
 def _cli(pipe: LocalPipeline, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "edgematch.worker.cli", *args],
+        [sys.executable, "-m", "edgematch.ops.cli", *args],
         env=pipe.env(),
         capture_output=True,
         text=True,
@@ -146,7 +146,7 @@ def test_backfill_killed_half_way_scans_each_object_once(make_pipeline: MakePipe
         pipe.upload(key, os.urandom(HASH), content=b"image")
     client = redis.Redis.from_url(pipe.redis.url)
     checkpoint = pipe.keys.backfill(pipe.bucket, "old/")
-    command = [sys.executable, "-m", "edgematch.worker.cli", "backfill",
+    command = [sys.executable, "-m", "edgematch.ops.cli", "backfill",
                f"s3://{pipe.bucket}/old/", "--page-size", "7"]  # fmt: skip
 
     # No worker yet: the backlog reaches the background mark (8 of 10) and backfill waits.

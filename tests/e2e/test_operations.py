@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from edgematch.worker.devstack import free_port
-from edgematch.worker.localstack import LocalPipeline
-from edgematch.worker.localstack import wait_until as _wait
+from devtools.devstack import free_port
+from devtools.localstack import LocalPipeline
+from devtools.localstack import wait_until as _wait
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -79,7 +79,7 @@ def test_metrics_endpoint_shows_the_pipeline_moving(pipe: LocalPipeline) -> None
 def test_liveness_follows_the_worker_event_loop(pipe: LocalPipeline, tmp_path: Path) -> None:
     """The worker's heartbeat comes from its event loop: a stopped loop fails liveness."""
     pipe.start_processes("worker", worker_args=["--concurrency", "1"])
-    cmd = [sys.executable, "-m", "edgematch.worker.cli", "health"]
+    cmd = [sys.executable, "-m", "edgematch.ops.cli", "health"]
 
     def probe(*args: str) -> int:
         run = subprocess.run(

@@ -20,8 +20,8 @@ from typing import cast
 import pytest
 import redis
 
-from edgematch.worker.localstack import SANDBOX_KEY, LocalPipeline
-from edgematch.worker.localstack import wait_until as _wait
+from devtools.localstack import SANDBOX_KEY, LocalPipeline
+from devtools.localstack import wait_until as _wait
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -75,7 +75,7 @@ def test_uploads_are_scanned_matched_and_tagged(make_pipeline: MakePipeline) -> 
         [
             sys.executable,
             "-m",
-            "edgematch.worker.cli",
+            "edgematch.ops.cli",
             "result",
             f"s3://{pipe.bucket}/photos/p2.jpg",
         ],

@@ -3,7 +3,7 @@
 The task here waits out a countdown in the worker (as a retry does): the consumer took it
 from Redis and holds it in kombu's unacknowledged hash until it runs. While the worker
 lives it keeps that delivery fresh, however long it waits; killed, the delivery comes back
-within seconds (worker/unacked.py), not after the broker's visibility timeout (an hour).
+within seconds (recovery/unacked.py), not after the broker's visibility timeout (an hour).
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import pytest
 import redis
 from celery import Celery
 
+from devtools.localstack import LocalPipeline
+from devtools.localstack import wait_until as _wait
 from edgematch.config.celery import celery_config
 from edgematch.config.settings import Settings
-from edgematch.worker.journal import Journal
-from edgematch.worker.localstack import LocalPipeline
-from edgematch.worker.localstack import wait_until as _wait
-from edgematch.worker.unacked import REFRESH_S, STALE_S
+from edgematch.recovery.journal import Journal
+from edgematch.recovery.unacked import REFRESH_S, STALE_S
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
+from devtools.localstack import PER_HASH_KEYS, PER_MATCH_KEYS, LocalPipeline
+from devtools.localstack import wait_until as _wait
 from edgematch.config.settings import Settings
-from edgematch.worker.keys import Keys
-from edgematch.worker.localstack import PER_HASH_KEYS, PER_MATCH_KEYS, LocalPipeline
-from edgematch.worker.localstack import wait_until as _wait
-from edgematch.worker.redisclient import redis_client
+from edgematch.infra.keys import Keys
+from edgematch.infra.redisclient import redis_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -51,7 +51,7 @@ def pipe() -> Iterator[LocalPipeline]:
 
 def _cli(pipe: LocalPipeline, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "edgematch.worker.cli", *args],
+        [sys.executable, "-m", "edgematch.ops.cli", *args],
         env=pipe.env(),
         capture_output=True,
         text=True,

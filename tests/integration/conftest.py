@@ -9,7 +9,7 @@ import pytest
 from moto import mock_aws
 
 from edgematch.config.settings import Settings
-from edgematch.worker.storage import make_s3_client
+from edgematch.infra.storage import make_s3_client
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

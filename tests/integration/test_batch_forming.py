@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgematch.config.settings import Settings
-from edgematch.worker.buffer import Batch, BatchBuffer, Empty, Wait
-from edgematch.worker.items import Item
+from edgematch.pipeline.buffer import Batch, BatchBuffer, Empty, Wait
+from edgematch.pipeline.items import Item
 
 pytestmark = pytest.mark.integration
 

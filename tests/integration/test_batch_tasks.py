@@ -15,17 +15,17 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import redis
 
+from edgematch import runtime as runtime_module
 from edgematch.config.celery import celery_config
 from edgematch.config.settings import Settings
+from edgematch.errors import ServerError
+from edgematch.pipeline.events import ObjectCreated
+from edgematch.pipeline.ingest import event_to_args
+from edgematch.pipeline.items import Item
+from edgematch.pipeline.results import CLEAN, Result
+from edgematch.recovery.poison import Deliveries, counter_ttl_s
+from edgematch.runtime import Runtime
 from edgematch.tasks import steps
-from edgematch.worker import runtime as runtime_module
-from edgematch.worker.errors import ServerError
-from edgematch.worker.events import ObjectCreated
-from edgematch.worker.ingest import event_to_args
-from edgematch.worker.items import Item
-from edgematch.worker.poison import Deliveries, counter_ttl_s
-from edgematch.worker.results import CLEAN, Result
-from edgematch.worker.runtime import Runtime
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -57,7 +57,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> Sent:
     def send(task: Any, kwargs: dict[str, Any], *, countdown: float = 0.0) -> None:
         record.append((task.name, kwargs, countdown))
 
-    monkeypatch.setattr(steps, "_send", send)
+    monkeypatch.setattr(steps, "send", send)
     return record
 
 
@@ -97,7 +97,7 @@ def test_ingest_many_buffers_every_event_of_the_batch(
     items = _buffered(rt)
     assert sorted(i.key for i in items) == sorted(f"{n}.jpg.bin" for n in range(10))
     assert {i.correlation_id for i in items} == {f"corr-{n}.jpg.bin" for n in range(10)}
-    assert [name for name, _, _ in sent if name != "edgematch.pump"] == []
+    assert [name for name, _, _ in sent if name != "edgematch.match"] == []
     # Delivered again (as after a lost acknowledgement): nothing is buffered twice.
     again = steps.ingest_many.apply(kwargs={"events": events}, task_id="batch-2").get()
     assert again == {"duplicate": 10}

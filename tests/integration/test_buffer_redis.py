@@ -14,9 +14,9 @@ import pytest
 import redis
 
 from edgematch.config.settings import Settings
-from edgematch.worker.buffer import Batch, BatchBuffer, Empty, Wait, limiter_window
-from edgematch.worker.items import Item
-from edgematch.worker.redisclient import redis_client as build_redis_client
+from edgematch.infra.redisclient import redis_client as build_redis_client
+from edgematch.pipeline.buffer import Batch, BatchBuffer, Empty, Wait, limiter_window
+from edgematch.pipeline.items import Item
 
 MakeSettings = Callable[..., Settings]
 
@@ -158,7 +158,7 @@ def test_a_probe_kept_by_its_sender_stays_the_only_one(
 _SENDER = """
 import sys, time, redis
 from edgematch.config.settings import Settings
-from edgematch.worker.buffer import Batch, BatchBuffer
+from edgematch.pipeline.buffer import Batch, BatchBuffer
 settings = Settings(redis_url=sys.argv[1], batch_linger_ms=0, lease_s=float(sys.argv[2]))
 buf = BatchBuffer(redis.Redis.from_url(sys.argv[1]), settings)
 taken = buf.take()

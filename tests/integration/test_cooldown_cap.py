@@ -18,14 +18,14 @@ import httpx
 import pytest
 import redis
 
+from devtools.sandbox.server import Sandbox, SandboxConfig
 from edgematch.config.settings import Secret, Settings
-from edgematch.sandbox.server import Sandbox, SandboxConfig
-from edgematch.worker import matcher
-from edgematch.worker.buffer import Batch, Empty, Wait
-from edgematch.worker.items import Item
-from edgematch.worker.metrics import RedisLevels
-from edgematch.worker.results import CLEAN, Result
-from edgematch.worker.runtime import Runtime
+from edgematch.infra.metrics import RedisLevels
+from edgematch.pipeline import match as matcher
+from edgematch.pipeline.buffer import Batch, Empty, Wait
+from edgematch.pipeline.items import Item
+from edgematch.pipeline.results import CLEAN, Result
+from edgematch.runtime import Runtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

@@ -9,16 +9,16 @@ import pytest
 import redis
 from structlog.testing import capture_logs
 
-from edgematch.worker import deadletters
-from edgematch.worker.deadletters import (
+from edgematch.errors import TransientError
+from edgematch.infra.redisclient import redis_client as build_redis_client
+from edgematch.recovery import deadletters
+from edgematch.recovery.deadletters import (
     FAILED,
     REPLAYING,
     DeadLetters,
     DeadLetterStoreFull,
     Filter,
 )
-from edgematch.worker.errors import TransientError
-from edgematch.worker.redisclient import redis_client as build_redis_client
 
 NS = "dlqtest"
 

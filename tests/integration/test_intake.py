@@ -16,10 +16,10 @@ from moto import mock_aws
 from structlog.testing import capture_logs
 
 from edgematch.config.settings import Settings
-from edgematch.worker import intake as intake_module
-from edgematch.worker.events import ObjectCreated
-from edgematch.worker.intake import Intake
-from edgematch.worker.runtime import Runtime
+from edgematch.pipeline import intake as intake_module
+from edgematch.pipeline.events import ObjectCreated
+from edgematch.pipeline.intake import Intake
+from edgematch.runtime import Runtime
 
 MakeSettings = Callable[..., Settings]
 

@@ -23,9 +23,9 @@ from kombu import Connection, Consumer, Message
 
 from edgematch.config.celery import celery_config
 from edgematch.config.settings import Settings
-from edgematch.worker import journal as journal_module
-from edgematch.worker.journal import Journal
-from edgematch.worker.unacked import STALE_S, DeliveryKeeper, Unacked
+from edgematch.recovery import journal as journal_module
+from edgematch.recovery.journal import Journal
+from edgematch.recovery.unacked import STALE_S, DeliveryKeeper, Unacked
 
 NS = "journaltest"
 QUEUE = f"{NS}.ingest"

@@ -20,13 +20,9 @@ import redis
 import structlog
 
 from edgematch.config.settings import Settings
-from edgematch.worker import ingest as ingest_step
-from edgematch.worker import results as results_module
-from edgematch.worker.downstream import Downstream
-from edgematch.worker.events import ObjectCreated, parse_message
-from edgematch.worker.evidence import EvidenceStore
-from edgematch.worker.items import Item
-from edgematch.worker.quarantine import (
+from edgematch.downstream.evidence import EvidenceStore
+from edgematch.downstream.filing import Downstream
+from edgematch.downstream.quarantine import (
     META_SOURCE,
     META_SOURCE_SHA256,
     MOVED,
@@ -36,17 +32,21 @@ from edgematch.worker.quarantine import (
     Quarantine,
     quarantine_key,
 )
-from edgematch.worker.replay import plan
-from edgematch.worker.results import MATCH, Result, consume
-from edgematch.worker.runtime import Runtime
-from edgematch.worker.s3text import (
+from edgematch.infra.s3text import (
     MAX_KEY_BYTES,
     MAX_METADATA_BYTES,
     decode_metadata_value,
     encode_metadata_value,
     metadata_bytes,
 )
-from edgematch.worker.tagging import verdict_tags
+from edgematch.pipeline import ingest as ingest_step
+from edgematch.pipeline import results as results_module
+from edgematch.pipeline.events import ObjectCreated, parse_message
+from edgematch.pipeline.items import Item
+from edgematch.pipeline.results import MATCH, Result, consume
+from edgematch.pipeline.tagging import verdict_tags
+from edgematch.recovery.replay import plan
+from edgematch.runtime import Runtime
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -10,8 +10,8 @@ import redis
 
 from edgematch.config.celery import celery_config
 from edgematch.config.settings import Settings
-from edgematch.worker.buffer import Batch, BatchBuffer
-from edgematch.worker.items import Item
+from edgematch.pipeline.buffer import Batch, BatchBuffer
+from edgematch.pipeline.items import Item
 
 MakeSettings = Callable[..., Settings]
 
@@ -141,6 +141,8 @@ def test_background_ingest_is_routed_to_its_own_queue(make_settings: MakeSetting
     assert route("edgematch.ingest", (), {"lane": "replay"}, {}) == {
         "queue": "edgematch.background"
     }
+    assert route("edgematch.match", (), {}, {}) == {"queue": "edgematch.match"}
+    # The match task's former name, still in queues during a rolling deploy: same queue.
     assert route("edgematch.pump", (), {}, {}) == {"queue": "edgematch.match"}
     backfill_result = {"result": {"lane": "backfill"}, "correlation_id": "c"}
     live_result = {"result": {"lane": "live"}, "correlation_id": "c"}

@@ -1,4 +1,4 @@
-"""The step lock (worker/locks.py) on a private redis-server: kept while its holder lives,
+"""The step lock (recovery/locks.py) on a private redis-server: kept while its holder lives,
 gone one TTL after its holder is killed, and a retry that waits exactly that long."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import time
 import pytest
 import redis
 
-from edgematch.worker.devstack import RedisServer
-from edgematch.worker.locks import LockHeld, exclusive
-from edgematch.worker.redisclient import redis_client as build_redis_client
+from devtools.devstack import RedisServer
+from edgematch.infra.redisclient import redis_client as build_redis_client
+from edgematch.recovery.locks import LockHeld, exclusive
 
 NAME = "locktest:lock:quarantine:x"
 
@@ -52,8 +52,8 @@ def test_a_killed_holders_lock_is_free_within_one_ttl(redis_server: RedisServer)
             textwrap.dedent(
                 f"""
                 import sys, time
-                from edgematch.worker.locks import exclusive
-                from edgematch.worker.redisclient import redis_client
+                from edgematch.recovery.locks import exclusive
+                from edgematch.infra.redisclient import redis_client
                 client = redis_client({redis_server.url!r})
                 with exclusive(client, {NAME!r}, ttl_s={ttl_s}, what="q"):
                     print("held", flush=True)

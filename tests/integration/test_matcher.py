@@ -21,15 +21,16 @@ import redis
 import structlog
 from structlog.testing import capture_logs
 
+from devtools.sandbox.rules import items_from_multipart
 from edgematch.config.settings import Secret, Settings
-from edgematch.sandbox.rules import items_from_multipart
-from edgematch.worker import backpressure, matcher
-from edgematch.worker.api import KEY_HEADER, HashItem, PhotoDNAClient
-from edgematch.worker.buffer import Batch, Empty, Wait
-from edgematch.worker.errors import EdgematchError
-from edgematch.worker.items import Item
-from edgematch.worker.results import CLEAN, MATCH, UNSCANNABLE, Result
-from edgematch.worker.runtime import Runtime
+from edgematch.errors import EdgematchError
+from edgematch.photodna.client import KEY_HEADER, HashItem, PhotoDNAClient
+from edgematch.pipeline import backpressure
+from edgematch.pipeline import match as matcher
+from edgematch.pipeline.buffer import Batch, Empty, Wait
+from edgematch.pipeline.items import Item
+from edgematch.pipeline.results import CLEAN, MATCH, UNSCANNABLE, Result
+from edgematch.runtime import Runtime
 
 MakeSettings = Callable[..., Settings]
 Answer = Callable[[list[str]], httpx.Response]

@@ -13,11 +13,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
+from devtools.devstack import free_port
 from edgematch.config.settings import Settings
-from edgematch.worker import metrics
-from edgematch.worker.devstack import free_port
-from edgematch.worker.keys import Keys
-from edgematch.worker.runtime import Runtime
+from edgematch.infra import metrics
+from edgematch.infra.keys import Keys
+from edgematch.runtime import Runtime
 
 MakeSettings = Callable[..., Settings]
 Logs = list[MutableMapping[str, Any]]

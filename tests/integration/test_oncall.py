@@ -16,16 +16,16 @@ import pytest
 import redis
 
 from edgematch.config.settings import Settings
-from edgematch.worker import ingest as ingest_step
-from edgematch.worker import status
-from edgematch.worker.backfill import Backfill, Checkpoint, Checkpoints, event_for
-from edgematch.worker.backpressure import Backlog, Gate, backlog
-from edgematch.worker.deadletters import Filter
-from edgematch.worker.events import ObjectCreated
-from edgematch.worker.heartbeat import Heartbeat, alive
-from edgematch.worker.listing import list_pages
-from edgematch.worker.replay import Replayer, identities
-from edgematch.worker.runtime import Runtime
+from edgematch.infra.heartbeat import Heartbeat, alive
+from edgematch.ops import status
+from edgematch.ops.backfill import Backfill, Checkpoint, Checkpoints, event_for
+from edgematch.ops.listing import list_pages
+from edgematch.pipeline import ingest as ingest_step
+from edgematch.pipeline.backpressure import Backlog, Gate, backlog
+from edgematch.pipeline.events import ObjectCreated
+from edgematch.recovery.deadletters import Filter
+from edgematch.recovery.replay import Replayer, identities
+from edgematch.runtime import Runtime
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import redis
 
-from edgematch.worker.deadletters import DeadLetters
-from edgematch.worker.devstack import RedisServer
-from edgematch.worker.heartbeat import Heartbeat
-from edgematch.worker.keys import Keys
+from devtools.devstack import RedisServer
+from edgematch.infra.heartbeat import Heartbeat
+from edgematch.infra.keys import Keys
+from edgematch.recovery.deadletters import DeadLetters
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "clitest"
@@ -35,7 +35,7 @@ def _cli(redis_server: RedisServer, *args: str, **env: str) -> subprocess.Comple
     )
     base.update(env)
     return subprocess.run(
-        [sys.executable, "-m", "edgematch.worker.cli", *args],
+        [sys.executable, "-m", "edgematch.ops.cli", *args],
         env=base,
         cwd=ROOT,
         capture_output=True,

@@ -1,4 +1,4 @@
-"""Delivery counting and the task failure policy (``_guarded``) on a private redis-server.
+"""Delivery counting and the task failure policy (``guarded``) on a private redis-server.
 
 A worker killed mid-task is simulated by a ``BaseException`` that no ``except Exception``
 catches: the task never returns, exactly as when SIGKILL ends the process.
@@ -15,21 +15,21 @@ from typing import Any
 import pytest
 import redis
 
+from devtools.devstack import RedisServer
+from edgematch import runtime as runtime_module
 from edgematch.config.settings import Settings
-from edgematch.tasks import steps
-from edgematch.worker import runtime as runtime_module
-from edgematch.worker.devstack import RedisServer
-from edgematch.worker.errors import EdgematchError, TransientError
-from edgematch.worker.locks import exclusive
-from edgematch.worker.outages import (
+from edgematch.errors import EdgematchError, TransientError
+from edgematch.infra.outages import (
     OUTAGE_BUDGET_S,
     OUTAGE_RETRIES,
     OUTAGE_RETRY_CAP_S,
     OUTAGE_SINCE,
 )
-from edgematch.worker.poison import Deliveries, counter_ttl_s, is_poison
-from edgematch.worker.redisclient import redis_client
-from edgematch.worker.runtime import Runtime
+from edgematch.infra.redisclient import redis_client
+from edgematch.recovery.locks import exclusive
+from edgematch.recovery.poison import Deliveries, counter_ttl_s, is_poison
+from edgematch.runtime import Runtime
+from edgematch.tasks import steps
 
 MakeSettings = Callable[..., Settings]
 
@@ -81,7 +81,7 @@ def rt(
 
 
 def _run(task: FakeTask, work: Callable[[], Any], replayed_from: str | None = None) -> Any:
-    return steps._guarded(
+    return steps.guarded(
         task,  # type: ignore[arg-type]
         "ingest",
         work,

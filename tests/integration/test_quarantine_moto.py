@@ -14,10 +14,8 @@ import pytest
 import redis
 
 from edgematch.config.settings import Settings
-from edgematch.worker.errors import TransientError
-from edgematch.worker.evidence import EvidenceStore, VersionInfo
-from edgematch.worker.keys import Keys
-from edgematch.worker.quarantine import (
+from edgematch.downstream.evidence import EvidenceStore, VersionInfo
+from edgematch.downstream.quarantine import (
     CONTENT_MISSING,
     MOVED,
     QUARANTINED,
@@ -27,8 +25,10 @@ from edgematch.worker.quarantine import (
     Quarantine,
     QuarantineUnavailable,
 )
-from edgematch.worker.results import MATCH, Result
-from edgematch.worker.storage import ObjectStore
+from edgematch.errors import TransientError
+from edgematch.infra.keys import Keys
+from edgematch.infra.storage import ObjectStore
+from edgematch.pipeline.results import MATCH, Result
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import redis
 
-from edgematch.worker.devstack import RedisServer
-from edgematch.worker.errors import TransientError
-from edgematch.worker.redisclient import (
+from devtools.devstack import RedisServer
+from edgematch.errors import TransientError
+from edgematch.infra.redisclient import (
     LockNotOwned,
     Redis,
     RedisUnavailable,

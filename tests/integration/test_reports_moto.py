@@ -14,16 +14,16 @@ import pytest
 import redis
 from moto import mock_aws
 
+from devtools.sandbox.server import Sandbox, SandboxConfig
+from devtools.sandbox.webhook import WebhookReceiver
 from edgematch.config.settings import Secret, Settings
-from edgematch.sandbox.server import Sandbox, SandboxConfig
-from edgematch.sandbox.webhook import WebhookReceiver
-from edgematch.worker.downstream import Downstream
-from edgematch.worker.errors import BadInput, ServerError
-from edgematch.worker.quarantine import CONTENT_MISSING, MOVED, SHADOW, Evidence
-from edgematch.worker.reports import report_id_for, report_key
-from edgematch.worker.results import MATCH, Result
-from edgematch.worker.runtime import Runtime
-from edgematch.worker.storage import make_s3_client
+from edgematch.downstream.filing import Downstream
+from edgematch.downstream.quarantine import CONTENT_MISSING, MOVED, SHADOW, Evidence
+from edgematch.downstream.reports import report_id_for, report_key
+from edgematch.errors import BadInput, ServerError
+from edgematch.infra.storage import make_s3_client
+from edgematch.pipeline.results import MATCH, Result
+from edgematch.runtime import Runtime
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

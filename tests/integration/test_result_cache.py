@@ -20,17 +20,17 @@ import redis
 import structlog
 from structlog.testing import capture_logs
 
+from edgematch import runtime as runtime_module
 from edgematch.config.settings import Settings
+from edgematch.downstream import filing as downstream_module
+from edgematch.photodna.matchcache import CLEAN_CACHE_REASON, CachedClean, CachedMatch, MatchCache
+from edgematch.pipeline import ingest as ingest_step
+from edgematch.pipeline.events import ObjectCreated
+from edgematch.pipeline.items import Item
+from edgematch.pipeline.results import CLEAN, MATCH, UNSCANNABLE, Result, consume
+from edgematch.pipeline.tagging import verdict_tags
+from edgematch.runtime import Runtime
 from edgematch.tasks.downstream import on_result
-from edgematch.worker import downstream as downstream_module
-from edgematch.worker import ingest as ingest_step
-from edgematch.worker import runtime as runtime_module
-from edgematch.worker.events import ObjectCreated
-from edgematch.worker.items import Item
-from edgematch.worker.matchcache import CLEAN_CACHE_REASON, CachedClean, CachedMatch, MatchCache
-from edgematch.worker.results import CLEAN, MATCH, UNSCANNABLE, Result, consume
-from edgematch.worker.runtime import Runtime
-from edgematch.worker.tagging import verdict_tags
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
+from devtools.sandbox.server import Sandbox, SandboxConfig
 from edgematch.config.settings import Secret
-from edgematch.sandbox.server import Sandbox, SandboxConfig
-from edgematch.worker.api import HashItem, PhotoDNAClient
-from edgematch.worker.errors import ItemTransient
+from edgematch.errors import ItemTransient
+from edgematch.photodna.client import HashItem, PhotoDNAClient
 
 pytestmark = pytest.mark.integration
 
@@ -358,9 +358,9 @@ def test_connection_is_kept_alive_between_requests(make_sandbox: SandboxFactory)
 
 
 def test_main_prints_the_listening_line_and_exits_0_on_sigterm() -> None:
-    """`python -m edgematch.sandbox.server --port 0` prints one line, serves, exits 0 on TERM."""
+    """`python -m devtools.sandbox --port 0` prints one line, serves, exits 0 on TERM."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edgematch.sandbox.server", "--port", "0", "--key", KEY],
+        [sys.executable, "-m", "devtools.sandbox", "--port", "0", "--key", KEY],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from edgematch.worker.devstack import RedisServer, free_port, wait_for_port
-from edgematch.worker.errors import ConfigurationError
-from edgematch.worker.redisclient import redis_client
+from devtools.devstack import RedisServer, free_port, wait_for_port
+from edgematch.errors import ConfigurationError
+from edgematch.infra.redisclient import redis_client
 
 
 @pytest.fixture

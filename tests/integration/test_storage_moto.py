@@ -15,7 +15,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from edgematch.config.settings import Settings
-from edgematch.worker.errors import (
+from edgematch.errors import (
     BadInput,
     ConfigurationError,
     ObjectMissing,
@@ -23,7 +23,7 @@ from edgematch.worker.errors import (
     TransientError,
     TransportError,
 )
-from edgematch.worker.storage import (
+from edgematch.infra.storage import (
     ObjectInfo,
     ObjectStore,
     content_location,

@@ -21,14 +21,14 @@ import pytest
 import redis
 
 from edgematch.config.settings import Settings
+from edgematch.infra.keys import Keys
 from edgematch.infra.logstore import LogObjects, Unreadable
 from edgematch.ops.history import lookup, summarise
 from edgematch.ops.migrate import migrate
+from edgematch.ops.progress import Progress
 from edgematch.pipeline.logpaths import PREFIX, hour_of, partition
-from edgematch.worker.keys import Keys
-from edgematch.worker.progress import Progress
-from edgematch.worker.results import CLEAN, MATCH, LogBehind, Result
-from edgematch.worker.runtime import Runtime
+from edgematch.pipeline.results import CLEAN, MATCH, LogBehind, Result
+from edgematch.runtime import Runtime
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

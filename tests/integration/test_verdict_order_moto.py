@@ -31,15 +31,15 @@ import redis
 import structlog
 
 from edgematch.config.settings import Settings
-from edgematch.worker import ingest as ingest_step
-from edgematch.worker import results as results_module
-from edgematch.worker.events import ObjectCreated
-from edgematch.worker.evidence import EvidenceStore
-from edgematch.worker.items import Item
-from edgematch.worker.quarantine import Quarantine
-from edgematch.worker.results import CLEAN, MATCH, UNSCANNABLE, Result, consume
-from edgematch.worker.runtime import Runtime
-from edgematch.worker.tagging import verdict_tags
+from edgematch.downstream.evidence import EvidenceStore
+from edgematch.downstream.quarantine import Quarantine
+from edgematch.pipeline import ingest as ingest_step
+from edgematch.pipeline import results as results_module
+from edgematch.pipeline.events import ObjectCreated
+from edgematch.pipeline.items import Item
+from edgematch.pipeline.results import CLEAN, MATCH, UNSCANNABLE, Result, consume
+from edgematch.pipeline.tagging import verdict_tags
+from edgematch.runtime import Runtime
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from edgematch.worker.devstack import RedisServer
+from devtools.devstack import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +36,7 @@ def _worker(
     redis_server: RedisServer, queues: str, *, reports_bucket: bool = True
 ) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "edgematch.worker.cli", "worker", "--queues", queues, "-c", "1"],
+        [sys.executable, "-m", "edgematch.ops.cli", "worker", "--queues", queues, "-c", "1"],
         env=_env(redis_server, reports_bucket=reports_bucket),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

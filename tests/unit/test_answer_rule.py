@@ -1,4 +1,4 @@
-"""The rule for reading an answer (edgematch.worker.answers) through parse_response: which
+"""The rule for reading an answer (edgematch.photodna.answers) through parse_response: which
 result answers which item, and what happens to the items no result answers unambiguously.
 
 The examples are the ones issue 12 found; the property mutates valid answers every way the
@@ -17,9 +17,9 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from edgematch.worker.answers import Answered, Unanswered, route, says_match
-from edgematch.worker.api import BatchResponse, ItemOutcome, parse_response
-from edgematch.worker.errors import ItemRejected, ItemTransient
+from edgematch.errors import ItemRejected, ItemTransient
+from edgematch.photodna.answers import Answered, Unanswered, route, says_match
+from edgematch.photodna.client import BatchResponse, ItemOutcome, parse_response
 
 Doc = dict[str, Any]
 

@@ -1,4 +1,4 @@
-"""Unit tests for edgematch.worker.api: pure parsing, request building, and the client over
+"""Unit tests for edgematch.photodna.client: pure parsing, request building, and the client over
 httpx.MockTransport (no network)."""
 
 from __future__ import annotations
@@ -18,8 +18,21 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from edgematch.config.settings import Secret, Settings
-from edgematch.worker import api as api_module
-from edgematch.worker.api import (
+from edgematch.errors import (
+    ConfigurationError,
+    CredentialError,
+    EdgematchError,
+    ItemRejected,
+    ItemTransient,
+    PermanentError,
+    RateLimited,
+    RequestRejected,
+    ServerError,
+    TransientError,
+    TransportError,
+)
+from edgematch.photodna import client as api_module
+from edgematch.photodna.client import (
     DEFAULT_RETRY_AFTER_S,
     KEY_HEADER,
     RETRY_AFTER_CAP_S,
@@ -32,19 +45,6 @@ from edgematch.worker.api import (
     classify_item_status,
     parse_response,
     parse_retry_after,
-)
-from edgematch.worker.errors import (
-    ConfigurationError,
-    CredentialError,
-    EdgematchError,
-    ItemRejected,
-    ItemTransient,
-    PermanentError,
-    RateLimited,
-    RequestRejected,
-    ServerError,
-    TransientError,
-    TransportError,
 )
 
 KEY = "KEY-0123456789abcdef"

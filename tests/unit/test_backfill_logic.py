@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from edgematch.worker.backfill import (
+from edgematch.ops.backfill import (
     Backfill,
     Checkpoint,
     Checkpoints,
@@ -19,8 +19,8 @@ from edgematch.worker.backfill import (
     resume_problem,
     wanted,
 )
-from edgematch.worker.events import ObjectCreated
-from edgematch.worker.listing import Listed
+from edgematch.ops.listing import Listed
+from edgematch.pipeline.events import ObjectCreated
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 

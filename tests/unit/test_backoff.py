@@ -1,4 +1,4 @@
-"""Unit tests for edgematch.worker.backoff (pure; no I/O)."""
+"""Unit tests for edgematch.infra.backoff (pure; no I/O)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgematch.worker.backoff import backoff_ceiling, compute_backoff
+from edgematch.infra.backoff import backoff_ceiling, compute_backoff
 
 attempts = st.integers(min_value=1, max_value=5000)
 bases = st.floats(min_value=0.0, max_value=1e6, allow_nan=False, allow_infinity=False)

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from edgematch.worker.backpressure import Backlog, Gate, high_water_for
+from edgematch.pipeline.backpressure import Backlog, Gate, high_water_for
 
 
 def test_live_counts_what_competes_with_live_uploads() -> None:

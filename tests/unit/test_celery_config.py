@@ -12,7 +12,7 @@ from kombu.utils.scheduling import cycle_by_name
 from edgematch.config.celery import broker_ssl, celery_config
 from edgematch.config.queue_order import LiveFirst
 from edgematch.config.settings import Settings
-from edgematch.worker.keys import QUEUE_STEPS
+from edgematch.names import QUEUE_STEPS
 
 
 def _connection_ssl(broker_url: str) -> Any:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from edgematch.worker.cli_support import dumps, printable, safe_streams
+from edgematch.ops.support import dumps, printable, safe_streams
 
 
 def test_printable_keeps_text_of_any_script() -> None:

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from edgematch.config.settings import Settings
-from edgematch.worker import cli
-from edgematch.worker.keys import QUEUE_STEPS
+from edgematch.names import QUEUE_STEPS
+from edgematch.ops import cli
 
 KEY = "cli-test-key-0123456789"
 PHOTODNA_REPORTER = {
@@ -189,11 +189,11 @@ def test_intake_starts_without_the_key(
     steps.__dict__["enqueue_events"] = lambda *args: None
     monkeypatch.setitem(sys.modules, "edgematch.tasks.steps", steps)
     rt = types.SimpleNamespace(settings=settings, redis=None)
-    monkeypatch.setattr("edgematch.worker.runtime.runtime", lambda: rt)
-    monkeypatch.setattr("edgematch.worker.logs.configure", lambda *args, **kwargs: None)
-    monkeypatch.setattr("edgematch.worker.storage.make_sqs_client", lambda settings: None)
-    monkeypatch.setattr("edgematch.worker.intake.Intake", Intake)
-    monkeypatch.setattr("edgematch.worker.heartbeat.Heartbeat", Heartbeat)
+    monkeypatch.setattr("edgematch.runtime.runtime", lambda: rt)
+    monkeypatch.setattr("edgematch.infra.logs.configure", lambda *args, **kwargs: None)
+    monkeypatch.setattr("edgematch.infra.storage.make_sqs_client", lambda settings: None)
+    monkeypatch.setattr("edgematch.pipeline.intake.Intake", Intake)
+    monkeypatch.setattr("edgematch.infra.heartbeat.Heartbeat", Heartbeat)
     assert cli.main(["intake"]) == 0
     assert ran == ["intake"]
     assert celery.argv is None

@@ -1,4 +1,4 @@
-"""Unit tests for edgematch.worker.cooldown (pure): a 429's wait is capped, then one probe."""
+"""Unit tests for edgematch.photodna.cooldown (pure): a 429's wait is capped, then one probe."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgematch.worker.cooldown import plan
+from edgematch.photodna.cooldown import plan
 
 CEILING_S = 60.0  # EDGEMATCH_MAX_COOLDOWN_S's default
 seconds = st.floats(min_value=0.0, max_value=1e7, allow_nan=False, allow_infinity=False)

@@ -1,4 +1,4 @@
-"""Unit tests for edgematch.worker.events: every message shape, key decoding, refusals."""
+"""Unit tests for edgematch.pipeline.events: every message shape, key decoding, refusals."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgematch.worker.errors import BadInput
-from edgematch.worker.events import (
+from edgematch.errors import BadInput
+from edgematch.infra.s3text import key_problem
+from edgematch.pipeline.events import (
     ObjectCreated,
     ParsedMessage,
     SkippedRecord,
-    key_problem,
     parse_message,
     parse_s3_uri,
     select,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from edgematch.worker import health
-from edgematch.worker.devstack import RedisServer
+from devtools.devstack import RedisServer
+from edgematch.infra import health
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +51,7 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "edgematch.worker.cli",
+        "edgematch.ops.cli",
         "health",
         "--liveness",
         "--process",

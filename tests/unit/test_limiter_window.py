@@ -1,4 +1,4 @@
-"""Unit tests for edgematch.worker.buffer.limiter_window (pure; no Redis)."""
+"""Unit tests for edgematch.pipeline.buffer.limiter_window (pure; no Redis)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgematch.worker.buffer import limiter_window
+from edgematch.pipeline.buffer import limiter_window
 
 rates = st.floats(min_value=0.01, max_value=100_000.0, allow_nan=False, allow_infinity=False)
 margins = st.floats(min_value=0.0, max_value=1.0, exclude_max=True, allow_nan=False)

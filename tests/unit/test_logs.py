@@ -1,4 +1,4 @@
-"""Unit tests for edgematch.worker.logs: JSON lines, correlation ids, secrets masked."""
+"""Unit tests for edgematch.infra.logs: JSON lines, correlation ids, secrets masked."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import structlog
 
-from edgematch.worker import logs
+from edgematch.infra import logs
 
 SECRET = "KEY-abcdef123456"
 NOISY = ("httpx", "httpcore", "botocore", "boto3", "urllib3", "s3transfer", "kombu")

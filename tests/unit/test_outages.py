@@ -1,4 +1,4 @@
-"""Unit tests for edgematch.worker.outages (pure): a Redis or broker outage spends no attempts."""
+"""Unit tests for edgematch.infra.outages (pure): a Redis or broker outage spends no attempts."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgematch.worker.backoff import compute_backoff
-from edgematch.worker.errors import TransientError
-from edgematch.worker.outages import (
+from edgematch.errors import TransientError
+from edgematch.infra.backoff import compute_backoff
+from edgematch.infra.outages import (
     OUTAGE_BUDGET_S,
     OUTAGE_RETRIES,
     OUTAGE_RETRY_CAP_S,
@@ -18,7 +18,7 @@ from edgematch.worker.outages import (
     ride_out,
     streak_over,
 )
-from edgematch.worker.redisclient import BrokerUnavailable, RedisUnavailable
+from edgematch.infra.redisclient import BrokerUnavailable, RedisUnavailable
 
 BASE_S, CAP_S, MAX_ATTEMPTS = 1.0, 300.0, 8  # the defaults (config/settings.py)
 

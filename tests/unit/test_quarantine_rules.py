@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 
 from edgematch.config.settings import Secret, Settings
-from edgematch.worker.errors import ConfigurationError
-from edgematch.worker.evidence import VersionInfo
-from edgematch.worker.quarantine import (
+from edgematch.downstream.evidence import VersionInfo
+from edgematch.downstream.quarantine import (
     QUARANTINED,
     ContentVersion,
     copy_metadata,
@@ -19,7 +18,8 @@ from edgematch.worker.quarantine import (
     copy_tags,
     quarantine_key,
 )
-from edgematch.worker.results import MATCH, Result
+from edgematch.errors import ConfigurationError
+from edgematch.pipeline.results import MATCH, Result
 
 WRITTEN = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 

@@ -1,4 +1,4 @@
-"""Redis is reached through one boundary (edgematch/worker/redisclient.py), and only there.
+"""Redis is reached through one boundary (edgematch/infra/redisclient.py), and only there.
 
 A module that builds its own client, or catches redis-py's exceptions itself, is how a
 Redis error escaped untranslated and became an ``unexpected`` dead letter: these tests
@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BOUNDARY = ROOT / "edgematch" / "worker" / "redisclient.py"
-#: The application and the benchmarks; tests inspect Redis with plain clients on purpose.
+BOUNDARY = ROOT / "edgematch" / "infra" / "redisclient.py"
+#: The application, the dev tools and the benchmarks; tests inspect Redis with plain
+#: clients on purpose.
 SOURCES = sorted(
-    p for d in ("edgematch", "bench") for p in (ROOT / d).rglob("*.py") if p != BOUNDARY
+    p for d in ("edgematch", "devtools", "bench") for p in (ROOT / d).rglob("*.py") if p != BOUNDARY
 )
 
 
@@ -59,7 +60,7 @@ def _problems(path: Path) -> list[str]:
 def test_the_scan_covers_the_modules_that_use_redis() -> None:
     """The scan reads the modules that talk to Redis (so an empty glob cannot pass)."""
     names = {p.relative_to(ROOT).as_posix() for p in SOURCES}
-    assert {"edgematch/worker/buffer.py", "edgematch/tasks/steps.py", "bench/stack.py"} <= names
+    assert {"edgematch/pipeline/buffer.py", "edgematch/tasks/steps.py", "bench/stack.py"} <= names
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.relative_to(ROOT).as_posix())

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from edgematch.worker.deadletters import DeadLetter, Filter
-from edgematch.worker.replay import NotReplayable, identities, plan
+from edgematch.recovery.deadletters import DeadLetter, Filter
+from edgematch.recovery.replay import NotReplayable, identities, plan
 
 EVENT = {
     "bucket": "uploads",

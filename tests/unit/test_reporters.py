@@ -16,14 +16,7 @@ import httpx
 import pytest
 
 from edgematch.config.settings import Secret
-from edgematch.worker.errors import (
-    CredentialError,
-    RateLimited,
-    RequestRejected,
-    ServerError,
-    TransportError,
-)
-from edgematch.worker.reporters import (
+from edgematch.downstream.reporters import (
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
     PhotoDNAReporter,
@@ -33,6 +26,13 @@ from edgematch.worker.reporters import (
     photodna_body,
     sign,
     signature_ok,
+)
+from edgematch.errors import (
+    CredentialError,
+    RateLimited,
+    RequestRejected,
+    ServerError,
+    TransportError,
 )
 
 SECRET = "whsec-0123456789abcdef"

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from edgematch.worker.quarantine import MOVED, SHADOW, Evidence
-from edgematch.worker.reports import (
+from edgematch.downstream.quarantine import MOVED, SHADOW, Evidence
+from edgematch.downstream.reports import (
     FAILED,
     PENDING,
     SCHEMA,
@@ -22,8 +22,8 @@ from edgematch.worker.reports import (
     transition,
     with_evidence,
 )
-from edgematch.worker.reports import SHADOW as REPORT_SHADOW
-from edgematch.worker.results import MATCH, Result
+from edgematch.downstream.reports import SHADOW as REPORT_SHADOW
+from edgematch.pipeline.results import MATCH, Result
 
 NOW = 1_750_000_000.0
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgematch.worker.s3text import (
+from edgematch.infra.s3text import (
     MAX_KEY_BYTES,
     decode_metadata_value,
     encode_metadata_value,

@@ -13,19 +13,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgematch.sandbox.multipart import (
+from devtools.sandbox.multipart import (
     MultipartError,
     boundary_from_content_type,
     header_params,
     parse_multipart,
 )
-from edgematch.sandbox.ratelimit import (
+from devtools.sandbox.ratelimit import (
     SlidingWindowLimiter,
     max_in_window,
     retry_after_header,
     window_for_rate,
 )
-from edgematch.sandbox.rules import (
+from devtools.sandbox.rules import (
     CONFLICT_MATCH_ID,
     Item,
     RequestRefused,
@@ -41,7 +41,7 @@ from edgematch.sandbox.rules import (
     request_status_response,
     unauthorized_body,
 )
-from edgematch.sandbox.server import Gate, SandboxConfig, SandboxState, build_parser
+from devtools.sandbox.server import Gate, SandboxConfig, SandboxState, build_parser
 
 HASH_SIZE = 924
 

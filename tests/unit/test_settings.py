@@ -18,7 +18,7 @@ from edgematch.config.celery import celery_config
 from edgematch.config.declare import Concern, declared, setting
 from edgematch.config.parsers import positive_int as parse_int
 from edgematch.config.settings import Secret, Settings, known_names, variables
-from edgematch.worker.errors import ConfigurationError
+from edgematch.errors import ConfigurationError
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "KEY-0123456789abcdef"
@@ -755,7 +755,7 @@ def test_visibility_timeout_just_above_longest_task_is_accepted(env: dict[str, s
     ],
 )
 def test_a_lease_shorter_than_a_request_is_accepted(env: dict[str, str]) -> None:
-    """The lease is renewed while its request runs (worker/buffer.py), so it need not
+    """The lease is renewed while its request runs (pipeline/buffer.py), so it need not
     outlast the API's read and connect timeouts."""
     settings = Settings.from_env(env)
     assert settings.lease_s < settings.api_timeout_s + settings.api_connect_timeout_s
@@ -818,7 +818,7 @@ def _run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     }
     controlled.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "edgematch.worker.cli", *args],
+        [sys.executable, "-m", "edgematch.ops.cli", *args],
         env=controlled,
         cwd=ROOT,
         capture_output=True,
@@ -872,7 +872,7 @@ def test_cli_help_lists_commands() -> None:
     """`edgematch --help` exits 0 and lists every process type and tool."""
     proc = _run_cli("--help")
     assert proc.returncode == 0
-    for command in ("intake", "worker", "beat", "sandbox", "result", "demo", "config"):
+    for command in ("intake", "worker", "beat", "result", "config"):
         assert command in proc.stdout
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from edgematch.worker.status import Snapshot, assess, render
+from edgematch.ops.status import Snapshot, assess, render
 
 WORKERS = [
     {"role": "worker", "host": "h", "pid": 1, "queues": ["edgematch.ingest", "edgematch.match"],

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from edgematch.worker.progress import Progress, bar, eta_s, render
-from edgematch.worker.timespec import (
+from edgematch.ops.progress import Progress, bar, eta_s, render
+from edgematch.ops.timespec import (
     format_duration,
     format_moment,
     parse_duration,

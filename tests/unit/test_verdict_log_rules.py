@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edgematch.infra.keys import Keys, location_digest, short_digest
 from edgematch.ops.tally import Tally, render
 from edgematch.pipeline.logpaths import (
     PREFIX,
@@ -21,9 +22,8 @@ from edgematch.pipeline.logpaths import (
     partition,
     scanned_hour,
 )
+from edgematch.pipeline.results import Result, is_late
 from edgematch.pipeline.verdictlog import Batch
-from edgematch.worker.keys import Keys, location_digest, short_digest
-from edgematch.worker.results import Result, is_late
 
 T = datetime(2026, 11, 22, 14, 5, 12, 345_000, tzinfo=UTC).timestamp()
 

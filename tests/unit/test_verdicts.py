@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgematch.worker.verdicts import (
+from edgematch.pipeline.verdicts import (
     CLEAN,
     MATCH,
     PENDING,

@@ -1,0 +1,337 @@
+"""A whole local pipeline on real parts: private Redis, moto S3/SQS, the sandbox, the Procfile.
+
+Used by ``scripts/demo``, the end-to-end tests and the benchmarks, so that all three run
+the pipeline exactly the way an operator would: the same processes, configured only
+through environment variables.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+
+from devtools.devstack import (
+    MotoServer,
+    Processes,
+    RedisServer,
+    SandboxServer,
+    aws_env,
+    temp_dir,
+)
+from edgematch.infra.keys import Keys
+from edgematch.infra.redisclient import redis_client
+
+SANDBOX_KEY = "local-sandbox-key"
+#: Keys made per scanned hash, by the prefix after the namespace, and the setting whose
+#: window each lives for: nothing else may grow with the number of hashes scanned.
+PER_HASH_KEYS = {
+    "seen": "EDGEMATCH_IDEMPOTENCY_TTL_S",
+    "result": "EDGEMATCH_RESULT_TTL_S",
+    "result-content": "EDGEMATCH_RESULT_TTL_S",
+    "result-item": "EDGEMATCH_RESULT_TTL_S",
+}
+#: Keys made per matched content (or per distinct matched hash), and their window.
+PER_MATCH_KEYS = {
+    "match-cache": "EDGEMATCH_MATCH_CACHE_TTL_S",
+    "quarantine": "EDGEMATCH_IDEMPOTENCY_TTL_S",
+    "report": "EDGEMATCH_IDEMPOTENCY_TTL_S",
+}
+
+
+@dataclass
+class KeyKind:
+    """The keys of one kind in Redis: how many, their bytes (``MEMORY USAGE``), the longest
+    TTL among them (s; -1 when one has none)."""
+
+    count: int = 0
+    bytes: int = 0
+    max_ttl_s: int = 0
+    names: list[str] = field(default_factory=list)
+
+
+class LocalPipeline:
+    """Start the parts, create the bucket and queue, wire S3 notifications to SQS."""
+
+    def __init__(
+        self,
+        *,
+        rate: float = 10.0,
+        bucket: str = "uploads",
+        queue: str = "edgematch-events",
+        settings: Mapping[str, str] | None = None,
+        redis_aof: bool = False,
+        sandbox_args: list[str] | None = None,
+        versioned: bool = True,
+        quarantine_bucket: str | None = None,
+        object_lock: bool = True,
+        reports_bucket: str = "edgematch-reports",
+    ) -> None:
+        """``quarantine_bucket``: created (with Object Lock unless ``object_lock`` is
+        False) and set as EDGEMATCH_QUARANTINE_BUCKET; without it quarantine tags.
+        ``reports_bucket`` is always created and set as EDGEMATCH_REPORTS_BUCKET."""
+        self.rate = rate
+        self.bucket = bucket
+        self.quarantine_bucket = quarantine_bucket
+        self.object_lock = object_lock
+        self.reports_bucket = reports_bucket
+        self.queue_name = queue
+        self.extra_settings = dict(settings or {})
+        self.versioned = versioned
+        self._tmp = temp_dir("edgematch-local-")
+        self.dir = self._tmp.__enter__()
+        self.known_file = self.dir / "known.txt"
+        self.known_file.write_text("", encoding="utf-8")
+        self.redis = RedisServer(appendonly=redis_aof)
+        self.moto = MotoServer()
+        self.sandbox = SandboxServer(
+            key=SANDBOX_KEY, rate=rate, known_file=self.known_file, extra=sandbox_args
+        )
+        self.processes: Processes | None = None
+        self.queue_url = ""
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.extra_settings.get("EDGEMATCH_NAMESPACE", "edgematch"))
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self) -> LocalPipeline:
+        self.redis.start()
+        self.moto.start()
+        self.sandbox.start()
+        self._create_bucket_and_queue()
+        self.processes = Processes(self.env(), log_dir=self.dir)
+        return self
+
+    def close(self) -> None:
+        if self.processes is not None:
+            self.processes.stop_all()
+        self.sandbox.close()
+        self.moto.close()
+        self.redis.close()
+        self._tmp.__exit__(None, None, None)
+
+    def __enter__(self) -> LocalPipeline:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def start_processes(self, *names: str, worker_args: list[str] | None = None) -> None:
+        assert self.processes is not None
+        for name in names or ("intake", "worker", "beat"):
+            self.processes.start(name, extra_args=worker_args if name == "worker" else None)
+
+    # -- configuration ---------------------------------------------------------------
+    def env(self) -> dict[str, str]:
+        """The environment every process gets: only documented variables."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGEMATCH_", "AWS_"))}
+        env.update(aws_env(self.moto.url))
+        env.update(
+            {
+                "EDGEMATCH_REDIS_URL": self.redis.url,
+                "EDGEMATCH_API_URL": self.sandbox.url,
+                "EDGEMATCH_SUBSCRIPTION_KEY": SANDBOX_KEY,
+                "EDGEMATCH_RATE_LIMIT": str(self.rate),
+                "EDGEMATCH_SQS_QUEUE_URL": self.queue_url,
+                "EDGEMATCH_INTAKE_WAIT_S": "1",
+                "EDGEMATCH_LOG_FORMAT": "json",
+                "EDGEMATCH_REPORTS_BUCKET": self.reports_bucket,
+            }
+        )
+        if self.quarantine_bucket:
+            env["EDGEMATCH_QUARANTINE_BUCKET"] = self.quarantine_bucket
+        env.update(self.extra_settings)
+        return env
+
+    def s3(self) -> Any:
+        return boto3.client(
+            "s3",
+            endpoint_url=self.moto.url,
+            region_name="us-east-1",
+            aws_access_key_id="edgematch-local",
+            aws_secret_access_key="edgematch-local",
+        )
+
+    def sqs(self) -> Any:
+        return boto3.client(
+            "sqs",
+            endpoint_url=self.moto.url,
+            region_name="us-east-1",
+            aws_access_key_id="edgematch-local",
+            aws_secret_access_key="edgematch-local",
+        )
+
+    def _create_bucket_and_queue(self) -> None:
+        s3, sqs = self.s3(), self.sqs()
+        self.queue_url = sqs.create_queue(QueueName=self.queue_name)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        s3.create_bucket(Bucket=self.reports_bucket)
+        if self.quarantine_bucket:
+            # Object Lock turns versioning on: a copy can be held, and never overwritten.
+            s3.create_bucket(
+                Bucket=self.quarantine_bucket, ObjectLockEnabledForBucket=self.object_lock
+            )
+        s3.create_bucket(Bucket=self.bucket)
+        if self.versioned:
+            s3.put_bucket_versioning(
+                Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"}
+            )
+        s3.put_bucket_notification_configuration(
+            Bucket=self.bucket,
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    {
+                        "QueueArn": arn,
+                        "Events": ["s3:ObjectCreated:*"],
+                        "Filter": {"Key": {"FilterRules": [{"Name": "suffix", "Value": ".bin"}]}},
+                    }
+                ]
+            },
+        )
+
+    # -- the sandbox ---------------------------------------------------------------------
+    def add_known(self, hashes: Iterable[bytes]) -> None:
+        digests = [hashlib.sha256(h).hexdigest() for h in hashes]
+        httpx.post(
+            f"{self.sandbox.root}/_sandbox/known", json={"sha256": digests}, timeout=5
+        ).raise_for_status()
+
+    def sandbox_stats(self) -> dict[str, Any]:
+        reply = httpx.get(f"{self.sandbox.root}/_sandbox/stats", timeout=5)
+        reply.raise_for_status()
+        stats: dict[str, Any] = reply.json()
+        return stats
+
+    def sandbox_faults(self, **faults: Any) -> dict[str, Any]:
+        reply = httpx.post(f"{self.sandbox.root}/_sandbox/faults", json=faults, timeout=5)
+        reply.raise_for_status()
+        config: dict[str, Any] = reply.json()
+        return config
+
+    # -- uploads and results -----------------------------------------------------------
+    def upload(
+        self,
+        key: str,
+        hash_bytes: bytes,
+        *,
+        content: bytes | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        """Upload a content object (optional) and then its hash file, as a platform would."""
+        s3 = self.s3()
+        content_key = key[: -len(".bin")] if key.endswith(".bin") else key
+        if content is not None:
+            s3.put_object(
+                Bucket=self.bucket, Key=content_key, Body=content, Tagging="owner=platform"
+            )
+        s3.put_object(Bucket=self.bucket, Key=key, Body=hash_bytes, Metadata=dict(metadata or {}))
+
+    def result(self, key: str, bucket: str | None = None) -> dict[str, Any] | None:
+        client = redis_client(self.redis.url)
+        try:
+            raw = client.get(self.keys.result(bucket or self.bucket, key))
+        finally:
+            client.close()
+        if raw is None:
+            return None
+        doc: dict[str, Any] = json.loads(raw)
+        return doc
+
+    def wait_for_results(
+        self, keys: Iterable[str], timeout_s: float = 60.0, bucket: str | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """The recorded results of ``keys`` (in ``bucket``), waiting up to ``timeout_s``."""
+        pending = set(keys)
+        found: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + timeout_s
+        while pending and time.monotonic() < deadline:
+            for key in list(pending):
+                doc = self.result(key, bucket)
+                if doc is not None:
+                    found[key] = doc
+                    pending.discard(key)
+            if pending:
+                time.sleep(0.1)
+        return found
+
+    def reports(self) -> list[dict[str, Any]]:
+        """Every report document in the reports bucket, in key order."""
+        s3 = self.s3()
+        docs: list[dict[str, Any]] = []
+        listing = s3.list_objects_v2(Bucket=self.reports_bucket, Prefix="reports/")
+        for obj in listing.get("Contents", []):
+            body = s3.get_object(Bucket=self.reports_bucket, Key=obj["Key"])["Body"].read()
+            docs.append({**json.loads(body), "key": obj["Key"]})
+        return docs
+
+    def redis_footprint(self) -> dict[str, KeyKind]:
+        """Every key of the namespace by kind: the per-hash and per-match prefixes of
+        PER_HASH_KEYS and PER_MATCH_KEYS, and ``other`` (queues, buffer, stats …)."""
+        ns = self.keys.ns
+        kinds: dict[str, KeyKind] = {}
+        client = redis_client(self.redis.url)
+        try:
+            for raw in client.scan_iter(match="*", count=1000):
+                name = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+                prefix = name.removeprefix(f"{ns}:").split(":", 1)[0]
+                kind = prefix if prefix in PER_HASH_KEYS or prefix in PER_MATCH_KEYS else "other"
+                entry = kinds.setdefault(kind, KeyKind())
+                entry.count += 1
+                entry.bytes += int(client.memory_usage(name) or 0)
+                ttl = int(client.ttl(name))
+                entry.max_ttl_s = (
+                    -1 if ttl == -1 or entry.max_ttl_s == -1 else max(entry.max_ttl_s, ttl)
+                )
+                if kind == "other":
+                    entry.names.append(name)
+        finally:
+            client.close()
+        return kinds
+
+    def verdict_log(self) -> list[dict[str, Any]]:
+        """Every line of the verdict log (in the reports bucket, as by default), in key order."""
+        s3 = self.s3()
+        docs: list[dict[str, Any]] = []
+        for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.reports_bucket, Prefix="verdicts/"
+        ):
+            for obj in page.get("Contents", []):
+                body = s3.get_object(Bucket=self.reports_bucket, Key=obj["Key"])["Body"].read()
+                for line in gzip.decompress(body).decode("utf-8").splitlines():
+                    docs.append({**json.loads(line), "_object": obj["Key"]})
+        return docs
+
+    def exists(self, bucket: str, key: str) -> bool:
+        """Whether ``key`` has a current version in ``bucket``."""
+        listing = self.s3().list_objects_v2(Bucket=bucket, Prefix=key)
+        return any(obj["Key"] == key for obj in listing.get("Contents", []))
+
+    def log_lines(self, name: str) -> list[str]:
+        path: Path = self.dir / f"{name}.log"
+        return (
+            path.read_text(encoding="utf-8", errors="replace").splitlines() if path.exists() else []
+        )
+
+
+def wait_until(
+    predicate: Callable[[], bool], timeout_s: float, what: str, *, poll_s: float = 0.1
+) -> None:
+    """Poll ``predicate`` until it holds; AssertionError naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")

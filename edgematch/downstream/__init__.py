@@ -1,0 +1,1 @@
+"""After a match: quarantine, evidence, report records, reporters and filing."""

@@ -1,0 +1,221 @@
+"""The consumers of a match, wired together: match cache, quarantine, report, reporter.
+
+The order, and why: a ``match`` result is remembered in the match cache and sent to the
+``quarantine`` queue; a finished quarantine (or one that gave up — the report then says
+the evidence was not preserved) sends the ``report`` task with the :class:`Evidence`, so
+the report names where the preserved bytes are and the ``photodna`` reporter can read
+them. Both steps are idempotent on the content version (see quarantine.py, reports.py):
+a result delivered three times, or replayed a week later, gives one copy and one report.
+
+:func:`parts` holds one set of clients per process (built on first use, rebuilt after a
+fork, like :func:`edgematch.runtime.runtime`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
+from edgematch.downstream import reporters
+from edgematch.downstream.evidence import EvidenceStore
+from edgematch.downstream.quarantine import CONTENT_MISSING, Evidence, Quarantine
+from edgematch.downstream.quarantine import FAILED as EVIDENCE_FAILED
+from edgematch.downstream.reports import (
+    FAILED,
+    PENDING,
+    SHADOW,
+    SUBMITTED,
+    ReportStore,
+    evidence_changed,
+    new_report,
+    report_id_for,
+    report_key,
+    transition,
+    with_evidence,
+)
+from edgematch.errors import ConfigurationError, EdgematchError, TransientError
+from edgematch.infra.keys import Keys
+from edgematch.infra.logs import get_logger, register_secret
+from edgematch.infra.storage import make_s3_client
+from edgematch.photodna.matchcache import MatchCache
+from edgematch.pipeline.results import Result
+from edgematch.recovery.locks import exclusive
+from edgematch.runtime import Runtime
+
+log = get_logger(__name__)
+
+
+class Downstream:
+    """The match cache, quarantine, report store and reporter of one process."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.settings = rt.settings
+        for secret in self.settings.secrets():
+            register_secret(secret.reveal())
+
+    @cached_property
+    def evidence(self) -> EvidenceStore:
+        return EvidenceStore(make_s3_client(self.settings))
+
+    @cached_property
+    def match_cache(self) -> MatchCache:
+        return MatchCache(
+            self.rt.redis,
+            self.settings.namespace,
+            ttl_s=self.settings.match_cache_ttl_s,
+            clean_ttl_s=self.settings.clean_cache_ttl_s,
+        )
+
+    @cached_property
+    def quarantine(self) -> Quarantine:
+        return Quarantine(
+            settings=self.settings,
+            evidence=self.evidence,
+            objects=self.rt.store,
+            client=self.rt.redis,
+        )
+
+    @cached_property
+    def reports(self) -> ReportStore:
+        """Raises ConfigurationError when EDGEMATCH_REPORTS_BUCKET is not set."""
+        bucket = self.settings.reports_bucket
+        if not bucket:
+            raise ConfigurationError(
+                "EDGEMATCH_REPORTS_BUCKET is required: every match gets a report document"
+            )
+        return ReportStore(
+            self.evidence,
+            self.rt.redis,
+            self.settings.namespace,
+            bucket=bucket,
+            kms_key_id=self.settings.reports_kms_key_id,
+            ttl_s=self.settings.idempotency_ttl_s,
+        )
+
+    @cached_property
+    def reporter(self) -> reporters.Reporter:
+        s = self.settings
+        if s.reporter == reporters.WEBHOOK:
+            assert s.report_webhook_url and s.report_webhook_secret  # Settings checks both
+            return reporters.WebhookReporter(
+                s.report_webhook_url,
+                s.report_webhook_secret,
+                timeout_s=s.api_timeout_s,
+                connect_timeout_s=s.api_connect_timeout_s,
+            )
+        if s.reporter == reporters.PHOTODNA:
+            assert s.report_user and s.report_password  # Settings checks them
+            assert s.report_org_name and s.report_reporter_name
+            return reporters.PhotoDNAReporter(
+                s.api_url,
+                key=s.require_subscription_key(),
+                user=s.report_user,
+                password=s.report_password,
+                org_name=s.report_org_name,
+                reporter_name=s.report_reporter_name,
+                is_test=s.report_test,
+                read_evidence=self.read_evidence,
+                timeout_s=s.api_timeout_s,
+                connect_timeout_s=s.api_connect_timeout_s,
+                verify=s.tls_verify,
+            )
+        return reporters.RecordReporter()
+
+    def read_evidence(self, doc: Mapping[str, Any]) -> tuple[bytes, Mapping[str, str]]:
+        """The preserved image of a report and its user metadata; BadInput when none."""
+        evidence = Evidence.from_dict(doc.get("evidence") or {"state": "", "mode": ""})
+        if evidence.state == CONTENT_MISSING or not evidence.bucket or not evidence.key:
+            raise reporters.no_image(doc)
+        info = self.evidence.head(
+            evidence.bucket,
+            evidence.key,
+            version_id=evidence.version_id,
+            if_match=None if evidence.version_id else evidence.etag,
+        )
+        image = self.evidence.read(
+            evidence.bucket,
+            evidence.key,
+            version_id=info.version_id,
+            max_bytes=reporters.MAX_REPORT_IMAGE_BYTES,
+        )
+        return image, info.metadata
+
+    # -- the report step ------------------------------------------------------------------
+    def file_report(self, result: Result, evidence: Evidence) -> dict[str, Any]:
+        """Write the one report of this content version and hand it to the reporter.
+
+        Idempotent: a repeat finds the document (and, when a replayed quarantine has
+        moved the evidence since, records where it is now); a ``submitted`` or
+        ``shadow`` report is never sent again. A reporter error that is not transient
+        marks it ``failed`` and is raised; a transient one is raised with it ``pending``.
+        """
+        store = self.reports
+        report_id = report_id_for(result)
+        dated_key = report_key(report_id, result.scanned_at)
+        with exclusive(
+            self.rt.redis,
+            Keys(self.settings.namespace).report_lock(report_id),
+            ttl_s=self.settings.lock_ttl_s,
+            what=f"report {report_id}",
+        ):
+            found = store.load(report_id, dated_key)
+            if found is None:
+                key = dated_key
+                doc = new_report(result, evidence, reporter=self.reporter.name, now=time.time())
+                store.save(key, doc)
+                log.info("report_recorded", report_id=report_id, key=key, status=doc["status"])
+            else:
+                key, doc = found
+                if evidence_changed(doc, evidence) and evidence.state != EVIDENCE_FAILED:
+                    doc = with_evidence(doc, evidence, now=time.time())
+                    store.save(key, doc)
+                    log.info("report_evidence_updated", report_id=report_id, state=evidence.state)
+            if doc["status"] in (SUBMITTED, SHADOW):
+                return doc
+            try:
+                receipt = self.reporter.submit(doc)
+            except TransientError:
+                raise  # retried by the task; the report stays pending meanwhile
+            except EdgematchError as exc:
+                # Refused for good (bad request, credentials, no image): a person must act.
+                reason = f"{exc.reason}: {exc}"
+                store.save(key, transition(doc, FAILED, now=time.time(), reason=reason))
+                raise
+            if receipt is None:
+                return doc  # record: the document is the output, pending a human
+            doc = transition(doc, SUBMITTED, now=time.time(), submission=receipt.to_dict())
+            store.save(key, doc)
+            log.info("report_submitted", report_id=report_id, reporter=receipt.reporter)
+            return doc
+
+    def mark_failed(self, result: Result, reason: str) -> None:
+        """After the report task gave up: record why on the document, if it exists."""
+        report_id = report_id_for(result)
+        found = self.reports.load(report_id, report_key(report_id, result.scanned_at))
+        if found is None:
+            return
+        key, doc = found
+        if doc["status"] == PENDING:
+            self.reports.save(key, transition(doc, FAILED, now=time.time(), reason=reason))
+
+    def close(self) -> None:
+        if "reporter" in self.__dict__:
+            self.reporter.close()
+
+
+_lock = threading.Lock()
+_current: tuple[Runtime, int, Downstream] | None = None
+
+
+def parts(rt: Runtime) -> Downstream:
+    """This process's downstream parts for ``rt``, built on first use."""
+    global _current  # noqa: PLW0603 - one set per process, by design
+    with _lock:
+        if _current is None or _current[0] is not rt or _current[1] != os.getpid():
+            _current = (rt, os.getpid(), Downstream(rt))
+        return _current[2]

@@ -1,0 +1,439 @@
+"""The durable batch buffer and the pool-wide rate limit, in Redis.
+
+Items wait in a sorted set scored by the time they may be sent. A batch of up to
+``batch_size`` is taken by one Lua script (``lua/take_batch.lua``) at the moment a
+request slot is free, so a request carries 5 hashes whenever 5 are waiting, and a lone
+hash waits at most the linger time. Taking a batch, spending the rate-limit slot and
+leasing the batch are one atomic step on Redis's clock: the limit holds for every process
+on every host. The lease is short (``EDGEMATCH_LEASE_S``) and renewed by a thread while
+the worker sending the batch lives (:meth:`BatchBuffer.keeping`), so a slow request keeps
+its batch however long it takes, and the batch of a worker that died (SIGKILL, OOM, a
+lost node) is given back within one lease.
+
+Raises ``RedisUnavailable`` (a ``TransientError``) when Redis cannot be reached: the
+client translates every Redis error (``redisclient.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from importlib import resources
+from typing import Any
+
+import redis
+
+from edgematch.config.settings import Settings
+from edgematch.infra.keys import LANES, Keys
+from edgematch.infra.logs import get_logger
+from edgematch.infra.redisclient import RedisUnavailable
+from edgematch.photodna import cooldown
+from edgematch.pipeline.items import Item
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A leased batch. ``probe`` marks the one request that tests an open breaker."""
+
+    id: str
+    items: tuple[Item, ...]
+    probe: bool
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Nothing may be sent for ``seconds``; ``reason`` says why (rate, linger, cooldown …)."""
+
+    seconds: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class LaneState:
+    """One lane of the buffer: items waiting, and how long the oldest has waited."""
+
+    waiting: int
+    oldest_age_s: float
+
+
+@dataclass(frozen=True)
+class WindowUse:
+    """The pool's use of the rate limit right now.
+
+    ``cooldown_asked_s`` is what the last capped 429 asked for (0 when none is): the pool
+    then waits out ``cooldown_s`` and sends one probe before it resumes.
+    """
+
+    used: int
+    capacity: int
+    window_s: float
+    cooldown_s: float
+    breaker_open: bool
+    cooldown_asked_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Empty:
+    """No item waits in the buffer."""
+
+
+TakeResult = Batch | Wait | Empty
+
+
+def limiter_window(rate_per_s: float, margin: float) -> tuple[int, int]:
+    """Translate a rate into (requests per window, window in ms) for a sliding log.
+
+    A sliding log of ``n`` requests per window ``w`` keeps every one-second window at or
+    under the rate only when ``w`` is at least a second and ``n`` at most the rate. So a
+    rate of 1 or more allows ``floor(rate)`` requests per second (7.5/s runs at 7/s), and a
+    rate under 1 allows one request per ``1/rate`` seconds. The window is widened by
+    ``margin`` to absorb the jitter between taking a slot and the request reaching the API.
+    Raises ValueError for a rate that is not positive and finite, or a bad margin.
+    """
+    if not math.isfinite(rate_per_s) or rate_per_s <= 0:
+        raise ValueError("rate must be a positive number")
+    if not 0 <= margin < 1:
+        raise ValueError("margin must be in [0, 1)")
+    if rate_per_s < 1 / 86_400:
+        raise ValueError("rate is too small: less than one request a day")
+    # Exact decimal arithmetic: a float window rounded down by a hair would admit more than
+    # the rate, and one rounded up by a hair would cost a millisecond for nothing.
+    if rate_per_s >= 1:
+        per_window, seconds = math.floor(rate_per_s), Fraction(1)
+    else:
+        per_window, seconds = 1, 1 / Fraction(repr(rate_per_s))
+    return per_window, math.ceil(seconds * 1000 * (1 + Fraction(repr(margin))))
+
+
+def _script(name: str) -> str:
+    return resources.files("edgematch.infra").joinpath(f"lua/{name}.lua").read_text("utf-8")
+
+
+class BatchBuffer:
+    """Push, take, settle; plus the pool's cooldown, breaker and pump bookkeeping."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self._r = client
+        self._s = settings
+        self.keys = Keys(settings.namespace)
+        self._per_window, self._window_ms = limiter_window(
+            settings.rate_limit_per_s, settings.rate_limit_margin
+        )
+        self._push = client.register_script(_script("push"))
+        self._take = client.register_script(_script("take_batch"))
+        self._settle = client.register_script(_script("settle"))
+        self._kick = client.register_script(_script("kick"))
+        self._hold = client.register_script(_script("hold_until"))
+        self._cool_down = client.register_script(_script("cool_down"))
+        self._mark_sent = client.register_script(_script("mark_sent"))
+        self._renew = client.register_script(_script("renew_lease"))
+        # Batches this process is sending, and the thread that renews their leases.
+        self._kept: set[str] = set()
+        self._keep_lock = threading.Lock()
+        self._keeper: threading.Thread | None = None
+        self._wait_turn = client.register_script(_script("wait_turn"))
+
+    # -- items in ---------------------------------------------------------------------
+    def push(self, item: Item, identity: str, *, alias: str | None = None) -> bool:
+        """Add ``item`` unless this object version was accepted before.
+
+        ``identity`` names the version as read from the store; ``alias``, as the event
+        named it (without a version id, say). Either one seen before makes this a repeat.
+        Idempotent: returns False, and changes nothing but the alias, for a repeat.
+        """
+        k = self.keys
+        added = self._call(
+            self._push,
+            [
+                k.seen(identity),
+                k.ready_lane(item.lane),
+                k.items,
+                k.stats,
+                k.seen(alias or identity),
+            ],
+            [item.id, item.to_json(), self._s.idempotency_ttl_s],
+        )
+        return bool(added)
+
+    def forget(self, identity: str) -> None:
+        """Let this object version be accepted again (used by a deliberate rescan)."""
+        self._r.delete(self.keys.seen(identity))
+
+    # -- batches out --------------------------------------------------------------------
+    def take(self) -> TakeResult:
+        """Take the next batch if a request may be sent now; else say how long to wait."""
+        k = self.keys
+        reply = self._call(
+            self._take,
+            [
+                *k.ready_lanes,
+                k.items,
+                k.leases,
+                k.lease_items,
+                k.rate_log,
+                k.cooldown,
+                k.breaker,
+                k.breaker_probe,
+                k.stats,
+                k.background_credit,
+                k.cooldown_capped,
+            ],
+            [
+                uuid.uuid4().hex,
+                self._s.batch_size,
+                self._s.batch_linger_ms,
+                self._per_window,
+                self._window_ms,
+                int(self._s.lease_s * 1000),
+                self._s.background_min_share,
+            ],
+        )
+        kind = _text(reply[0])
+        if kind == "batch":
+            items = tuple(Item.from_json(doc) for doc in reply[3:])
+            return Batch(id=_text(reply[1]), items=items, probe=int(reply[2]) == 1)
+        if kind == "wait":
+            return Wait(seconds=max(0.0, int(reply[1]) / 1000.0), reason=_text(reply[2]))
+        return Empty()
+
+    def mark_sent(self, batch_id: str) -> None:
+        """Record that the batch's request is leaving now (see ``lua/mark_sent.lua``)."""
+        self._call(self._mark_sent, [self.keys.rate_log], [batch_id])
+
+    def renew(self, batch_id: str) -> bool:
+        """Extend the batch's lease (and its probe mark) to ``lease_s`` from now. False
+        when it is no longer leased: settled, or given back after it ran out."""
+        k = self.keys
+        renewed = self._call(
+            self._renew, [k.leases, k.breaker_probe], [batch_id, int(self._s.lease_s * 1000)]
+        )
+        return bool(renewed)
+
+    @contextlib.contextmanager
+    def keeping(self, batch_id: str) -> Iterator[None]:
+        """Renew the batch's lease every third of it while the block runs.
+
+        One thread per process renews every batch the process is sending: it lives and
+        dies with the process, so a live request, however slow, keeps its batch, and a
+        killed one's comes back within ``lease_s``. The thread is started once, not per
+        batch: a thread starting beside a request would compete with it for the GIL just
+        as it goes out, and delay it past its rate-limit slot.
+        """
+        with self._keep_lock:
+            self._kept.add(batch_id)
+            if self._keeper is None or not self._keeper.is_alive():
+                self._keeper = threading.Thread(
+                    target=self._keep_leased, name="lease-keeper", daemon=True
+                )
+                self._keeper.start()
+        try:
+            yield
+        finally:
+            with self._keep_lock:
+                self._kept.discard(batch_id)
+
+    def _keep_leased(self) -> None:
+        while True:
+            time.sleep(self._s.lease_s / 3)
+            with self._keep_lock:
+                batch_ids = list(self._kept)
+            for batch_id in batch_ids:
+                try:
+                    renewed = self.renew(batch_id)
+                except RedisUnavailable as exc:  # not a translation: tried again soon
+                    log.warning("lease_renewal_failed", batch_id=batch_id, error=str(exc))
+                    continue
+                if not renewed:
+                    # Settled just now, or lost while this process could not renew it
+                    # (frozen, or Redis out of reach for a whole lease): then its items
+                    # went back, and the settle logs lease_lost.
+                    log.debug("lease_not_renewed", batch_id=batch_id)
+                    with self._keep_lock:
+                        self._kept.discard(batch_id)
+
+    def settle(
+        self, batch_id: str, finished: Iterable[str], again: Sequence[tuple[Item, float]]
+    ) -> bool:
+        """Close a batch: ``finished`` ids leave the buffer, ``again`` items wait ``delay_s``.
+
+        Returns False when the lease had already expired (the batch may have been handed
+        out again; results are idempotent, so this is logged, not fatal).
+        """
+        done = list(finished)
+        args: list[Any] = [batch_id, len(done), *done]
+        for item, delay_s in again:
+            lane = LANES.index(item.lane) + 1
+            args.extend([item.id, max(0, int(delay_s * 1000)), item.to_json(), lane])
+        k = self.keys
+        owned = self._call(
+            self._settle, [*k.ready_lanes, k.items, k.leases, k.lease_items, k.stats], args
+        )
+        return bool(owned)
+
+    # -- pool-wide signals ------------------------------------------------------------
+    def set_cooldown(self, retry_after_s: float) -> cooldown.Cooldown:
+        """Hold every request of the pool after a 429 that asked for ``retry_after_s``: for
+        that long up to EDGEMATCH_MAX_COOLDOWN_S, else for that long and then one probe
+        request first (photodna/cooldown.py). Never shortens a longer hold. Returns the plan."""
+        planned = cooldown.plan(retry_after_s, ceiling_s=self._s.max_cooldown_s)
+        k = self.keys
+        self._call(
+            self._cool_down,
+            [k.cooldown, k.cooldown_capped, k.stats],
+            [int(planned.hold_s * 1000), int(planned.asked_s * 1000)],
+        )
+        return planned
+
+    def open_breaker(self, seconds: float) -> None:
+        """The key was refused: stop the pool, then allow one probe after ``seconds``."""
+        k = self.keys
+        self._r.delete(k.breaker_probe)
+        self._call(
+            self._hold, [k.breaker, k.stats], [int(seconds * 1000), "breaker_opened", "keep"]
+        )
+
+    def close_breaker(self) -> None:
+        """A request was accepted: the key works again."""
+        self._r.delete(self.keys.breaker, self.keys.breaker_probe)
+
+    def resume(self) -> set[str]:
+        """A probe request was accepted: the pool resumes. Returns what held it:
+        ``breaker`` (the key works again) and/or ``cooldown`` (a capped cooldown ended)."""
+        k = self.keys
+        pipe = self._r.pipeline()
+        pipe.delete(k.breaker)
+        pipe.delete(k.cooldown_capped)
+        pipe.delete(k.breaker_probe)
+        breaker, capped, _ = pipe.execute()
+        return {name for name, n in (("breaker", breaker), ("cooldown", capped)) if int(n)}
+
+    def count(self, field: str, by: int = 1) -> None:
+        self._r.hincrby(self.keys.stats, field, by)
+
+    # -- pumps -----------------------------------------------------------------------
+    def kick(self, *, horizon_s: float | None = None) -> str | None:
+        """Reserve a pump slot if one more match task is useful; returns its id or None."""
+        pump_id = uuid.uuid4().hex
+        k = self.keys
+        horizon = self._s.pump_max_s if horizon_s is None else horizon_s
+        started = self._call(
+            self._kick,
+            [k.pumps, k.cooldown, k.breaker, k.leases, *k.ready_lanes, k.pump_waiters],
+            [
+                pump_id,
+                self._s.match_pumps,
+                int(self.pump_ttl_s * 1000),
+                self._s.batch_size,
+                int(horizon * 1000),
+            ],
+        )
+        return pump_id if started else None
+
+    @property
+    def pump_ttl_s(self) -> float:
+        """How long a pump slot outlives a pump that died without releasing it."""
+        return self._s.pump_max_s + self._s.api_timeout_s + self._s.api_connect_timeout_s + 5.0
+
+    def hold_pump(self, pump_id: str, seconds: float) -> None:
+        """Keep the slot of a pump that is waiting or rescheduled for ``seconds``."""
+        ttl_ms = int((seconds + self.pump_ttl_s) * 1000)
+        self._r.zadd(self.keys.pumps, {pump_id: self._now_ms() + ttl_ms})
+
+    def release_pump(self, pump_id: str) -> None:
+        k = self.keys
+
+        pipe = self._r.pipeline()
+        pipe.zrem(k.pumps, pump_id)
+        pipe.zrem(k.pump_waiters, pump_id)
+        pipe.execute()
+
+    def wait_turn(self, pump_id: str, seconds: float) -> bool:
+        """May this pump sleep ``seconds`` for the next slot? Only one pump waits at a time."""
+        ttl_ms = int(seconds * 1000) + 1000
+        return bool(self._call(self._wait_turn, [self.keys.pump_waiters], [pump_id, ttl_ms]))
+
+    def end_wait(self, pump_id: str) -> None:
+        self._r.zrem(self.keys.pump_waiters, pump_id)
+
+    # -- observation ---------------------------------------------------------------------
+    def depth(self) -> int:
+        """Items waiting in every lane (ready now or later), not counting those in flight."""
+        return sum(lane.waiting for lane in self.lanes().values())
+
+    def lanes(self) -> dict[str, LaneState]:
+        """Each lane's waiting items and the age of its oldest (seconds, on Redis's clock)."""
+
+        pipe = self._r.pipeline()
+        pipe.time()
+        for key in self.keys.ready_lanes:
+            pipe.zcard(key)
+            pipe.zrange(key, 0, 0, withscores=True)
+        reply = pipe.execute()
+        sec, usec = reply[0]
+        now_ms = int(sec) * 1000 + int(usec) // 1000
+        states: dict[str, LaneState] = {}
+        for n, lane in enumerate(LANES):
+            count, first = reply[1 + 2 * n], reply[2 + 2 * n]
+            age = max(0.0, (now_ms - float(first[0][1])) / 1000) if first else 0.0
+            states[lane] = LaneState(waiting=int(count), oldest_age_s=age)
+        return states
+
+    def window_use(self) -> WindowUse:
+        """The pool's requests in the current window, the limit, cooldown and breaker."""
+
+        k = self.keys
+        pipe = self._r.pipeline()
+        pipe.time()
+        pipe.zrange(k.rate_log, 0, -1, withscores=True)
+        pipe.get(k.cooldown)
+        pipe.get(k.breaker)
+        pipe.get(k.cooldown_capped)
+        (sec, usec), log, until, breaker, capped = pipe.execute()
+        now_ms = int(sec) * 1000 + int(usec) // 1000
+        used = sum(1 for _, score in log if score > now_ms - self._window_ms)
+        return WindowUse(
+            used=used,
+            capacity=self._per_window,
+            window_s=self._window_ms / 1000,
+            cooldown_s=max(0.0, (int(until or 0) - now_ms) / 1000),
+            breaker_open=breaker is not None,
+            cooldown_asked_s=capped_asked_s(capped),
+        )
+
+    def in_flight(self) -> int:
+        return int(self._r.zcard(self.keys.leases))
+
+    def stats(self) -> dict[str, int]:
+        raw = self._r.hgetall(self.keys.stats)
+        return {_text(key): int(value) for key, value in raw.items()}
+
+    # -- plumbing --------------------------------------------------------------------
+    def _now_ms(self) -> int:
+        sec, usec = self._r.time()
+        return int(sec) * 1000 + int(usec) // 1000
+
+    def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        return script(keys=keys, args=args)
+
+
+def capped_asked_s(raw: bytes | str | None) -> float:
+    """What a capped cooldown's marker says the server asked for, in seconds (0: none)."""
+    if raw is None:
+        return 0.0
+    try:
+        return max(0.0, float(json.loads(raw)["asked_ms"]) / 1000)
+    except (ValueError, TypeError, KeyError):
+        return 0.0
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

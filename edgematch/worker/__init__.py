@@ -1,1 +1,0 @@
-"""The runtime: API client, rate limiter, batch buffer, events, storage, results, CLI."""
