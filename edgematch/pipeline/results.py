@@ -348,6 +348,7 @@ def consume(result: Result, *, store: ResultStore, tags: VerdictTags, log: Any) 
         metrics.END_TO_END.labels(result.lane).observe(max(0.0, time.time() - started))
     log.info(
         "result_recorded",
+        item_id=result.item_id,
         verdict=result.verdict,
         bucket=result.bucket,
         key=result.key,
