@@ -55,17 +55,20 @@ class Runtime:
     @cached_property
     def verdict_log(self) -> VerdictLog:
         """The verdict log's staging area and flush; it writes nothing without a bucket
-        (EDGEMATCH_VERDICT_LOG_BUCKET, or EDGEMATCH_REPORTS_BUCKET)."""
+        (EDGEMATCH_VERDICT_LOG_BUCKET, or EDGEMATCH_REPORTS_BUCKET). Its S3 client is made
+        when it first writes or reads the log, not to read what waits in Redis."""
         s = self.settings
-        objects = None
-        if s.effective_verdict_log_bucket:
-            objects = LogObjects(
-                make_s3_client(s),
-                s.effective_verdict_log_bucket,
-                VERDICT_LOG_PREFIX,
-                kms_key_id=s.reports_kms_key_id,
+        bucket = s.effective_verdict_log_bucket
+
+        def objects() -> LogObjects:
+            assert bucket is not None
+            return LogObjects(
+                make_s3_client(s), bucket, VERDICT_LOG_PREFIX, kms_key_id=s.reports_kms_key_id
             )
-        return VerdictLog(self.redis, s.namespace, objects, flush_s=s.verdict_log_flush_s)
+
+        return VerdictLog(
+            self.redis, s.namespace, objects if bucket else None, flush_s=s.verdict_log_flush_s
+        )
 
     @cached_property
     def broker_redis(self) -> Redis:

@@ -37,9 +37,10 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from importlib import resources
 from typing import Any, Final
 
@@ -105,14 +106,15 @@ class Backlog:
 
 
 class VerdictLog:
-    """The staging area in Redis and its flush to ``objects`` (None when no bucket is set:
-    then a flush writes nothing and the lines wait)."""
+    """The staging area in Redis and its flush to the objects ``objects()`` makes on first
+    use (None when no bucket is set: then a flush writes nothing and the lines wait). Only
+    a flush needs the object store: the staging area's state is read from Redis alone."""
 
     def __init__(
         self,
         client: redis.Redis,
         namespace: str,
-        objects: LogObjects | None,
+        objects: Callable[[], LogObjects] | None,
         *,
         flush_s: float,
         max_lines: int = MAX_LINES,
@@ -120,7 +122,7 @@ class VerdictLog:
     ) -> None:
         self._r = client
         self.keys = Keys(namespace)
-        self.objects = objects
+        self._make_objects = objects
         self.flush_s = flush_s
         self._max_lines = max_lines
         self._lease_ms = int(lease_s * 1000)
@@ -128,10 +130,15 @@ class VerdictLog:
             resources.files("edgematch.infra").joinpath("lua/vlog_take.lua").read_text("utf-8")
         )
 
+    @cached_property
+    def objects(self) -> LogObjects | None:
+        """The log's objects (an S3 client is made on first use); None without a bucket."""
+        return self._make_objects() if self._make_objects is not None else None
+
     def flush_if_due(self, *, budget_s: float) -> Flushed | None:
         """Flush when no flush started in the last ``flush_s`` anywhere in the pool (and
         start the next interval); None when it was not due."""
-        if self.objects is None:
+        if self._make_objects is None:
             return None
         if not self._r.set(self.keys.log_due, "1", nx=True, px=int(self.flush_s * 1000)):
             return None
