@@ -149,6 +149,7 @@ def _summary(
     reports: dict[str, dict[str, Any]],
     started: float,
 ) -> int:
+    elapsed_s = time.monotonic() - started  # to the last report, before the log's flush
     stats = pipe.sandbox_stats()
     verdicts = Counter(doc["verdict"] for doc in seen.values())
     s3 = pipe.s3()
@@ -186,7 +187,7 @@ def _summary(
         f"  log        {len(logged)}/{len(seen)} results in the verdict log, "
         f"s3://{pipe.reports_bucket}/verdicts/ ({len(set(logged.values()))} objects)"
     )
-    _say(f"  elapsed    {time.monotonic() - started:.1f} s")
+    _say(f"  elapsed    {elapsed_s:.1f} s")
     missing = uploads - len(seen)
     wrong = [k for k in hit_keys if seen.get(k, {}).get("verdict") != "match"]
     unlogged = len(seen) - len(logged)
