@@ -1,6 +1,6 @@
 """Issue 14's figures: what Redis holds per scanned hash, and the verdict log's PUTs.
 
-``.venv/bin/python -m bench.redis_memory`` (about 2 minutes; writes
+``.venv/bin/python -m bench.redis_memory`` (about 4 minutes; writes
 bench/results/redis-memory.json, .md and .png).
 
 The Procfile's intake, worker ``--concurrency N`` and beat on the default settings, one
@@ -53,7 +53,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--rate", type=float, default=10.0, help="API requests per second (R)")
     p.add_argument("--workers", type=int, default=2, help="worker --concurrency")
-    p.add_argument("--hashes", type=int, default=300, help="uploads in the run")
+    p.add_argument(
+        "--hashes",
+        type=int,
+        default=1000,
+        help="uploads in the run (enough that used_memory's own noise, some hundred KB, is "
+        "small beside them)",
+    )
     p.add_argument("--known-every", type=int, default=20, help="every Nth upload is a hit")
     p.add_argument("--out", type=Path, default=RESULTS / "redis-memory.json")
     return p.parse_args(argv)
@@ -68,15 +74,11 @@ def windows(settings: Settings) -> dict[str, int]:
     }
 
 
-def steady_state(
-    per_hash: dict[str, float], window_s: dict[str, int], *, rate: float, overhead: float
-) -> float:
-    """Bytes Redis holds under a saturated load at ``rate`` requests/s (5 hashes each):
-    each kind's bytes a hash × hashes a second × its window, × ``overhead``. Pure."""
+def steady_state(per_hash: dict[str, float], window_s: dict[str, int], *, rate: float) -> float:
+    """Bytes Redis holds under a saturated load at ``rate`` requests/s (5 hashes each): each
+    kind's bytes a hash × hashes a second × its window. Pure."""
     hashes_per_s = 5 * rate
-    return overhead * sum(
-        per_hash[kind] * hashes_per_s * window_s[PER_HASH_KEYS[kind]] for kind in per_hash
-    )
+    return sum(per_hash[kind] * hashes_per_s * window_s[PER_HASH_KEYS[kind]] for kind in per_hash)
 
 
 def _used_memory(stack: Stack) -> int:
@@ -161,12 +163,17 @@ def figures(
             "max_ttl_s": a.max_ttl_s,
             "window": PER_HASH_KEYS.get(kind) or PER_MATCH_KEYS.get(kind),
         }
-    per_hash = {kind: kinds[kind]["bytes"] / n for kind in PER_HASH_KEYS}
-    memory_usage = sum(kinds[k]["bytes"] for k in (*PER_HASH_KEYS, *PER_MATCH_KEYS, "other"))
+    every = (*PER_HASH_KEYS, *PER_MATCH_KEYS, "other")
+    memory_usage = sum(kinds[k]["bytes"] for k in every)
     used_delta = used[1] - used[0]
-    # Redis's own accounting may come out below the keys' sum (memory freed meanwhile, the
-    # allocator's rounding): the projection never scales the keys' bytes down.
-    overhead = max(1.0, used_delta / memory_usage) if memory_usage > 0 else 1.0
+    # MEMORY USAGE counts a key's name and value; used_memory also the main and expiry
+    # dictionaries' entries, the same for every key with a TTL however small: measured here
+    # per key added, and charged to each kind by its count of keys.
+    keys_added = sum(kinds[k]["keys"] for k in every)
+    per_key = max(0.0, (used_delta - memory_usage) / keys_added) if keys_added > 0 else 0.0
+    per_hash = {
+        kind: (kinds[kind]["bytes"] + per_key * kinds[kind]["keys"]) / n for kind in PER_HASH_KEYS
+    }
     objects = Counter(line["_object"] for line in lines)
     run_s = times["recorded"] - times["started"]
     before_per_hash = sum(size for size, _ in BEFORE.values())
@@ -174,7 +181,7 @@ def figures(
     for rate in (5.0, 10.0):
         steady[f"R={rate:g}"] = {
             "hashes_per_day": int(5 * rate * DAY_S),
-            "gb": round(steady_state(per_hash, window_s, rate=rate, overhead=overhead) / GB, 3),
+            "gb": round(steady_state(per_hash, window_s, rate=rate) / GB, 3),
             "gb_before": round(
                 sum(size * 5 * rate * held for size, held in BEFORE.values()) / GB, 1
             ),
@@ -194,7 +201,9 @@ def figures(
         "per_hash_bytes_total": round(sum(per_hash.values()), 1),
         "per_hash_bytes_before": before_per_hash,
         "used_memory_delta_per_hash": round(used_delta / n, 1),
-        "used_over_memory_usage": round(overhead, 3),
+        "used_over_memory_usage": round(used_delta / memory_usage, 3) if memory_usage else None,
+        "dictionary_bytes_per_key": round(per_key, 1),
+        "memory_usage_per_hash_bytes": {k: round(kinds[k]["bytes"] / n, 1) for k in PER_HASH_KEYS},
         "longest_ttl_per_hash_s": max(kinds[k]["max_ttl_s"] for k in PER_HASH_KEYS),
         "per_match_bytes": {
             k: round(kinds[k]["bytes"] / max(1, kinds[k]["keys"]), 1) for k in PER_MATCH_KEYS
@@ -238,28 +247,34 @@ def _wait(predicate: Any, timeout_s: float, what: str) -> None:
 def table(doc: dict[str, Any]) -> str:
     """The figures as Markdown. Pure."""
     rows = [
-        "| key per scanned hash | keys | bytes a hash (`MEMORY USAGE`) | longest TTL | window |",
-        "|---|---:|---:|---:|---|",
+        "| key per scanned hash | keys | `MEMORY USAGE` a hash | held a hash | longest TTL "
+        "| window |",
+        "|---|---:|---:|---:|---:|---|",
     ]
+    usage = doc["memory_usage_per_hash_bytes"]
     for kind in PER_HASH_KEYS:
         k = doc["kinds"][kind]
         rows.append(
-            f"| `{kind}:` | {k['keys']} | {doc['per_hash_bytes'][kind]:.0f} | "
+            f"| `{kind}:` | {k['keys']} | {usage[kind]:.0f} | {doc['per_hash_bytes'][kind]:.0f} | "
             f"{k['max_ttl_s']:,} s | `{k['window']}` |"
         )
     rows.append(
-        f"| **all** | | **{doc['per_hash_bytes_total']:.0f}** (before: "
-        f"{doc['per_hash_bytes_before']:,}) | | |"
+        f"| **all** | | **{sum(usage.values()):.0f}** (before: {doc['per_hash_bytes_before']:,}) "
+        f"| **{doc['per_hash_bytes_total']:.0f}** | | |"
     )
-    per_match = ", ".join(f"`{kind}:` {doc['kinds'][kind]['keys']}" for kind in PER_MATCH_KEYS)
+    per_match = ", ".join(
+        f"`{kind}:` {doc['kinds'][kind]['keys']} ({doc['per_match_bytes'][kind]:.0f} bytes "
+        f"each, `{PER_MATCH_KEYS[kind]}`)"
+        for kind in PER_MATCH_KEYS
+    )
     out = [
         *rows,
         "",
         f"Per match ({doc['matches']} matches): {per_match}. Other keys (queues, buffer, "
         f"limiter, stats): {doc['kinds']['other']['keys']:+d} over the run.",
-        f"used_memory grew {doc['used_memory_delta_per_hash']:.0f} bytes a hash; the "
-        f"projection scales the keys' bytes by {doc['used_over_memory_usage']:.2f} (used_memory "
-        "over `MEMORY USAGE`, never below 1).",
+        f"used_memory grew {doc['used_memory_delta_per_hash']:.0f} bytes a hash: "
+        f"{doc['dictionary_bytes_per_key']:.0f} bytes a key beyond `MEMORY USAGE` (Redis's main "
+        "and expiry dictionaries), which *held* adds to each key.",
         "",
         "| steady state at the ceiling | hashes a day | Redis | before |",
         "|---|---:|---:|---:|",
@@ -293,7 +308,6 @@ def plot(doc: dict[str, Any], path: Path) -> bool:
         return False
     window_s = {k: int(v) for k, v in doc["settings"].items() if k.endswith("_TTL_S")}
     per_hash = doc["per_hash_bytes"]
-    overhead = doc["used_over_memory_usage"]
     hours = [h / 4 for h in range(0, 12 * 4 + 1)]
     fig, (ax, log_ax) = plt.subplots(1, 2, figsize=(12, 4))
     for rate in (5.0, 10.0):
@@ -304,7 +318,7 @@ def plot(doc: dict[str, Any], path: Path) -> bool:
                 per_hash[kind] * 5 * rate * min(t, window_s[PER_HASH_KEYS[kind]])
                 for kind in per_hash
             )
-            held.append(overhead * total / GB)
+            held.append(total / GB)
         ax.plot(hours, held, label=f"R = {rate:g} requests/s ({5 * rate:g} hashes/s)")
     ax.axhline(1.0, color="grey", linestyle="--", linewidth=1, label="1 GB")
     ax.set_xlabel("hours of saturated load")
