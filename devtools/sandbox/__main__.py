@@ -1,5 +1,5 @@
 """``python -m devtools.sandbox``: run the local PhotoDNA stand-in (``--help`` for options)."""
 
-from devtools.sandbox.server import main
+from devtools.sandbox.cli import main
 
 raise SystemExit(main())

@@ -20,6 +20,10 @@ Choices, each for a failure someone has hit:
   loop waited there for a message that never came, and took no task again (3 of 9
   failovers under load, tests/chaos/test_redis_outages.py). edgematch uses none of them:
   probes read heartbeat files, ``edgematch status`` reads Redis.
+- kombu's Redis transport with acknowledgements that outlive a Redis outage
+  (config/broker.py): kombu's own keeps a delivery whose acknowledgement Redis refused
+  counted against the prefetch limit, and a worker whose tasks ended during a restart took
+  no task again.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from urllib.parse import urlsplit
 
 from kombu import Queue
 
+from edgematch.config.broker import transport_for
 from edgematch.config.queue_order import LiveFirst
 from edgematch.config.settings import Settings
 from edgematch.names import (
@@ -104,36 +109,12 @@ def _lane(name: str, kwargs: Any) -> str:
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery settings for one deployment. Pure."""
-    ns = settings.namespace
-    task_budget_s = settings.pump_max_s + settings.api_timeout_s + settings.api_connect_timeout_s
     return {
         "broker_url": settings.broker_url,
+        "broker_transport": transport_for(settings.broker_url),
         "broker_use_ssl": broker_ssl(settings.broker_url),
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {
-            "visibility_timeout": settings.visibility_timeout_s,
-            # Look for tasks abandoned by a killed worker every 10 s rather than kombu's
-            # default of about 100 s: they come back soon after the visibility timeout.
-            "unacked_restore_interval": 10,
-            "unacked_restore_throttle": 1,
-            "socket_keepalive": True,
-            "socket_timeout": 30,
-            "socket_connect_timeout": 10,
-            "health_check_interval": 10,
-            "retry_on_timeout": True,
-            # recovery/unacked.py keeps these fresh while their worker lives and hands a
-            # dead worker's deliveries back within seconds.
-            "unacked_key": unacked_key(ns),
-            "unacked_index_key": unacked_index_key(ns),
-            "unacked_mutex_key": unacked_mutex_key(ns),
-            # Live work first, backfills last but with their minimum share of fetches
-            # (config/queue_order.py). kombu calls this to make the cycle.
-            "queue_order_strategy": functools.partial(
-                LiveFirst, min_share=settings.background_min_share
-            ),
-            # Only read for a sentinel:// broker: which monitored master to follow.
-            **({"master_name": settings.sentinel_master} if settings.sentinel_master else {}),
-        },
+        "broker_transport_options": _transport_options(settings),
         "task_serializer": "json",
         "result_serializer": "json",
         "event_serializer": "json",
@@ -141,6 +122,61 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_accept_content": ["json"],
         "task_ignore_result": True,
         "result_backend": None,
+        **_delivery_options(settings),
+        **_routing(settings),
+        **_time_limits(settings),
+        "beat_scheduler": "edgematch.tasks.lifecycle:HeartbeatScheduler",
+        "beat_schedule": {
+            "sweep": {
+                "task": TASK_SWEEP,
+                "schedule": 1.0,
+                # A sweep is only useful now: stale ones queued while no worker ran are dropped.
+                "options": {"expires": 5.0},
+            },
+            # The verdict log's staged results go to the object store about once an
+            # interval (pipeline/verdictlog.py); one that waited past it is not needed.
+            "flush-verdicts": {
+                "task": TASK_FLUSH_VERDICTS,
+                "schedule": settings.verdict_log_flush_s,
+                "options": {"expires": settings.verdict_log_flush_s},
+            },
+        },
+        "timezone": "UTC",
+    }
+
+
+def _transport_options(settings: Settings) -> dict[str, Any]:
+    """kombu's Redis transport options (see the module docstring)."""
+    ns = settings.namespace
+    return {
+        "visibility_timeout": settings.visibility_timeout_s,
+        # Look for tasks abandoned by a killed worker every 10 s rather than kombu's
+        # default of about 100 s: they come back soon after the visibility timeout.
+        "unacked_restore_interval": 10,
+        "unacked_restore_throttle": 1,
+        "socket_keepalive": True,
+        "socket_timeout": 30,
+        "socket_connect_timeout": 10,
+        "health_check_interval": 10,
+        "retry_on_timeout": True,
+        # recovery/unacked.py keeps these fresh while their worker lives and hands a
+        # dead worker's deliveries back within seconds.
+        "unacked_key": unacked_key(ns),
+        "unacked_index_key": unacked_index_key(ns),
+        "unacked_mutex_key": unacked_mutex_key(ns),
+        # Live work first, backfills last but with their minimum share of fetches
+        # (config/queue_order.py). kombu calls this to make the cycle.
+        "queue_order_strategy": functools.partial(
+            LiveFirst, min_share=settings.background_min_share
+        ),
+        # Only read for a sentinel:// broker: which monitored master to follow.
+        **({"master_name": settings.sentinel_master} if settings.sentinel_master else {}),
+    }
+
+
+def _delivery_options(settings: Settings) -> dict[str, Any]:
+    """When a task is acknowledged, how many a worker holds, and how a worker stops."""
+    return {
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_acks_on_failure_or_timeout": True,
@@ -162,28 +198,25 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
         "task_send_sent_event": False,
+    }
+
+
+def _routing(settings: Settings) -> dict[str, Any]:
+    """One queue per step under the namespace, and the router that picks it."""
+    ns = settings.namespace
+    return {
         "task_queues": [
             Queue(queue_name(ns, step), routing_key=queue_name(ns, step)) for step in QUEUE_STEPS
         ],
         "task_default_queue": queue_name(ns, STEP_INGEST),
         "task_routes": (_router(ns),),
+    }
+
+
+def _time_limits(settings: Settings) -> dict[str, Any]:
+    """Soft and hard limits above the longest task: a pump's run plus its last request."""
+    task_budget_s = settings.pump_max_s + settings.api_timeout_s + settings.api_connect_timeout_s
+    return {
         "task_soft_time_limit": int(task_budget_s + 30),
         "task_time_limit": int(task_budget_s + 60),
-        "beat_scheduler": "edgematch.tasks.lifecycle:HeartbeatScheduler",
-        "beat_schedule": {
-            "sweep": {
-                "task": TASK_SWEEP,
-                "schedule": 1.0,
-                # A sweep is only useful now: stale ones queued while no worker ran are dropped.
-                "options": {"expires": 5.0},
-            },
-            # The verdict log's staged results go to the object store about once an
-            # interval (pipeline/verdictlog.py); one that waited past it is not needed.
-            "flush-verdicts": {
-                "task": TASK_FLUSH_VERDICTS,
-                "schedule": settings.verdict_log_flush_s,
-                "options": {"expires": settings.verdict_log_flush_s},
-            },
-        },
-        "timezone": "UTC",
     }

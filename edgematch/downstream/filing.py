@@ -1,25 +1,24 @@
 """The consumers of a match, wired together: match cache, quarantine, report, reporter.
 
-The order, and why: a ``match`` result is remembered in the match cache and sent to the
-``quarantine`` queue; a finished quarantine (or one that gave up — the report then says
+The order, and why: every recorded result is handed here by the results consumer
+(:meth:`Downstream.take`); a ``match`` result is remembered in the match cache and sent to
+the ``quarantine`` queue; a finished quarantine (or one that gave up — the report then says
 the evidence was not preserved) sends the ``report`` task with the :class:`Evidence`, so
 the report names where the preserved bytes are and the ``photodna`` reporter can read
 them. Both steps are idempotent on the content version (see quarantine.py, reports.py):
 a result delivered three times, or replayed a week later, gives one copy and one report.
 
-:func:`parts` holds one set of clients per process (built on first use, rebuilt after a
-fork, like :func:`edgematch.runtime.runtime`).
+The parts are given their clients by the composition root (edgematch/runtime.py).
 """
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
+from edgematch.config.settings import Settings
 from edgematch.downstream import reporters
 from edgematch.downstream.evidence import EvidenceStore
 from edgematch.downstream.quarantine import CONTENT_MISSING, Evidence, Quarantine
@@ -39,12 +38,12 @@ from edgematch.downstream.reports import (
 )
 from edgematch.errors import ConfigurationError, EdgematchError, TransientError
 from edgematch.infra.keys import Keys
-from edgematch.infra.logs import get_logger, register_secret
-from edgematch.infra.storage import make_s3_client
+from edgematch.infra.logs import get_logger
+from edgematch.infra.redisclient import Redis
+from edgematch.infra.storage import ObjectStore
 from edgematch.photodna.matchcache import MatchCache
-from edgematch.pipeline.results import Result
+from edgematch.pipeline.results import CLEAN, MATCH, Result
 from edgematch.recovery.locks import exclusive
-from edgematch.runtime import Runtime
 
 log = get_logger(__name__)
 
@@ -52,32 +51,41 @@ log = get_logger(__name__)
 class Downstream:
     """The match cache, quarantine, report store and reporter of one process."""
 
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
-        self.settings = rt.settings
-        for secret in self.settings.secrets():
-            register_secret(secret.reveal())
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        redis: Redis,
+        evidence: EvidenceStore,
+        objects: ObjectStore,
+        match_cache: MatchCache,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.evidence = evidence
+        self.objects = objects
+        self.match_cache = match_cache
 
-    @cached_property
-    def evidence(self) -> EvidenceStore:
-        return EvidenceStore(make_s3_client(self.settings))
-
-    @cached_property
-    def match_cache(self) -> MatchCache:
-        return MatchCache(
-            self.rt.redis,
-            self.settings.namespace,
-            ttl_s=self.settings.match_cache_ttl_s,
-            clean_ttl_s=self.settings.clean_cache_ttl_s,
-        )
+    def take(self, result: Result) -> bool:
+        """The hand-off of every recorded result, repeats included: True when it goes on to
+        quarantine (a match). A match is remembered in the match cache; with
+        EDGEMATCH_CLEAN_CACHE_TTL_S > 0 a clean verdict from the API is too (one from the
+        cache is not: re-serving a verdict never extends its life). Idempotent.
+        """
+        if result.verdict == MATCH:
+            self.match_cache.remember(result)
+            return True
+        if result.verdict == CLEAN and self.settings.clean_cache_ttl_s > 0:
+            self.match_cache.remember(result)
+        return False
 
     @cached_property
     def quarantine(self) -> Quarantine:
         return Quarantine(
             settings=self.settings,
             evidence=self.evidence,
-            objects=self.rt.store,
-            client=self.rt.redis,
+            objects=self.objects,
+            client=self.redis,
         )
 
     @cached_property
@@ -90,7 +98,7 @@ class Downstream:
             )
         return ReportStore(
             self.evidence,
-            self.rt.redis,
+            self.redis,
             self.settings.namespace,
             bucket=bucket,
             kms_key_id=self.settings.reports_kms_key_id,
@@ -158,7 +166,7 @@ class Downstream:
         report_id = report_id_for(result)
         dated_key = report_key(report_id, result.scanned_at)
         with exclusive(
-            self.rt.redis,
+            self.redis,
             Keys(self.settings.namespace).report_lock(report_id),
             ttl_s=self.settings.lock_ttl_s,
             what=f"report {report_id}",
@@ -206,16 +214,3 @@ class Downstream:
     def close(self) -> None:
         if "reporter" in self.__dict__:
             self.reporter.close()
-
-
-_lock = threading.Lock()
-_current: tuple[Runtime, int, Downstream] | None = None
-
-
-def parts(rt: Runtime) -> Downstream:
-    """This process's downstream parts for ``rt``, built on first use."""
-    global _current  # noqa: PLW0603 - one set per process, by design
-    with _lock:
-        if _current is None or _current[0] is not rt or _current[1] != os.getpid():
-            _current = (rt, os.getpid(), Downstream(rt))
-        return _current[2]

@@ -18,7 +18,7 @@ status, metrics, health, the local stack, the benchmarks). The client is a
 So a restart, a Sentinel failover (``READONLY`` from a demoted master, a master not found),
 a timeout, ``BUSY`` (a long script), ``LOADING``, ``OOM``/``MISCONF`` (writes refused) and
 a bad reply all reach the caller as one class, which the task failure policy retries
-(``steps.guarded``). Modules never catch redis-py's exceptions: a test fails if one does.
+(recovery/policy.py). Modules never catch redis-py's exceptions: a test fails if one does.
 
 Messages carry the redis-py class and the server's error code (``READONLY``, ``BUSY`` …),
 never the server's full message: a script's error text may quote the data it ran on.

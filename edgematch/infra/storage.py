@@ -1,69 +1,34 @@
-"""S3 operations edgematch needs — read a hash file, read and merge tags — with errors
-translated into the edgematch tree at this one boundary.
+"""S3 operations edgematch needs — read a hash file, read and merge tags — raising only
+edgematch errors: botocore's are translated at the one boundary, :mod:`s3errors`.
 
-Raised (from :mod:`edgematch.errors`):
+Raised (from :mod:`edgematch.errors`), besides what :func:`s3errors.translated` raises:
+:class:`BadInput` for an empty or oversized hash file, a tag set S3 would refuse (over 10
+tags, over-long key or value) and an unusable ``content-key``/``content-bucket``;
+:class:`ObjectMissing` with a ``superseded:`` message for an object replaced since the
+event named it. Messages never carry object bytes or credentials.
 
-* :class:`ObjectMissing` — NoSuchKey, NoSuchVersion, 404, NoSuchBucket, a version that is
-  a delete marker (MethodNotAllowed), or an object replaced since the event named it
-  (the message then starts with ``superseded:``);
-* :class:`BadInput` — empty or oversized hash file, a tag set S3 would refuse (over 10
-  tags, over-long key or value), an unusable ``content-key``/``content-bucket``, and
-  requests S3 refuses for good (InvalidArgument, KeyTooLongError, InvalidObjectState …);
-* :class:`ConfigurationError` — AccessDenied/403 and refused or missing credentials: a
-  person must fix IAM or the credential chain;
-* :class:`ServerError` — SlowDown and 5xx; :class:`TransportError` — timeouts, refused
-  or dropped connections; :class:`TransientError` — any other S3 or botocore error
-  (its code is in the message).
-
-Endpoints come from boto3's own ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3`` /
-``AWS_ENDPOINT_URL_SQS``; with a custom endpoint botocore addresses buckets path-style,
-which MinIO and moto need. Messages never carry object bytes or credentials.
+The clients are built by :mod:`edgematch.infra.s3clients`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final
 
-import boto3
-import structlog
-from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    CredentialRetrievalError,
-    HTTPClientError,
-    IncompleteReadError,
-    NoCredentialsError,
-    NoRegionError,
-    ParamValidationError,
-    PartialCredentialsError,
-)
-from botocore.exceptions import (
-    ConnectionError as BotoConnectionError,
-)
-
-from edgematch.errors import (
-    BadInput,
-    ConfigurationError,
-    EdgematchError,
-    ObjectMissing,
-    ServerError,
-    TransientError,
-    TransportError,
-)
+from edgematch.errors import BadInput
+from edgematch.infra.s3clients import make_s3_client, make_sqs_client
+from edgematch.infra.s3errors import translated
 from edgematch.infra.s3text import decode_metadata_value, key_problem
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import HeadObjectOutputTypeDef, TaggingTypeDef
-    from mypy_boto3_sqs import SQSClient
 
-    from edgematch.config.settings import Settings
 
+# The clients (s3clients.py) and the error translation (s3errors.py) have modules of their
+# own; they are re-exported here for the callers that name them through the store.
 __all__ = [
     "MAX_TAGS",
     "ObjectInfo",
@@ -71,77 +36,14 @@ __all__ = [
     "content_location",
     "make_s3_client",
     "make_sqs_client",
+    "quoted",
+    "translated",
 ]
-
-log = structlog.get_logger(__name__)
 
 #: S3 allows at most 10 tags on an object.
 MAX_TAGS: Final = 10
 _MAX_TAG_KEY_CHARS: Final = 128
 _MAX_TAG_VALUE_CHARS: Final = 256
-# Three attempts in all. botocore's Config key "max_attempts" counts retries (3 would
-# mean 4 attempts); "total_max_attempts" counts attempts, like AWS_MAX_ATTEMPTS does.
-_TOTAL_ATTEMPTS: Final = 3
-# botocore's own default; clients are shared by the threads of one worker process.
-_MIN_POOL_CONNECTIONS: Final = 10
-# A long poll answers after up to intake_wait_s seconds; the socket must outlast it.
-_SQS_READ_MARGIN_S: Final = 10.0
-
-_MISSING_CODES: Final = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound"})
-_SUPERSEDED_CODES: Final = frozenset({"PreconditionFailed", "412"})
-_DENIED_CODES: Final = frozenset(
-    {
-        "AccessDenied",
-        "403",
-        "Forbidden",
-        "AllAccessDisabled",
-        "AccountProblem",
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-    }
-)
-_THROTTLE_CODES: Final = frozenset(
-    {"SlowDown", "ServiceUnavailable", "InternalError", "503", "500", "RequestTimeout"}
-)
-# Refused for good: retrying the same request cannot succeed.
-_REFUSED_CODES: Final = frozenset(
-    {"InvalidArgument", "InvalidTag", "KeyTooLongError", "InvalidObjectState", "InvalidRequest"}
-)
-
-
-def make_s3_client(settings: Settings) -> S3Client:
-    """An S3 client with bounded retries and timeouts. Endpoint and region from boto3's env."""
-    config = Config(
-        retries={"mode": "standard", "total_max_attempts": _TOTAL_ATTEMPTS},
-        # S3 calls spend the same task lease as the API call, so share its bounds.
-        connect_timeout=settings.api_connect_timeout_s,
-        read_timeout=settings.api_timeout_s,
-        # Room for every item of every pump's batch to be read or tagged at once.
-        max_pool_connections=max(_MIN_POOL_CONNECTIONS, settings.match_pumps * settings.batch_size),
-    )
-    client: S3Client = _client("s3", config)
-    return client
-
-
-def make_sqs_client(settings: Settings) -> SQSClient:
-    """An SQS client whose read timeout outlasts the intake long poll."""
-    config = Config(
-        retries={"mode": "standard", "total_max_attempts": _TOTAL_ATTEMPTS},
-        connect_timeout=settings.api_connect_timeout_s,
-        read_timeout=settings.intake_wait_s + _SQS_READ_MARGIN_S,
-        max_pool_connections=_MIN_POOL_CONNECTIONS,
-    )
-    client: SQSClient = _client("sqs", config)
-    return client
-
-
-def _client(service: Literal["s3", "sqs"], config: Config) -> Any:
-    try:
-        return boto3.client(service, config=config)
-    except NoRegionError:
-        raise ConfigurationError(
-            f"AWS_DEFAULT_REGION (or AWS_REGION) is required: no region is configured for {service}"
-        ) from None
 
 
 @dataclass(frozen=True)
@@ -223,12 +125,7 @@ class ObjectStore:
         """GET a hash file pinned by version id or If-Match; refuse it past ``max_bytes``."""
         action = "s3:GetObjectVersion" if version_id else "s3:GetObject"
         with translated(action, bucket, key, version_id):
-            if version_id:
-                response = self._s3.get_object(Bucket=bucket, Key=key, VersionId=version_id)
-            elif if_match:
-                response = self._s3.get_object(Bucket=bucket, Key=key, IfMatch=quoted(if_match))
-            else:
-                response = self._s3.get_object(Bucket=bucket, Key=key)
+            response = self._s3.get_object(**_pinned(bucket, key, version_id, if_match))
             stream = response["Body"]
             try:
                 # The object may differ from what the HEAD or the event said; refuse
@@ -247,19 +144,7 @@ class ObjectStore:
             )
         if not data:
             raise BadInput(f"empty hash file: s3://{bucket}/{key}")
-        etag = response.get("ETag")
-        returned_version = response.get("VersionId")
-        info = ObjectInfo(
-            bucket=bucket,
-            key=key,
-            size=len(data),
-            etag=(etag.strip('"') or None) if etag else None,
-            # "null" pins nothing, as in _head.
-            version_id=None if returned_version in (None, "", "null") else returned_version,
-            metadata=MappingProxyType(dict(response.get("Metadata", {}))),
-            content_type=response.get("ContentType"),
-        )
-        return info, data
+        return _object_info(bucket, key, response, size=len(data)), data
 
     def get_tags(self, bucket: str, key: str, *, version_id: str | None = None) -> dict[str, str]:
         """The object's tags as a dict. ObjectMissing when the object is gone."""
@@ -320,25 +205,8 @@ class ObjectStore:
         action = "s3:GetObjectVersion" if version_id else "s3:GetObject"
         response: HeadObjectOutputTypeDef
         with translated(action, bucket, key, version_id):
-            if version_id:
-                response = self._s3.head_object(Bucket=bucket, Key=key, VersionId=version_id)
-            elif if_match:
-                response = self._s3.head_object(Bucket=bucket, Key=key, IfMatch=quoted(if_match))
-            else:
-                response = self._s3.head_object(Bucket=bucket, Key=key)
-        etag = response.get("ETag")
-        returned_version = response.get("VersionId")
-        return ObjectInfo(
-            bucket=bucket,
-            key=key,
-            size=response.get("ContentLength", 0),
-            etag=(etag.strip('"') or None) if etag else None,
-            # "null" is the version of unversioned writes, overwritten in place: it
-            # pins nothing, so it is treated as no version (see events._version_id).
-            version_id=None if returned_version in (None, "", "null") else returned_version,
-            metadata=MappingProxyType(dict(response.get("Metadata", {}))),
-            content_type=response.get("ContentType"),
-        )
+            response = self._s3.head_object(**_pinned(bucket, key, version_id, if_match))
+        return _object_info(bucket, key, response, size=response.get("ContentLength", 0))
 
 
 def content_location(
@@ -375,61 +243,6 @@ def content_location(
     return bucket, key
 
 
-# --- error translation -----------------------------------------------------------------
-
-
-@contextmanager
-def translated(action: str, bucket: str, key: str, version_id: str | None) -> Iterator[None]:
-    """Turn botocore exceptions raised inside into edgematch errors: the one mapping of S3
-    errors, used by every module that calls S3 (storage, evidence, listing)."""
-    try:
-        yield
-    except ClientError as exc:
-        raise _from_client_error(exc, action, bucket, key, version_id) from exc
-    except (NoCredentialsError, PartialCredentialsError, NoRegionError) as exc:
-        raise ConfigurationError(f"S3 client is not configured: {exc}") from exc
-    except (HTTPClientError, BotoConnectionError, IncompleteReadError) as exc:
-        raise TransportError(f"{action} on s3://{bucket}/{key}: {type(exc).__name__}") from exc
-    except ParamValidationError as exc:
-        raise BadInput(f"{action} on s3://{bucket}/{key}: invalid request: {exc}") from exc
-    except (CredentialRetrievalError, BotoCoreError) as exc:
-        raise TransientError(f"{action} on s3://{bucket}/{key}: {type(exc).__name__}") from exc
-
-
-def _from_client_error(  # noqa: PLR0911 - one return per row of the translation
-    exc: ClientError, action: str, bucket: str, key: str, version_id: str | None
-) -> EdgematchError:
-    error = exc.response.get("Error", {})
-    code = str(error.get("Code", "")) or "unknown"
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    where = f"s3://{bucket}/{key}" + (f" version {version_id}" if version_id else "")
-
-    if code in _MISSING_CODES:
-        return ObjectMissing(f"{where} does not exist ({code})")
-    if code == "NoSuchBucket":
-        # Kept with ObjectMissing, not ConfigurationError: bucket names come from events,
-        # and a bucket deleted after its event is as gone as a deleted object.
-        return ObjectMissing(f"bucket {bucket!r} does not exist (NoSuchBucket)")
-    if code == "MethodNotAllowed":
-        return ObjectMissing(f"{where} is a delete marker (MethodNotAllowed)")
-    if code in _SUPERSEDED_CODES:
-        log.info("s3.superseded", bucket=bucket, key=key)
-        return ObjectMissing(f"superseded: {where} no longer holds the object the event named")
-    if code in _DENIED_CODES:
-        log.warning("s3.access_denied", action=action, bucket=bucket, code=code)
-        return ConfigurationError(
-            f"edgematch lacks permission for {action} on {where} ({code}); grant it in IAM "
-            "or the bucket policy. Without s3:ListBucket, S3 also answers 403 for a missing "
-            "object."
-        )
-    if code in _THROTTLE_CODES or (isinstance(status, int) and status >= 500):
-        return ServerError(f"{action} on {where}: S3 answered {code}", status_code=status)
-    if code in _REFUSED_CODES:
-        message = str(error.get("Message", ""))[:120]
-        return BadInput(f"{action} on {where} refused: {code}: {message}")
-    return TransientError(f"{action} on {where}: S3 answered {code} (HTTP {status})")
-
-
 def _check_tags(tags: Mapping[str, str]) -> None:
     for tag_key, value in tags.items():
         if not tag_key or len(tag_key) > _MAX_TAG_KEY_CHARS:
@@ -446,3 +259,30 @@ def quoted(etag: str) -> str:
     """``etag`` in the double quotes S3 expects in ``If-Match`` headers, whether or not it
     came with them. Pure."""
     return f'"{etag.strip(chr(34))}"'
+
+
+def _pinned(bucket: str, key: str, version_id: str | None, if_match: str | None) -> Any:
+    """The arguments of a GET or HEAD of one version, or of the current object while its
+    ETag is ``if_match``, or of the current object."""
+    if version_id:
+        return {"Bucket": bucket, "Key": key, "VersionId": version_id}
+    if if_match:
+        return {"Bucket": bucket, "Key": key, "IfMatch": quoted(if_match)}
+    return {"Bucket": bucket, "Key": key}
+
+
+def _object_info(bucket: str, key: str, response: Mapping[str, Any], *, size: int) -> ObjectInfo:
+    """What a GET or HEAD answer says of the object."""
+    etag = response.get("ETag")
+    returned_version = response.get("VersionId")
+    return ObjectInfo(
+        bucket=bucket,
+        key=key,
+        size=size,
+        etag=(etag.strip('"') or None) if etag else None,
+        # "null" is the version of unversioned writes, overwritten in place: it
+        # pins nothing, so it is treated as no version (see events._version_id).
+        version_id=None if returned_version in (None, "", "null") else returned_version,
+        metadata=MappingProxyType(dict(response.get("Metadata", {}))),
+        content_type=response.get("ContentType"),
+    )

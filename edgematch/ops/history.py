@@ -1,20 +1,16 @@
-"""``edgematch result`` and ``edgematch verdicts``: results found again, and counted.
+"""Results found again, and counted, from the verdict log (``edgematch result``,
+``edgematch verdicts``; the commands are in :mod:`edgematch.ops.commands.records`).
 
 Redis holds a result for the hot window only; the verdict log holds every one
-(:mod:`edgematch.pipeline.verdictlog`). ``result`` answers from the content object's tag
-and the hot window at once, then from the log: the partitions from the object's upload
+(:mod:`edgematch.pipeline.verdictlog`). :func:`lookup` answers from the content object's
+tag and the hot window at once, then from the log: the partitions from the object's upload
 (its ``LastModified``) onward, the first hour that holds a result of it and no further,
-or the whole range given. ``verdicts`` reads every object of a range, one hour partition
-at a time, and counts (:mod:`edgematch.ops.tally`).
-
-Exit status of both: 0 an answer, 1 nothing found (``result``) or the log could not be
-read, 2 bad usage or configuration.
+or the whole range given. :func:`summarise` reads every object of a range, one hour
+partition at a time, and counts (:mod:`edgematch.ops.tally`).
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -23,15 +19,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from edgematch.errors import ConfigurationError, EdgematchError, PermanentError
+from edgematch.downstream.evidence import EvidenceStore
+from edgematch.errors import ConfigurationError, PermanentError
+from edgematch.infra.storage import content_location
 from edgematch.ops.progress import Progress
-from edgematch.ops.support import dumps, moment, printable, tool_runtime
-from edgematch.ops.tally import Tally, render
+from edgematch.ops.tally import Tally
 from edgematch.ops.timespec import format_moment
 from edgematch.pipeline.logpaths import hour_of, hours, name_at, partition
 
 if TYPE_CHECKING:
-    # Not at run time: the parser is built without boto3 and Redis (`--help` stays fast).
+    # Not at run time: only the runtime's objects are used here.
     from edgematch.infra.logstore import LogObject, LogObjects
     from edgematch.runtime import Runtime
 
@@ -48,56 +45,6 @@ BEFORE_UPLOAD_S: Final = 300.0
 AFTER_UPLOAD_S: Final = 86_400.0
 #: ... or, when the object's upload time is unknown (it is gone), over the last week.
 UNKNOWN_UPLOAD_SPAN_S: Final = 7 * 86_400.0
-
-VERDICTS_DESCRIPTION = """\
-Count the results in the verdict log (every result edgematch recorded, in the object
-store) scanned in a range: by verdict, lane, bucket and day, each result once. Reads every
-object of the range a partition at a time, with progress on stderr; for months of a busy
-pipeline, query the log with DuckDB or Athena instead (docs/operations.md).
-
-  edgematch verdicts                       # the last 24 hours
-  edgematch verdicts --since 2026-11-01 --until 2026-12-01 --json
-  edgematch verdicts --since 7d
-"""
-
-
-def add_commands(sub: Any) -> None:
-    """Add ``result`` and ``verdicts`` to the ``edgematch`` parser's subcommands."""
-    p = sub.add_parser(
-        "result",
-        help="print the recorded result of a hash or content object",
-        description="Print the recorded result of a hash file or its content object, with "
-        "where it was found (lookup): the content's verdict tag and Redis's hot window at "
-        "once, else the verdict log, from the object's upload for a day, or over the range "
-        "given. Exit 1 when nothing is known of it.",
-    )
-    p.add_argument("uri", help="s3://bucket/key of the hash file (or of its content object)")
-    add_range(p, default="the object's upload, for a day")
-    p.set_defaults(run=_result)
-
-    p = sub.add_parser(
-        "verdicts",
-        help="count the verdict log's results by verdict, lane, bucket and day",
-        description=VERDICTS_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_range(p, default="the last 24 hours")
-    p.add_argument("--json", action="store_true", help="print the counts as one JSON document")
-    p.set_defaults(run=_verdicts)
-
-
-def add_range(parser: argparse.ArgumentParser, *, default: str) -> None:
-    """``--since`` and ``--until``: moments, scan times of the results (UTC)."""
-    parser.add_argument(
-        "--since",
-        type=moment,
-        metavar="DATE",
-        help=f"results scanned at or after DATE (2026-11-01, 2026-11-01T12:30Z, 7d; default: "
-        f"{default})",
-    )
-    parser.add_argument(
-        "--until", type=moment, metavar="DATE", help="results scanned before DATE (default: now)"
-    )
 
 
 def log_objects(rt: Runtime) -> LogObjects:
@@ -275,8 +222,6 @@ def lookup(
 def _content_of(rt: Runtime, bucket: str, key: str) -> tuple[str, str] | None:
     """The content object of a hash file (its metadata, else the key minus the suffix), or
     the object itself when it is not a hash file; None when that cannot be told."""
-    from edgematch.infra.storage import content_location
-
     s = rt.settings
     if not key.endswith(s.hash_suffix):
         return bucket, key
@@ -315,10 +260,7 @@ def _search_range(
 
 
 def _uploaded(rt: Runtime, locations: list[tuple[str, str]]) -> float | None:
-    from edgematch.downstream.evidence import EvidenceStore
-    from edgematch.infra.storage import make_s3_client
-
-    evidence = EvidenceStore(make_s3_client(rt.settings))
+    evidence = EvidenceStore(rt.s3)
     for bucket, key in locations:
         try:
             modified = evidence.head(bucket, key).last_modified
@@ -327,48 +269,3 @@ def _uploaded(rt: Runtime, locations: list[tuple[str, str]]) -> float | None:
         if modified is not None:
             return modified.timestamp()
     return None
-
-
-def _result(args: argparse.Namespace, rest: list[str]) -> int:
-    from edgematch.pipeline.events import parse_s3_uri
-
-    try:
-        bucket, key = parse_s3_uri(args.uri)
-    except ValueError as exc:
-        print(f"edgematch: {printable(str(exc))}", file=sys.stderr)
-        return 2
-    rt = tool_runtime()
-    try:
-        doc = lookup(rt, bucket, key, since=args.since, until=args.until)
-    except ConfigurationError:
-        raise
-    except EdgematchError as exc:
-        print(f"edgematch result: cannot read the verdict log: {exc}", file=sys.stderr)
-        return 1
-    if doc is None:
-        print(
-            f"edgematch: no result recorded for s3://{bucket}/{printable(key)} "
-            "(nor a verdict tag on its content)",
-            file=sys.stderr,
-        )
-        return 1
-    print(dumps(doc, indent=2, sort_keys=True))
-    return 0
-
-
-def _verdicts(args: argparse.Namespace, rest: list[str]) -> int:
-    rt = tool_runtime()
-    until = args.until if args.until is not None else time.time()
-    since = args.since if args.since is not None else until - DEFAULT_SPAN_S
-    if since >= until:
-        print("edgematch verdicts: error: --since must be before --until", file=sys.stderr)
-        return 2
-    try:
-        tally = summarise(log_objects(rt), since, until)
-    except ConfigurationError:
-        raise
-    except EdgematchError as exc:
-        print(f"edgematch verdicts: cannot read the verdict log: {exc}", file=sys.stderr)
-        return 1
-    print(dumps(tally.to_dict(), indent=2) if args.json else render(tally))
-    return 0

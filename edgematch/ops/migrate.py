@@ -1,4 +1,5 @@
-"""``edgematch migrate-results``: move what an earlier release kept in Redis for months.
+"""Moving what an earlier release kept in Redis for months (``edgematch migrate-results``,
+in :mod:`edgematch.ops.commands.records`).
 
 Releases before the verdict log kept every result in Redis for 90 days under its hash
 object's location (``<ns>:result:<bucket>/<key>``, with a content pointer
@@ -16,25 +17,20 @@ worker runs this release, makes the space free now:
   (``EDGEMATCH_RESULT_TTL_S``, ``EDGEMATCH_IDEMPOTENCY_TTL_S``) when theirs is longer.
 
 Interrupted or failed, it is run again: what was moved is gone from Redis, and a result
-written twice is counted once (same ``item_id``, same partition). ``--dry-run`` counts.
-Exit status: 0 done, 1 the log or Redis refused (run it again), 2 configuration.
+written twice is counted once (same ``item_id``, same partition). Without objects to write
+to (``--dry-run``) it only counts.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from edgematch.errors import ConfigurationError, EdgematchError
-from edgematch.ops.history import log_objects
 from edgematch.ops.progress import Progress
-from edgematch.ops.support import tool_runtime
 from edgematch.pipeline.logpaths import hour_of, object_key
 
 if TYPE_CHECKING:
@@ -48,22 +44,6 @@ _SCAN_COUNT: Final = 1000
 #: Old results written per batch (an object per scan hour in it), as a flush takes.
 _BATCH: Final = 5000
 _HEX_DIGEST_CHARS: Final = 64
-
-DESCRIPTION = __doc__.split("\n\n", 1)[1].rsplit("\n\n", 1)[0] if __doc__ else ""
-
-
-def add_commands(sub: Any) -> None:
-    """Add ``migrate-results`` to the ``edgematch`` parser's subcommands."""
-    p = sub.add_parser(
-        "migrate-results",
-        help="once, after an upgrade: move results an earlier release kept in Redis to the log",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--dry-run", action="store_true", help="count what would be moved, change nothing"
-    )
-    p.set_defaults(run=_migrate)
 
 
 @dataclass
@@ -173,24 +153,3 @@ def _write(r: redis.Redis, objects: LogObjects, batch: list[tuple[str, str]]) ->
         objects.put(object_key(objects.prefix, hour, taken_ms, batch_id), lines)
     r.delete(*(name for name, _ in batch))
     return len(by_hour)
-
-
-def _migrate(args: argparse.Namespace, rest: list[str]) -> int:
-    rt = tool_runtime()
-    objects = None if args.dry_run else log_objects(rt)
-    progress = Progress("scanning results")
-    try:
-        done = migrate(rt, objects, progress=progress)
-    except ConfigurationError:
-        raise
-    except EdgematchError as exc:
-        progress.finish()
-        print(
-            f"edgematch migrate-results: stopped: {exc}\nwhat was moved is gone from Redis; "
-            "run the same command again to move the rest",
-            file=sys.stderr,
-        )
-        return 1
-    progress.finish()
-    print(done.line(dry=args.dry_run))
-    return 0

@@ -1,86 +1,70 @@
-"""What the on-call commands share: a quiet runtime, and argparse types for times and rates.
+"""What the commands share: how they print, how they refuse, and how groups behave.
 
 The tools print their answers to stdout (tables, or JSON with ``--json``) and progress to
 stderr; log events go to stderr too, warnings and errors only unless
-``EDGEMATCH_LOG_LEVEL=DEBUG``, so a JSON answer can be piped into ``jq`` as it is. Heavy
-modules are imported by the command that runs, never to build the parser, so
-``edgematch --help`` stays fast.
+``EDGEMATCH_LOG_LEVEL=DEBUG``, so a JSON answer can be piped into ``jq`` as it is.
 
 Object keys are any UTF-8 text: JSON answers carry them as text (``ensure_ascii=False``;
 JSON escapes control characters), and tables show them through :func:`printable`, so a
 key with a newline or a terminal escape cannot break a table or the terminal. A terminal
 whose encoding cannot show a character gets a backslash escape, not a crash
 (:func:`safe_streams`).
+
+This module is imported to build ``edgematch --help``: it imports nothing but click.
 """
 
 from __future__ import annotations
 
-import argparse
+import difflib
 import json
-import math
 import sys
-import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from edgematch.ops.timespec import parse_duration, parse_moment
+import click
 
-if TYPE_CHECKING:
-    from edgematch.runtime import Runtime
-
-
-def tool_runtime() -> Runtime:
-    """This process's runtime, with logs set up for a command-line tool.
-
-    Raises ConfigurationError (exit status 2) for a bad setting.
-    """
-    # Imported here: `--help` must not pay for Redis, boto3 and httpx.
-    from edgematch.infra import logs
-    from edgematch.runtime import runtime
-
-    rt = runtime()
-    level = "DEBUG" if rt.settings.log_level == "DEBUG" else "WARNING"
-    logs.configure(level, rt.settings.log_format, process="cli")
-    if rt.settings.subscription_key:
-        logs.register_secret(rt.settings.subscription_key.reveal())
-    return rt
+#: Every command and group answers ``-h`` as well as ``--help``, as before.
+CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def moment(text: str) -> float:
-    """argparse type: a date, a date and time, or a duration back from now → epoch seconds."""
-    try:
-        return parse_moment(text, now=time.time())
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+class Refused(click.UsageError):
+    """A request understood and refused as given (``--all`` with IDs, purge without
+    ``--yes``): exit status 2, one line naming the command, no pointer to ``--help``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, click.get_current_context(silent=True))
 
 
-def duration(text: str) -> float:
-    """argparse type: ``7d``, ``6h``, ``1h30m`` → seconds."""
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+class Group(click.Group):
+    """A group of actions (``dlq``, ``reports``): without an action it prints its help and
+    exits 2; a misspelt action gets the closest name suggested; ``--help`` lists the
+    actions in the order they are defined."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("context_settings", CONTEXT)
+        kwargs.setdefault("no_args_is_help", False)
+        super().__init__(*args, **kwargs)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # in the order they are defined, not sorted
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args and not ctx.resilient_parsing:
+            click.echo(ctx.get_help())
+            ctx.exit(2)
+        return super().parse_args(ctx, args)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise click.UsageError(f"no such command {printable(name)!r}{hint}", ctx)
+        return super().resolve_command(ctx, args)
 
 
-def rate(text: str) -> float:
-    """argparse type: a positive, finite number per second."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number per second, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number per second, got {text!r}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {text!r}")
-    return value
+# --- what the commands print --------------------------------------------------------------
 
 
 def printable(text: str) -> str:

@@ -17,14 +17,9 @@ client translates every Redis error (``redisclient.py``).
 from __future__ import annotations
 
 import contextlib
-import json
-import math
-import threading
-import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from importlib import resources
 from typing import Any
 
@@ -32,29 +27,25 @@ import redis
 
 from edgematch.config.settings import Settings
 from edgematch.infra.keys import LANES, Keys
-from edgematch.infra.logs import get_logger
-from edgematch.infra.redisclient import RedisUnavailable
 from edgematch.photodna import cooldown
+from edgematch.pipeline.batch import Batch, Empty, TakeResult, Wait
 from edgematch.pipeline.items import Item
+from edgematch.pipeline.leasekeeper import LeaseKeeper
+from edgematch.pipeline.window import WindowUse, capped_asked_s, limiter_window
 
-log = get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class Batch:
-    """A leased batch. ``probe`` marks the one request that tests an open breaker."""
-
-    id: str
-    items: tuple[Item, ...]
-    probe: bool
-
-
-@dataclass(frozen=True)
-class Wait:
-    """Nothing may be sent for ``seconds``; ``reason`` says why (rate, linger, cooldown …)."""
-
-    seconds: float
-    reason: str
+# What a take answers (batch.py) and the window's pure parts (window.py) have modules of
+# their own; they are re-exported here for the callers that name them through the buffer.
+__all__ = [
+    "Batch",
+    "BatchBuffer",
+    "Empty",
+    "LaneState",
+    "TakeResult",
+    "Wait",
+    "WindowUse",
+    "capped_asked_s",
+    "limiter_window",
+]
 
 
 @dataclass(frozen=True)
@@ -63,55 +54,6 @@ class LaneState:
 
     waiting: int
     oldest_age_s: float
-
-
-@dataclass(frozen=True)
-class WindowUse:
-    """The pool's use of the rate limit right now.
-
-    ``cooldown_asked_s`` is what the last capped 429 asked for (0 when none is): the pool
-    then waits out ``cooldown_s`` and sends one probe before it resumes.
-    """
-
-    used: int
-    capacity: int
-    window_s: float
-    cooldown_s: float
-    breaker_open: bool
-    cooldown_asked_s: float = 0.0
-
-
-@dataclass(frozen=True)
-class Empty:
-    """No item waits in the buffer."""
-
-
-TakeResult = Batch | Wait | Empty
-
-
-def limiter_window(rate_per_s: float, margin: float) -> tuple[int, int]:
-    """Translate a rate into (requests per window, window in ms) for a sliding log.
-
-    A sliding log of ``n`` requests per window ``w`` keeps every one-second window at or
-    under the rate only when ``w`` is at least a second and ``n`` at most the rate. So a
-    rate of 1 or more allows ``floor(rate)`` requests per second (7.5/s runs at 7/s), and a
-    rate under 1 allows one request per ``1/rate`` seconds. The window is widened by
-    ``margin`` to absorb the jitter between taking a slot and the request reaching the API.
-    Raises ValueError for a rate that is not positive and finite, or a bad margin.
-    """
-    if not math.isfinite(rate_per_s) or rate_per_s <= 0:
-        raise ValueError("rate must be a positive number")
-    if not 0 <= margin < 1:
-        raise ValueError("margin must be in [0, 1)")
-    if rate_per_s < 1 / 86_400:
-        raise ValueError("rate is too small: less than one request a day")
-    # Exact decimal arithmetic: a float window rounded down by a hair would admit more than
-    # the rate, and one rounded up by a hair would cost a millisecond for nothing.
-    if rate_per_s >= 1:
-        per_window, seconds = math.floor(rate_per_s), Fraction(1)
-    else:
-        per_window, seconds = 1, 1 / Fraction(repr(rate_per_s))
-    return per_window, math.ceil(seconds * 1000 * (1 + Fraction(repr(margin))))
 
 
 def _script(name: str) -> str:
@@ -136,10 +78,8 @@ class BatchBuffer:
         self._cool_down = client.register_script(_script("cool_down"))
         self._mark_sent = client.register_script(_script("mark_sent"))
         self._renew = client.register_script(_script("renew_lease"))
-        # Batches this process is sending, and the thread that renews their leases.
-        self._kept: set[str] = set()
-        self._keep_lock = threading.Lock()
-        self._keeper: threading.Thread | None = None
+        # Renews the leases of the batches this process is sending.
+        self._keeper = LeaseKeeper(self.renew, period_s=settings.lease_s / 3)
         self._wait_turn = client.register_script(_script("wait_turn"))
 
     # -- items in ---------------------------------------------------------------------
@@ -218,47 +158,10 @@ class BatchBuffer:
         )
         return bool(renewed)
 
-    @contextlib.contextmanager
-    def keeping(self, batch_id: str) -> Iterator[None]:
-        """Renew the batch's lease every third of it while the block runs.
-
-        One thread per process renews every batch the process is sending: it lives and
-        dies with the process, so a live request, however slow, keeps its batch, and a
-        killed one's comes back within ``lease_s``. The thread is started once, not per
-        batch: a thread starting beside a request would compete with it for the GIL just
-        as it goes out, and delay it past its rate-limit slot.
-        """
-        with self._keep_lock:
-            self._kept.add(batch_id)
-            if self._keeper is None or not self._keeper.is_alive():
-                self._keeper = threading.Thread(
-                    target=self._keep_leased, name="lease-keeper", daemon=True
-                )
-                self._keeper.start()
-        try:
-            yield
-        finally:
-            with self._keep_lock:
-                self._kept.discard(batch_id)
-
-    def _keep_leased(self) -> None:
-        while True:
-            time.sleep(self._s.lease_s / 3)
-            with self._keep_lock:
-                batch_ids = list(self._kept)
-            for batch_id in batch_ids:
-                try:
-                    renewed = self.renew(batch_id)
-                except RedisUnavailable as exc:  # not a translation: tried again soon
-                    log.warning("lease_renewal_failed", batch_id=batch_id, error=str(exc))
-                    continue
-                if not renewed:
-                    # Settled just now, or lost while this process could not renew it
-                    # (frozen, or Redis out of reach for a whole lease): then its items
-                    # went back, and the settle logs lease_lost.
-                    log.debug("lease_not_renewed", batch_id=batch_id)
-                    with self._keep_lock:
-                        self._kept.discard(batch_id)
+    def keeping(self, batch_id: str) -> contextlib.AbstractContextManager[None]:
+        """Renew the batch's lease every third of it while the block runs (see
+        :class:`~edgematch.pipeline.leasekeeper.LeaseKeeper`)."""
+        return self._keeper.keeping(batch_id)
 
     def settle(
         self, batch_id: str, finished: Iterable[str], again: Sequence[tuple[Item, float]]
@@ -378,8 +281,7 @@ class BatchBuffer:
             pipe.zcard(key)
             pipe.zrange(key, 0, 0, withscores=True)
         reply = pipe.execute()
-        sec, usec = reply[0]
-        now_ms = int(sec) * 1000 + int(usec) // 1000
+        now_ms = _ms(reply[0])
         states: dict[str, LaneState] = {}
         for n, lane in enumerate(LANES):
             count, first = reply[1 + 2 * n], reply[2 + 2 * n]
@@ -397,8 +299,8 @@ class BatchBuffer:
         pipe.get(k.cooldown)
         pipe.get(k.breaker)
         pipe.get(k.cooldown_capped)
-        (sec, usec), log, until, breaker, capped = pipe.execute()
-        now_ms = int(sec) * 1000 + int(usec) // 1000
+        redis_time, log, until, breaker, capped = pipe.execute()
+        now_ms = _ms(redis_time)
         used = sum(1 for _, score in log if score > now_ms - self._window_ms)
         return WindowUse(
             used=used,
@@ -418,22 +320,17 @@ class BatchBuffer:
 
     # -- plumbing --------------------------------------------------------------------
     def _now_ms(self) -> int:
-        sec, usec = self._r.time()
-        return int(sec) * 1000 + int(usec) // 1000
+        return _ms(self._r.time())
 
     def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         return script(keys=keys, args=args)
 
 
-def capped_asked_s(raw: bytes | str | None) -> float:
-    """What a capped cooldown's marker says the server asked for, in seconds (0: none)."""
-    if raw is None:
-        return 0.0
-    try:
-        return max(0.0, float(json.loads(raw)["asked_ms"]) / 1000)
-    except (ValueError, TypeError, KeyError):
-        return 0.0
-
-
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _ms(redis_time: tuple[Any, Any]) -> int:
+    """Redis's TIME reply, (seconds, microseconds), in milliseconds."""
+    sec, usec = redis_time
+    return int(sec) * 1000 + int(usec) // 1000

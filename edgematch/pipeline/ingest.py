@@ -31,7 +31,6 @@ from edgematch.infra.logs import get_logger
 from edgematch.infra.s3text import decode_metadata_value
 from edgematch.infra.storage import ObjectInfo, content_location
 from edgematch.names import DEAD_LETTER_INGEST_PREFIX, STEP_INGEST, TASK_INGEST
-from edgematch.photodna.matchcache import MatchCache
 from edgematch.pipeline.events import ObjectCreated
 from edgematch.pipeline.items import Item
 from edgematch.pipeline.results import MATCH, UNSCANNABLE, Result
@@ -91,34 +90,15 @@ def ingest(
     the match cache or the result cache for clean verdicts.
     """
     s = rt.settings
-    buf = rt.buffer
     # A cheap look before any S3 call; the atomic check is the push below.
-    if rt.redis.exists(buf.keys.seen(obj.identity)):
+    if rt.redis.exists(rt.buffer.keys.seen(obj.identity)):
         log.info("ingest_duplicate", bucket=obj.bucket, key=obj.key, version_id=obj.version_id)
         return DUPLICATE
     if obj.size is not None and obj.size > s.max_hash_bytes:
-        return _refuse(
-            rt,
-            obj,
-            correlation_id,
-            lane,
-            publish,
-            reason="bad_input",
-            message=f"hash file is {obj.size} bytes, over the limit of {s.max_hash_bytes}",
-        )
+        message = f"hash file is {obj.size} bytes, over the limit of {s.max_hash_bytes}"
+        return _refuse(rt, obj, correlation_id, lane, publish, reason="bad_input", message=message)
     try:
-        info, data = rt.store.read_hash(
-            obj.bucket,
-            obj.key,
-            version_id=obj.version_id,
-            max_bytes=s.max_hash_bytes,
-            expected_etag=obj.etag,
-            # The event's size lets the store skip its HEAD (one S3 request per hash).
-            expected_size=obj.size,
-        )
-        content_bucket, content_key = content_location(
-            info, suffix=s.hash_suffix, allowed_buckets=s.allowed_buckets
-        )
+        info, data, content = _read(rt, obj)
     except PermanentError as exc:
         return _refuse(
             rt,
@@ -132,14 +112,14 @@ def ingest(
             # and its result must not touch a newer upload's (verdicts.py).
             content_known=not isinstance(exc, ObjectMissing),
         )
-    content_version_id, content_etag = _content_version(rt, info, content_bucket, content_key)
+    content_version_id, content_etag = _content_version(rt, info, *content)
     item = Item.new(
         bucket=obj.bucket,
         key=obj.key,
         version_id=info.version_id or obj.version_id,
         etag=info.etag or obj.etag,
-        content_bucket=content_bucket,
-        content_key=content_key,
+        content_bucket=content[0],
+        content_key=content[1],
         data=data,
         correlation_id=correlation_id,
         lane=lane,
@@ -149,18 +129,45 @@ def ingest(
     )
     if s.gate:
         _hold_for_scan(rt, item)
-    as_read = replace(obj, version_id=item.version_id, etag=item.etag).identity
-    cache = MatchCache(
-        rt.redis, s.namespace, ttl_s=s.match_cache_ttl_s, clean_ttl_s=s.clean_cache_ttl_s
+    return _buffer(rt, obj, item, publish=publish, start_pump=start_pump)
+
+
+def _read(rt: Runtime, obj: ObjectCreated) -> tuple[ObjectInfo, bytes, tuple[str, str]]:
+    """The hash file's object info and bytes, and the (bucket, key) of its content.
+    Raises PermanentError for a file that can never be scanned."""
+    s = rt.settings
+    info, data = rt.store.read_hash(
+        obj.bucket,
+        obj.key,
+        version_id=obj.version_id,
+        max_bytes=s.max_hash_bytes,
+        expected_etag=obj.etag,
+        # The event's size lets the store skip its HEAD (one S3 request per hash).
+        expected_size=obj.size,
     )
-    cached = cache.find(item.hash_sha256)  # the match first: matches always win
+    content = content_location(info, suffix=s.hash_suffix, allowed_buckets=s.allowed_buckets)
+    return info, data, content
+
+
+def _buffer(
+    rt: Runtime,
+    obj: ObjectCreated,
+    item: Item,
+    *,
+    publish: Callable[[Result], None],
+    start_pump: Callable[[str], None],
+) -> str:
+    """Answer ``item`` from the match cache, or add it to the batch buffer and start a
+    pump when none is draining it."""
+    as_read = replace(obj, version_id=item.version_id, etag=item.etag).identity
+    cached = rt.match_cache.find(item.hash_sha256)  # the match first: matches always win
     if cached is not None:
         return _publish_cached(rt, item, cached.result_for(item), (as_read, obj.identity), publish)
-    if not buf.push(item, as_read, alias=obj.identity):
+    if not rt.buffer.push(item, as_read, alias=obj.identity):
         log.info("ingest_duplicate", bucket=obj.bucket, key=obj.key, version_id=obj.version_id)
         return DUPLICATE
-    log.info("ingest_buffered", **item.log_fields(), content_key=content_key)
-    pump_id = buf.kick()
+    log.info("ingest_buffered", **item.log_fields(), content_key=item.content_key)
+    pump_id = rt.buffer.kick()
     if pump_id is not None:
         start_pump(pump_id)
     return ADDED

@@ -92,26 +92,18 @@ def pump(
     until the next slot, since sleeping would hold back the ingest that fills the next
     batches and the results that follow; a new pump takes its turn in the match queue.
     """
-    s = rt.settings
     buf = rt.buffer
-    deadline = time.monotonic() + s.pump_max_s
+    deadline = time.monotonic() + rt.settings.pump_max_s
     batches = items = 0
     stopped = "deadline"
     try:
         while True:
             taken = buf.take()
             if isinstance(taken, Batch):
-                if taken.items:
-                    # Another pump waits for the next slot while this request is in flight;
-                    # the lease is renewed until the batch is settled.
-                    with buf.keeping(taken.id):
-                        send_batch(
-                            rt, taken, publish=publish, before_send=lambda: _kick(rt, start_pump)
-                        )
+                sent = _send_taken(rt, taken, publish=publish, start_pump=start_pump)
+                if sent:
                     batches += 1
-                    items += len(taken.items)
-                else:
-                    buf.settle(taken.id, (), ())
+                    items += sent
                 if time.monotonic() >= deadline:
                     break
                 continue
@@ -119,25 +111,53 @@ def pump(
                 stopped = "empty"
                 break
             assert isinstance(taken, Wait)
-            remaining = deadline - time.monotonic()
-            if taken.seconds > remaining:
-                stopped = taken.reason
+            why = _wait(rt, pump_id, taken, deadline, sleep=sleep, others_waiting=others_waiting)
+            if why is not None:
+                stopped = why
                 break
-            if others_waiting is not None and others_waiting():
-                stopped = "yield"
-                break
-            if not buf.wait_turn(pump_id, taken.seconds):
-                # Another pump already waits for that slot; this process has other work.
-                stopped = "another_waits"
-                break
-            metrics.LIMITER_WAIT.labels(taken.reason).observe(taken.seconds)
-            sleep(taken.seconds)
-            buf.end_wait(pump_id)
     finally:
         buf.release_pump(pump_id)
     # Released first, then kicked: an item pushed meanwhile is seen by one of the two.
     _kick(rt, start_pump)
     return PumpReport(batches=batches, items=items, stopped=stopped)
+
+
+def _send_taken(
+    rt: Runtime, batch: Batch, *, publish: PublishMany, start_pump: Callable[[str], None]
+) -> int:
+    """Send a taken batch and settle it; the number of items sent (0: an empty batch)."""
+    if not batch.items:
+        rt.buffer.settle(batch.id, (), ())
+        return 0
+    # Another pump waits for the next slot while this request is in flight; the lease is
+    # renewed until the batch is settled.
+    with rt.buffer.keeping(batch.id):
+        send_batch(rt, batch, publish=publish, before_send=lambda: _kick(rt, start_pump))
+    return len(batch.items)
+
+
+def _wait(
+    rt: Runtime,
+    pump_id: str,
+    wait: Wait,
+    deadline: float,
+    *,
+    sleep: Callable[[float], None],
+    others_waiting: Callable[[], bool] | None,
+) -> str | None:
+    """Sleep until the next slot, or say why this pump stops instead (see :func:`pump`)."""
+    buf = rt.buffer
+    if wait.seconds > deadline - time.monotonic():
+        return wait.reason
+    if others_waiting is not None and others_waiting():
+        return "yield"
+    if not buf.wait_turn(pump_id, wait.seconds):
+        # Another pump already waits for that slot; this process has other work.
+        return "another_waits"
+    metrics.LIMITER_WAIT.labels(wait.reason).observe(wait.seconds)
+    sleep(wait.seconds)
+    buf.end_wait(pump_id)
+    return None
 
 
 def _kick(rt: Runtime, start_pump: Callable[[str], None]) -> None:

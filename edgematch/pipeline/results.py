@@ -4,8 +4,8 @@ A result is published by the match step to the ``results`` queue. Its consumer r
 in Redis for the hot window (``EDGEMATCH_RESULT_TTL_S``) and, in the same atomic step,
 stages it for the verdict log in the object store (:mod:`edgematch.pipeline.verdictlog`),
 where every result stays; it writes the verdict as a tag on the content version it scanned
-(merged into the existing tags, never wiping them), and hands it to the downstream
-consumers registered with :func:`register_downstream`. ``edgematch result`` reads the hot
+(merged into the existing tags, never wiping them), and hands it on (to quarantine and
+reporting: the caller says how, see :func:`consume`). ``edgematch result`` reads the hot
 window, then the log.
 
 Results arrive late, repeated and out of order; what each may change is one rule,
@@ -39,7 +39,7 @@ from edgematch.infra import metrics
 from edgematch.infra.keys import Keys, location_digest
 from edgematch.pipeline import verdicts
 from edgematch.pipeline.items import Item
-from edgematch.pipeline.verdicts import ON_CALL_LANES, Facts, decide, needs_hash_check
+from edgematch.pipeline.verdicts import ON_CALL_LANES, Decision, Facts, decide, needs_hash_check
 
 if TYPE_CHECKING:
     from edgematch.pipeline.tagging import VerdictTags
@@ -151,14 +151,8 @@ class Result:
         return cls(**values)
 
 
-Downstream = Callable[[Result], None]
-_downstream: list[Downstream] = []
-
-
-def register_downstream(consumer: Downstream) -> None:
-    """Add a consumer called with every newly recorded result (quarantine, reporting …)."""
-    if consumer not in _downstream:
-        _downstream.append(consumer)
+#: What takes every recorded result on from here (quarantine, reporting …).
+HandOn = Callable[[Result], None]
 
 
 class LogBehind(TransientError):
@@ -285,67 +279,25 @@ def is_late(result: Result, *, hot_window_s: float, now: float) -> bool:
     return bool(uploaded) and now - uploaded >= hot_window_s / 2
 
 
-def consume(result: Result, *, store: ResultStore, tags: VerdictTags, log: Any) -> bool:
+def consume(
+    result: Result, *, store: ResultStore, tags: VerdictTags, log: Any, hand_on: HandOn
+) -> bool:
     """Record, tag and hand on one result under the rule of verdicts.py. Idempotent.
 
-    Returns False for a repeat of a result recorded before.
+    ``hand_on`` is called with the result once it is recorded and tagged. Returns False
+    for a repeat of a result recorded before.
     """
-    new = Facts.of(result.to_dict())
-    late = is_late(result, hot_window_s=store.ttl_s, now=time.time())
     with tags.lock(result.content_bucket, result.content_key):
-        for _ in range(_COMMIT_TRIES):
-            previous = store.current(result.bucket, result.key)
-            recorded = Facts.of(previous) if previous is not None else None
-            hash_current = None
-            if needs_hash_check(new, recorded, late=late):
-                hash_current = tags.is_current_write(
-                    result.bucket, result.key, version_id=result.version_id, etag=result.etag
-                )
-            reachable = new.content_version is not None and tags.reachable(
-                result.content_bucket,
-                result.content_key,
-                version_id=result.content_version_id,
-                etag=result.content_etag,
-            )
-            decision = decide(new, recorded, hash_current=hash_current, content_reachable=reachable)
-            fresh = store.commit(
-                result,
-                record=decision.record,
-                expected_item=recorded.item_id if recorded else None,
-                decision=decision.why,
-            )
-            if fresh is not None:
-                break
-        else:
-            raise TransientError(
-                f"the result of s3://{result.bucket}/{result.key} kept changing while recorded"
-            )
-        tag = None
-        if decision.tag:
-            tag = tags.write(
-                result.content_bucket,
-                result.content_key,
-                result.verdict,
-                version_id=result.content_version_id,
-                lane=result.lane,
-            )
-            if tag is None:
-                # Deleted before we could tag it: nothing is left to serve.
-                log.warning("content_missing", bucket=result.content_bucket, key=result.content_key)
+        fresh, decision = _commit(result, store=store, tags=tags)
+        tag = _tag(result, tags=tags, log=log) if decision.tag else None
     # Downstream consumers run on repeats and on superseded results too: a crash after
     # recording must not leave a match unquarantined, and an older version that matched
     # is quarantined and reported on its own. They are idempotent on their own.
-    for consumer in list(_downstream):
-        consumer(result)
+    hand_on(result)
     if not fresh:
         log.info("result_repeat", verdict=result.verdict)
         return False
-    metrics.HASHES_SCANNED.labels(result.verdict, result.lane).inc()
-    if result.is_match:
-        metrics.MATCHES.inc()
-    started = _event_epoch(result.event_time) or result.enqueued_at
-    if started:
-        metrics.END_TO_END.labels(result.lane).observe(max(0.0, time.time() - started))
+    _measure(result)
     log.info(
         "result_recorded",
         item_id=result.item_id,
@@ -362,3 +314,72 @@ def consume(result: Result, *, store: ResultStore, tags: VerdictTags, log: Any) 
         tag=tag,
     )
     return True
+
+
+def _commit(result: Result, *, store: ResultStore, tags: VerdictTags) -> tuple[bool, Decision]:
+    """Decide what ``result`` may change and record it (under the caller's tag lock);
+    decide again when another writer recorded a result meanwhile. Returns whether this
+    was the item's first recording, and the decision.
+
+    Raises TransientError when the recorded result kept changing.
+    """
+    new = Facts.of(result.to_dict())
+    late = is_late(result, hot_window_s=store.ttl_s, now=time.time())
+    for _ in range(_COMMIT_TRIES):
+        previous = store.current(result.bucket, result.key)
+        recorded = Facts.of(previous) if previous is not None else None
+        decision = _decide(result, new, recorded, tags=tags, late=late)
+        fresh = store.commit(
+            result,
+            record=decision.record,
+            expected_item=recorded.item_id if recorded else None,
+            decision=decision.why,
+        )
+        if fresh is not None:
+            return fresh, decision
+    raise TransientError(
+        f"the result of s3://{result.bucket}/{result.key} kept changing while recorded"
+    )
+
+
+def _decide(
+    result: Result, new: Facts, recorded: Facts | None, *, tags: VerdictTags, late: bool
+) -> Decision:
+    """The rule of verdicts.py, given what it needs to know from S3."""
+    hash_current = None
+    if needs_hash_check(new, recorded, late=late):
+        hash_current = tags.is_current_write(
+            result.bucket, result.key, version_id=result.version_id, etag=result.etag
+        )
+    reachable = new.content_version is not None and tags.reachable(
+        result.content_bucket,
+        result.content_key,
+        version_id=result.content_version_id,
+        etag=result.content_etag,
+    )
+    return decide(new, recorded, hash_current=hash_current, content_reachable=reachable)
+
+
+def _tag(result: Result, *, tags: VerdictTags, log: Any) -> str | None:
+    """Write the verdict tag on the scanned content version; None when it is gone."""
+    tag = tags.write(
+        result.content_bucket,
+        result.content_key,
+        result.verdict,
+        version_id=result.content_version_id,
+        lane=result.lane,
+    )
+    if tag is None:
+        # Deleted before we could tag it: nothing is left to serve.
+        log.warning("content_missing", bucket=result.content_bucket, key=result.content_key)
+    return tag
+
+
+def _measure(result: Result) -> None:
+    """Count a newly recorded result, and the time since its upload."""
+    metrics.HASHES_SCANNED.labels(result.verdict, result.lane).inc()
+    if result.is_match:
+        metrics.MATCHES.inc()
+    started = _event_epoch(result.event_time) or result.enqueued_at
+    if started:
+        metrics.END_TO_END.labels(result.lane).observe(max(0.0, time.time() - started))

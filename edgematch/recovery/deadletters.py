@@ -25,15 +25,12 @@ Every method raises :class:`TransientError` when Redis cannot be reached.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import redis
 
@@ -41,150 +38,32 @@ from edgematch.errors import TransientError
 from edgematch.infra import metrics
 from edgematch.infra.keys import Keys
 from edgematch.infra.logs import get_logger
+from edgematch.recovery.dlqentry import FAILED, MESSAGE_CHARS, REPLAYING, DeadLetter
+from edgematch.recovery.dlqfilter import Filter
+from edgematch.recovery.dlqstats import Stats, tally
+
+# The entry (dlqentry.py) and the filter (dlqfilter.py) have modules of their own; they are
+# re-exported here for the callers that name them through the store.
+__all__ = [
+    "FAILED",
+    "MESSAGE_CHARS",
+    "REPLAYING",
+    "DeadLetter",
+    "DeadLetterStoreFull",
+    "DeadLetters",
+    "Filter",
+    "Stats",
+]
 
 log = get_logger(__name__)
-T = TypeVar("T")
 
-FAILED, REPLAYING = "failed", "replaying"
-MESSAGE_CHARS = 500
 _CHUNK = 500
-# Fields that describe a replay under way: read from the replay record, never stored.
-_REPLAY_FIELDS = ("state", "replays", "replay_task_id", "replayed_at")
 
 
 class DeadLetterStoreFull(TransientError):
     """The store reached its bound; the caller must not acknowledge what it holds."""
 
     reason = "dead_letters_full"
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """One thing that gave up. ``args`` are what replay needs, never secrets or bytes.
-
-    Times are epoch seconds. ``attempts`` counts tries of the work itself (API requests,
-    task runs); ``failures`` counts how often this entry was recorded.
-    """
-
-    id: str
-    task: str
-    queue: str
-    reason: str
-    message: str
-    args: Mapping[str, Any]
-    attempts: int = 0
-    first_failed_at: float = 0.0
-    last_failed_at: float = 0.0
-    correlation_id: str | None = None
-    bucket: str | None = None
-    key: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    version_id: str | None = None
-    failures: int = 1
-    state: str = FAILED
-    replays: int = 0
-    replay_task_id: str | None = None
-    replayed_at: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Every field, replay state included (for ``dlq show`` and ``dlq list --json``)."""
-        return asdict(self)
-
-    def to_json(self) -> str:
-        """The stored document: the failure only, without the replay state."""
-        doc = {k: v for k, v in asdict(self).items() if k not in _REPLAY_FIELDS}
-        return json.dumps(doc, separators=(",", ":"), default=str)
-
-    @classmethod
-    def from_json(cls, raw: str | bytes) -> DeadLetter:
-        """Parse a stored document; unknown fields (a newer writer's) are ignored."""
-        return cls.from_doc(json.loads(raw))
-
-    @classmethod
-    def from_doc(cls, doc: Mapping[str, Any]) -> DeadLetter:
-        """Build from a parsed stored document, ignoring unknown fields."""
-        return cls(**{k: v for k, v in doc.items() if k in _FIELDS})
-
-    def with_replay(self, record: Mapping[str, Any] | None) -> DeadLetter:
-        """This entry seen through its replay record (None: never replayed)."""
-        if record is None:
-            return self
-        under_way = int(record.get("failures", -1)) == self.failures
-        return replace(
-            self,
-            state=REPLAYING if under_way else FAILED,
-            replays=int(record.get("replays", 0)),
-            replay_task_id=record.get("task_id"),
-            replayed_at=record.get("at"),
-        )
-
-
-_FIELDS = frozenset(f.name for f in dataclasses.fields(DeadLetter))
-
-
-@dataclass(frozen=True)
-class Filter:
-    """Which entries a command acts on. Pure. Times are epoch seconds; None: no bound.
-
-    ``queue`` matches the full queue name (``edgematch.ingest``, ``sqs``) or its step
-    (``ingest``); ``since`` keeps entries whose last failure is at or after it, ``before``
-    those whose last failure is earlier.
-    """
-
-    queue: str | None = None
-    reason: str | None = None
-    since: float | None = None
-    before: float | None = None
-    state: str | None = None
-
-    def matches(self, entry: DeadLetter) -> bool:
-        if self.queue is not None and self.queue not in (
-            entry.queue,
-            entry.queue.rsplit(".", 1)[-1],
-        ):
-            return False
-        if self.reason is not None and entry.reason != self.reason:
-            return False
-        if self.since is not None and entry.last_failed_at < self.since:
-            return False
-        if self.before is not None and entry.last_failed_at >= self.before:
-            return False
-        return self.state is None or entry.state == self.state
-
-    def may_match(self, doc: Mapping[str, Any]) -> bool:
-        """A cheap look at a stored document: False when it cannot match. Pure."""
-        if self.reason is not None and doc.get("reason") != self.reason:
-            return False
-        queue = str(doc.get("queue", ""))
-        return self.queue is None or self.queue in (queue, queue.rsplit(".", 1)[-1])
-
-    def score_bounds(self) -> tuple[str, str]:
-        """(min, max) for ZRANGEBYSCORE over the index (scores are ms)."""
-        low = "-inf" if self.since is None else str(int(self.since * 1000))
-        high = "+inf" if self.before is None else f"({int(self.before * 1000)}"
-        return low, high
-
-
-@dataclass(frozen=True)
-class Stats:
-    """Counts for ``dlq stats`` and ``edgematch status``. Times are epoch seconds."""
-
-    total: int
-    limit: int
-    by_reason: dict[str, int]
-    by_queue: dict[str, int]
-    replaying: int
-    refused: int
-    last_refused_at: float | None
-    oldest_failed_at: float | None
-    newest_failed_at: float | None
-
-    @property
-    def full(self) -> bool:
-        return self.total >= self.limit
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "full": self.full}
 
 
 # Aliases: inside DeadLetters, ``list`` names the method.
@@ -324,41 +203,13 @@ class DeadLetters:
         One pass over the documents (HSCAN, a thousand at a time, no round trip per entry),
         so the cost is parsing each document once: seconds for a full store of 100 000.
         """
-        by_reason: Counter[str] = Counter()
-        by_queue: Counter[str] = Counter()
-        replaying = 0
-        oldest: float | None = None
-        newest: float | None = None
-
         replays = {
             key: int(json.loads(value).get("failures", -1))
             for key, value in self._r.hgetall(self._k.dead_letter_replays).items()
         }
-        seen: set[bytes] = set()  # HSCAN may return an entry twice while Redis rehashes
-        for key, raw in self._r.hscan_iter(self._k.dead_letters, count=1000):
-            if key in seen:
-                continue
-            seen.add(key)
-            doc = json.loads(raw)
-            by_reason[str(doc.get("reason"))] += 1
-            by_queue[str(doc.get("queue"))] += 1
-            replaying += replays.get(key) == int(doc.get("failures", 1))
-            when = float(doc.get("last_failed_at", 0.0))
-            oldest = when if oldest is None else min(oldest, when)
-            newest = when if newest is None else max(newest, when)
+        documents = self._r.hscan_iter(self._k.dead_letters, count=1000)
         meta = cast("dict[bytes, bytes]", self._r.hgetall(self._k.dead_letter_meta))
-        last_refused = meta.get(b"last_refused_at")
-        return Stats(
-            total=sum(by_reason.values()),
-            limit=self.max_entries,
-            by_reason=dict(by_reason.most_common()),
-            by_queue=dict(by_queue.most_common()),
-            replaying=replaying,
-            refused=int(meta.get(b"refused", 0)),
-            last_refused_at=float(last_refused) if last_refused else None,
-            oldest_failed_at=oldest,
-            newest_failed_at=newest,
-        )
+        return tally(documents, replays, meta, limit=self.max_entries)
 
     # -- replay -------------------------------------------------------------------------
     def mark_replaying(self, entry_id: str, task_id: str) -> bool | None:

@@ -10,7 +10,7 @@ scanned, a result never recorded, a match never quarantined or reported.
 So every task that carries work is written here *before* it is published, under its task
 id: ``<ns>:journal`` (task id → name, kwargs, queue) and ``<ns>:journal:at`` (task id →
 when it was written). The task's end — done, dead-lettered, split — removes it
-(``steps.guarded``). The beat's sweep does two things:
+(recovery/guard.py). The beat's sweep does two things:
 
 - :meth:`Journal.hand_back`, every sweep: the deliveries a dead worker held (kombu's
   unacked entries its consumer stopped refreshing, recovery/unacked.py) go back to the

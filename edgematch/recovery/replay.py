@@ -17,7 +17,7 @@ a fresh replay forgets that key first (both the version id and the ETag spelling
 ingest would be skipped as a duplicate. Replaying an entry whose replay is still under way
 forgets nothing: the second ingest is then a duplicate, so nothing is scanned twice.
 
-The entry is removed by the replayed task when it completes (``steps.guarded`` calls
+The entry is removed by the replayed task when it completes (recovery/guard.py calls
 ``DeadLetters.resolve``); if it fails again, the same entry records the new failure.
 """
 

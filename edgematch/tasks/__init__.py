@@ -4,7 +4,7 @@
 configured from the environment at import, and refuses to start on a bad setting.
 """
 
-from edgematch.tasks.app import app
+from edgematch.tasks.app import app, run_celery
 from edgematch.tasks.downstream import quarantine, report
 from edgematch.tasks.steps import (
     flush_verdicts,
@@ -28,5 +28,6 @@ __all__ = [
     "record_result",
     "record_results",
     "report",
+    "run_celery",
     "sweep",
 ]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import click
 import structlog
 from celery import Celery, signals
+from celery.bin.celery import celery as command
 
 from edgematch.config.celery import celery_config
 from edgematch.config.settings import Settings
@@ -14,6 +16,24 @@ from edgematch.infra import logs
 from edgematch.infra.heartbeat import Heartbeat
 from edgematch.runtime import runtime
 from edgematch.tasks import lifecycle
+
+
+def run_celery(celery: Celery, argv: list[str]) -> int:
+    """Run ``celery ARGV`` for ``celery`` (as ``Celery.start`` does); its exit status.
+
+    ``Celery.start`` and ``worker_main`` drop it (click returns it, they return nothing):
+    a worker that stopped on an error (its consumer stalled, the broker refused for good)
+    exited 0, and a supervisor that restarts on failure (systemd's ``Restart=on-failure``)
+    left it stopped.
+    """
+    command.params[0].default = celery  # the --app option, as Celery.start sets it
+    try:
+        code = command.main(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    finally:
+        command.params[0].default = None
+    return code if isinstance(code, int) else 0
 
 
 def create_app(settings: Settings) -> Celery:

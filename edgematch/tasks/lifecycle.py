@@ -11,18 +11,33 @@ keeps every delivery it holds fresh in kombu's unacked index (``DeliveryRefresh`
 Celery's ``task_received`` signal, which runs in the consumer for every task it takes,
 ETA and countdown tasks included), so that the sweep hands back a dead worker's tasks
 within seconds (recovery/unacked.py).
+
+A worker whose consumer could take a task (a pool process free) but has stopped asking the
+broker for one (``ConsumerWatch``, config/broker.py's ``FetchWatch``) cannot recover by
+itself, and its heartbeat, ticking on the same event loop, stays fresh: it logs
+``consumer_stalled`` and stops with exit status ``EXIT_STALLED`` for its supervisor to start
+it again (what it held is handed back by the sweep).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from celery import Celery, bootsteps, signals
 from celery.beat import Scheduler
+from celery.worker import state as worker_state
 
+from edgematch.config.broker import WATCH_INTERVAL_S, FetchingChannel, FetchWatch
 from edgematch.infra import health
+from edgematch.infra.logs import get_logger
 from edgematch.recovery.unacked import DeliveryKeeper
 from edgematch.runtime import runtime
+
+log = get_logger(__name__)
+
+#: The exit status of a worker stopped because its consumer stalled (systemd's
+#: ``Restart=on-failure`` and Kubernetes restart it).
+EXIT_STALLED: Final = 3
 
 #: The number of processes in this worker's pool, once known (set before the pool forks,
 #: so every pool process sees it). None outside a worker.
@@ -89,6 +104,47 @@ class DeliveryRefresh(bootsteps.StartStopStep):
             _keeper.stop()
 
 
+class ConsumerWatch(bootsteps.StartStopStep):
+    """Stop the worker when its consumer, with a pool process free, sends no fetch for
+    ``STALL_CHECKS`` checks in a row (config/broker.py). Watches each connection anew."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, c: Any, **kwargs: Any) -> None:
+        super().__init__(c, **kwargs)
+        self.tref: Any = None
+        self.watch = FetchWatch()
+
+    def start(self, c: Any) -> None:
+        self.watch = FetchWatch()
+        self.tref = c.timer.call_repeatedly(WATCH_INTERVAL_S, self.check, (c,), priority=10)
+
+    def stop(self, c: Any) -> None:
+        if self.tref is not None:
+            self.tref.cancel()
+            self.tref = None
+
+    def check(self, c: Any) -> None:
+        channel = getattr(c.task_consumer, "channel", None)
+        if not isinstance(channel, FetchingChannel):
+            return  # not connected yet, or another transport
+        # Celery's own measure of a free process (worker_disable_prefetch's can_consume).
+        processes = getattr(c.controller, "max_concurrency", None) or c.pool.num_processes
+        held = len(worker_state.reserved_requests)
+        if self.watch.observe(channel.fetches, free=held < processes):
+            log.error(
+                "consumer_stalled",
+                quiet_s=self.watch.checks * WATCH_INTERVAL_S,
+                held=held,
+                processes=processes,
+                exit_status=EXIT_STALLED,
+            )
+            # How Celery's own signal handlers ask for a warm shutdown; the event loop
+            # raises it on its next turn.
+            worker_state.should_stop = EXIT_STALLED  # type: ignore[assignment]
+            self.stop(c)
+
+
 def _hold_delivery(request: Any = None, **_: Any) -> None:
     # Runs in the consumer for every task it takes, before the task is queued for the pool
     # or an ETA timer: from here until it is acknowledged, it is refreshed.
@@ -110,4 +166,5 @@ class HeartbeatScheduler(Scheduler):
 def install(app: Celery) -> None:
     app.steps["worker"].add(WorkerHeartbeat)
     app.steps["worker"].add(DeliveryRefresh)
+    app.steps["consumer"].add(ConsumerWatch)
     signals.task_received.connect(_hold_delivery, weak=False)

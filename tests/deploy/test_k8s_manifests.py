@@ -140,13 +140,14 @@ def test_probes_use_edgematch_health_for_their_own_process(containers: dict[str,
 
 def test_probe_commands_parse_with_the_real_cli(containers: dict[str, Any]) -> None:
     """The probes' arguments are ones `edgematch health` accepts, naming the pod's process."""
-    parser = cli._parser()
     for name, c in containers.items():
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             command = [str(a) for a in c[probe]["exec"]["command"]]
-            args = parser.parse_args(command[1:])  # exits 2 on an unknown argument
-            assert args.command == "health", name
-            assert args.process == c["args"][0], f"{name}: probes another process's heartbeat"
+            parsed = cli.parse(command[1:])  # raises click.UsageError on an unknown argument
+            assert parsed.path == ("health",), name
+            assert parsed.params["process"] == c["args"][0], (
+                f"{name}: probes another process's heartbeat"
+            )
 
 
 def test_grace_period_is_longer_than_the_shutdown_grace(

@@ -78,12 +78,12 @@ def test_every_command_parses_with_the_real_cli(
     for instance in DOCUMENTED_INSTANCES:
         argvs.append([a.replace("%I", instance) for a in template])
     argvs += [_exec_start(u) for n, u in units.items() if n != "edgematch-worker@.service"]
-    parser = cli._parser()
     for argv in argvs:
-        args, rest = parser.parse_known_args(argv[1:])
-        assert args.command == argv[1], argv
-        if args.command == "worker":
-            steps = args.queues.split(",")
+        parsed = cli.parse(argv[1:])  # raises click.UsageError as `edgematch` would refuse
+        assert parsed.path == (argv[1],), argv
+        rest = parsed.params.get("celery_args", ())
+        if parsed.path == ("worker",):
+            steps = parsed.params["queues"]
             assert steps and set(steps) <= set(QUEUE_STEPS), argv
             assert not rest or rest[0] == "--concurrency", f"{argv}: passed on to celery"
         else:

@@ -50,14 +50,15 @@ def rt(
 
 
 @pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> Sent:
-    """What the tasks enqueue, in order: (task name, kwargs, countdown)."""
+def sent(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> Sent:
+    """What the tasks enqueue through the runtime's publisher, in order: (task name, kwargs,
+    countdown)."""
     record: Sent = []
 
     def send(task: Any, kwargs: dict[str, Any], *, countdown: float = 0.0) -> None:
         record.append((task.name, kwargs, countdown))
 
-    monkeypatch.setattr(steps, "send", send)
+    monkeypatch.setattr(rt.publisher, "send", send)
     return record
 
 

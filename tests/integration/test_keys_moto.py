@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
 
@@ -20,11 +20,10 @@ import redis
 import structlog
 
 from edgematch.config.settings import Settings
+from edgematch.downstream.copies import META_SOURCE_SHA256
 from edgematch.downstream.evidence import EvidenceStore
-from edgematch.downstream.filing import Downstream
 from edgematch.downstream.quarantine import (
     META_SOURCE,
-    META_SOURCE_SHA256,
     MOVED,
     SHADOW,
     TAGGED,
@@ -40,7 +39,6 @@ from edgematch.infra.s3text import (
     metadata_bytes,
 )
 from edgematch.pipeline import ingest as ingest_step
-from edgematch.pipeline import results as results_module
 from edgematch.pipeline.events import ObjectCreated, parse_message
 from edgematch.pipeline.items import Item
 from edgematch.pipeline.results import MATCH, Result, consume
@@ -84,11 +82,8 @@ def s3(s3: S3Client) -> S3Client:
     return s3
 
 
-@pytest.fixture
-def no_downstream(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def left_out(result: Result) -> None:
     """The consumer's Celery hand-off is left out: the test runs quarantine and report."""
-    monkeypatch.setattr(results_module, "_downstream", [])
-    yield
 
 
 def _record(bucket: str, key: str, head: dict[str, Any], *, slash: str) -> dict[str, Any]:
@@ -163,14 +158,13 @@ def test_every_kind_of_key_is_scanned_tagged_quarantined_and_reported(
     s3: S3Client,
     redis_client: redis.Redis,
     make_settings: MakeSettings,
-    no_downstream: None,
     mode: str,
 ) -> None:
     """Unicode in four scripts, + % ? # and spaces, 1,020 and 1,024 bytes: the event is
     decoded, the content tagged, quarantined in the mode's way with its source readable in
     the copy's metadata, reported under its own key, and found by ``edgematch result``."""
     rt = Runtime(make_settings(namespace=f"keys-{mode}", reports_bucket=REPORTS, **MODES[mode]))
-    downstream = Downstream(rt)
+    downstream = rt.downstream
     quarantine = Quarantine(
         settings=rt.settings, evidence=EvidenceStore(s3), objects=rt.store, client=rt.redis
     )
@@ -190,6 +184,7 @@ def test_every_kind_of_key_is_scanned_tagged_quarantined_and_reported(
                 store=rt.results,
                 tags=verdict_tags(rt),
                 log=structlog.get_logger("test"),
+                hand_on=left_out,
             )
             found = rt.results.get(UPLOADS, content_key)
             assert found is not None and found["content_key"] == content_key
@@ -245,7 +240,7 @@ def _check_evidence(s3: S3Client, mode: str, content_key: str, state: str) -> No
 
 
 def test_the_source_of_a_long_key_is_named_in_full_when_it_fits(
-    s3: S3Client, redis_client: redis.Redis, make_settings: MakeSettings, no_downstream: None
+    s3: S3Client, redis_client: redis.Redis, make_settings: MakeSettings
 ) -> None:
     """A 1,020-byte key's location (over 1 KB RFC 2047-encoded) still fits beside the rest,
     and a copy's metadata with a large platform set falls back to the location's digest."""
@@ -291,7 +286,6 @@ def test_a_refused_upload_with_any_key_is_dead_lettered_tagged_and_replayable(
     s3: S3Client,
     redis_client: redis.Redis,
     make_settings: MakeSettings,
-    no_downstream: None,
     content_key: str,
 ) -> None:
     """An oversized hash file: its dead letter names the key as it is, its content is
@@ -317,7 +311,13 @@ def test_a_refused_upload_with_any_key_is_dead_lettered_tagged_and_replayable(
         replay = plan(entry)
         assert replay.kwargs["event"]["key"] == hash_key
         (result,) = published
-        consume(result, store=rt.results, tags=verdict_tags(rt), log=structlog.get_logger("t"))
+        consume(
+            result,
+            store=rt.results,
+            tags=verdict_tags(rt),
+            log=structlog.get_logger("t"),
+            hand_on=left_out,
+        )
         assert _tags(s3, UPLOADS, content_key) == {TAG: "unscannable"}
         recorded = rt.results.get(UPLOADS, hash_key)
         assert recorded is not None and recorded["verdict"] == "unscannable"

@@ -45,15 +45,19 @@ REQUEST_ID = "CMR-matcher-1"
 
 
 class FakeApi:
-    """Records each request's content ids and answers with ``answer`` (swappable)."""
+    """Records each request's content ids and answers with ``answer`` (swappable);
+    ``transport``, when set, is the transport's own answer instead (it may raise)."""
 
     def __init__(self) -> None:
         self.requests: list[list[str]] = []
         self.payloads: dict[str, list[bytes]] = {}
         self.keys: list[str | None] = []
         self.answer: Answer = ok_answer()
+        self.transport: Callable[[httpx.Request], httpx.Response] | None = None
 
     def handler(self, request: httpx.Request) -> httpx.Response:
+        if self.transport is not None:
+            return self.transport(request)
         parts = items_from_multipart(request.content, request.headers.get("content-type"))
         ids = [part.content_id for part in parts]
         for part in parts:
@@ -152,10 +156,10 @@ class Harness:
 
     def __init__(self, settings: Settings) -> None:
         self.api = FakeApi()
-        self.rt = Runtime(settings)
-        self.rt.__dict__["api"] = PhotoDNAClient.from_settings(
+        client = PhotoDNAClient.from_settings(
             settings, transport=httpx.MockTransport(self.api.handler)
         )
+        self.rt = Runtime(settings, api=client)
         self.results: list[Result] = []
         self._pushed = 0
 
@@ -683,10 +687,7 @@ def test_subscription_key_never_leaks(make_harness: MakeHarness, captured_logs: 
         raise httpx.ConnectError(f"refused, headers {dict(request.headers)}", request=request)
 
     h.push(1)
-    h.rt.__dict__["api"].close()
-    h.rt.__dict__["api"] = PhotoDNAClient.from_settings(
-        h.rt.settings, transport=httpx.MockTransport(refused)
-    )
+    h.api.transport = refused
     h.send(h.take_batch())
     assert len(h.results) == 5 and h.results[-1].reason is not None
     assert h.results[-1].reason.startswith("retries_exhausted")

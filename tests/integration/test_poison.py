@@ -29,7 +29,7 @@ from edgematch.infra.redisclient import redis_client
 from edgematch.recovery.locks import exclusive
 from edgematch.recovery.poison import Deliveries, counter_ttl_s, is_poison
 from edgematch.runtime import Runtime
-from edgematch.tasks import steps
+from edgematch.tasks import base
 
 MakeSettings = Callable[..., Settings]
 
@@ -81,8 +81,8 @@ def rt(
 
 
 def _run(task: FakeTask, work: Callable[[], Any], replayed_from: str | None = None) -> Any:
-    return steps.guarded(
-        task,  # type: ignore[arg-type]
+    return base.guarded(
+        task,
         "ingest",
         work,
         args={"event": {"bucket": "b", "key": "k.bin"}, "lane": "live"},

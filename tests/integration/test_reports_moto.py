@@ -53,7 +53,7 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 def _downstream(make_settings: MakeSettings, **settings: Any) -> Downstream:
     settings.setdefault("reports_bucket", REPORTS)
-    return Downstream(Runtime(make_settings(**settings)))
+    return Runtime(make_settings(**settings)).downstream
 
 
 def _result(**overrides: Any) -> Result:

@@ -22,7 +22,6 @@ from structlog.testing import capture_logs
 
 from edgematch import runtime as runtime_module
 from edgematch.config.settings import Settings
-from edgematch.downstream import filing as downstream_module
 from edgematch.photodna.matchcache import CLEAN_CACHE_REASON, CachedClean, CachedMatch, MatchCache
 from edgematch.pipeline import ingest as ingest_step
 from edgematch.pipeline.events import ObjectCreated
@@ -55,7 +54,6 @@ def make_rt(
         rt = Runtime(make_settings(namespace=NS, **overrides))
         made.append(rt)
         monkeypatch.setattr(runtime_module, "_current", rt)
-        monkeypatch.setattr(downstream_module, "_current", None)
         return rt
 
     yield make
@@ -87,6 +85,7 @@ class Pipeline:
             store=self.rt.results,
             tags=verdict_tags(self.rt),
             log=structlog.get_logger("test"),
+            hand_on=on_result,
         )
 
     def buffered(self) -> list[Item]:

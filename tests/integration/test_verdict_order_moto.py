@@ -22,7 +22,7 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +34,6 @@ from edgematch.config.settings import Settings
 from edgematch.downstream.evidence import EvidenceStore
 from edgematch.downstream.quarantine import Quarantine
 from edgematch.pipeline import ingest as ingest_step
-from edgematch.pipeline import results as results_module
 from edgematch.pipeline.events import ObjectCreated
 from edgematch.pipeline.items import Item
 from edgematch.pipeline.results import CLEAN, MATCH, UNSCANNABLE, Result, consume
@@ -200,6 +199,7 @@ class Case:
             store=self.rt.results,
             tags=verdict_tags(self.rt),
             log=structlog.get_logger("test"),
+            hand_on=left_out,
         )
         if up.result.verdict == MATCH:
             self.blocked.add(self._version_name(up))
@@ -298,12 +298,9 @@ def s3(s3: S3Client) -> S3Client:
     return s3
 
 
-@pytest.fixture
-def no_downstream(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def left_out(result: Result) -> None:
     """The consumer's downstream hand-off (a Celery task) is left out: this test runs
     quarantine itself, at the step the order says."""
-    monkeypatch.setattr(results_module, "_downstream", [])
-    yield
 
 
 MODES = {
@@ -320,7 +317,6 @@ def test_every_order_of_two_uploads_ends_with_the_newest_verdict(
     s3: S3Client,
     redis_client: redis.Redis,
     make_settings: MakeSettings,
-    no_downstream: None,
     mode: str,
     versioned: bool,
 ) -> None:
@@ -395,7 +391,7 @@ def _ingest_one(rt: Runtime, s3: S3Client, bucket: str, key: str, lane: str = "l
 
 
 def test_the_gate_holds_a_new_version_but_not_a_verdict_being_rescanned(
-    s3: S3Client, redis_client: redis.Redis, make_settings: MakeSettings, no_downstream: None
+    s3: S3Client, redis_client: redis.Redis, make_settings: MakeSettings
 ) -> None:
     """EDGEMATCH_GATE=on: a version with its verdict keeps it while replayed; an upload
     that came with a copied `clean` tag is held `pending` all the same."""
@@ -407,7 +403,9 @@ def test_the_gate_holds_a_new_version_but_not_a_verdict_being_rescanned(
         s3.put_object(Bucket="gated", Key="a.jpg.bin", Body=os.urandom(924))
         item = _ingest_one(rt, s3, "gated", "a.jpg")
         assert _tags_of(s3, "gated", "a.jpg") == {TAG: "pending"}
-        consume(_clean_result(item), store=rt.results, tags=verdict_tags(rt), log=log)
+        consume(
+            _clean_result(item), store=rt.results, tags=verdict_tags(rt), log=log, hand_on=left_out
+        )
         assert _tags_of(s3, "gated", "a.jpg") == {TAG: CLEAN}
 
         # The same version ingested again (a replay): it stays clean meanwhile.
@@ -429,7 +427,7 @@ def _tags_of(s3: S3Client, bucket: str, key: str) -> dict[str, str]:
 
 
 def test_a_result_waits_for_another_tag_writer_then_applies_the_rule(
-    s3: S3Client, redis_client: redis.Redis, make_settings: MakeSettings, no_downstream: None
+    s3: S3Client, redis_client: redis.Redis, make_settings: MakeSettings
 ) -> None:
     """Quarantine holds the content's tag lock: the late clean result of the same write
     waits for it, then finds `quarantined` and leaves it."""
@@ -441,7 +439,7 @@ def test_a_result_waits_for_another_tag_writer_then_applies_the_rule(
         s3.put_object(Bucket="locked", Key="b.jpg.bin", Body=os.urandom(924))
         item = _ingest_one(rt, s3, "locked", "b.jpg")
         hit = Result.for_item(item, verdict=MATCH, is_match=True, match_ids=("m",))
-        consume(hit, store=rt.results, tags=verdict_tags(rt), log=log)
+        consume(hit, store=rt.results, tags=verdict_tags(rt), log=log, hand_on=left_out)
         tags = verdict_tags(rt)
         released = threading.Event()
         late = dataclasses.replace(_clean_result(item), item_id="late", scanned_at=time.time())
@@ -455,7 +453,7 @@ def test_a_result_waits_for_another_tag_writer_then_applies_the_rule(
         holder = threading.Thread(target=hold_then_quarantine)
         holder.start()
         time.sleep(0.1)
-        consume(late, store=rt.results, tags=verdict_tags(rt), log=log)
+        consume(late, store=rt.results, tags=verdict_tags(rt), log=log, hand_on=left_out)
         assert released.is_set()  # it waited for the holder
         holder.join()
         assert _tags_of(s3, "locked", "b.jpg") == {TAG: "quarantined"}

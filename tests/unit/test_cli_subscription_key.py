@@ -38,8 +38,9 @@ class _CeleryStandIn:
     def __init__(self) -> None:
         self.argv: list[str] | None = None
 
-    def worker_main(self, argv: list[str]) -> None:
+    def run_celery(self, app: object, argv: list[str]) -> int:
         self.argv = argv
+        return 0
 
 
 @pytest.fixture(autouse=True)
@@ -55,6 +56,7 @@ def celery(monkeypatch: pytest.MonkeyPatch) -> _CeleryStandIn:
     stand_in = _CeleryStandIn()
     module = types.ModuleType("edgematch.tasks")
     module.__dict__["app"] = stand_in
+    module.__dict__["run_celery"] = stand_in.run_celery
     monkeypatch.setitem(sys.modules, "edgematch.tasks", module)
     return stand_in
 
@@ -189,11 +191,13 @@ def test_intake_starts_without_the_key(
     steps.__dict__["enqueue_events"] = lambda *args: None
     monkeypatch.setitem(sys.modules, "edgematch.tasks.steps", steps)
     rt = types.SimpleNamespace(settings=settings, redis=None)
-    monkeypatch.setattr("edgematch.runtime.runtime", lambda: rt)
+    # Patched where `edgematch intake` looks them up (its module imports them at the top).
+    command = "edgematch.ops.commands.intake"
+    monkeypatch.setattr(f"{command}.runtime", lambda: rt)
     monkeypatch.setattr("edgematch.infra.logs.configure", lambda *args, **kwargs: None)
-    monkeypatch.setattr("edgematch.infra.storage.make_sqs_client", lambda settings: None)
-    monkeypatch.setattr("edgematch.pipeline.intake.Intake", Intake)
-    monkeypatch.setattr("edgematch.infra.heartbeat.Heartbeat", Heartbeat)
+    monkeypatch.setattr(f"{command}.make_sqs_client", lambda settings: None)
+    monkeypatch.setattr(f"{command}.Intake", Intake)
+    monkeypatch.setattr(f"{command}.Heartbeat", Heartbeat)
     assert cli.main(["intake"]) == 0
     assert ran == ["intake"]
     assert celery.argv is None

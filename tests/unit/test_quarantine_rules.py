@@ -9,15 +9,15 @@ from typing import Any
 import pytest
 
 from edgematch.config.settings import Secret, Settings
-from edgematch.downstream.evidence import VersionInfo
-from edgematch.downstream.quarantine import (
+from edgematch.downstream.copies import (
     QUARANTINED,
-    ContentVersion,
     copy_metadata,
     copy_problems,
     copy_tags,
     quarantine_key,
 )
+from edgematch.downstream.custody import ContentVersion
+from edgematch.downstream.evidence import VersionInfo
 from edgematch.errors import ConfigurationError
 from edgematch.pipeline.results import MATCH, Result
 

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from devtools.sandbox.cli import build_parser
 from devtools.sandbox.multipart import (
     MultipartError,
     boundary_from_content_type,
@@ -41,7 +42,7 @@ from devtools.sandbox.rules import (
     request_status_response,
     unauthorized_body,
 )
-from devtools.sandbox.server import Gate, SandboxConfig, SandboxState, build_parser
+from devtools.sandbox.server import Gate, SandboxConfig, SandboxState
 
 HASH_SIZE = 924
 
