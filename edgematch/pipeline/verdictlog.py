@@ -22,7 +22,7 @@ How a result gets there, and why none can be recorded yet missing from it:
 3. Flushes run at most once per ``EDGEMATCH_VERDICT_LOG_FLUSH_S`` for the whole pool
    (:meth:`VerdictLog.flush_if_due`, a key with that TTL): from the beat's schedule and,
    should the beat be away, from the results consumer itself. So the store sees about one
-   PUT per interval, whatever the rate: a few thousand results an object at the ceiling.
+   PUT per interval, whatever the rate: about 500 results an object at 10 requests/s.
 
 Staged lines are in-flight work, like a queued task: in Redis with AOF, for one interval.
 Should the store refuse writes for long, the staging list stops at
