@@ -1,5 +1,5 @@
 # edgematch: one image for every process type. The command picks the process:
-#   docker run IMAGE intake | worker --queues match --concurrency 2 | beat
+#   docker run IMAGE intake | webhook | worker --queues match --concurrency 2 | beat
 #   | health --readiness --process worker | status | dlq list …
 # Metrics: set EDGEMATCH_METRICS_PORT (9100 in deploy/k8s) to serve /metrics.
 # Installed the way scripts/bootstrap does it (a venv, versions pinned by requirements/dev.lock),
@@ -31,7 +31,8 @@ ENV PATH=/opt/edgematch/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1
 USER 10001:10001
 WORKDIR /tmp
-EXPOSE 9100
+# 9100: metrics; 8080: the notifications edgematch webhook receives (EDGEMATCH_WEBHOOK_PORT).
+EXPOSE 9100 8080
 # Exec form: edgematch is PID 1 and receives SIGTERM itself (warm shutdown, batches handed back).
 ENTRYPOINT ["edgematch"]
 CMD ["--help"]

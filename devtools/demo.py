@@ -3,9 +3,11 @@ upload to quarantine and report.
 
 Starts a private Redis, moto's S3 and SQS (the bucket's notifications go to the queue; a
 quarantine bucket with Object Lock and a reports bucket beside it), the PhotoDNA sandbox
-and the Procfile's processes; uploads content objects and their hash files (a few of them
-known hits); prints each result as it arrives, each matched upload as it leaves the upload
-bucket for quarantine, each report as it is written, and a summary.
+and the Procfile's processes (with ``intake="webhook"``: ``edgematch webhook`` in place of
+intake, and each upload's notification POSTed to it in MinIO's shape, not sent to SQS);
+uploads content objects and their hash files (a few of them known hits); prints each
+result as it arrives, each matched upload as it leaves the upload bucket for quarantine,
+each report as it is written, and a summary.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def run_demo(*, uploads: int, matches: int, rate: float, timeout_s: float) -> int:
+def run_demo(
+    *, uploads: int, matches: int, rate: float, timeout_s: float, intake: str = "sqs"
+) -> int:
     if uploads < 1 or not 0 <= matches <= uploads:
         print(
             "edgematch demo: need --uploads >= 1 and 0 <= --matches <= --uploads", file=sys.stderr
@@ -38,9 +42,10 @@ def run_demo(*, uploads: int, matches: int, rate: float, timeout_s: float) -> in
         return 2
     started = time.monotonic()
     _say(f"edgematch demo: {uploads} uploads, {matches} known hits, API limit {rate:g} requests/s")
-    with LocalPipeline(rate=rate, quarantine_bucket=QUARANTINE_BUCKET) as pipe:
+    with LocalPipeline(rate=rate, quarantine_bucket=QUARANTINE_BUCKET, intake=intake) as pipe:
+        door = "webhook" if intake == "webhook" else "intake"
         _say(f"  redis      {pipe.redis.url} (private)")
-        _say(f"  moto       {pipe.moto.url} (S3 bucket '{pipe.bucket}' → SQS '{pipe.queue_name}')")
+        _say(f"  moto       {pipe.moto.url} ({_announced(pipe)})")
         _say(
             f"             quarantine bucket '{QUARANTINE_BUCKET}' (Object Lock), "
             f"reports bucket '{pipe.reports_bucket}'"
@@ -48,12 +53,12 @@ def run_demo(*, uploads: int, matches: int, rate: float, timeout_s: float) -> in
         _say(f"  sandbox    {pipe.sandbox.url}")
         metrics_port = free_port()
         pipe.start_processes(
-            "intake",
+            door,
             "worker",
             "beat",
             worker_args=["--concurrency", "2", "--metrics-port", str(metrics_port)],
         )
-        _say("  processes  intake, worker (2 processes), beat — logs in " + str(pipe.dir))
+        _say(f"  processes  {door}, worker (2 processes), beat — logs in " + str(pipe.dir))
         _say(f"  metrics    http://127.0.0.1:{metrics_port}/metrics (the worker pool's)")
 
         hashes = {f"photos/img-{i:03d}.jpg.bin": os.urandom(HASH_SIZE) for i in range(uploads)}
@@ -111,6 +116,15 @@ def run_demo(*, uploads: int, matches: int, rate: float, timeout_s: float) -> in
             reports=reports,
             started=started,
         )
+
+
+def _announced(pipe: LocalPipeline) -> str:
+    if pipe.intake == "webhook":
+        return (
+            f"S3 bucket '{pipe.bucket}'; its notifications POSTed as MinIO sends them "
+            f"to {pipe.webhook_url}"
+        )
+    return f"S3 bucket '{pipe.bucket}' → SQS '{pipe.queue_name}'"
 
 
 _SHOWN = (
@@ -257,9 +271,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--timeout", type=float, default=120.0, help="seconds to wait for every result"
     )
+    parser.add_argument(
+        "--intake",
+        choices=("sqs", "webhook"),
+        default="sqs",
+        help="how uploads are announced: S3 notifications to SQS read by `edgematch intake`, "
+        "or MinIO-shaped notifications POSTed to `edgematch webhook` (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     return run_demo(
-        uploads=args.uploads, matches=args.matches, rate=args.rate, timeout_s=args.timeout
+        uploads=args.uploads,
+        matches=args.matches,
+        rate=args.rate,
+        timeout_s=args.timeout,
+        intake=args.intake,
     )
 
 

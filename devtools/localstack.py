@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import json
 import os
+import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,8 +27,11 @@ from devtools.devstack import (
     RedisServer,
     SandboxServer,
     aws_env,
+    free_port,
     temp_dir,
+    wait_for_port,
 )
+from devtools.senders import ceph_notification, deliver, minio_notification
 from edgematch.infra.keys import Keys
 from edgematch.infra.redisclient import redis_client
 
@@ -60,7 +64,12 @@ class KeyKind:
 
 
 class LocalPipeline:
-    """Start the parts, create the bucket and queue, wire S3 notifications to SQS."""
+    """Start the parts, create the bucket and queue, wire S3 notifications to SQS.
+
+    With ``intake="webhook"`` the bucket sends nothing to SQS: ``upload`` posts each hash
+    file's notification to ``edgematch webhook`` itself, as MinIO would (``notify_as``:
+    ``minio`` or ``ceph``), and ``start_processes`` runs webhook in place of intake.
+    """
 
     def __init__(
         self,
@@ -75,6 +84,8 @@ class LocalPipeline:
         quarantine_bucket: str | None = None,
         object_lock: bool = True,
         reports_bucket: str = "edgematch-reports",
+        intake: str = "sqs",
+        notify_as: str = "minio",
     ) -> None:
         """``quarantine_bucket``: created (with Object Lock unless ``object_lock`` is
         False) and set as EDGEMATCH_QUARANTINE_BUCKET; without it quarantine tags.
@@ -87,6 +98,13 @@ class LocalPipeline:
         self.queue_name = queue
         self.extra_settings = dict(settings or {})
         self.versioned = versioned
+        if intake not in ("sqs", "webhook"):
+            raise ValueError(f"intake is sqs or webhook, not {intake!r}")
+        self.intake = intake
+        self.notify_as = notify_as
+        self.webhook_port = free_port()
+        self.webhook_token = secrets.token_hex(16)
+        self._http = httpx.Client(timeout=30.0)
         self._tmp = temp_dir("edgematch-local-")
         self.dir = self._tmp.__enter__()
         self.known_file = self.dir / "known.txt"
@@ -115,6 +133,7 @@ class LocalPipeline:
     def close(self) -> None:
         if self.processes is not None:
             self.processes.stop_all()
+        self._http.close()
         self.sandbox.close()
         self.moto.close()
         self.redis.close()
@@ -128,8 +147,15 @@ class LocalPipeline:
 
     def start_processes(self, *names: str, worker_args: list[str] | None = None) -> None:
         assert self.processes is not None
-        for name in names or ("intake", "worker", "beat"):
+        door = "webhook" if self.intake == "webhook" else "intake"
+        for name in names or (door, "worker", "beat"):
             self.processes.start(name, extra_args=worker_args if name == "worker" else None)
+        if "webhook" in names or (not names and door == "webhook"):
+            wait_for_port(self.webhook_port)
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://127.0.0.1:{self.webhook_port}/"
 
     # -- configuration ---------------------------------------------------------------
     def env(self) -> dict[str, str]:
@@ -146,6 +172,9 @@ class LocalPipeline:
                 "EDGEMATCH_INTAKE_WAIT_S": "1",
                 "EDGEMATCH_LOG_FORMAT": "json",
                 "EDGEMATCH_REPORTS_BUCKET": self.reports_bucket,
+                "EDGEMATCH_WEBHOOK_HOST": "127.0.0.1",
+                "EDGEMATCH_WEBHOOK_PORT": str(self.webhook_port),
+                "EDGEMATCH_WEBHOOK_TOKEN": self.webhook_token,
             }
         )
         if self.quarantine_bucket:
@@ -188,6 +217,8 @@ class LocalPipeline:
             s3.put_bucket_versioning(
                 Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"}
             )
+        if self.intake == "webhook":
+            return  # upload() posts the notifications itself
         s3.put_bucket_notification_configuration(
             Bucket=self.bucket,
             NotificationConfiguration={
@@ -228,15 +259,69 @@ class LocalPipeline:
         *,
         content: bytes | None = None,
         metadata: Mapping[str, str] | None = None,
-    ) -> None:
-        """Upload a content object (optional) and then its hash file, as a platform would."""
+        notify: bool = True,
+        shape: str | None = None,
+    ) -> dict[str, Any] | None:
+        """Upload a content object (optional) and then its hash file, as a platform would.
+
+        With the webhook intake (and ``notify``), the hash file's notification is then
+        delivered to it as MinIO delivers (sent again until accepted), in ``shape``'s form
+        (minio or ceph; default ``notify_as``). Returns that body.
+        """
         s3 = self.s3()
         content_key = key[: -len(".bin")] if key.endswith(".bin") else key
         if content is not None:
             s3.put_object(
                 Bucket=self.bucket, Key=content_key, Body=content, Tagging="owner=platform"
             )
-        s3.put_object(Bucket=self.bucket, Key=key, Body=hash_bytes, Metadata=dict(metadata or {}))
+        put = s3.put_object(
+            Bucket=self.bucket, Key=key, Body=hash_bytes, Metadata=dict(metadata or {})
+        )
+        if self.intake != "webhook":
+            return None
+        body = self.notification(
+            key,
+            version_id=put.get("VersionId"),
+            etag=put.get("ETag"),
+            size=len(hash_bytes),
+            shape=shape,
+        )
+        if notify:
+            self.deliver(body)
+        return body
+
+    # -- the webhook ---------------------------------------------------------------------
+    def notification(
+        self,
+        key: str,
+        *,
+        version_id: str | None,
+        etag: str | None,
+        size: int,
+        shape: str | None = None,
+        bucket: str | None = None,
+    ) -> dict[str, Any]:
+        """The body ``shape`` (default ``notify_as``: minio or ceph) would POST for ``key``."""
+        build = ceph_notification if (shape or self.notify_as) == "ceph" else minio_notification
+        return build(bucket or self.bucket, key, version_id=version_id, etag=etag, size=size)
+
+    def post(self, body: dict[str, Any] | bytes, *, token: str | None = None) -> httpx.Response:
+        """POST ``body`` once to the webhook, with the pipeline's token (or ``token``)."""
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return self._http.post(
+            self.webhook_url,
+            content=content,
+            headers={
+                "Authorization": f"Bearer {token or self.webhook_token}",
+                "Content-Type": "application/json",
+            },
+        )
+
+    def deliver(self, body: dict[str, Any] | bytes, timeout_s: float = 120.0) -> list[int]:
+        """POST ``body`` until accepted, as MinIO does; the statuses seen."""
+        return deliver(
+            self._http, self.webhook_url, body, token=self.webhook_token, timeout_s=timeout_s
+        )
 
     def result(self, key: str, bucket: str | None = None) -> dict[str, Any] | None:
         client = redis_client(self.redis.url)

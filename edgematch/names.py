@@ -80,9 +80,16 @@ DEAD_LETTER_INTAKE: Final = "edgematch.intake"
 DEAD_LETTER_MATCH: Final = TASK_MATCH
 #: The queue named by intake's dead letters: the message came from SQS, not from Celery.
 INTAKE_QUEUE: Final = "sqs"
+#: Kind of a body POSTed to ``edgematch webhook`` that is not a notification; not a task.
+DEAD_LETTER_WEBHOOK: Final = "edgematch.webhook"
+#: The queue named by the webhook's dead letters: the body came over HTTP.
+WEBHOOK_QUEUE: Final = "webhook"
 
-#: Dead-letter id prefixes (``dedupe_id``): one entry per SQS message, item, or object version.
+#: Dead-letter id prefixes (``dedupe_id``): one entry per SQS message, webhook body, item, or
+#: object version.
 DEAD_LETTER_SQS_PREFIX: Final = "sqs:"
+#: One entry per distinct webhook body (its SHA-256): a sender sending it again adds none.
+DEAD_LETTER_WEBHOOK_PREFIX: Final = "webhook:"
 DEAD_LETTER_ITEM_PREFIX: Final = "item:"
 DEAD_LETTER_INGEST_PREFIX: Final = "ingest:"
 #: Ids of failures recorded after the object version was accepted for scanning: replaying

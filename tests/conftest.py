@@ -1,16 +1,79 @@
-"""Shared fixtures: real parts on 127.0.0.1, never the machine's shared services."""
+"""Shared fixtures: real parts on 127.0.0.1, never the machine's shared services.
+
+And the hooks that keep the tiers honest (tests/support/tiers.py) and spread the process
+tiers over pytest-xdist workers, longest first (tests/support/schedule.py).
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 import structlog
 
+from devtools import devstack
 from devtools.devstack import RedisServer
+from devtools.localstack import LocalPipeline
 from edgematch.config.settings import Secret, Settings
 from edgematch.infra.redisclient import redis_client as build_redis_client
+from tests.support import ports, schedule, tiers
+from tests.support.pipelines import MakePipeline
+
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--record-durations",
+        action="store_true",
+        help="merge each test's time into tests/durations.json (the order xdist runs them in)",
+    )
+
+
+_WORKER_TMP = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Every server a test starts (devstack's RedisServer, MotoServer, SandboxServer, and so
+    # LocalPipeline) takes its port from the book all test processes share.
+    devstack.free_port = ports.free_port
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    if worker is not None:
+        # Each pytest-xdist worker, and every process its tests start, gets a temp dir of
+        # its own: what lives in the temp dir by default (the processes' heartbeat files,
+        # which `edgematch health --liveness` reads) must not be touched by the pipeline
+        # another worker runs at the same time.
+        private = Path(tempfile.mkdtemp(prefix=f"edgematch-tests-{worker}-"))
+        config.stash[_WORKER_TMP] = private
+        os.environ["TMPDIR"] = str(private)
+        tempfile.tempdir = str(private)
+    config.pluginmanager.register(tiers.TierGuard(TESTS), "edgematch-tiers")
+    if config.getoption("record_durations") and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(schedule.Recorder(), "edgematch-durations")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    private = config.stash.get(_WORKER_TMP, None)
+    if private is not None:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if hasattr(config, "workerinput"):  # collected by a pytest-xdist worker
+        schedule.longest_first(items, schedule.load())
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getoption("dist") == "load":
+        return schedule.LongestFirst(config, log)
+    return None
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +107,31 @@ def make_settings(redis_server: RedisServer) -> Iterator[object]:
         return Settings(**base).validated()  # type: ignore[arg-type]
 
     yield make
+
+
+@pytest.fixture
+def make_pipeline() -> Iterator[MakePipeline]:
+    """Start LocalPipelines (LocalPipeline's keyword arguments, and ``redis_server`` to use
+    instead of a plain private one); all closed after the test."""
+    made: list[LocalPipeline] = []
+
+    def make(*, redis_server: RedisServer | None = None, **kwargs: Any) -> LocalPipeline:
+        pipe = LocalPipeline(**kwargs)
+        if redis_server is not None:  # e.g. one that speaks TLS
+            pipe.redis.close()
+            pipe.redis = redis_server
+        made.append(pipe)
+        return pipe.start()
+
+    yield make
+    for pipe in made:
+        # SIGKILL, not SIGTERM: the test is over and graceful shutdown is not what it checks
+        # (tests/e2e/test_operations.py does, explicitly); this saves seconds of
+        # soft-shutdown grace per test.
+        if pipe.processes is not None:
+            for name in list(pipe.processes.procs):
+                pipe.processes.kill(name)
+        pipe.close()
 
 
 @pytest.fixture(autouse=True)

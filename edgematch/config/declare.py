@@ -35,6 +35,7 @@ class Concern(Enum):
     RATE = "Rate limit and batching"
     REDIS = "Redis and the broker"
     INTAKE = "Intake and ingest"
+    WEBHOOK = "The webhook intake"
     RESULTS = "Results, tags and caches"
     DOWNSTREAM = "Quarantine and reports"
     RECOVERY = "Retries, dead letters and recovery"

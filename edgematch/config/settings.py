@@ -45,8 +45,11 @@ __all__ = [
 DEFAULT_API_URL: Final = "https://api.microsoftmoderator.com/photodna/v1.0"
 HOUR_S: Final = 3600
 DAY_S: Final = 24 * HOUR_S
+#: The shortest webhook token accepted: a shared secret short enough to guess is none.
+MIN_WEBHOOK_TOKEN_CHARS: Final = 16
 
 API, RATE, REDIS, INTAKE = Concern.API, Concern.RATE, Concern.REDIS, Concern.INTAKE
+WEBHOOK = Concern.WEBHOOK
 RESULTS, DOWNSTREAM, RECOVERY = Concern.RESULTS, Concern.DOWNSTREAM, Concern.RECOVERY
 PROCESSES = Concern.PROCESSES
 
@@ -170,6 +173,38 @@ class Settings:
         "`EDGEMATCH_LEASE_S` + `EDGEMATCH_API_TIMEOUT_S` + `EDGEMATCH_BACKOFF_CAP_S`, the "
         "longest task and retry countdown); a dead worker's tasks come back within about 15 s "
         "without it ([Reliability](reliability.md))")
+    webhook_token: Secret | None = secret_setting(  # noqa: RUF009 (a field)
+        WEBHOOK, default_doc="required for `webhook`",
+        help="the token senders present, as `Authorization: Bearer TOKEN` (MinIO's "
+        "`auth_token`) or as the password of HTTP Basic (a Ceph topic's endpoint URL); at least "
+        "16 characters, compared in constant time")
+    webhook_host: str = setting(
+        "0.0.0.0", WEBHOOK, p.non_empty,  # noqa: S104 - a server for other hosts' notifications
+        help="the address `edgematch webhook` listens on")
+    webhook_port: int = setting(8080, WEBHOOK, p.port, help="the port it listens on")
+    webhook_max_body_bytes: int = setting(
+        262_144, WEBHOOK, p.positive_int, unit="bytes",
+        help="a larger request is answered 413 from its `Content-Length`, or as soon as that much "
+        "of it has arrived: never read whole")
+    webhook_retry_after_s: int = setting(
+        5, WEBHOOK, p.positive_int, unit="s",
+        help="the `Retry-After` of a 503 (backlog at `EDGEMATCH_INTAKE_HIGH_WATER`, Redis or the "
+        "broker unreachable); MinIO retries every 3 s whatever it says")
+    webhook_enqueue_timeout_s: float = setting(
+        10.0, WEBHOOK, p.positive_float, unit="s",
+        help="how long a request waits for its ingest task to be enqueued before it is answered "
+        "503 (the sender sends it again; ingest ignores the repeat if the task got in after all)")
+    webhook_max_connections: int = setting(
+        1000, WEBHOOK, p.positive_int, unit="connections",
+        help="connections served at once by one process; past it new ones are answered 503")
+    webhook_tls_certfile: str | None = setting(
+        None, WEBHOOK, p.non_empty,
+        help="serve HTTPS with this PEM certificate chain (and its key, or "
+        "`EDGEMATCH_WEBHOOK_TLS_KEYFILE`); "
+        "without it, terminate TLS in front ([the webhook](operations.md#the-webhook-intake))")
+    webhook_tls_keyfile: str | None = setting(
+        None, WEBHOOK, p.non_empty,
+        help="the PEM private key of that certificate, when it is not in the same file")
     log_format: str = setting(
         "json", PROCESSES, p.log_format,
         help="`json` (one object a line) or `console` (for people)")
@@ -304,6 +339,20 @@ class Settings:
                 "EDGEMATCH_SUBSCRIPTION_KEY or EDGEMATCH_SUBSCRIPTION_KEY_FILE is required"
             )
         return self.subscription_key
+
+    def require_webhook_token(self) -> Secret:
+        """The webhook's token; refuses a missing or short one (a guessable shared secret)."""
+        token = self.webhook_token
+        if not token:
+            raise ConfigurationError(
+                "EDGEMATCH_WEBHOOK_TOKEN or EDGEMATCH_WEBHOOK_TOKEN_FILE is required for webhook"
+            )
+        if len(token.reveal()) < MIN_WEBHOOK_TOKEN_CHARS:
+            raise ConfigurationError(
+                f"EDGEMATCH_WEBHOOK_TOKEN must be at least {MIN_WEBHOOK_TOKEN_CHARS} characters "
+                "(for example: openssl rand -hex 32)"
+            )
+        return token
 
     def require_sqs_queue_url(self) -> str:
         if not self.sqs_queue_url:

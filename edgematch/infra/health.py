@@ -1,8 +1,9 @@
 """Liveness and readiness that do not depend on ``celery inspect ping``.
 
 Each process type touches a heartbeat file from the loop that does its work — the Celery
-worker from its event loop's timer, intake from its receive loop, beat from its scheduler
-tick — so a hung loop stops the heartbeat even when a stray thread keeps running.
+worker from its event loop's timer, intake from its receive loop, webhook from the loop that
+enqueues what it accepts, beat from its scheduler tick — so a hung loop stops the heartbeat
+even when a stray thread keeps running.
 ``edgematch health --liveness`` checks the file's age; ``--readiness`` also needs Redis to
 answer. Both exit 0 or 1 and print one line, for Kubernetes exec probes.
 
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from edgematch.infra.redisclient import RedisUnavailable, redis_client
 
-PROCESS_TYPES = ("worker", "intake", "beat")
+PROCESS_TYPES = ("worker", "intake", "webhook", "beat")
 DEFAULT_MAX_AGE_S = 60.0
 BEAT_INTERVAL_S = 5.0
 

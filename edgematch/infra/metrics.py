@@ -58,6 +58,17 @@ EVENTS_SKIPPED = Counter(
     "Event records not scanned, by reason (test_event, suffix, not_object_created, …).",
     ["reason"],
 )
+WEBHOOK_REQUESTS = Counter(
+    f"{PREFIX}_webhook_requests_total",
+    "Requests to edgematch webhook, by HTTP status of the answer (200, 400, 401, 404, 405, 413, "
+    "503 …).",
+    ["code"],
+)
+WEBHOOK_LATENCY = Histogram(
+    f"{PREFIX}_webhook_request_duration_seconds",
+    "From a notification's arrival at edgematch webhook to its answer.",
+    buckets=_FAST,
+)
 OBJECTS_ENQUEUED = Counter(
     f"{PREFIX}_objects_enqueued_total",
     "Hash files handed to ingest, by lane.",
@@ -163,6 +174,8 @@ NAMES = frozenset(
     for m in (
         EVENTS_RECEIVED,
         EVENTS_SKIPPED,
+        WEBHOOK_REQUESTS,
+        WEBHOOK_LATENCY,
         OBJECTS_ENQUEUED,
         INGESTED,
         HASHES_SCANNED,

@@ -47,6 +47,11 @@ class Entry:
 _C = "edgematch.ops.commands"
 COMMANDS: dict[str, Entry] = {
     "intake": Entry(f"{_C}.intake:intake", "long-poll SQS and enqueue ingest tasks", PROCESSES),
+    "webhook": Entry(
+        f"{_C}.webhook:webhook",
+        "receive bucket notifications over HTTP (MinIO, Ceph RGW) and enqueue ingest tasks",
+        PROCESSES,
+    ),
     "worker": Entry(
         f"{_C}.workers:worker",
         "run a Celery worker (extra arguments go to celery worker)",

@@ -7,7 +7,8 @@ its runbook; :func:`render` prints both for people. Times come from Redis's cloc
 
 What counts as a problem, and why:
 
-* no live worker, intake or beat process — each one's absence stops a part of the flow;
+* no live worker, intake (or webhook: either door will do) or beat process — each one's
+  absence stops a part of the flow;
 * a queue with tasks that no live worker consumes;
 * the circuit breaker open (the API refused the key) or a 429 cooldown longer than
   ``COOLDOWN_ATTENTION_S`` (a short one is the limiter doing its job), or one capped at
@@ -47,6 +48,8 @@ LOG_BEHIND_S = 180.0
 #: Per-item verdicts kept for inspection: the pipeline did its job, nothing to fix.
 ITEM_REASONS = frozenset({"item_rejected", "bad_input", "object_missing", "malformed_event"})
 PROCESS_ROLES = ("worker", "intake", "beat")
+#: Roles that stand in for another: uploads come in through SQS (intake) or HTTP (webhook).
+STANDS_IN = {"intake": ("webhook",)}
 RUNBOOKS = "deploy/runbooks/"
 
 
@@ -175,7 +178,7 @@ def assess(snap: Snapshot) -> list[Problem]:
     problems: list[Problem] = []
     roles = {w["role"] for w in snap.workers}
     for role in PROCESS_ROLES:
-        if role not in roles:
+        if role not in roles and not roles & set(STANDS_IN.get(role, ())):
             problems.append(Problem(_MISSING[role], "stuck-batch.md"))
     consumed = {q for w in snap.workers if w["role"] == "worker" for q in w.get("queues") or ()}
     if "worker" in roles and consumed:
@@ -214,7 +217,7 @@ def assess(snap: Snapshot) -> list[Problem]:
         problems.append(
             Problem(
                 f"backlog {snap.backlog} at the high-water mark {snap.high_water}: "
-                "intake has stopped receiving",
+                "intake has stopped receiving and the webhook answers 503",
                 "stuck-batch.md",
             )
         )
@@ -248,7 +251,8 @@ def _log_problems(vlog: dict[str, float]) -> list[Problem]:
 
 _MISSING = {
     "worker": "no worker process is alive: nothing runs ingest, match or results",
-    "intake": "no intake process is alive: new uploads are not read from SQS",
+    "intake": "no intake process (nor webhook) is alive: new uploads are not read from SQS "
+    "nor received over HTTP",
     "beat": "no beat process is alive: nothing restarts the pumps that drain the buffer",
 }
 

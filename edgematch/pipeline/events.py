@@ -3,11 +3,19 @@
 Accepted message shapes:
 
 * S3 event notifications sent straight to SQS (``{"Records": [...]}``), also from MinIO
-  and Ceph (any ``eventSource`` ending in ``:s3``); several records per message;
+  and Ceph (any ``eventSource`` ending in ``:s3``); several records per message. MinIO's
+  webhook body adds ``EventName`` and ``Key`` around the same ``Records``; Ceph RGW's adds
+  ``opaqueData``, ``eventId`` and object ``metadata``/``tags`` to each record;
 * the same wrapped in an SNS notification (``{"Type": "Notification", "Message": "..."}``);
 * EventBridge ``Object Created`` events from ``aws.s3``;
 * ``s3:TestEvent`` (sent when notifications are configured), directly or inside SNS:
   skipped, not an error.
+
+Object keys arrive URL-encoded (``quote_plus``) from S3 and MinIO and are decoded; Ceph RGW
+sends them as they are (``rgw_notify.cc`` copies the object's name into the record), so a
+``ceph:s3`` key is taken literally: decoding it would turn ``a+b.bin`` into ``a b.bin``.
+A Ceph record's ``size`` written as a decimal string (as Ceph's documentation shows it) is
+read as the number it names; from any other sender a string size is refused.
 
 Raised: :class:`~edgematch.errors.BadInput` when the whole message is unusable
 (too large, not JSON, not one of the shapes above, or every record in it malformed).
@@ -61,6 +69,9 @@ _EVENTBRIDGE_REASONS: Final = {
     "CopyObject": "ObjectCreated:Copy",
     "CompleteMultipartUpload": "ObjectCreated:CompleteMultipartUpload",
 }
+# Senders that put the object key in the record as it is, not URL-encoded (and may write
+# the size as a string).
+_RAW_KEY_SOURCES: Final = frozenset({"ceph"})
 _SNS_CONTROL_TYPES: Final = frozenset({"SubscriptionConfirmation", "UnsubscribeConfirmation"})
 _SHORT: Final = 60
 
@@ -299,12 +310,13 @@ def _s3_record(record: Any, *, via_sns: bool) -> ObjectCreated | SkippedRecord:
     bucket = _bucket_name(_required_dict(s3, "bucket"))
     obj = _required_dict(s3, "object")
     vendor = event_source.removesuffix(":s3")
+    raw_key = _required_str(obj, "key")
     return ObjectCreated(
         bucket=bucket,
-        key=_decode_key(_required_str(obj, "key")),
+        key=_literal_key(raw_key) if vendor in _RAW_KEY_SOURCES else _decode_key(raw_key),
         version_id=_version_id(_optional_str(obj, "versionId")),
         etag=_etag(_optional_str(obj, "eTag")),
-        size=_optional_size(obj, "size"),
+        size=_optional_size(obj, "size", text_ok=vendor in _RAW_KEY_SOURCES),
         event_time=_optional_time(record, "eventTime"),
         event_name=event_name,
         sequencer=_optional_str(obj, "sequencer") or None,
@@ -371,6 +383,13 @@ def _decode_key(raw: str) -> str:
     return key
 
 
+def _literal_key(raw: str) -> str:
+    problem = key_problem(raw)
+    if problem:
+        raise _BadRecord(f"{problem}: {_short(raw)}")
+    return raw
+
+
 def _bucket_name(bucket: Mapping[str, Any]) -> str:
     name = _required_str(bucket, "name")
     if not name:
@@ -421,10 +440,14 @@ def _optional_str(parent: Mapping[str, Any], name: str) -> str | None:
     raise _BadRecord(f"{name} is a JSON {_json_type(value)}, not a string")
 
 
-def _optional_size(parent: Mapping[str, Any], name: str) -> int | None:
+def _optional_size(parent: Mapping[str, Any], name: str, *, text_ok: bool = False) -> int | None:
     value = parent.get(name)
     if value is None:
         return None
+    if text_ok and isinstance(value, str) and value.isascii() and value.isdigit():
+        if len(value) > 20:
+            raise _BadRecord(f"{name} is not a plausible size")
+        return int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise _BadRecord(f"{name} is not a non-negative whole number")
     return value

@@ -33,6 +33,7 @@ from edgematch.names import (
     ACCEPTED_PREFIXES,
     DEAD_LETTER_INTAKE,
     DEAD_LETTER_MATCH,
+    DEAD_LETTER_WEBHOOK,
     TASK_INGEST,
 )
 from edgematch.pipeline.backpressure import Gate
@@ -91,9 +92,10 @@ def plan(entry: DeadLetter) -> ReplayPlan:
     corr = {"correlation_id": entry.correlation_id or uuid.uuid4().hex}
     accepted = entry.id.startswith(ACCEPTED_PREFIXES)
     args = dict(entry.args)
-    if entry.task == DEAD_LETTER_INTAKE:
+    if entry.task in (DEAD_LETTER_INTAKE, DEAD_LETTER_WEBHOOK):
+        where = "SQS message" if entry.task == DEAD_LETTER_INTAKE else "webhook body"
         raise NotReplayable(
-            "a malformed SQS message: its body was not kept whole and would fail again; "
+            f"a malformed {where}: its body was not kept whole and would fail again; "
             "fix the producer, then purge the entry"
         )
     if entry.task == DEAD_LETTER_MATCH:

@@ -35,6 +35,7 @@ prints the table.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -50,8 +51,8 @@ import pytest
 import redis
 from botocore.exceptions import ClientError
 
-from devtools.devstack import RedisServer
 from devtools.localstack import LocalPipeline
+from tests.support.pipelines import dead_letters, log_events
 
 RESULTS_FILE = Path(
     os.environ.get("EDGEMATCH_LEDGER_FILE")
@@ -92,26 +93,7 @@ class Ledger:
 
 def recorded_events(pipe: LocalPipeline) -> list[dict[str, Any]]:
     """Every ``result_recorded`` event in the worker log (one per distinct scanned item)."""
-    events: list[dict[str, Any]] = []
-    for line in pipe.log_lines("worker"):
-        if '"result_recorded"' not in line or not line.startswith("{"):
-            continue
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by a SIGKILL
-        if doc.get("event") == "result_recorded":
-            events.append(doc)
-    return events
-
-
-def dead_letters(pipe: LocalPipeline) -> list[dict[str, Any]]:
-    """Every dead-letter entry, as stored."""
-    client = redis.Redis.from_url(pipe.redis.url)
-    try:
-        return [json.loads(raw) for raw in client.hvals(pipe.keys.dead_letters)]
-    finally:
-        client.close()
+    return log_events(pipe, "result_recorded")
 
 
 def _stored_results(pipe: LocalPipeline, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -360,55 +342,38 @@ def measure(
 
 def write_ledger(ledger: Ledger, test_id: str, path: Path = RESULTS_FILE) -> None:
     """Put ``ledger`` in the results file under ``test_id`` (the test's name), replacing the
-    test's earlier entry, so that renaming a scenario does not leave its old row behind."""
+    test's earlier entry, so that renaming a scenario does not leave its old row behind.
+
+    Scenarios run side by side on pytest-xdist workers, and another run (an engineer's
+    scripts/test) may write the file too: each read-modify-write holds a lock on the results
+    directory, and the file is replaced whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    folder = os.open(path.parent, os.O_RDONLY)
     try:
-        book: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        book = {}
-    entries = book.get("scenarios")
-    if not isinstance(entries, dict):
-        entries = {}
-    entries[test_id] = ledger.to_dict()
-    book = {
-        "schema": "edgematch.chaos-ledger/v1",
-        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "scenarios": entries,
-    }
-    # Whole or not at all: another run (an engineer's scripts/test) may write it too.
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_text(json.dumps(book, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(partial, path)
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        try:
+            book: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            book = {}
+        entries = book.get("scenarios")
+        if not isinstance(entries, dict):
+            entries = {}
+        entries[test_id] = ledger.to_dict()
+        book = {
+            "schema": "edgematch.chaos-ledger/v1",
+            "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "scenarios": entries,
+        }
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        partial.write_text(json.dumps(book, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        os.close(folder)  # and with it the lock
 
 
 # --- fixtures ------------------------------------------------------------------------------
 
-MakePipeline = Callable[..., LocalPipeline]
 RecordLedger = Callable[..., dict[str, Any]]
-
-
-@pytest.fixture
-def make_pipeline() -> Iterator[MakePipeline]:
-    """Start LocalPipelines (LocalPipeline's keyword arguments, and ``redis_server`` to use
-    instead of a plain private one); all closed after the test."""
-    made: list[LocalPipeline] = []
-
-    def make(*, redis_server: RedisServer | None = None, **kwargs: Any) -> LocalPipeline:
-        pipe = LocalPipeline(**kwargs)
-        if redis_server is not None:  # e.g. one that speaks TLS
-            pipe.redis.close()
-            pipe.redis = redis_server
-        made.append(pipe)
-        return pipe.start()
-
-    yield make
-    for pipe in made:
-        # SIGKILL, not SIGTERM: the scenario is over and graceful shutdown is not what it
-        # measures (tests/e2e checks it); this saves seconds of soft-shutdown grace per test.
-        if pipe.processes is not None:
-            for name in list(pipe.processes.procs):
-                pipe.processes.kill(name)
-        pipe.close()
 
 
 @pytest.fixture

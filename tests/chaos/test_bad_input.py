@@ -19,14 +19,12 @@ from urllib.parse import quote_plus
 
 import httpx
 import pytest
-import redis
 
-from devtools.localstack import LocalPipeline
+from tests.support.hashes import HASH
+from tests.support.pipelines import MakePipeline, dead_letters, log_events
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
-HASH = 924
-MakePipeline = Callable[..., LocalPipeline]
 RecordLedger = Callable[..., dict[str, Any]]
 #: The defaults, but for what docs/configuration.md tells operators to set: the buckets whose events
 #: are accepted (EDGEMATCH_ALLOWED_BUCKETS) and the API's address (EDGEMATCH_API_URL, here
@@ -102,24 +100,6 @@ class AnsweringProxy:
 def proxy() -> Iterator[AnsweringProxy]:
     with AnsweringProxy() as running:
         yield running
-
-
-def _letters(pipe: LocalPipeline) -> list[dict[str, Any]]:
-    client = redis.Redis.from_url(pipe.redis.url)
-    try:
-        return [json.loads(raw) for raw in client.hvals(pipe.keys.dead_letters)]
-    finally:
-        client.close()
-
-
-def _log_events(pipe: LocalPipeline, process: str, name: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    for line in pipe.log_lines(process):
-        if f'"{name}"' in line and line.startswith("{"):
-            doc = json.loads(line)
-            if doc.get("event") == name:
-                found.append(doc)
-    return found
 
 
 def _record(bucket: str, key: str, *, size: int = HASH) -> dict[str, Any]:
@@ -212,7 +192,7 @@ def test_bad_input_of_every_kind(
     for name in ("intake", "worker", "beat"):
         assert pipe.processes.procs[name].poll() is None, f"{name} stopped"
 
-    letters = _letters(pipe)
+    letters = dead_letters(pipe)
     malformed = [e for e in letters if e["reason"] == "malformed_event"]
     messages = sorted(e["message"] for e in malformed)
     assert len(malformed) == 5, messages
@@ -225,13 +205,13 @@ def test_bad_input_of_every_kind(
     ):
         assert any(text in m for m in messages), (text, messages)
     assert all(len(e["args"]["body_excerpt"]) <= 512 for e in malformed)
-    logged = {e["reason"] for e in _log_events(pipe, "intake", "event_malformed")}
+    logged = {e["reason"] for e in log_events(pipe, "event_malformed", "intake")}
     assert len(logged) == 5
-    skipped = _log_events(pipe, "intake", "event_skipped")
+    skipped = log_events(pipe, "event_skipped", "intake")
     assert [e["reason"] for e in skipped] == ["bucket_not_allowed"], skipped
-    refused_logged = {e["key"] for e in _log_events(pipe, "worker", "ingest_refused")}
+    refused_logged = {e["key"] for e in log_events(pipe, "ingest_refused", "worker")}
     assert refused_logged == {k for k, (r, _) in expect.items() if r == "bad_input"}
-    unscannable = {e["key"] for e in _log_events(pipe, "worker", "item_unscannable")}
+    unscannable = {e["key"] for e in log_events(pipe, "item_unscannable", "worker")}
     assert unscannable == {"refused/wrong-size.jpg.bin", *answers}
     by_key = {e.get("key"): e["reason"] for e in letters if e["reason"] != "malformed_event"}
     assert by_key == {

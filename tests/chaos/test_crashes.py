@@ -23,13 +23,13 @@ import redis
 
 from devtools.localstack import LocalPipeline
 from devtools.localstack import wait_until as _wait
+from tests.support.hashes import HASH
+from tests.support.pipelines import MakePipeline, log_events, results_count
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
-HASH = 924
 IMAGE = b"\xff\xd8 an image the platform stored "
 QUARANTINE = "quarantine"
-MakePipeline = Callable[..., LocalPipeline]
 RecordLedger = Callable[..., dict[str, Any]]
 
 
@@ -81,25 +81,18 @@ def uploader() -> Iterator[Callable[..., threading.Thread]]:
         thread.join(120)
 
 
-def _results_count(client: redis.Redis, pipe: LocalPipeline, keys: list[str]) -> int:
-    pipeline = client.pipeline(transaction=False)
-    for key in keys:
-        pipeline.exists(pipe.keys.result(pipe.bucket, key))
-    return sum(int(n) for n in pipeline.execute())
-
-
 def _wait_all(pipe: LocalPipeline, keys: list[str], matches: int, timeout_s: float) -> None:
     """Every upload has a result and every match its report."""
     client = redis.Redis.from_url(pipe.redis.url)
     try:
         _wait(
-            lambda: _results_count(client, pipe, keys) == len(keys),
+            lambda: results_count(pipe, keys) == len(keys),
             timeout_s,
             f"{len(keys)} results",
         )
     except AssertionError as exc:
         # Say where the missing ones are, so an intermittent failure can be diagnosed.
-        missing = len(keys) - _results_count(client, pipe, keys)
+        missing = len(keys) - results_count(pipe, keys)
         letters = [json.loads(doc).get("reason") for doc in client.hvals(pipe.keys.dead_letters)]
         queues = {q: client.llen(pipe.keys.queue(q)) for q in ("ingest", "match", "results")}
         # Tasks a killed worker had taken wait in kombu's unacked hash until restored.
@@ -155,6 +148,8 @@ def _children(pid: int) -> list[int]:
 KILLS = ("child", "main process", "node")
 
 
+# Alone: the verdicts' bound (60 s after the last kill) is on throughput.
+@pytest.mark.alone
 def test_worker_processes_sigkilled_three_times(
     make_pipeline: MakePipeline,
     record_ledger: RecordLedger,
@@ -213,7 +208,7 @@ def test_worker_processes_sigkilled_three_times(
     # Every delivery was acknowledged or handed back: none waits for the broker's hour.
     _wait(lambda: client.hlen(f"{pipe.keys.ns}:kombu:unacked") == 0, 30, "no delivery held")
     client.close()
-    handed = _events(pipe, "deliveries_handed_back")
+    handed = log_events(pipe, "deliveries_handed_back")
 
     ledger = record_ledger(
         pipe,
@@ -233,19 +228,6 @@ def test_worker_processes_sigkilled_three_times(
     assert ledger["wrong"] == 0, ledger
     assert ledger["verdicts_s"] is not None and ledger["verdicts_s"] <= 60, ledger
     assert reported_s <= 60 + 2.0, reported_s  # polled, and the 1 s of _wait_all's settling
-
-
-def _events(pipe: LocalPipeline, name: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    for line in pipe.log_lines("worker"):
-        if f'"{name}"' in line and line.startswith("{"):
-            try:
-                doc = json.loads(line)
-            except ValueError:
-                continue  # a line cut short by a SIGKILL
-            if doc.get("event") == name:
-                found.append(doc)
-    return found
 
 
 def _stable(read: Callable[[], int], *, for_s: float = 1.0) -> int:
@@ -360,6 +342,8 @@ def test_intake_sigkilled_while_holding_messages(
     assert pipe.sandbox_stats()["items_total"] == len(keys)  # none scanned twice
 
 
+# Alone: 100 uploads through a restart within the wait's two minutes is a throughput bound.
+@pytest.mark.alone
 def test_redis_restarted_mid_run(
     make_pipeline: MakePipeline,
     record_ledger: RecordLedger,
@@ -374,10 +358,8 @@ def test_redis_restarted_mid_run(
     pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
     assert pipe.processes is not None
     uploading = uploader(pipe, hashes)
-    client = redis.Redis.from_url(pipe.redis.url)
     keys = list(hashes)
-    _wait(lambda: _results_count(client, pipe, keys) >= 20, 60, "the first results")
-    client.close()
+    _wait(lambda: results_count(pipe, keys) >= 20, 60, "the first results")
 
     pipe.redis.stop()
     time.sleep(4.0)

@@ -13,7 +13,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
@@ -24,13 +24,19 @@ import redis
 from devtools.localstack import SANDBOX_KEY, LocalPipeline
 from devtools.localstack import wait_until as _wait
 from edgematch.config.settings import Settings
+from tests.support.hashes import HASH
+from tests.support.pipelines import (
+    MakePipeline,
+    dead_letters,
+    log_events,
+    results_count,
+    wait_settled,
+)
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
-HASH = 924
 IMAGE = b"\xff\xd8 an image the platform stored "
 QUARANTINE = "quarantine"
-MakePipeline = Callable[..., LocalPipeline]
 RecordLedger = Callable[..., dict[str, Any]]
 
 #: Every scenario runs on the default settings, but for EDGEMATCH_RATE_LIMIT: docs/configuration.md
@@ -42,30 +48,11 @@ def _client(pipe: LocalPipeline) -> redis.Redis:
     return redis.Redis.from_url(pipe.redis.url)
 
 
-def _results_count(pipe: LocalPipeline, keys: Iterable[str]) -> int:
-    client = _client(pipe)
-    try:
-        pipeline = client.pipeline(transaction=False)
-        for key in keys:
-            pipeline.exists(pipe.keys.result(pipe.bucket, key))
-        return sum(int(n) for n in pipeline.execute())
-    finally:
-        client.close()
-
-
 def _wait_all(pipe: LocalPipeline, keys: list[str], matches: int, timeout_s: float) -> None:
     """Every upload has a result and every match its report."""
-    _wait(lambda: _results_count(pipe, keys) == len(keys), timeout_s, f"{len(keys)} results")
+    _wait(lambda: results_count(pipe, keys) == len(keys), timeout_s, f"{len(keys)} results")
     _wait(lambda: len(pipe.reports()) >= matches, 60, f"{matches} reports")
     time.sleep(1.0)  # what a late redelivery would add, it adds now
-
-
-def _letters(pipe: LocalPipeline) -> list[dict[str, Any]]:
-    client = _client(pipe)
-    try:
-        return [json.loads(raw) for raw in client.hvals(pipe.keys.dead_letters)]
-    finally:
-        client.close()
 
 
 def _upload(pipe: LocalPipeline, hashes: Mapping[str, bytes]) -> None:
@@ -125,16 +112,6 @@ def _send(pipe: LocalPipeline, bodies: list[str]) -> None:
         assert not reply.get("Failed"), reply
 
 
-def _events(pipe: LocalPipeline, name: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    for line in pipe.log_lines("worker"):
-        if f'"{name}"' in line and line.startswith("{"):
-            doc = json.loads(line)
-            if doc.get("event") == name:
-                found.append(doc)
-    return found
-
-
 def test_sandbox_faults_every_kind(
     make_pipeline: MakePipeline, record_ledger: RecordLedger
 ) -> None:
@@ -166,19 +143,20 @@ def test_sandbox_faults_every_kind(
 
     _wait(every_kind, 90, "a 5xx, a dropped connection and a 3004")
     pipe.sandbox_faults(fail_rate=0.05, slow_rate=0.03, drop_rate=0.03, item_3004_rate=0.03)
-    _wait(lambda: _results_count(pipe, keys) >= 50, 90, "half the results")
-    # A 429 burst: the sandbox admits 2 requests a second for 3 s, against a pool of 20.
+    _wait(lambda: results_count(pipe, keys) >= 50, 90, "half the results")
+    # A 429 burst: the sandbox admits 2 requests a second, against a pool of 20, until it has
+    # refused one (about a second; longer when the machine is busy and the pool sends less).
     pipe.sandbox_faults(rate=2)
-    time.sleep(3.0)
+    _wait(lambda: pipe.sandbox_stats()["by_http_status"].get("429", 0) > 0, 60, "a 429")
     pipe.sandbox_faults(rate=20)
-    _wait(lambda: _results_count(pipe, keys) >= 80, 90, "most results")
+    _wait(lambda: results_count(pipe, keys) >= 80, 90, "most results")
     pipe.sandbox_faults(fail_rate=0.0, slow_rate=0.0, drop_rate=0.0, item_3004_rate=0.0)
     fault_end = time.time()
     _wait_all(pipe, keys, len(known), timeout_s=120)
 
     stats = pipe.sandbox_stats()
     by_status = stats["by_http_status"]
-    retried = {e.get("reason") for e in _events(pipe, "batch_transient")}
+    retried = {e.get("reason") for e in log_events(pipe, "batch_transient")}
     ledger = record_ledger(
         pipe,
         "sandbox 5xx, slow, drops, 3004 (30/15/15/15 %, then 5/3/3/3 %), 429 burst",
@@ -217,12 +195,12 @@ def test_wrong_key_then_fixed(make_pipeline: MakePipeline, record_ledger: Record
     client = _client(pipe)
     _wait(lambda: client.exists(pipe.keys.breaker) == 1, 30, "the breaker to open")
     opened = time.time()
-    assert _letters(pipe) == []
-    assert _results_count(pipe, keys) == 0
+    assert dead_letters(pipe) == []
+    assert results_count(pipe, keys) == 0
     # Every upload is ingested and waits in the buffer (the last ingest tasks may still be
     # on their way when a probe is refused: the breaker opens on the first batch).
     _wait(lambda: client.hlen(pipe.keys.items) == len(keys), 30, "every item to wait")
-    assert _letters(pipe) == [] and _results_count(pipe, keys) == 0
+    assert dead_letters(pipe) == [] and results_count(pipe, keys) == 0
     waiting = client.hlen(pipe.keys.items)
 
     pipe.sandbox_faults(key=SANDBOX_KEY)
@@ -282,8 +260,8 @@ def test_repeated_and_reordered_events(
     _send(pipe, [json.dumps(e1)])
     keys = [*hashes, hash_key, hash_key]
     _wait_all(pipe, list(hashes), len(known), timeout_s=60)
-    _wait(lambda: len(_events(pipe, "report_recorded")) >= 3, 60, "v1's report")
-    time.sleep(1.0)
+    _wait(lambda: len(log_events(pipe, "report_recorded")) >= 3, 60, "v1's report")
+    wait_settled(pipe)
 
     ledger = record_ledger(
         pipe,
@@ -300,7 +278,7 @@ def test_repeated_and_reordered_events(
     assert ledger["matches"] == ledger["quarantined"] == ledger["reports"] == 3
     assert ledger["dead_letters"] == {}
     assert pipe.sandbox_stats()["items_total"] == 7  # one API item per upload
-    assert len(_events(pipe, "ingest_duplicate")) == 10
+    assert len(log_events(pipe, "ingest_duplicate")) == 10
 
     # v1 (the match) is in quarantine and gone from the bucket; v2 is current, tagged clean.
     versions = s3.list_object_versions(Bucket=pipe.bucket, Prefix=content_key)["Versions"]
@@ -313,7 +291,7 @@ def test_repeated_and_reordered_events(
     assert head["Metadata"]["edgematch-source-version-id"] == c1
     (report,) = [r for r in pipe.reports() if r["content"]["key"] == content_key]
     assert report["content"]["version_id"] == c1
-    verdicts = {(e["key"], e["verdict"]) for e in _events(pipe, "result_recorded")}
+    verdicts = {(e["key"], e["verdict"]) for e in log_events(pipe, "result_recorded")}
     assert {(hash_key, "match"), (hash_key, "clean")} <= verdicts
 
 
@@ -343,7 +321,7 @@ def test_unpinned_versions_out_of_order_quarantine_the_scanned_version(
     _send(pipe, [json.dumps(e2)])
     _send(pipe, [json.dumps(e1)])
     _wait(lambda: len(pipe.reports()) == 1, 60, "v1's report")
-    time.sleep(1.0)
+    wait_settled(pipe)
     (report,) = pipe.reports()
     versions = s3.list_object_versions(Bucket=pipe.bucket, Prefix=content_key)["Versions"]
     assert report["content"]["version_id"] == c1
@@ -428,7 +406,7 @@ def test_thousand_event_burst_against_small_high_water(
     _send(pipe, bodies)
     try:
         _wait_all(pipe, list(hashes), len(known), timeout_s=150)
-        _wait(lambda: len(_events(pipe, "ingest_duplicate")) >= 1000 - distinct, 60, "repeats")
+        _wait(lambda: len(log_events(pipe, "ingest_duplicate")) >= 1000 - distinct, 60, "repeats")
     finally:
         done.set()
         sampler.join(5)

@@ -21,12 +21,12 @@ import pytest
 
 from devtools.localstack import LocalPipeline
 from devtools.localstack import wait_until as _wait
+from tests.support.hashes import HASH
+from tests.support.pipelines import MakePipeline
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
-HASH = 924
 ASKED_S = 3600
-MakePipeline = Callable[..., LocalPipeline]
 RecordLedger = Callable[..., dict[str, Any]]
 
 

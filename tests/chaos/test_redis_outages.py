@@ -23,13 +23,13 @@ from devtools.devstack import SentinelGroup
 from devtools.localstack import LocalPipeline
 from devtools.localstack import wait_until as _wait
 from edgematch.infra.redisclient import redis_client
+from tests.support.hashes import HASH
+from tests.support.pipelines import MakePipeline, results_count
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
 
-HASH = 924
 IMAGE = b"\xff\xd8 an image the platform stored "
 QUARANTINE = "quarantine"
-MakePipeline = Callable[..., LocalPipeline]
 RecordLedger = Callable[..., dict[str, Any]]
 
 
@@ -63,17 +63,6 @@ def uploader() -> Iterator[Callable[..., threading.Thread]]:
         thread.join(120)
 
 
-def _results(pipe: LocalPipeline, keys: list[str]) -> int:
-    client = redis_client(pipe.redis.url)
-    try:
-        pipeline = client.pipeline(transaction=False)
-        for key in keys:
-            pipeline.exists(pipe.keys.result(pipe.bucket, key))
-        return sum(int(n) for n in pipeline.execute())
-    finally:
-        client.close()
-
-
 def _diagnose(pipe: LocalPipeline, keys: list[str]) -> str:
     client = redis_client(pipe.redis.url)
     try:
@@ -91,7 +80,7 @@ def _diagnose(pipe: LocalPipeline, keys: list[str]) -> str:
             if '"level": "error"' in line or '"level": "warning"' in line
         ][-15:]
         return (
-            f"{len(keys) - _results(pipe, keys)} missing; buffer "
+            f"{len(keys) - results_count(pipe, keys)} missing; buffer "
             f"{client.zcard(pipe.keys.ready)} waiting, {client.zcard(pipe.keys.leases)} leased; "
             f"queues {queues}; unacked {unacked}; {client.zcard(f'{ns}:journal:at')} journaled; "
             f"dead letters {letters}; the worker's last complaints: " + "\n".join(complaints)
@@ -103,7 +92,7 @@ def _diagnose(pipe: LocalPipeline, keys: list[str]) -> str:
 def _wait_all(pipe: LocalPipeline, keys: list[str], matches: int, timeout_s: float) -> None:
     """Every upload has a result and every match its report, or say where things stand."""
     try:
-        _wait(lambda: _results(pipe, keys) == len(keys), timeout_s, f"{len(keys)} results")
+        _wait(lambda: results_count(pipe, keys) == len(keys), timeout_s, f"{len(keys)} results")
         _wait(lambda: len(pipe.reports()) >= matches, 120, f"{matches} reports")
     except AssertionError as exc:
         raise AssertionError(f"{exc}: {_diagnose(pipe, keys)}") from None
@@ -130,7 +119,7 @@ def test_redis_restarted_under_load_on_the_defaults(
     pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
     keys = list(hashes)
     uploading = uploader(pipe, hashes, 0.1)
-    _wait(lambda: _results(pipe, keys) >= 20, 120, "the first results")
+    _wait(lambda: results_count(pipe, keys) >= 20, 120, "the first results")
 
     _requests_in_flight(pipe)
     pipe.redis.stop()
@@ -189,7 +178,7 @@ def test_sentinel_master_failed_over_under_load_on_the_defaults(
     pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
     keys = list(hashes)
     uploading = uploader(pipe, hashes, 0.1)
-    _wait(lambda: _results(pipe, keys) >= 20, 120, "the first results")
+    _wait(lambda: results_count(pipe, keys) >= 20, 120, "the first results")
 
     _requests_in_flight(pipe)
     old = group.master.port

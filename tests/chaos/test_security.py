@@ -19,7 +19,6 @@ import os
 import ssl
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -44,12 +43,12 @@ from edgematch.config.celery import celery_config
 from edgematch.config.settings import Settings
 from edgematch.errors import TransportError
 from edgematch.photodna.client import HashItem, PhotoDNAClient
+from tests.support.hashes import HASH
+from tests.support.pipelines import MakePipeline, wait_settled
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
-HASH = 924
 IMAGE = b"\xff\xd8\xff\xe0 JFIF a picture only quarantine and the report may hold"
-MakePipeline = Callable[..., LocalPipeline]
 RecordLedger = Callable[..., dict[str, Any]]
 
 
@@ -418,11 +417,13 @@ def test_worker_refuses_pickle_and_other_content_types(
     # The same path with JSON works: the refusals are for the content type alone.
     assert pipe.wait_for_results(["json.bin"], timeout_s=60)
     client = redis.Redis.from_url(pipe.redis.url)
-    _wait(lambda: client.llen(queue) == 0, 10, "the queue to be drained")
-    time.sleep(1.0)
-    log = "\n".join(pipe.log_lines("worker"))
-    assert "untrusted content of type pickle" in log
-    assert "text/plain" in log
+    wait_settled(pipe)
+
+    def refusals_logged() -> bool:
+        log = "\n".join(pipe.log_lines("worker"))
+        return "untrusted content of type pickle" in log and "text/plain" in log
+
+    _wait(refusals_logged, 10, "both refusals in the worker's log")
     assert not marker.exists()  # never unpickled
     assert pipe.result("pickled.bin") is None and pipe.result("texted.bin") is None
     assert pipe.sandbox_stats()["items_total"] == 1
@@ -578,7 +579,7 @@ def test_secrets_and_hash_bytes_are_never_written_where_they_do_not_belong(
 
     _wait(submitted, 60, "every report submitted to PhotoDNA")
     pipe.sandbox_faults(fail_rate=0.0, item_3004_rate=0.0)
-    time.sleep(1.0)
+    wait_settled(pipe)
     ledger = record_ledger(
         pipe,
         "security: secrets and hash bytes",

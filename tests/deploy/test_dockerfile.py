@@ -48,12 +48,14 @@ def _dockerignore_allows(path: str) -> bool:
     return allowed
 
 
+@pytest.mark.integration
 def test_dockerfile_passes_hadolint() -> None:
     """hadolint finds nothing to say about the Dockerfile."""
     result = _hadolint(ROOT / "Dockerfile")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.integration
 def test_hadolint_would_catch_a_bad_dockerfile(tmp_path: Path) -> None:
     """The lint is real: a base image tagged latest fails it."""
     bad = tmp_path / "Dockerfile"

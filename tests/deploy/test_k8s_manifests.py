@@ -26,6 +26,8 @@ KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.utils.latest_version())
 #: Default of EDGEMATCH_SHUTDOWN_GRACE_S, when the ConfigMap does not set it.
 DEFAULT_SHUTDOWN_GRACE_S = 30
 UNSCALED = {"edgematch-intake", "edgematch-beat"}
+#: Process types that are neither a worker nor unscaled: the webhook, scaled on its requests.
+DOORS = {"edgematch-webhook"}
 #: The workloads that call the PhotoDNA API, the only ones given the subscription key:
 #: match (MatchEdgeHash) and reports (the Report operation, with the photodna reporter).
 API_CALLERS = {"edgematch-match", "edgematch-reports"}
@@ -81,7 +83,11 @@ def test_kustomization_lists_every_manifest_but_the_example_secrets() -> None:
 def test_no_secret_value_is_committed(manifests: list[dict[str, Any]]) -> None:
     """The only Secrets are the examples, and they carry no data."""
     secrets = [d for d in manifests if d["kind"] == "Secret"]
-    assert {d["metadata"]["name"] for d in secrets} == {"edgematch-api", "edgematch-redis"}
+    assert {d["metadata"]["name"] for d in secrets} == {
+        "edgematch-api",
+        "edgematch-redis",
+        "edgematch-webhook",
+    }
     for secret in secrets:
         assert not secret.get("data") and not secret.get("stringData")
 
@@ -89,11 +95,12 @@ def test_no_secret_value_is_committed(manifests: list[dict[str, Any]]) -> None:
 def test_one_deployment_per_process_type(
     deployments: dict[str, Any], queues_of: dict[str, list[str]]
 ) -> None:
-    """intake, beat, and one worker Deployment per queue set, each queue consumed exactly once."""
-    assert set(deployments) >= UNSCALED
+    """intake, webhook, beat, and one worker Deployment per queue set, each queue consumed
+    exactly once."""
+    assert set(deployments) >= UNSCALED | DOORS
     consumed = [step for steps in queues_of.values() for step in steps]
     assert sorted(consumed) == sorted(QUEUE_STEPS), "every queue consumed, none twice"
-    assert set(deployments) == UNSCALED | set(queues_of)
+    assert set(deployments) == UNSCALED | DOORS | set(queues_of)
 
 
 def test_every_pod_runs_non_root_and_read_only(
@@ -204,7 +211,7 @@ def test_metrics_port_is_the_same_everywhere(
     port = int(configmap["EDGEMATCH_METRICS_PORT"])
     for name, c in containers.items():
         assert {"name": "metrics", "containerPort": port, "protocol": "TCP"} in c["ports"], name
-    (service,) = [d for d in manifests if d["kind"] == "Service"]
+    service = _metrics_service(manifests)
     (monitor,) = [d for d in manifests if d["kind"] == "ServiceMonitor"]
     (service_port,) = service["spec"]["ports"]
     assert service_port["port"] == port and service_port["targetPort"] == "metrics"
@@ -216,16 +223,43 @@ def test_the_metrics_service_selects_every_pod(
     manifests: list[dict[str, Any]], deployments: dict[str, Any]
 ) -> None:
     """Every process type is scraped, beat included."""
-    (service,) = [d for d in manifests if d["kind"] == "Service"]
+    service = _metrics_service(manifests)
     for name, deployment in deployments.items():
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert _labels_match(service["spec"]["selector"], labels), name
 
 
+def _metrics_service(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    (service,) = [
+        d
+        for d in manifests
+        if d["kind"] == "Service"
+        and d["metadata"]["labels"].get("app.kubernetes.io/component") == "metrics"
+    ]
+    return service
+
+
+def test_the_webhook_service_reaches_the_webhook_port_only(
+    manifests: list[dict[str, Any]], containers: dict[str, Any]
+) -> None:
+    """The webhook's Service selects its pods alone, on the port EDGEMATCH_WEBHOOK_PORT sets."""
+    (service,) = [
+        d for d in manifests if d["kind"] == "Service" and d not in [_metrics_service(manifests)]
+    ]
+    webhook = containers["edgematch-webhook"]
+    env = {e["name"]: e.get("value") for e in webhook["env"]}
+    (http,) = [p for p in webhook["ports"] if p["name"] == "http"]
+    assert http["containerPort"] == int(env["EDGEMATCH_WEBHOOK_PORT"])
+    assert service["spec"]["selector"]["app.kubernetes.io/component"] == "webhook"
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
+    assert env["EDGEMATCH_WEBHOOK_TOKEN_FILE"].startswith("/var/run/secrets/edgematch-webhook/")
+
+
 def test_network_policy_allows_dns_redis_and_https_only(
     manifests: list[dict[str, Any]], deployments: dict[str, Any]
 ) -> None:
-    """Out: DNS, Redis, Sentinel and 443; in: the metrics port only; every pod covered."""
+    """Out: DNS, Redis, Sentinel and 443; in: the metrics port, and the webhook's http port
+    for the webhook pods alone; every pod covered."""
     policies = [d for d in manifests if d["kind"] == "NetworkPolicy"]
     egress_ports = {
         (p["port"], p["protocol"])
@@ -237,10 +271,18 @@ def test_network_policy_allows_dns_redis_and_https_only(
     ingress_ports = {
         p["port"]
         for policy in policies
+        if "component" not in json.dumps(policy["spec"]["podSelector"])
         for rule in policy["spec"].get("ingress", [])
         for p in rule["ports"]
     }
     assert ingress_ports == {"metrics"}
+    for policy in policies:
+        selector = policy["spec"]["podSelector"].get("matchLabels", {})
+        if "app.kubernetes.io/component" in selector:
+            assert selector["app.kubernetes.io/component"] == "webhook"
+            assert policy["spec"]["policyTypes"] == ["Ingress"]
+            ports = {p["port"] for r in policy["spec"]["ingress"] for p in r["ports"]}
+            assert ports == {"http"}
     for name, deployment in deployments.items():
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         covering = [

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]
 
+from edgematch.infra import metrics
 from edgematch.infra.keys import Keys
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,6 +55,9 @@ def test_scaled_objects_are_well_formed(
                 assert meta["serverAddress"].startswith(("http://", "https://")), name
                 assert float(meta["threshold"]) > 0, name
                 assert meta["query"], name
+            elif trigger["type"] == "cpu":
+                assert trigger["metricType"] == "Utilization", name
+                assert 0 < int(meta["value"]) <= 100, name
             else:
                 pytest.fail(f"{name}: unexpected trigger type {trigger['type']}")
             if "authenticationRef" in trigger:
@@ -67,6 +71,8 @@ def test_list_triggers_watch_the_queues_their_deployment_consumes(
     keys = Keys(configmap["EDGEMATCH_NAMESPACE"])
     for so in scaled_objects.values():
         target = so["spec"]["scaleTargetRef"]["name"]
+        if target not in queues_of:
+            continue  # the webhook consumes no queue (test_webhook_scales_on_its_requests)
         lists = {
             t["metadata"]["listName"] for t in so["spec"]["triggers"] if t["type"] in LIST_TRIGGERS
         }
@@ -87,6 +93,17 @@ def test_every_consumed_queue_is_watched_by_a_scaler(
     }
     consumed = {keys.queue(step) for steps in queues_of.values() for step in steps}
     assert watched == consumed
+
+
+def test_webhook_scales_on_its_requests_and_cpu(scaled_objects: dict[str, Any]) -> None:
+    """The webhook's pods follow the notifications arriving (its own counter) and CPU."""
+    spec = scaled_objects["edgematch-webhook"]["spec"]
+    assert spec["minReplicaCount"] >= 2, "one pod down must not stop the door"
+    triggers = {t["type"]: t for t in spec["triggers"]}
+    assert set(triggers) == {"prometheus", "cpu"}
+    query = triggers["prometheus"]["metadata"]["query"]
+    assert "edgematch_webhook_requests_total" in query
+    assert "edgematch_webhook_requests" in metrics.NAMES  # a counter's name, without _total
 
 
 def test_match_pool_is_capped_by_the_sizing_rule(
@@ -118,7 +135,11 @@ def test_trigger_authentication_reads_a_documented_secret_key(
 def test_service_monitor_is_well_formed(manifests: list[dict[str, Any]]) -> None:
     """A ServiceMonitor of the metrics Service's named port, at /metrics."""
     (monitor,) = _kind(manifests, "ServiceMonitor")
-    (service,) = _kind(manifests, "Service")
+    (service,) = [
+        s
+        for s in _kind(manifests, "Service")
+        if s["metadata"]["labels"]["app.kubernetes.io/component"] == "metrics"
+    ]
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["spec"]["namespaceSelector"]["matchNames"] == [service["metadata"]["namespace"]]
     for endpoint in monitor["spec"]["endpoints"]:

@@ -39,10 +39,11 @@ def _process_type(argv: list[str], procfile: dict[str, list[str]]) -> str:
     return matches[0]
 
 
-def test_procfile_names_the_three_process_types(procfile: dict[str, list[str]]) -> None:
-    """intake, worker and beat, each an `edgematch` subcommand."""
+def test_procfile_names_the_process_types(procfile: dict[str, list[str]]) -> None:
+    """intake (or webhook), worker and beat, each an `edgematch` subcommand."""
     assert procfile == {
         "intake": ["edgematch", "intake"],
+        "webhook": ["edgematch", "webhook"],
         "worker": ["edgematch", "worker"],
         "beat": ["edgematch", "beat"],
     }

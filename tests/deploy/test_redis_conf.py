@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import redis
 
-from devtools.devstack import free_port, wait_for_port
+from devtools.devstack import wait_for_port
+from tests.support.ports import free_port
 
 REDIS = Path(__file__).resolve().parents[2] / "deploy" / "redis"
 PASSWORD = "CHANGE-ME"  # the placeholder both files carry

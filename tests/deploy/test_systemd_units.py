@@ -15,7 +15,12 @@ from edgematch.config.settings import known_names
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEMD = ROOT / "deploy" / "systemd"
 INSTALLED = "/opt/edgematch/bin/edgematch"
-UNITS = ("edgematch-intake.service", "edgematch-worker@.service", "edgematch-beat.service")
+UNITS = (
+    "edgematch-intake.service",
+    "edgematch-webhook.service",
+    "edgematch-worker@.service",
+    "edgematch-beat.service",
+)
 #: Default of EDGEMATCH_SHUTDOWN_GRACE_S when the environment file does not set it.
 DEFAULT_SHUTDOWN_GRACE_S = 30
 HARDENING = {
@@ -76,14 +81,16 @@ def _copies_for_verify(tmp_path: Path) -> list[str]:
     ).stdout.strip()
     return [
         "edgematch-intake.service",
+        "edgematch-webhook.service",
         "edgematch-beat.service",
         "edgematch-worker@match.service",
         escaped,
     ]
 
 
-def test_the_three_process_types_have_units(units: dict[str, Unit]) -> None:
-    """intake, a worker template (instance = queue set) and beat, each with an [Install]."""
+def test_the_process_types_have_units(units: dict[str, Unit]) -> None:
+    """intake, webhook, a worker template (instance = queue set) and beat, each with an
+    [Install]."""
     assert set(units) == set(UNITS)
     for name, unit in units.items():
         assert unit["Install"] == [("WantedBy", "multi-user.target")], name
@@ -120,6 +127,12 @@ def test_the_key_is_a_credential_never_in_the_environment_file(units: dict[str, 
         unit = units[name]
         assert not _values(unit, "LoadCredential"), name
         assert not [k for k in _env(unit) if k.startswith("EDGEMATCH_SUBSCRIPTION_KEY")], name
+    # The webhook's token is its own credential, the same way; it gets no subscription key.
+    webhook = units["edgematch-webhook.service"]
+    assert _one(webhook, "LoadCredential").startswith("webhook-token:/etc/edgematch/")
+    assert _env(webhook)["EDGEMATCH_WEBHOOK_TOKEN_FILE"] == "%d/webhook-token"
+    assert not [k for k in _env(webhook) if k.startswith("EDGEMATCH_SUBSCRIPTION_KEY")]
+    assert not [k for k in _env_file() if k.startswith("EDGEMATCH_WEBHOOK_TOKEN")]
     env = _env_file()
     assert "EDGEMATCH_SUBSCRIPTION_KEY" not in env
     assert "EDGEMATCH_SUBSCRIPTION_KEY_FILE" not in env
@@ -129,9 +142,10 @@ def test_the_key_is_a_credential_never_in_the_environment_file(units: dict[str, 
 def test_per_unit_variables_stay_out_of_the_shared_file(units: dict[str, Unit]) -> None:
     """intake and beat have their own metrics ports, worker instances get theirs in drop-ins."""
     ports = {name: _env(unit).get("EDGEMATCH_METRICS_PORT") for name, unit in units.items()}
-    assert ports["edgematch-worker@.service"] is None, "instances on one host would collide"
-    assert ports["edgematch-intake.service"] != ports["edgematch-beat.service"]
-    assert None not in (ports["edgematch-intake.service"], ports["edgematch-beat.service"])
+    assert ports.pop("edgematch-worker@.service") is None, "instances on one host would collide"
+    assert None not in ports.values() and len(set(ports.values())) == len(ports), ports
+    # deploy/README.md gives worker instances 9102 and up on a host.
+    assert not {int(p) for p in ports.values() if p} & set(range(9102, 9110))
     per_unit = {k for unit in units.values() for k in _env(unit)} | {"EDGEMATCH_METRICS_PORT"}
     assert not per_unit & set(_env_file())
 
@@ -142,6 +156,7 @@ def test_unit_variables_are_read_by_the_code(units: dict[str, Unit]) -> None:
     assert not [n for n in names if n.startswith("EDGEMATCH_") and n not in known_names()]
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
 def test_systemd_accepts_the_units(tmp_path: Path) -> None:
     """`systemd-analyze verify` loads every unit (and two worker instances) without a word."""
@@ -158,6 +173,7 @@ def test_systemd_accepts_the_units(tmp_path: Path) -> None:
     assert result.stderr.strip() == "", result.stderr
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
 def test_systemd_rates_the_units_exposure_low(tmp_path: Path) -> None:
     """`systemd-analyze security` rates each unit's exposure at most 2.0 ("OK")."""

@@ -42,6 +42,7 @@ def wheel_files(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
         return archive.namelist()
 
 
+@pytest.mark.integration  # builds the wheel with pip, a process
 def test_the_wheel_holds_the_application(wheel_files: list[str]) -> None:
     """Every module of edgematch/ is in the wheel, with the Lua scripts and py.typed."""
     expected = {
@@ -53,6 +54,7 @@ def test_the_wheel_holds_the_application(wheel_files: list[str]) -> None:
     assert any(name.startswith("edgematch/infra/lua/") for name in wheel_files)
 
 
+@pytest.mark.integration  # builds the wheel with pip, a process
 def test_the_wheel_holds_no_dev_tools(wheel_files: list[str]) -> None:
     """No sandbox, demo, local-stack or devtools file, and only one top-level package."""
     dev = [n for n in wheel_files if any(word in n.lower() for word in DEV_ONLY)]

@@ -19,10 +19,10 @@ import pytest
 
 from devtools.localstack import LocalPipeline
 from devtools.localstack import wait_until as _wait
+from tests.support.hashes import HASH
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
-HASH = 924
 #: EDGEMATCH_MAX_ATTEMPTS's default (docs/configuration.md).
 DEFAULT_MAX_ATTEMPTS = 8
 

@@ -11,8 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -21,55 +19,32 @@ import redis
 from devtools.localstack import LocalPipeline
 from devtools.localstack import wait_until as _wait
 from devtools.sandbox.webhook import WebhookReceiver
+from tests.support.hashes import HASH
+from tests.support.pipelines import MakePipeline, cli, content_tags, log_events, wait_settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
-HASH = 924
 IMAGE = b"\xff\xd8 an image the platform stored"
 QUARANTINE = "quarantine"
 SECRET = "whsec-e2e-0123456789"
 FAST_RETRIES = {"EDGEMATCH_BACKOFF_BASE_S": "0.2", "EDGEMATCH_BACKOFF_CAP_S": "1"}
-MakePipeline = Callable[..., LocalPipeline]
 
 
 @pytest.fixture
-def make_pipeline() -> Iterator[MakePipeline]:
-    made: list[LocalPipeline] = []
+def make_pipeline(make_pipeline: MakePipeline) -> MakePipeline:
+    """The shared factory, each pipeline with its processes started (two worker processes)."""
 
     def make(**kwargs: Any) -> LocalPipeline:
-        pipe = LocalPipeline(rate=10.0, **kwargs).start()
-        made.append(pipe)
+        pipe = make_pipeline(**kwargs)
         pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
         return pipe
 
-    yield make
-    for pipe in made:
-        pipe.close()
+    return make
 
 
 def _versions(pipe: LocalPipeline, bucket: str, key: str) -> list[dict[str, Any]]:
     listing = pipe.s3().list_object_versions(Bucket=bucket, Prefix=key)
     return [v for v in listing.get("Versions", []) if v["Key"] == key]
-
-
-def _tags(pipe: LocalPipeline, bucket: str, key: str) -> dict[str, str]:
-    tag_set = pipe.s3().get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
-    return {t["Key"]: t["Value"] for t in tag_set}
-
-
-def _events(pipe: LocalPipeline, event: str) -> int:
-    return sum(f'"event": "{event}"' in line for line in pipe.log_lines("worker"))
-
-
-def _cli(pipe: LocalPipeline, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edgematch.ops.cli", *args],
-        env=pipe.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def _redeliver(pipe: LocalPipeline, result: dict[str, Any], times: int) -> None:
@@ -111,7 +86,7 @@ def test_match_is_moved_verified_and_reported_once(make_pipeline: MakePipeline) 
         Bucket=QUARANTINE, Key="uploads/photos/hit.jpg", VersionId=copy["VersionId"]
     )
     assert head["ObjectLockLegalHoldStatus"] == "ON" and head["ContentLength"] == len(IMAGE)
-    assert _tags(pipe, QUARANTINE, "uploads/photos/hit.jpg") == {
+    assert content_tags(pipe, QUARANTINE, "uploads/photos/hit.jpg") == {
         "owner": "platform",
         "edgematch-status": "quarantined",
     }
@@ -126,12 +101,12 @@ def test_match_is_moved_verified_and_reported_once(make_pipeline: MakePipeline) 
     result = pipe.result("photos/hit.jpg.bin")
     assert result is not None
     _redeliver(pipe, result, 3)
-    _wait(lambda: _events(pipe, "quarantine_repeat") >= 3, 60, "three repeats")
-    time.sleep(1.0)  # the report tasks that follow each repeat
+    _wait(lambda: len(log_events(pipe, "quarantine_repeat")) >= 3, 60, "three repeats")
+    wait_settled(pipe)  # the report tasks that follow each repeat
     assert len(pipe.reports()) == 1
     assert len(_versions(pipe, QUARANTINE, "uploads/photos/hit.jpg")) == 1
     # The repeats tagged no other version of the key as a match.
-    assert _tags(pipe, pipe.bucket, "photos/hit.jpg") == {}
+    assert content_tags(pipe, pipe.bucket, "photos/hit.jpg") == {}
 
     # A re-upload of the matched hash: from the match cache, no API call, its own report.
     items_before = pipe.sandbox_stats()["items_total"]
@@ -144,13 +119,13 @@ def test_match_is_moved_verified_and_reported_once(make_pipeline: MakePipeline) 
     assert pipe.exists(QUARANTINE, "uploads/photos/again.jpg")
 
     # A person finds them again.
-    listed = _cli(pipe, "reports", "list", "--json")
+    listed = cli(pipe, "reports", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     ids = [json.loads(line)["report_id"] for line in listed.stdout.splitlines()]
     assert sorted(ids) == sorted(r["report_id"] for r in pipe.reports())
-    shown = _cli(pipe, "reports", "show", ids[0])
+    shown = cli(pipe, "reports", "show", ids[0])
     assert shown.returncode == 0 and json.loads(shown.stdout)["report_id"] == ids[0]
-    assert _cli(pipe, "reports", "show", "rpt-none").returncode == 1
+    assert cli(pipe, "reports", "show", "rpt-none").returncode == 1
 
     # One correlation id from the upload to its report; no image bytes in any log.
     corr = report["correlation_id"]
@@ -181,7 +156,7 @@ def test_webhook_sees_one_delivery_per_report(make_pipeline: MakePipeline) -> No
             return bool(docs) and docs[0]["status"] == "submitted"
 
         _wait(submitted, 60, "the report to be submitted")
-        time.sleep(1.0)
+        wait_settled(pipe)
         requests = hook.requests
     (report,) = pipe.reports()
     assert [r.status for r in requests] == [500, 200]
@@ -205,7 +180,7 @@ def test_shadow_mode_touches_nothing(make_pipeline: MakePipeline) -> None:
     assert report["status"] == "shadow" and report["evidence"]["state"] == "shadow"
     assert "would move" in report["evidence"]["detail"]
     assert len(_versions(pipe, pipe.bucket, "photos/hit.jpg")) == 1
-    assert _tags(pipe, pipe.bucket, "photos/hit.jpg") == {
+    assert content_tags(pipe, pipe.bucket, "photos/hit.jpg") == {
         "owner": "platform",
         "edgematch-status": "match",
     }
@@ -221,7 +196,7 @@ def test_tag_mode_keeps_existing_tags(make_pipeline: MakePipeline) -> None:
     _wait(lambda: len(pipe.reports()) == 1, 60, "the report")
     (report,) = pipe.reports()
     assert report["evidence"]["state"] == "tagged"
-    assert _tags(pipe, pipe.bucket, "photos/hit.jpg") == {
+    assert content_tags(pipe, pipe.bucket, "photos/hit.jpg") == {
         "owner": "platform",
         "edgematch-status": "quarantined",
     }
@@ -245,7 +220,7 @@ def test_quarantine_that_cannot_complete_fails_closed(make_pipeline: MakePipelin
     assert entry["reason"] == "quarantine_unavailable" and "no-such-quarantine" in entry["message"]
     assert entry["key"] == "photos/hit.jpg"
     assert len(_versions(pipe, pipe.bucket, "photos/hit.jpg")) == 1
-    assert _tags(pipe, pipe.bucket, "photos/hit.jpg")["edgematch-status"] == "match"
+    assert content_tags(pipe, pipe.bucket, "photos/hit.jpg")["edgematch-status"] == "match"
     (report,) = pipe.reports()
     assert report["evidence"]["state"] == "failed"
     assert "quarantine_unavailable" in report["evidence"]["detail"]

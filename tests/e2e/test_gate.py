@@ -10,6 +10,7 @@ import pytest
 
 from devtools.localstack import LocalPipeline
 from devtools.localstack import wait_until as _wait
+from tests.support.hashes import HASH
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -41,7 +42,7 @@ def test_content_is_unreadable_until_scanned_clean() -> None:
         # Slow answers leave time to see the pending state from outside.
         pipe.sandbox_faults(slow_rate=1.0, slow_s=1.5)
         pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
-        clean, match = os.urandom(924), os.urandom(924)
+        clean, match = os.urandom(HASH), os.urandom(HASH)
         pipe.add_known([match])
         pipe.upload("gate/clean.jpg.bin", clean, content=b"clean image")
         pipe.upload("gate/match.jpg.bin", match, content=b"matching image")

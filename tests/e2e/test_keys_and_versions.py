@@ -11,80 +11,27 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
-import redis
 
 from devtools.localstack import LocalPipeline
 from devtools.localstack import wait_until as _wait
 from edgematch.downstream.quarantine import META_SOURCE, ContentVersion, quarantine_key
 from edgematch.infra.s3text import decode_metadata_value
+from tests.support.hashes import HASH
+from tests.support.pipelines import MakePipeline, cli, content_tags, dead_letters, log_events
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
-HASH = 924
 QUARANTINE = "quarantine"
 TAG = "edgematch-status"
 FAST_RETRIES = {"EDGEMATCH_BACKOFF_BASE_S": "0.2", "EDGEMATCH_BACKOFF_CAP_S": "1"}
 HIT_KEYS = ["photos/ünï cödé ☃.jpg", "写真/猫 + 犬 100%.jpg", "long/" + "写" * 338 + "a"]
 CLEAN_KEYS = ["صور/قطة?#.jpg", "emoji/😀🎉 a+b.jpg"]
-MakePipeline = Callable[..., LocalPipeline]
-
-
-@pytest.fixture
-def make_pipeline() -> Iterator[MakePipeline]:
-    made: list[LocalPipeline] = []
-
-    def make(**kwargs: Any) -> LocalPipeline:
-        pipe = LocalPipeline(rate=10.0, **kwargs).start()
-        made.append(pipe)
-        return pipe
-
-    yield make
-    for pipe in made:
-        pipe.close()
-
-
-def _cli(pipe: LocalPipeline, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edgematch.ops.cli", *args],
-        env={**pipe.env(), "PYTHONIOENCODING": "utf-8"},
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=60,
-        check=False,
-    )
-
-
-def _tags(pipe: LocalPipeline, bucket: str, key: str, version: str | None = None) -> dict[str, str]:
-    extra: dict[str, Any] = {"VersionId": version} if version else {}
-    tag_set = pipe.s3().get_object_tagging(Bucket=bucket, Key=key, **extra)["TagSet"]
-    return {t["Key"]: t["Value"] for t in tag_set}
-
-
-def _letters(pipe: LocalPipeline) -> list[dict[str, Any]]:
-    client = redis.Redis.from_url(pipe.redis.url)
-    try:
-        return [json.loads(raw) for raw in client.hvals(pipe.keys.dead_letters)]
-    finally:
-        client.close()
-
-
-def _events(pipe: LocalPipeline, name: str) -> list[dict[str, Any]]:
-    found = []
-    for line in pipe.log_lines("worker"):
-        if line.startswith("{") and f'"{name}"' in line:
-            doc = json.loads(line)
-            if doc.get("event") == name:
-                found.append(doc)
-    return found
 
 
 @pytest.mark.parametrize("mode", ["move", "tag", "off"])
@@ -117,23 +64,23 @@ def test_keys_of_every_kind_are_scanned_quarantined_reported_and_found(
         _check_quarantined(pipe, mode, key)
     for key in CLEAN_KEYS:
         assert results[f"{key}.bin"]["verdict"] == "clean"
-        assert _tags(pipe, pipe.bucket, key)[TAG] == "clean"
+        assert content_tags(pipe, pipe.bucket, key)[TAG] == "clean"
     assert results[f"{refused}.bin"]["verdict"] == "unscannable"
-    assert _tags(pipe, pipe.bucket, refused)[TAG] == "unscannable"
+    assert content_tags(pipe, pipe.bucket, refused)[TAG] == "unscannable"
     reported = {r["content"]["key"]: r for r in pipe.reports()}
     assert set(reported) == set(HIT_KEYS)
 
     # On call finds them by their keys, and reads the keys back as text.
     for key in [HIT_KEYS[0], CLEAN_KEYS[0]]:
-        shown = _cli(pipe, "result", f"s3://{pipe.bucket}/{key}")
+        shown = cli(pipe, "result", f"s3://{pipe.bucket}/{key}")
         assert shown.returncode == 0, shown.stderr
         assert json.loads(shown.stdout)["content_key"] == key and key in shown.stdout
-    listed = _cli(pipe, "reports", "list")
+    listed = cli(pipe, "reports", "list")
     assert listed.returncode == 0 and HIT_KEYS[1] in listed.stdout, listed.stderr
-    dlq = _cli(pipe, "dlq", "list")
+    dlq = cli(pipe, "dlq", "list")
     assert dlq.returncode == 0 and f"{refused}.bin" in dlq.stdout, dlq.stderr
-    (letter,) = [e for e in _letters(pipe) if e["key"] == f"{refused}.bin"]
-    shown = _cli(pipe, "dlq", "show", letter["id"])
+    (letter,) = [e for e in dead_letters(pipe) if e["key"] == f"{refused}.bin"]
+    shown = cli(pipe, "dlq", "show", letter["id"])
     assert shown.returncode == 0 and json.loads(shown.stdout)["key"] == f"{refused}.bin"
 
 
@@ -149,10 +96,12 @@ def _check_quarantined(pipe: LocalPipeline, mode: str, key: str) -> None:
         assert head["ObjectLockLegalHoldStatus"] == "ON"
         source = head["Metadata"].get(META_SOURCE)
         assert source is None or decode_metadata_value(source) == f"s3://{pipe.bucket}/{key}"
-        assert _tags(pipe, QUARANTINE, target)[TAG] == "quarantined"
+        assert content_tags(pipe, QUARANTINE, target)[TAG] == "quarantined"
     else:
         assert len(left) == 1
-        assert _tags(pipe, pipe.bucket, key)[TAG] == ("quarantined" if mode == "tag" else "match")
+        assert content_tags(pipe, pipe.bucket, key)[TAG] == (
+            "quarantined" if mode == "tag" else "match"
+        )
 
 
 # --- late events ----------------------------------------------------------------------------
@@ -217,30 +166,34 @@ def test_a_late_event_never_undoes_the_newest_verdict(make_pipeline: MakePipelin
     ]
     _send(pipe, newest)
     _wait(lambda: len(pipe.reports()) == 1, 60, "the hit's report")
-    _wait(lambda: _tags(pipe, pipe.bucket, hit_key).get(TAG) == "quarantined", 30, "quarantine")
-    _wait(lambda: _tags(pipe, pipe.bucket, clean_key).get(TAG) == "clean", 30, "the clean tag")
+    _wait(
+        lambda: content_tags(pipe, pipe.bucket, hit_key).get(TAG) == "quarantined", 30, "quarantine"
+    )
+    _wait(
+        lambda: content_tags(pipe, pipe.bucket, clean_key).get(TAG) == "clean", 30, "the clean tag"
+    )
     newest_results = {k: pipe.result(f"{k}.bin") for k in (hit_key, clean_key)}
 
     _send(pipe, early)
     # Both late events are read, refused as replaced (dead letters) and recorded.
     _wait(
-        lambda: len([e for e in _letters(pipe) if "superseded" in e["message"]]) == 2,
+        lambda: len([e for e in dead_letters(pipe) if "superseded" in e["message"]]) == 2,
         60,
         "the two late events' dead letters",
     )
     late = {f"{hit_key}.bin", f"{clean_key}.bin"}
     _wait(
-        lambda: len([e for e in _events(pipe, "result_recorded") if e["key"] in late]) == 4,
+        lambda: len([e for e in log_events(pipe, "result_recorded") if e["key"] in late]) == 4,
         60,
         "the two late results",
     )
-    assert _tags(pipe, pipe.bucket, hit_key) == {"owner": "platform", TAG: "quarantined"}
-    assert _tags(pipe, pipe.bucket, clean_key) == {"owner": "platform", TAG: "clean"}
-    late_results = [e for e in _events(pipe, "result_recorded") if e["key"] in late][-2:]
+    assert content_tags(pipe, pipe.bucket, hit_key) == {"owner": "platform", TAG: "quarantined"}
+    assert content_tags(pipe, pipe.bucket, clean_key) == {"owner": "platform", TAG: "clean"}
+    late_results = [e for e in log_events(pipe, "result_recorded") if e["key"] in late][-2:]
     assert [e.get("current") for e in late_results] == [False, False]
     for key in (hit_key, clean_key):
         assert pipe.result(f"{key}.bin") == newest_results[key]
-    shown = _cli(pipe, "result", f"s3://{pipe.bucket}/{hit_key}")
+    shown = cli(pipe, "result", f"s3://{pipe.bucket}/{hit_key}")
     assert shown.returncode == 0 and json.loads(shown.stdout)["verdict"] == "match"
     (report,) = pipe.reports()
     assert report["evidence"]["state"] == "tagged"

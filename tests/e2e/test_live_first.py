@@ -12,10 +12,10 @@ import pytest
 import redis
 
 from devtools.localstack import LocalPipeline, wait_until
+from tests.support.hashes import HASH
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
-HASH = 924
 RATE = 2.0
 LINGER_S = 0.25
 

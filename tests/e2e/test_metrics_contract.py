@@ -19,13 +19,14 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from devtools.devstack import ROOT, free_port
+from devtools.devstack import ROOT
 from devtools.localstack import LocalPipeline
 from devtools.localstack import wait_until as _wait
+from tests.support.hashes import HASH
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
-HASH = 924
 #: Everything that tells operators a metric's name.
 DOCUMENTS = (
     ROOT / "README.md",

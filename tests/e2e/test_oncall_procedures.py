@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -21,41 +20,14 @@ import redis
 
 from devtools.localstack import LocalPipeline
 from devtools.localstack import wait_until as _wait
+from tests.support.hashes import HASH
+from tests.support.pipelines import MakePipeline, cli, wait_settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
-HASH = 924
-MakePipeline = Callable[..., LocalPipeline]
-
-
-@pytest.fixture
-def make_pipeline() -> Iterator[MakePipeline]:
-    made: list[LocalPipeline] = []
-
-    def make(**kwargs: Any) -> LocalPipeline:
-        pipe = LocalPipeline(**kwargs).start()
-        made.append(pipe)
-        return pipe
-
-    yield make
-    for pipe in made:
-        pipe.close()
-
-
-def _cli(pipe: LocalPipeline, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edgematch.ops.cli", *args],
-        env=pipe.env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-
 
 def _letters(pipe: LocalPipeline) -> list[dict[str, Any]]:
-    proc = _cli(pipe, "dlq", "list", "--json", "--limit", "0")
+    proc = cli(pipe, "dlq", "list", "--json", "--limit", "0")
     assert proc.returncode == 0, proc.stderr
     docs: list[dict[str, Any]] = json.loads(proc.stdout)
     return docs
@@ -95,14 +67,14 @@ def test_outage_dead_letters_replay_and_status(make_pipeline: MakePipeline) -> N
     assert all(d["attempts"] == 2 and d["correlation_id"] for d in letters if d["key"])
     results = pipe.wait_for_results(keys, timeout_s=30)
     assert {r["verdict"] for r in results.values()} == {"unscannable"}
-    sick = _cli(pipe, "status", "--json")
+    sick = cli(pipe, "status", "--json")
     assert sick.returncode == 1
     assert any("retries_exhausted 6" in p["what"] for p in json.loads(sick.stdout)["problems"])
     assert pipe.sandbox_stats()["items_total"] == 0
 
     pipe.sandbox_faults(force_status=None)
-    first = _cli(pipe, "dlq", "replay", "--all")
-    second = _cli(pipe, "dlq", "replay", "--all")  # at once: the first replay is under way
+    first = cli(pipe, "dlq", "replay", "--all")
+    second = cli(pipe, "dlq", "replay", "--all")  # at once: the first replay is under way
     assert first.returncode == 0, first.stderr
     assert "replayed 6" in first.stdout and "1 not replayable" in first.stdout
     assert second.returncode == 0, second.stderr
@@ -113,19 +85,19 @@ def test_outage_dead_letters_replay_and_status(make_pipeline: MakePipeline) -> N
 
     _wait(recovered, 60, "every replayed item to be scanned clean")
     _wait(lambda: client.zcard(pipe.keys.dead_letter_index) == 1, 30, "the replays to resolve")
-    time.sleep(1.0)
+    wait_settled(pipe)
     assert pipe.sandbox_stats()["items_total"] == len(keys)
 
-    third = _cli(pipe, "dlq", "replay", "--all")
+    third = cli(pipe, "dlq", "replay", "--all")
     assert third.returncode == 0 and "replayed 0" in third.stdout
-    time.sleep(2.0)
+    wait_settled(pipe)
     assert pipe.sandbox_stats()["items_total"] == len(keys)
     assert [d["reason"] for d in _letters(pipe)] == ["malformed_event"]
     lines = [json.loads(line) for line in pipe.log_lines("worker") if line.startswith("{")]
     resolved = {line.get("replayed_from") for line in lines if line["event"] == "replay_resolved"}
     assert {d["id"] for d in letters if d["key"]} <= resolved
 
-    healthy = _cli(pipe, "status", "--json")
+    healthy = cli(pipe, "status", "--json")
     doc = json.loads(healthy.stdout)
     assert healthy.returncode == 0, doc["problems"]
     assert {w["role"] for w in doc["workers"]} == {"worker", "intake", "beat"}
@@ -167,7 +139,7 @@ def test_backfill_killed_half_way_scans_each_object_once(make_pipeline: MakePipe
     assert client.hget(checkpoint, "finished_at") in (None, b"")
 
     pipe.start_processes("worker", "beat", worker_args=["--concurrency", "2"])
-    resumed = _cli(pipe, "backfill", f"s3://{pipe.bucket}/old/", "--page-size", "7")
+    resumed = cli(pipe, "backfill", f"s3://{pipe.bucket}/old/", "--page-size", "7")
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming after 'old/" in resumed.stderr
     assert "30 enqueued" in resumed.stdout and "done" in resumed.stdout
@@ -175,9 +147,9 @@ def test_backfill_killed_half_way_scans_each_object_once(make_pipeline: MakePipe
     results = pipe.wait_for_results(keys, timeout_s=90)
     assert set(results) == set(keys)
     assert {doc["lane"] for doc in results.values()} == {"backfill"}
-    time.sleep(1.0)
+    wait_settled(pipe)
     assert pipe.sandbox_stats()["items_total"] == len(keys)
 
-    again = _cli(pipe, "backfill", f"s3://{pipe.bucket}/old/")
+    again = cli(pipe, "backfill", f"s3://{pipe.bucket}/old/")
     assert again.returncode == 0 and "--restart" in again.stdout
     client.close()

@@ -14,13 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devtools.devstack import free_port
 from devtools.localstack import LocalPipeline
 from devtools.localstack import wait_until as _wait
+from tests.support.hashes import HASH
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
-
-HASH = 924
 
 
 @pytest.fixture

@@ -26,10 +26,9 @@ from edgematch.config.celery import celery_config
 from edgematch.config.settings import Settings
 from edgematch.recovery.journal import Journal
 from edgematch.recovery.unacked import REFRESH_S, STALE_S
+from tests.support.hashes import HASH
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
-
-HASH = 924
 
 
 @pytest.fixture

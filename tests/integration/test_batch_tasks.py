@@ -26,9 +26,12 @@ from edgematch.pipeline.results import CLEAN, Result
 from edgematch.recovery.poison import Deliveries, counter_ttl_s
 from edgematch.runtime import Runtime
 from edgematch.tasks import steps
+from tests.support.hashes import HASH
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+pytestmark = pytest.mark.integration
 
 MakeSettings = Callable[..., Settings]
 BUCKET = "uploads"
@@ -64,13 +67,13 @@ def sent(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> Sent:
 
 def _upload(s3: S3Client, key: str) -> dict[str, Any]:
     s3.put_object(Bucket=BUCKET, Key=key.removesuffix(".bin"), Body=b"image")
-    put = s3.put_object(Bucket=BUCKET, Key=key, Body=os.urandom(924))
+    put = s3.put_object(Bucket=BUCKET, Key=key, Body=os.urandom(HASH))
     obj = ObjectCreated(
         bucket=BUCKET,
         key=key,
         version_id=put.get("VersionId"),
         etag=put["ETag"].strip('"'),
-        size=924,
+        size=HASH,
         event_time=None,
         event_name="ObjectCreated:Put",
         sequencer=None,
@@ -173,7 +176,7 @@ def _result(n: int, lane: str = "live", content_etag: str | None = None) -> dict
         etag=f"etag{n}",
         content_bucket=BUCKET,
         content_key=f"{n}.jpg",
-        data=os.urandom(924),
+        data=os.urandom(HASH),
         correlation_id=f"corr-{n}",
         lane=lane,
         content_etag=content_etag,

@@ -17,6 +17,9 @@ from edgematch.config.settings import Settings
 from edgematch.infra.redisclient import redis_client as build_redis_client
 from edgematch.pipeline.buffer import Batch, BatchBuffer, Empty, Wait, limiter_window
 from edgematch.pipeline.items import Item
+from tests.support.hashes import HASH
+
+pytestmark = pytest.mark.integration
 
 MakeSettings = Callable[..., Settings]
 
@@ -29,7 +32,7 @@ def _item(n: int) -> Item:
         etag=f"e{n}",
         content_bucket="b",
         content_key=f"k{n}",
-        data=os.urandom(924),
+        data=os.urandom(HASH),
         correlation_id=f"c{n}",
     )
 

@@ -26,6 +26,7 @@ from edgematch.pipeline.buffer import Batch, Empty, Wait
 from edgematch.pipeline.items import Item
 from edgematch.pipeline.results import CLEAN, Result
 from edgematch.runtime import Runtime
+from tests.support.hashes import HASH
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -67,7 +68,7 @@ class Pool:
                 etag=f"etag-{n}",
                 content_bucket="uploads",
                 content_key=f"photos/{n:03d}.jpg",
-                data=os.urandom(924),
+                data=os.urandom(HASH),
                 correlation_id=f"corr-{n}",
             )
             assert self.rt.buffer.push(item, f"id-{item.key}")

@@ -20,6 +20,8 @@ from edgematch.recovery.deadletters import (
     Filter,
 )
 
+pytestmark = pytest.mark.integration
+
 NS = "dlqtest"
 
 

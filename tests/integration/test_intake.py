@@ -16,10 +16,14 @@ from moto import mock_aws
 from structlog.testing import capture_logs
 
 from edgematch.config.settings import Settings
+from edgematch.infra import health
 from edgematch.pipeline import intake as intake_module
 from edgematch.pipeline.events import ObjectCreated
 from edgematch.pipeline.intake import Intake
 from edgematch.runtime import Runtime
+from tests.support.hashes import HASH
+
+pytestmark = pytest.mark.integration
 
 MakeSettings = Callable[..., Settings]
 
@@ -34,7 +38,7 @@ def _record(key: str, bucket: str = "uploads") -> dict[str, Any]:
     return {
         "eventSource": "aws:s3",
         "eventName": "ObjectCreated:Put",
-        "s3": {"bucket": {"name": bucket}, "object": {"key": key, "size": 924, "eTag": "abc"}},
+        "s3": {"bucket": {"name": bucket}, "object": {"key": key, "size": HASH, "eTag": "abc"}},
     }
 
 
@@ -133,7 +137,10 @@ def test_message_is_kept_when_enqueueing_fails(
 
 
 def test_backlog_over_high_water_stops_receiving(
-    sqs: Any, redis_client: redis.Redis, make_settings: MakeSettings
+    sqs: Any,
+    redis_client: redis.Redis,
+    make_settings: MakeSettings,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Past the high-water mark intake receives nothing; SQS holds the burst until work drains."""
     intake, enqueued = _intake(sqs, make_settings, intake_high_water=3)
@@ -143,10 +150,21 @@ def test_backlog_over_high_water_stops_receiving(
         sqs.send_message(
             QueueUrl=intake.queue_url, MessageBody=json.dumps({"Records": [_record(f"{n}.bin")]})
         )
+    # Each turn of intake's loop beats its heartbeat, then weighs the backlog: four beats
+    # are three turns that found the backlog over the mark (1.5 s paused) and polled nothing.
+    beats = threading.Semaphore(0)
+    beat = health.beat
+
+    def counted_beat(process: str) -> None:
+        beat(process)
+        beats.release()
+
+    monkeypatch.setattr(health, "beat", counted_beat)
     runner = threading.Thread(target=intake.run)
     runner.start()
     try:
-        time.sleep(1.5)
+        for _ in range(4):
+            assert beats.acquire(timeout=10), "intake stopped turning"
         assert enqueued == []
         assert _remaining(sqs, intake.queue_url) == 5
         redis_client.delete(ingest_queue)  # the workers caught up

@@ -27,6 +27,8 @@ from edgematch.recovery import journal as journal_module
 from edgematch.recovery.journal import Journal
 from edgematch.recovery.unacked import STALE_S, DeliveryKeeper, Unacked
 
+pytestmark = pytest.mark.integration
+
 NS = "journaltest"
 QUEUE = f"{NS}.ingest"
 

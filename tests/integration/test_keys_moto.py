@@ -45,6 +45,7 @@ from edgematch.pipeline.results import MATCH, Result, consume
 from edgematch.pipeline.tagging import verdict_tags
 from edgematch.recovery.replay import plan
 from edgematch.runtime import Runtime
+from tests.support.hashes import HASH
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -122,7 +123,7 @@ def _upload(s3: S3Client, content_key: str) -> tuple[str, bytes]:
         Tagging="owner=plätform&album=写真 2026",
         Metadata={"reportee-name": encode_metadata_value("Zoë Ångström")},
     )
-    hash_bytes = os.urandom(924)
+    hash_bytes = os.urandom(HASH)
     if len(f"{content_key}.bin".encode()) <= MAX_KEY_BYTES:
         hash_key, metadata = f"{content_key}.bin", {}
     else:

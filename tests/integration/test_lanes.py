@@ -6,12 +6,16 @@ import os
 from collections import Counter
 from collections.abc import Callable
 
+import pytest
 import redis
 
 from edgematch.config.celery import celery_config
 from edgematch.config.settings import Settings
 from edgematch.pipeline.buffer import Batch, BatchBuffer
 from edgematch.pipeline.items import Item
+from tests.support.hashes import HASH
+
+pytestmark = pytest.mark.integration
 
 MakeSettings = Callable[..., Settings]
 
@@ -24,7 +28,7 @@ def _item(n: int, lane: str) -> Item:
         etag=f"e{n}",
         content_bucket="b",
         content_key=f"{lane}/{n}",
-        data=os.urandom(924),
+        data=os.urandom(HASH),
         correlation_id=f"c{n}",
         lane=lane,
     )

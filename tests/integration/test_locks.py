@@ -17,6 +17,8 @@ from devtools.devstack import RedisServer
 from edgematch.infra.redisclient import redis_client as build_redis_client
 from edgematch.recovery.locks import LockHeld, exclusive
 
+pytestmark = pytest.mark.integration
+
 NAME = "locktest:lock:quarantine:x"
 
 

@@ -31,6 +31,9 @@ from edgematch.pipeline.buffer import Batch, Empty, Wait
 from edgematch.pipeline.items import Item
 from edgematch.pipeline.results import CLEAN, MATCH, UNSCANNABLE, Result
 from edgematch.runtime import Runtime
+from tests.support.hashes import HASH
+
+pytestmark = pytest.mark.integration
 
 MakeSettings = Callable[..., Settings]
 Answer = Callable[[list[str]], httpx.Response]
@@ -235,7 +238,7 @@ def _item(n: int) -> Item:
         etag=f"etag-{n}",
         content_bucket="uploads",
         content_key=f"photos/img-{n:03d}.jpg",
-        data=os.urandom(924),
+        data=os.urandom(HASH),
         correlation_id=f"corr-{n}",
     )
 

@@ -13,11 +13,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
-from devtools.devstack import free_port
 from edgematch.config.settings import Settings
 from edgematch.infra import metrics
 from edgematch.infra.keys import Keys
 from edgematch.runtime import Runtime
+from tests.support.ports import free_port
+
+pytestmark = pytest.mark.integration
 
 MakeSettings = Callable[..., Settings]
 Logs = list[MutableMapping[str, Any]]

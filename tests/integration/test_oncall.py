@@ -26,9 +26,12 @@ from edgematch.pipeline.events import ObjectCreated
 from edgematch.recovery.deadletters import Filter
 from edgematch.recovery.replay import Replayer, identities
 from edgematch.runtime import Runtime
+from tests.support.hashes import HASH
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+pytestmark = pytest.mark.integration
 
 MakeSettings = Callable[..., Settings]
 BUCKET = "uploads"
@@ -77,7 +80,7 @@ def test_replay_forgets_exactly_what_ingest_remembered(rt: Runtime, s3: S3Client
     The first event names the version by ETag only (as moto and MinIO do) and ingest
     remembers the version as read too: both spellings must be forgotten.
     """
-    put = s3.put_object(Bucket=BUCKET, Key="a.jpg.bin", Body=os.urandom(924))
+    put = s3.put_object(Bucket=BUCKET, Key="a.jpg.bin", Body=os.urandom(HASH))
     etag = put["ETag"].strip('"')
     assert _ingest(rt, _event("a.jpg.bin", etag=etag)) == ingest_step.ADDED
     assert _ingest(rt, _event("a.jpg.bin", etag=etag)) == ingest_step.DUPLICATE
@@ -217,7 +220,7 @@ def test_backlog_counts_queues_and_buffer(rt: Runtime) -> None:
 def _fill(s3: S3Client, count: int) -> list[str]:
     keys = [f"old/{n:03d}.jpg.bin" for n in range(count)]
     for key in keys:
-        s3.put_object(Bucket=BUCKET, Key=key, Body=b"h" * 924)
+        s3.put_object(Bucket=BUCKET, Key=key, Body=b"h" * HASH)
         s3.put_object(Bucket=BUCKET, Key=key.removesuffix(".bin"), Body=b"image")
     s3.put_object(Bucket=BUCKET, Key="elsewhere/x.bin", Body=b"h")
     return keys
@@ -288,7 +291,7 @@ def test_backfill_waits_for_room(rt: Runtime, s3: S3Client) -> None:
 
 def test_backfill_event_reaches_ingest(rt: Runtime, s3: S3Client) -> None:
     """A backfill event for an object already scanned is a duplicate: no second scan."""
-    put = s3.put_object(Bucket=BUCKET, Key="seen.bin", Body=os.urandom(924))
+    put = s3.put_object(Bucket=BUCKET, Key="seen.bin", Body=os.urandom(HASH))
     etag = put["ETag"].strip('"')
     assert _ingest(rt, _event("seen.bin", version_id=put["VersionId"], etag=etag)) == "added"
     (listed,) = next(iter(list_pages(s3, BUCKET, "seen")))

@@ -18,6 +18,8 @@ from edgematch.infra.heartbeat import Heartbeat
 from edgematch.infra.keys import Keys
 from edgematch.recovery.deadletters import DeadLetters
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[2]
 NS = "clitest"
 KEYS = Keys(NS)

@@ -31,6 +31,8 @@ from edgematch.recovery.poison import Deliveries, counter_ttl_s, is_poison
 from edgematch.runtime import Runtime
 from edgematch.tasks import base
 
+pytestmark = pytest.mark.integration
+
 MakeSettings = Callable[..., Settings]
 
 

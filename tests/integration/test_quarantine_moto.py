@@ -28,7 +28,8 @@ from edgematch.downstream.quarantine import (
 from edgematch.errors import TransientError
 from edgematch.infra.keys import Keys
 from edgematch.infra.storage import ObjectStore
-from edgematch.pipeline.results import MATCH, Result
+from edgematch.pipeline.results import Result
+from tests.support.results import match_result
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -81,26 +82,9 @@ def _upload(s3: S3Client, body: bytes = IMAGE, bucket: str = UPLOADS) -> dict[st
 
 
 def _result(written: dict[str, Any], **overrides: Any) -> Result:
-    fields: dict[str, Any] = {
-        "item_id": "item-1",
-        "verdict": MATCH,
-        "bucket": UPLOADS,
-        "key": f"{KEY}.bin",
-        "version_id": "hash-v1",
-        "etag": "hash-etag",
-        "content_bucket": UPLOADS,
-        "content_key": KEY,
-        "content_version_id": written["version_id"],
-        "content_etag": written["etag"],
-        "is_match": True,
-        "correlation_id": "corr-1",
-        "attempts": 1,
-        "match_ids": ("m-1",),
-        "sources": ("sandbox",),
-        "tracking_id": "track-1",
-    }
-    fields.update(overrides)
-    return Result(**fields)
+    """A match of the content version ``written`` (``_put``'s answer)."""
+    version = {"content_version_id": written["version_id"], "content_etag": written["etag"]}
+    return match_result(**{**version, **overrides})
 
 
 def _versions(s3: S3Client, bucket: str, key: str) -> list[dict[str, Any]]:
@@ -131,7 +115,7 @@ def test_move_copies_holds_verifies_then_deletes_the_scanned_version(
     until = head["ObjectLockRetainUntilDate"]
     assert until >= dt.datetime.now(dt.UTC) + dt.timedelta(days=364)
     assert head["Metadata"]["uploader"] == "u-1"
-    assert head["Metadata"]["edgematch-match-ids"] == "m-1"
+    assert head["Metadata"]["edgematch-match-ids"] == "m1,m2"
     assert head["Metadata"]["edgematch-tracking-id"] == "track-1"
     assert head["Metadata"]["edgematch-source-version-id"] == written["version_id"]
     assert _tags(s3, QUARANTINE, f"{UPLOADS}/{KEY}") == {

@@ -22,8 +22,8 @@ from edgematch.downstream.quarantine import CONTENT_MISSING, MOVED, SHADOW, Evid
 from edgematch.downstream.reports import report_id_for, report_key
 from edgematch.errors import BadInput, ServerError
 from edgematch.infra.storage import make_s3_client
-from edgematch.pipeline.results import MATCH, Result
 from edgematch.runtime import Runtime
+from tests.support.results import match_result
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -56,29 +56,6 @@ def _downstream(make_settings: MakeSettings, **settings: Any) -> Downstream:
     return Runtime(make_settings(**settings)).downstream
 
 
-def _result(**overrides: Any) -> Result:
-    fields: dict[str, Any] = {
-        "item_id": "item-1",
-        "verdict": MATCH,
-        "bucket": "uploads",
-        "key": "photos/cat.jpg.bin",
-        "version_id": "hash-v1",
-        "etag": "hash-etag",
-        "content_bucket": "uploads",
-        "content_key": "photos/cat.jpg",
-        "content_version_id": "content-v1",
-        "is_match": True,
-        "correlation_id": "corr-1",
-        "attempts": 1,
-        "match_ids": ("m-1",),
-        "sources": ("sandbox",),
-        "violations": ("A1",),
-        "tracking_id": "track-1",
-    }
-    fields.update(overrides)
-    return Result(**fields)
-
-
 def _moved(s3: S3Client) -> Evidence:
     reply = s3.put_object(
         Bucket=QUARANTINE,
@@ -106,7 +83,7 @@ def test_record_reporter_writes_one_encrypted_document(
 ) -> None:
     """Three deliveries, one pending JSON document under reports/<date>/, AES256-encrypted."""
     downstream = _downstream(make_settings)
-    result = _result()
+    result = match_result()
     for _ in range(3):
         doc = downstream.file_report(result, _moved(s3))
     assert doc["status"] == "pending" and doc["reporter"] == "record"
@@ -125,7 +102,7 @@ def test_a_week_later_redis_has_forgotten_and_the_date_still_finds_it(
 ) -> None:
     """With the Redis pointer gone, the scan date in the result leads to the same document."""
     downstream = _downstream(make_settings)
-    result = _result()
+    result = match_result()
     first = downstream.file_report(result, _moved(s3))
     redis_client.flushdb()
     assert downstream.file_report(result, _moved(s3))["report_id"] == first["report_id"]
@@ -137,7 +114,7 @@ def test_kms_key_encrypts_reports_with_kms(
 ) -> None:
     """EDGEMATCH_REPORTS_KMS_KEY_ID switches the encryption to aws:kms with that key."""
     downstream = _downstream(make_settings, reports_kms_key_id="alias/edgematch-reports")
-    downstream.file_report(_result(), _moved(s3))
+    downstream.file_report(match_result(), _moved(s3))
     (key,) = _report_keys(s3)
     assert s3.head_object(Bucket=REPORTS, Key=key)["ServerSideEncryption"] == "aws:kms"
 
@@ -155,7 +132,7 @@ def test_webhook_sees_one_delivery_though_it_failed_once(
         report_webhook_url=receiver.url,
         report_webhook_secret=Secret(SECRET),
     )
-    result = _result()
+    result = match_result()
     with pytest.raises(ServerError):
         downstream.file_report(result, _moved(s3))
     (key,) = _report_keys(s3)
@@ -170,7 +147,7 @@ def test_webhook_sees_one_delivery_though_it_failed_once(
     assert {r.idempotency_key for r in requests} == {done["report_id"]}
     (delivered,) = receiver.delivered.values()
     assert delivered.json()["report_id"] == done["report_id"]
-    assert delivered.json()["match_ids"] == ["m-1"]
+    assert delivered.json()["match_ids"] == ["m1", "m2"]
 
 
 def test_webhook_refusal_marks_the_report_failed(
@@ -185,10 +162,10 @@ def test_webhook_refusal_marks_the_report_failed(
             report_webhook_secret=Secret(SECRET),
         )
         with pytest.raises(Exception, match="401"):
-            downstream.file_report(_result(), _moved(s3))
+            downstream.file_report(match_result(), _moved(s3))
         (request,) = hook.requests
         assert request.status == 401 and not request.signature_ok
-    doc = downstream.reports.find(report_id_for(_result()))
+    doc = downstream.reports.find(report_id_for(match_result()))
     assert doc is not None and doc["status"] == "failed" and "401" in doc["status_reason"]
 
 
@@ -206,7 +183,7 @@ def test_shadow_report_is_never_sent(
         report_webhook_secret=Secret(SECRET),
     )
     shadow = Evidence(state=SHADOW, mode="off", detail="shadow mode: would tag")
-    assert downstream.file_report(_result(), shadow)["status"] == "shadow"
+    assert downstream.file_report(match_result(), shadow)["status"] == "shadow"
     assert receiver.requests == []
 
 
@@ -226,7 +203,7 @@ def test_photodna_reporter_sends_the_preserved_image_to_the_sandbox(
             report_reporter_name="Trust and Safety",
             report_test=True,
         )
-        doc = downstream.file_report(_result(), _moved(s3))
+        doc = downstream.file_report(match_result(), _moved(s3))
         (body,) = sandbox.reports()
     assert doc["status"] == "submitted" and doc["submission"]["reference"]
     assert doc["submission"]["is_test"] is True
@@ -255,9 +232,9 @@ def test_photodna_report_without_a_preserved_image_fails(
         )
         missing = Evidence(state=CONTENT_MISSING, mode="move", detail="gone")
         with pytest.raises(BadInput, match="no preserved image"):
-            downstream.file_report(_result(), missing)
+            downstream.file_report(match_result(), missing)
         assert sandbox.reports() == []
-    doc = downstream.reports.find(report_id_for(_result()))
+    doc = downstream.reports.find(report_id_for(match_result()))
     assert doc is not None and doc["status"] == "failed"
     assert doc["evidence"]["state"] == CONTENT_MISSING
 
@@ -268,8 +245,8 @@ def test_replayed_quarantine_updates_where_the_evidence_is(
     """A report first made with failed evidence learns the quarantined location later."""
     downstream = _downstream(make_settings)
     failed = Evidence(state="failed", mode="move", bucket="uploads", key="photos/cat.jpg")
-    downstream.file_report(_result(), failed)
-    doc = downstream.file_report(_result(), _moved(s3))
+    downstream.file_report(match_result(), failed)
+    doc = downstream.file_report(match_result(), _moved(s3))
     assert doc["evidence"]["state"] == MOVED and doc["evidence"]["bucket"] == QUARANTINE
     assert len(_report_keys(s3)) == 1
 
@@ -280,8 +257,8 @@ def test_reports_list_since_skips_older_days(
     """--since picks reports dated that day or later, by their key's date."""
     downstream = _downstream(make_settings)
     day = 86400.0
-    old = _result(content_version_id="old", scanned_at=time.time() - 10 * day)
-    new = _result(content_version_id="new")
+    old = match_result(content_version_id="old", scanned_at=time.time() - 10 * day)
+    new = match_result(content_version_id="new")
     downstream.file_report(old, _moved(s3))
     downstream.file_report(new, _moved(s3))
     since = dt.datetime.fromtimestamp(time.time() - 2 * day, dt.UTC).date()
@@ -295,8 +272,8 @@ def test_mark_failed_after_retries_ran_out(
 ) -> None:
     """When the task gives up, a pending report is marked failed with the last reason."""
     downstream = _downstream(make_settings)
-    downstream.file_report(_result(), _moved(s3))
-    downstream.mark_failed(_result(), "retries_exhausted: webhook answered HTTP 503")
-    doc = downstream.reports.find(report_id_for(_result()))
+    downstream.file_report(match_result(), _moved(s3))
+    downstream.mark_failed(match_result(), "retries_exhausted: webhook answered HTTP 503")
+    doc = downstream.reports.find(report_id_for(match_result()))
     assert doc is not None and doc["status"] == "failed"
     assert doc["status_reason"].startswith("retries_exhausted")

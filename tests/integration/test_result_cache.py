@@ -30,9 +30,12 @@ from edgematch.pipeline.results import CLEAN, MATCH, UNSCANNABLE, Result, consum
 from edgematch.pipeline.tagging import verdict_tags
 from edgematch.runtime import Runtime
 from edgematch.tasks.downstream import on_result
+from tests.support.hashes import HASH
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+pytestmark = pytest.mark.integration
 
 MakeSettings = Callable[..., Settings]
 MakeRuntime = Callable[..., Runtime]
@@ -155,7 +158,7 @@ def test_clean_repeat_is_answered_from_the_cache(
 ) -> None:
     """TTL > 0: the second upload of the same hash bytes gets clean without buffer or API."""
     pipe = Pipeline(make_rt(clean_cache_ttl_s=HOUR))
-    hash_bytes = os.urandom(924)
+    hash_bytes = os.urandom(HASH)
     first = _scan_first(pipe, s3, hash_bytes)
     assert pipe.clean_ttl_ms(first.hash_sha256) > (HOUR - 5) * 1000
     pumps_before = len(pipe.pumps)
@@ -196,7 +199,7 @@ def test_clean_repeat_is_answered_from_the_cache(
 def test_gate_releases_a_cached_clean_like_any_clean(make_rt: MakeRuntime, s3: S3Client) -> None:
     """EDGEMATCH_GATE=on: the repeat is held pending at ingest, the cached clean frees it."""
     pipe = Pipeline(make_rt(clean_cache_ttl_s=HOUR, gate=True))
-    hash_bytes = os.urandom(924)
+    hash_bytes = os.urandom(HASH)
     _scan_first(pipe, s3, hash_bytes)
     assert _tags(s3, "photos/first.jpg") == {"edgematch-status": "clean"}
 
@@ -215,7 +218,7 @@ def test_clean_cache_is_off_by_default(make_rt: MakeRuntime, s3: S3Client) -> No
     rt = make_rt()
     assert rt.settings.clean_cache_ttl_s == 0
     pipe = Pipeline(rt)
-    hash_bytes = os.urandom(924)
+    hash_bytes = os.urandom(HASH)
     first = _scan_first(pipe, s3, hash_bytes)
     assert not rt.redis.exists(rt.buffer.keys.clean_cache(first.hash_sha256))
 
@@ -237,7 +240,7 @@ def test_a_match_recorded_after_a_clean_wins(make_rt: MakeRuntime, s3: S3Client)
     """A match for the same digest deletes its clean entry; the next lookup is the match."""
     rt = make_rt(clean_cache_ttl_s=HOUR)
     pipe = Pipeline(rt)
-    hash_bytes = os.urandom(924)
+    hash_bytes = os.urandom(HASH)
     first = _scan_first(pipe, s3, hash_bytes)
     cache = MatchCache(rt.redis, NS, ttl_s=rt.settings.match_cache_ttl_s, clean_ttl_s=HOUR)
     assert isinstance(cache.find(first.hash_sha256), CachedClean)
@@ -280,7 +283,7 @@ def test_clean_entry_lives_the_ttl_from_the_scan(make_rt: MakeRuntime, s3: S3Cli
     """The entry's Redis TTL is EDGEMATCH_CLEAN_CACHE_TTL_S counted from the API's answer."""
     rt = make_rt(clean_cache_ttl_s=30)
     pipe = Pipeline(rt)
-    first = _scan_first(pipe, s3, os.urandom(924))
+    first = _scan_first(pipe, s3, os.urandom(HASH))
     assert 28_000 < pipe.clean_ttl_ms(first.hash_sha256) <= 30_000
 
     cache = MatchCache(rt.redis, NS, ttl_s=HOUR, clean_ttl_s=30)
@@ -291,7 +294,7 @@ def test_clean_entry_lives_the_ttl_from_the_scan(make_rt: MakeRuntime, s3: S3Cli
         etag="e",
         content_bucket=BUCKET,
         content_key="photos/old.jpg",
-        data=os.urandom(924),
+        data=os.urandom(HASH),
         correlation_id="c",
     )
     # Scanned 20 s ago (a slow results queue): 10 s left, not 30.
@@ -309,7 +312,7 @@ def test_expired_clean_entry_sends_the_repeat_to_the_api(
     """Once the entry is gone (TTL 1 s), the next upload of the bytes is buffered again."""
     rt = make_rt(clean_cache_ttl_s=1)
     pipe = Pipeline(rt)
-    hash_bytes = os.urandom(924)
+    hash_bytes = os.urandom(HASH)
     first = _scan_first(pipe, s3, hash_bytes)
     assert 0 < pipe.clean_ttl_ms(first.hash_sha256) <= 1_000
     deadline = time.monotonic() + 3
@@ -339,7 +342,7 @@ def test_unscannable_is_never_cached(make_rt: MakeRuntime, s3: S3Client) -> None
     """An unscannable verdict (or a refused file, which has no digest) writes no entry."""
     rt = make_rt(clean_cache_ttl_s=HOUR)
     pipe = Pipeline(rt)
-    hash_bytes = os.urandom(924)
+    hash_bytes = os.urandom(HASH)
     assert pipe.ingest(_upload(s3, "photos/first.jpg", hash_bytes)) == ingest_step.ADDED
     (item,) = pipe.buffered()
     gave_up = Result.for_item(item, verdict=UNSCANNABLE, reason="retries_exhausted: HTTP 503")
@@ -366,7 +369,7 @@ def test_a_cached_clean_does_not_extend_the_ttl(make_rt: MakeRuntime, s3: S3Clie
     """Re-serving (and recording) a cached clean leaves the entry's expiry where it was."""
     rt = make_rt(clean_cache_ttl_s=HOUR)
     pipe = Pipeline(rt)
-    hash_bytes = os.urandom(924)
+    hash_bytes = os.urandom(HASH)
     # Scanned 100 s ago: the entry has about HOUR - 100 s left.
     first = _scan_first(pipe, s3, hash_bytes, age_s=100)
     left_ms = pipe.clean_ttl_ms(first.hash_sha256)

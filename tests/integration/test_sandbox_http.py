@@ -22,6 +22,7 @@ from devtools.sandbox.server import Sandbox, SandboxConfig
 from edgematch.config.settings import Secret
 from edgematch.errors import ItemTransient
 from edgematch.photodna.client import HashItem, PhotoDNAClient
+from tests.support.hashes import HASH
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def edge_hash(seed: int) -> bytes:
     """A deterministic 924-byte hash, with CR and LF bytes in it."""
-    return bytes((seed * 31 + i * 7) % 256 for i in range(924))
+    return bytes((seed * 31 + i * 7) % 256 for i in range(HASH))
 
 
 KNOWN = edge_hash(42)

@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from devtools.devstack import RedisServer, free_port, wait_for_port
+from devtools.devstack import RedisServer, wait_for_port
 from edgematch.errors import ConfigurationError
 from edgematch.infra.redisclient import redis_client
+from tests.support.ports import free_port
+
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture

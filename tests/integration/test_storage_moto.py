@@ -34,6 +34,8 @@ from edgematch.infra.storage import (
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+pytestmark = pytest.mark.integration
+
 BUCKET = "uploads"
 
 

@@ -39,6 +39,7 @@ from edgematch.pipeline.items import Item
 from edgematch.pipeline.results import CLEAN, MATCH, UNSCANNABLE, Result, consume
 from edgematch.pipeline.tagging import verdict_tags
 from edgematch.runtime import Runtime
+from tests.support.hashes import HASH
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -120,7 +121,7 @@ class Case:
         if versioned:
             s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         self.uploads = {
-            name: Upload(name, hit, f"{name} image {key}".encode(), os.urandom(924))
+            name: Upload(name, hit, f"{name} image {key}".encode(), os.urandom(HASH))
             for name, hit in zip("AB", hits, strict=True)
         }
         self.quarantine = Quarantine(
@@ -400,7 +401,7 @@ def test_the_gate_holds_a_new_version_but_not_a_verdict_being_rescanned(
     try:
         s3.create_bucket(Bucket="gated")
         s3.put_object(Bucket="gated", Key="a.jpg", Body=b"first")
-        s3.put_object(Bucket="gated", Key="a.jpg.bin", Body=os.urandom(924))
+        s3.put_object(Bucket="gated", Key="a.jpg.bin", Body=os.urandom(HASH))
         item = _ingest_one(rt, s3, "gated", "a.jpg")
         assert _tags_of(s3, "gated", "a.jpg") == {TAG: "pending"}
         consume(
@@ -415,7 +416,7 @@ def test_the_gate_holds_a_new_version_but_not_a_verdict_being_rescanned(
 
         # New bytes uploaded with the old tags copied onto them: held until scanned.
         s3.put_object(Bucket="gated", Key="a.jpg", Body=b"second", Tagging=f"{TAG}=clean")
-        s3.put_object(Bucket="gated", Key="a.jpg.bin", Body=os.urandom(924))
+        s3.put_object(Bucket="gated", Key="a.jpg.bin", Body=os.urandom(HASH))
         _ingest_one(rt, s3, "gated", "a.jpg")
         assert _tags_of(s3, "gated", "a.jpg") == {TAG: "pending"}
     finally:
@@ -436,23 +437,24 @@ def test_a_result_waits_for_another_tag_writer_then_applies_the_rule(
     try:
         s3.create_bucket(Bucket="locked")
         s3.put_object(Bucket="locked", Key="b.jpg", Body=b"bytes")
-        s3.put_object(Bucket="locked", Key="b.jpg.bin", Body=os.urandom(924))
+        s3.put_object(Bucket="locked", Key="b.jpg.bin", Body=os.urandom(HASH))
         item = _ingest_one(rt, s3, "locked", "b.jpg")
         hit = Result.for_item(item, verdict=MATCH, is_match=True, match_ids=("m",))
         consume(hit, store=rt.results, tags=verdict_tags(rt), log=log, hand_on=left_out)
         tags = verdict_tags(rt)
-        released = threading.Event()
+        held, released = threading.Event(), threading.Event()
         late = dataclasses.replace(_clean_result(item), item_id="late", scanned_at=time.time())
 
         def hold_then_quarantine() -> None:
             with tags.lock("locked", "b.jpg"):
-                time.sleep(0.5)
+                held.set()
+                time.sleep(0.5)  # the late result arrives while the lock is held
                 tags.write("locked", "b.jpg", "quarantined", version_id=None)
             released.set()
 
         holder = threading.Thread(target=hold_then_quarantine)
         holder.start()
-        time.sleep(0.1)
+        assert held.wait(10)
         consume(late, store=rt.results, tags=verdict_tags(rt), log=log, hand_on=left_out)
         assert released.is_set()  # it waited for the holder
         holder.join()

@@ -21,12 +21,13 @@ from edgematch.ops.backfill import (
 )
 from edgematch.ops.listing import Listed
 from edgematch.pipeline.events import ObjectCreated
+from tests.support.hashes import HASH
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
 
 def _obj(key: str, when: datetime = T0) -> Listed:
-    return Listed(key=key, etag="e-" + key, size=924, last_modified=when)
+    return Listed(key=key, etag="e-" + key, size=HASH, last_modified=when)
 
 
 class MemoryCheckpoints(Checkpoints):
@@ -90,7 +91,7 @@ def test_event_is_shaped_like_intake_events() -> None:
     """A listed object becomes the ingest event intake would have built, source backfill."""
     event = event_for("b", _obj("p/a.bin"), version_id="v9")
     assert event == ObjectCreated(
-        bucket="b", key="p/a.bin", version_id="v9", etag="e-p/a.bin", size=924,
+        bucket="b", key="p/a.bin", version_id="v9", etag="e-p/a.bin", size=HASH,
         event_time=T0.isoformat(), event_name="ObjectCreated:Backfill", sequencer=None,
         source="backfill",
     )  # fmt: skip

@@ -95,6 +95,7 @@ def test_help_documents_every_option_and_argument(runner: CliRunner, path: tuple
             assert name in description, f"{path}: argument {name} not described"
 
 
+@pytest.mark.integration  # a fresh interpreter, to see what `--help` imports
 def test_root_help_lists_every_command_by_section_without_loading_them() -> None:
     """`edgematch --help` names each command with its summary and imports none of their
     modules, nor Redis, boto3, httpx or Celery: it stays fast."""

@@ -1,16 +1,14 @@
-"""Liveness and readiness checks from heartbeat files."""
+"""Liveness and readiness checks from heartbeat files (with Redis and the CLI: tests/integration/
+test_health_probes.py)."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from devtools.devstack import RedisServer
 from edgematch.infra import health
 
 
@@ -34,34 +32,6 @@ def test_fresh_heartbeat_is_alive_and_stale_is_not() -> None:
     os.utime(path, (old, old))
     check = health.liveness("intake", max_age_s=60)
     assert not check.ok and "120" in check.detail
-
-
-def test_readiness_needs_redis(redis_server: RedisServer) -> None:
-    """Ready with a live heartbeat and Redis answering; not ready when Redis does not."""
-    health.beat("worker")
-    assert health.readiness("worker", redis_server.url).ok
-    unreachable = "redis://127.0.0.1:1/0"
-    check = health.readiness("worker", unreachable, timeout_s=0.5)
-    assert not check.ok and "redis unreachable" in check.detail
-
-
-def test_cli_exit_codes(tmp_path: Path) -> None:
-    """`edgematch health --liveness` exits 1 without a heartbeat and 0 with one."""
-    env = {**os.environ, "EDGEMATCH_HEARTBEAT_DIR": str(tmp_path)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "edgematch.ops.cli",
-        "health",
-        "--liveness",
-        "--process",
-        "beat",
-    ]
-    first = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=30)
-    assert first.returncode == 1 and first.stdout.startswith("unhealthy:")
-    (tmp_path / "edgematch-beat.heartbeat").touch()
-    second = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=30)
-    assert second.returncode == 0 and second.stdout.startswith("ok:")
 
 
 def test_unknown_process_type_is_refused() -> None:

@@ -19,7 +19,8 @@ from edgematch.downstream.copies import (
 from edgematch.downstream.custody import ContentVersion
 from edgematch.downstream.evidence import VersionInfo
 from edgematch.errors import ConfigurationError
-from edgematch.pipeline.results import MATCH, Result
+from edgematch.pipeline.results import Result
+from tests.support.results import match_result
 
 WRITTEN = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -88,41 +89,21 @@ def test_unlocked_bucket_needs_no_hold() -> None:
 # --- what the copy carries -----------------------------------------------------------------
 
 
-def _result(**overrides: Any) -> Result:
-    fields: dict[str, Any] = {
-        "item_id": "i1",
-        "verdict": MATCH,
-        "bucket": "uploads",
-        "key": "photos/cat.jpg.bin",
-        "version_id": "h1",
-        "etag": "he",
-        "content_bucket": "uploads",
-        "content_key": "photos/cat.jpg",
-        "is_match": True,
-        "correlation_id": "corr-9",
-        "attempts": 1,
-        "match_ids": ("m1", "m2"),
-        "tracking_id": "track-9",
-    }
-    fields.update(overrides)
-    return Result(**fields)
-
-
 def test_copy_metadata_keeps_the_original_and_adds_the_match() -> None:
     """The original's metadata survives; source, version, match ids and tracking id are added."""
-    meta = copy_metadata(_info(metadata={"uploader": "u-1"}), _result())
+    meta = copy_metadata(_info(metadata={"uploader": "u-1"}), match_result())
     assert meta["uploader"] == "u-1"
     assert meta["edgematch-source"] == "s3://uploads/photos/cat.jpg"
     assert meta["edgematch-source-version-id"] == "v1"
     assert meta["edgematch-match-ids"] == "m1,m2"
-    assert meta["edgematch-tracking-id"] == "track-9"
-    assert meta["edgematch-correlation-id"] == "corr-9"
+    assert meta["edgematch-tracking-id"] == "track-1"
+    assert meta["edgematch-correlation-id"] == "corr-1"
 
 
 def test_copy_metadata_bounds_many_match_ids() -> None:
     """Hundreds of match ids are cut at a whole id, keeping within S3's 2 KB of metadata."""
     many = tuple(f"match-{i:04d}" for i in range(300))
-    value = copy_metadata(_info(), _result(match_ids=many))["edgematch-match-ids"]
+    value = copy_metadata(_info(), match_result(match_ids=many))["edgematch-match-ids"]
     assert len(value) <= 512
     assert all(part in many for part in value.split(","))
 
@@ -137,7 +118,7 @@ def test_copy_tags_merge_and_respect_the_limit() -> None:
 
 def test_content_version_identity_and_quarantine_key() -> None:
     """A version id names the version; else the ETag; the copy lives under bucket/key."""
-    content = ContentVersion.of(_result(content_version_id="cv1", content_etag="ce"))
+    content = ContentVersion.of(match_result(content_version_id="cv1", content_etag="ce"))
     assert content.identity.endswith("\x00cv1")
     assert ContentVersion("b", "k", None, "e").identity.endswith("\x00etag:e")
     assert ContentVersion("b", "k", None, None).identity.endswith("\x00unknown")
@@ -149,7 +130,7 @@ def test_content_version_identity_and_quarantine_key() -> None:
 
 def test_older_result_documents_still_parse() -> None:
     """A v1 result written before the new fields existed reads with their defaults."""
-    doc = _result().to_dict()
+    doc = match_result().to_dict()
     for name in ("content_version_id", "content_etag", "hash_sha256", "from_cache"):
         doc.pop(name)
     parsed = Result.from_dict(doc)
@@ -158,7 +139,7 @@ def test_older_result_documents_still_parse() -> None:
 
 def test_newer_result_fields_are_ignored() -> None:
     """A field a later release adds does not stop this release from reading the result."""
-    doc = {**_result(from_cache=True).to_dict(), "added_later": 1}
+    doc = {**match_result(from_cache=True).to_dict(), "added_later": 1}
     parsed = Result.from_dict(doc)
     assert parsed.from_cache is True and parsed.match_ids == ("m1", "m2")
 

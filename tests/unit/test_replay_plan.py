@@ -8,13 +8,14 @@ import pytest
 
 from edgematch.recovery.deadletters import DeadLetter, Filter
 from edgematch.recovery.replay import NotReplayable, identities, plan
+from tests.support.hashes import HASH
 
 EVENT = {
     "bucket": "uploads",
     "key": "photos/a.jpg.bin",
     "version_id": None,
     "etag": "e1",
-    "size": 924,
+    "size": HASH,
     "event_time": None,
     "event_name": "ObjectCreated:Put",
     "sequencer": None,
@@ -101,6 +102,7 @@ def test_missing_correlation_id_gets_a_new_one() -> None:
     ("task", "args", "why"),
     [
         ("edgematch.intake", {"message_id": "m", "body_excerpt": "x"}, "malformed SQS"),
+        ("edgematch.webhook", {"body_sha256": "ab", "body_excerpt": "x"}, "malformed webhook"),
         ("edgematch.ingest", {"event": {"key": "k"}, "lane": "live"}, "bucket and key"),
         ("edgematch.match", {"version_id": "v"}, "bucket and key"),
         ("edgematch.report", {}, "no arguments"),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Any
 
 import pytest
 
@@ -23,34 +22,9 @@ from edgematch.downstream.reports import (
     with_evidence,
 )
 from edgematch.downstream.reports import SHADOW as REPORT_SHADOW
-from edgematch.pipeline.results import MATCH, Result
+from tests.support.results import match_result
 
 NOW = 1_750_000_000.0
-
-
-def _result(**overrides: Any) -> Result:
-    fields: dict[str, Any] = {
-        "item_id": "item-1",
-        "verdict": MATCH,
-        "bucket": "uploads",
-        "key": "photos/cat.jpg.bin",
-        "version_id": "hash-v1",
-        "etag": "hash-etag",
-        "content_bucket": "uploads",
-        "content_key": "photos/cat.jpg",
-        "content_version_id": "content-v1",
-        "content_etag": "content-etag",
-        "is_match": True,
-        "correlation_id": "corr-1",
-        "attempts": 1,
-        "match_ids": ("m1", "m2"),
-        "sources": ("sandbox",),
-        "violations": ("A1",),
-        "tracking_id": "track-1",
-        "scanned_at": NOW,
-    }
-    fields.update(overrides)
-    return Result(**fields)
 
 
 EVIDENCE = Evidence(
@@ -66,7 +40,7 @@ EVIDENCE = Evidence(
 
 def test_report_id_is_the_same_for_every_delivery_of_a_content_version() -> None:
     """A redelivered or re-scanned result of the same content version names the same report."""
-    first = _result()
+    first = match_result()
     again = dataclasses.replace(first, item_id="item-2", scanned_at=NOW + 7 * 86400)
     assert report_id_for(first) == report_id_for(again)
     assert report_id_for(first).startswith("rpt-")
@@ -74,17 +48,19 @@ def test_report_id_is_the_same_for_every_delivery_of_a_content_version() -> None
 
 def test_report_id_differs_per_content_version() -> None:
     """A new upload of the same key (a new version) gets a report of its own."""
-    assert report_id_for(_result()) != report_id_for(_result(content_version_id="content-v2"))
-    unversioned = _result(content_version_id=None)
+    assert report_id_for(match_result()) != report_id_for(
+        match_result(content_version_id="content-v2")
+    )
+    unversioned = match_result(content_version_id=None)
     assert report_id_for(unversioned) != report_id_for(
-        _result(content_version_id=None, content_etag="other")
+        match_result(content_version_id=None, content_etag="other")
     )
 
 
 def test_report_id_without_a_content_version_falls_back_to_the_hash_write() -> None:
     """Content that was gone at ingest is named by the hash file's version instead."""
-    a = _result(content_version_id=None, content_etag=None)
-    b = _result(content_version_id=None, content_etag=None, version_id="hash-v2")
+    a = match_result(content_version_id=None, content_etag=None)
+    b = match_result(content_version_id=None, content_etag=None, version_id="hash-v2")
     assert report_id_for(a) != report_id_for(b)
 
 
@@ -96,10 +72,10 @@ def test_report_key_is_dated_by_the_scan_in_utc() -> None:
 
 def test_new_report_carries_everything_a_reviewer_needs() -> None:
     """The document names content, hash, evidence, match details and ids, and is pending."""
-    doc = new_report(_result(), EVIDENCE, reporter="record", now=NOW)
+    doc = new_report(match_result(), EVIDENCE, reporter="record", now=NOW)
     assert doc["schema"] == SCHEMA
     assert doc["status"] == PENDING
-    assert doc["report_id"] == report_id_for(_result())
+    assert doc["report_id"] == report_id_for(match_result())
     assert doc["created_at"].startswith("2025-06-15T")
     assert doc["content"] == {
         "bucket": "uploads",
@@ -118,7 +94,7 @@ def test_new_report_carries_everything_a_reviewer_needs() -> None:
 def test_shadow_evidence_makes_a_shadow_report() -> None:
     """With quarantine off the report is recorded as shadow, never to be submitted."""
     shadow = Evidence(state=SHADOW, mode="off", detail="shadow mode: would tag")
-    doc = new_report(_result(), shadow, reporter="webhook", now=NOW)
+    doc = new_report(match_result(), shadow, reporter="webhook", now=NOW)
     assert doc["status"] == REPORT_SHADOW
     with pytest.raises(InvalidTransition):
         transition(doc, SUBMITTED, now=NOW)
@@ -126,7 +102,7 @@ def test_shadow_evidence_makes_a_shadow_report() -> None:
 
 def test_pending_report_is_submitted_once() -> None:
     """pending → submitted records the receipt and history; submitted is final."""
-    doc = new_report(_result(), EVIDENCE, reporter="webhook", now=NOW)
+    doc = new_report(match_result(), EVIDENCE, reporter="webhook", now=NOW)
     done = transition(doc, SUBMITTED, now=NOW + 1, submission={"http_status": 200})
     assert done["status"] == SUBMITTED and done["submission"] == {"http_status": 200}
     assert [h["status"] for h in done["history"]] == [PENDING, SUBMITTED]
@@ -138,7 +114,7 @@ def test_pending_report_is_submitted_once() -> None:
 
 def test_failed_report_keeps_its_reason_and_can_still_be_submitted() -> None:
     """pending → failed (with the reason) → submitted after a successful replay."""
-    doc = new_report(_result(), EVIDENCE, reporter="webhook", now=NOW)
+    doc = new_report(match_result(), EVIDENCE, reporter="webhook", now=NOW)
     failed = transition(doc, FAILED, now=NOW + 1, reason="request_rejected: HTTP 400")
     assert failed["status_reason"] == "request_rejected: HTTP 400"
     assert transition(failed, SUBMITTED, now=NOW + 2)["status"] == SUBMITTED
@@ -149,7 +125,9 @@ def test_failed_report_keeps_its_reason_and_can_still_be_submitted() -> None:
 def test_evidence_update_keeps_the_status() -> None:
     """A replayed quarantine that moved the evidence updates the report, not its status."""
     failed = Evidence(state="failed", mode="move", bucket="uploads", key="photos/cat.jpg")
-    doc = transition(new_report(_result(), failed, reporter="webhook", now=NOW), SUBMITTED, now=NOW)
+    doc = transition(
+        new_report(match_result(), failed, reporter="webhook", now=NOW), SUBMITTED, now=NOW
+    )
     assert evidence_changed(doc, EVIDENCE)
     assert not evidence_changed(doc, dataclasses.replace(failed, at=NOW + 99))
     updated = with_evidence(doc, EVIDENCE, now=NOW + 5)

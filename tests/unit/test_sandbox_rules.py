@@ -43,13 +43,12 @@ from devtools.sandbox.rules import (
     unauthorized_body,
 )
 from devtools.sandbox.server import Gate, SandboxConfig, SandboxState
-
-HASH_SIZE = 924
+from tests.support.hashes import HASH
 
 
 def edge_hash(seed: int) -> bytes:
     """A deterministic 924-byte hash, with CR, LF and '-' bytes in it."""
-    return bytes((seed * 31 + i * 7) % 256 for i in range(HASH_SIZE))
+    return bytes((seed * 31 + i * 7) % 256 for i in range(HASH))
 
 
 class FakeClock:
@@ -179,7 +178,7 @@ def test_max_in_window_treats_windows_as_half_open() -> None:
 def test_malformed_hash_is_3002() -> None:
     """A hash of the wrong size, an empty one or an unreadable one gets per-item 3002."""
     for data in (b"", None, edge_hash(1)[:-1], edge_hash(1) + b"\0"):
-        verdict = classify_hash(data, hash_size=HASH_SIZE, known=set())
+        verdict = classify_hash(data, hash_size=HASH, known=set())
         assert verdict.code == 3002
         assert not verdict.is_match
 
@@ -188,11 +187,11 @@ def test_known_hash_matches_with_a_deterministic_id() -> None:
     """The SHA-256 of a known hash's bytes makes a match whose MatchId is its first 16 hex."""
     data = edge_hash(7)
     digest = hashlib.sha256(data).hexdigest()
-    verdict = classify_hash(data, hash_size=HASH_SIZE, known={digest})
+    verdict = classify_hash(data, hash_size=HASH, known={digest})
     assert verdict.code == 3000
     assert verdict.match_id == digest[:16]
     assert verdict.is_match
-    other = classify_hash(edge_hash(8), hash_size=HASH_SIZE, known={digest})
+    other = classify_hash(edge_hash(8), hash_size=HASH, known={digest})
     assert other.code == 3000
     assert not other.is_match
 

@@ -60,6 +60,15 @@ DEFAULTS: dict[str, tuple[str, object]] = {
     "EDGEMATCH_INTAKE_WAIT_S": ("intake_wait_s", 20),
     "EDGEMATCH_VISIBILITY_TIMEOUT_S": ("visibility_timeout_s", 3600),
     "EDGEMATCH_IDEMPOTENCY_TTL_S": ("idempotency_ttl_s", 6 * 3600),
+    "EDGEMATCH_WEBHOOK_TOKEN": ("webhook_token", None),
+    "EDGEMATCH_WEBHOOK_HOST": ("webhook_host", "0.0.0.0"),
+    "EDGEMATCH_WEBHOOK_PORT": ("webhook_port", 8080),
+    "EDGEMATCH_WEBHOOK_MAX_BODY_BYTES": ("webhook_max_body_bytes", 262_144),
+    "EDGEMATCH_WEBHOOK_RETRY_AFTER_S": ("webhook_retry_after_s", 5),
+    "EDGEMATCH_WEBHOOK_ENQUEUE_TIMEOUT_S": ("webhook_enqueue_timeout_s", 10.0),
+    "EDGEMATCH_WEBHOOK_MAX_CONNECTIONS": ("webhook_max_connections", 1000),
+    "EDGEMATCH_WEBHOOK_TLS_CERTFILE": ("webhook_tls_certfile", None),
+    "EDGEMATCH_WEBHOOK_TLS_KEYFILE": ("webhook_tls_keyfile", None),
     "EDGEMATCH_LOG_FORMAT": ("log_format", "json"),
     "EDGEMATCH_LOG_LEVEL": ("log_level", "INFO"),
     "EDGEMATCH_WORKER_CONCURRENCY": ("worker_concurrency", None),
@@ -117,11 +126,12 @@ def test_default_is_the_pinned_one(var: str, field_and_default: tuple[str, objec
 
 
 def test_only_secrets_have_a_file_variant() -> None:
-    """The subscription key and the reporter's secrets, and nothing else, may come from a
-    *_FILE variable, and are kept out of the dataclass repr."""
+    """The subscription key, the reporter's secrets and the webhook's token, and nothing else,
+    may come from a *_FILE variable, and are kept out of the dataclass repr."""
     secrets = {v.field for v in variables() if v.spec.secret}
     assert secrets == {
         "subscription_key",
+        "webhook_token",
         "report_webhook_secret",
         "report_user",
         "report_password",
@@ -295,6 +305,24 @@ GOOD_VALUES: list[tuple[str, str, str, object]] = [
     ("EDGEMATCH_REPORT_ORG_NAME", "Example Inc.", "report_org_name", "Example Inc."),
     ("EDGEMATCH_REPORT_REPORTER_NAME", "T&S team", "report_reporter_name", "T&S team"),
     ("EDGEMATCH_REPORT_TEST", "yes", "report_test", True),
+    ("EDGEMATCH_WEBHOOK_HOST", "127.0.0.1", "webhook_host", "127.0.0.1"),
+    ("EDGEMATCH_WEBHOOK_PORT", "9443", "webhook_port", 9443),
+    ("EDGEMATCH_WEBHOOK_MAX_BODY_BYTES", "65536", "webhook_max_body_bytes", 65536),
+    ("EDGEMATCH_WEBHOOK_RETRY_AFTER_S", "30", "webhook_retry_after_s", 30),
+    ("EDGEMATCH_WEBHOOK_ENQUEUE_TIMEOUT_S", "2.5", "webhook_enqueue_timeout_s", 2.5),
+    ("EDGEMATCH_WEBHOOK_MAX_CONNECTIONS", "200", "webhook_max_connections", 200),
+    (
+        "EDGEMATCH_WEBHOOK_TLS_CERTFILE",
+        "/etc/tls/tls.crt",
+        "webhook_tls_certfile",
+        "/etc/tls/tls.crt",
+    ),
+    (
+        "EDGEMATCH_WEBHOOK_TLS_KEYFILE",
+        "/etc/tls/tls.key",
+        "webhook_tls_keyfile",
+        "/etc/tls/tls.key",
+    ),
 ]
 
 
@@ -478,6 +506,12 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("EDGEMATCH_REPORT_WEBHOOK_URL", "http://hooks.example/r"),
     ("EDGEMATCH_REPORT_WEBHOOK_URL", "hooks.example/r"),
     ("EDGEMATCH_REPORT_TEST", "maybe"),
+    ("EDGEMATCH_WEBHOOK_PORT", "0"),
+    ("EDGEMATCH_WEBHOOK_PORT", "http"),
+    ("EDGEMATCH_WEBHOOK_MAX_BODY_BYTES", "0"),
+    ("EDGEMATCH_WEBHOOK_RETRY_AFTER_S", "-5"),
+    ("EDGEMATCH_WEBHOOK_ENQUEUE_TIMEOUT_S", "0"),
+    ("EDGEMATCH_WEBHOOK_MAX_CONNECTIONS", "many"),
 ]
 
 
@@ -507,6 +541,9 @@ def test_every_parsed_variable_has_a_malformed_case() -> None:
         "EDGEMATCH_REPORTS_KMS_KEY_ID",
         "EDGEMATCH_REPORT_ORG_NAME",
         "EDGEMATCH_REPORT_REPORTER_NAME",
+        "EDGEMATCH_WEBHOOK_HOST",
+        "EDGEMATCH_WEBHOOK_TLS_CERTFILE",
+        "EDGEMATCH_WEBHOOK_TLS_KEYFILE",
     }
     assert parsed - no_bad_value == {var for var, _ in BAD_VALUES}
 
@@ -810,6 +847,8 @@ def test_validated_checks_directly_built_settings() -> None:
 
 
 def _run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI as an operator runs it, in a process of its own: the tests that call this are
+    marked integration (the fast tier starts no process)."""
     controlled = {
         "PATH": os.environ.get("PATH", ""),
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -828,6 +867,7 @@ def _run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     )
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("var", "raw"),
     [
@@ -845,6 +885,7 @@ def test_cli_config_bad_variable_exits_2(var: str, raw: str) -> None:
     assert proc.stdout == ""
 
 
+@pytest.mark.integration
 def test_cli_config_bad_worker_concurrency_exits_2() -> None:
     """`edgematch config` refuses a malformed EDGEMATCH_WORKER_CONCURRENCY like any variable."""
     proc = _run_cli("config", env={"EDGEMATCH_WORKER_CONCURRENCY": "lots"})
@@ -852,6 +893,7 @@ def test_cli_config_bad_worker_concurrency_exits_2() -> None:
     assert "EDGEMATCH_WORKER_CONCURRENCY" in proc.stderr
 
 
+@pytest.mark.integration
 def test_cli_config_masks_the_key() -> None:
     """`edgematch config` prints the effective settings as JSON with the key masked."""
     proc = _run_cli(
@@ -868,6 +910,7 @@ def test_cli_config_masks_the_key() -> None:
     assert doc["broker_url"] == "redis://127.0.0.1:9/0"
 
 
+@pytest.mark.integration
 def test_cli_help_lists_commands() -> None:
     """`edgematch --help` exits 0 and lists every process type and tool."""
     proc = _run_cli("--help")
@@ -876,6 +919,7 @@ def test_cli_help_lists_commands() -> None:
         assert command in proc.stdout
 
 
+@pytest.mark.integration
 def test_cli_result_rejects_a_non_s3_uri() -> None:
     """`edgematch result not-a-uri` exits 2 with a message, before touching Redis."""
     proc = _run_cli("result", "not-a-uri")

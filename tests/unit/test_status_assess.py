@@ -63,6 +63,13 @@ def test_missing_process_is_named(role: str) -> None:
     assert any(f"no {role} process" in what for what in _whats(snap))
 
 
+def test_a_webhook_stands_in_for_intake() -> None:
+    """A deployment fed by the webhook runs no intake: that is not a problem."""
+    webhook = {**next(w for w in WORKERS if w["role"] == "intake"), "role": "webhook"}
+    snap = replace(HEALTHY, workers=[*(w for w in WORKERS if w["role"] != "intake"), webhook])
+    assert _whats(snap) == []
+
+
 def test_queue_nobody_consumes() -> None:
     """Tasks in a queue no live worker consumes are a problem; an empty one is not."""
     snap = replace(HEALTHY, queues={**HEALTHY.queues, "results": 4, "background": 0})
