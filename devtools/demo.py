@@ -183,6 +183,7 @@ def _summary(
     reports: dict[str, dict[str, Any]],
     started: float,
 ) -> int:
+    elapsed_s = time.monotonic() - started  # to the last report, before the log's flush
     stats = pipe.sandbox_stats()
     verdicts = Counter(doc["verdict"] for doc in seen.values())
     s3 = pipe.s3()
@@ -215,18 +216,37 @@ def _summary(
         f"  API        {stats.get('by_http_status', {})} requests by HTTP status; "
         f"files per request {stats.get('files_per_request', {})}"
     )
-    _say(f"  elapsed    {time.monotonic() - started:.1f} s")
+    logged = _logged(pipe, {doc["item_id"] for doc in seen.values()})
+    _say(
+        f"  log        {len(logged)}/{len(seen)} results in the verdict log, "
+        f"s3://{pipe.reports_bucket}/verdicts/ ({len(set(logged.values()))} objects)"
+    )
+    _say(f"  elapsed    {elapsed_s:.1f} s")
     missing = uploads - len(seen)
     wrong = [k for k in hit_keys if seen.get(k, {}).get("verdict") != "match"]
-    if missing or wrong or left or len(reports) != len(matched):
+    unlogged = len(seen) - len(logged)
+    if missing or wrong or left or len(reports) != len(matched) or unlogged:
         _say(
             f"\nFAILED: {missing} results missing, {len(wrong)} known hits not matched, "
-            f"{left} matches not quarantined, {len(matched) - len(reports)} reports missing"
+            f"{left} matches not quarantined, {len(matched) - len(reports)} reports missing, "
+            f"{unlogged} results not in the verdict log"
         )
         return 1
     _say("\nall uploads scanned; every known hit matched, quarantined and reported.")
-    _say("  find them again: edgematch reports list; edgematch reports show ID")
+    _say("  find them again: edgematch reports list; edgematch reports show ID;")
+    _say("                   edgematch result s3://BUCKET/KEY; edgematch verdicts --since 1h")
     return 0
+
+
+def _logged(pipe: LocalPipeline, items: set[str], wait_s: float = 30.0) -> dict[str, str]:
+    """Item id -> the log object holding it, for the ``items`` in the verdict log, waiting a
+    flush interval or two for the last ones."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = {d["item_id"]: d["_object"] for d in pipe.verdict_log() if d["item_id"] in items}
+        if len(found) == len(items) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
 
 
 def _line(doc: dict[str, Any], elapsed_s: float) -> str:

@@ -7,12 +7,14 @@ through environment variables.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,31 @@ from edgematch.infra.keys import Keys
 from edgematch.infra.redisclient import redis_client
 
 SANDBOX_KEY = "local-sandbox-key"
+#: Keys made per scanned hash, by the prefix after the namespace, and the setting whose
+#: window each lives for: nothing else may grow with the number of hashes scanned.
+PER_HASH_KEYS = {
+    "seen": "EDGEMATCH_IDEMPOTENCY_TTL_S",
+    "result": "EDGEMATCH_RESULT_TTL_S",
+    "result-content": "EDGEMATCH_RESULT_TTL_S",
+    "result-item": "EDGEMATCH_RESULT_TTL_S",
+}
+#: Keys made per matched content (or per distinct matched hash), and their window.
+PER_MATCH_KEYS = {
+    "match-cache": "EDGEMATCH_MATCH_CACHE_TTL_S",
+    "quarantine": "EDGEMATCH_IDEMPOTENCY_TTL_S",
+    "report": "EDGEMATCH_IDEMPOTENCY_TTL_S",
+}
+
+
+@dataclass
+class KeyKind:
+    """The keys of one kind in Redis: how many, their bytes (``MEMORY USAGE``), the longest
+    TTL among them (s; -1 when one has none)."""
+
+    count: int = 0
+    bytes: int = 0
+    max_ttl_s: int = 0
+    names: list[str] = field(default_factory=list)
 
 
 class LocalPipeline:
@@ -332,6 +359,43 @@ class LocalPipeline:
         for obj in listing.get("Contents", []):
             body = s3.get_object(Bucket=self.reports_bucket, Key=obj["Key"])["Body"].read()
             docs.append({**json.loads(body), "key": obj["Key"]})
+        return docs
+
+    def redis_footprint(self) -> dict[str, KeyKind]:
+        """Every key of the namespace by kind: the per-hash and per-match prefixes of
+        PER_HASH_KEYS and PER_MATCH_KEYS, and ``other`` (queues, buffer, stats …)."""
+        ns = self.keys.ns
+        kinds: dict[str, KeyKind] = {}
+        client = redis_client(self.redis.url)
+        try:
+            for raw in client.scan_iter(match="*", count=1000):
+                name = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+                prefix = name.removeprefix(f"{ns}:").split(":", 1)[0]
+                kind = prefix if prefix in PER_HASH_KEYS or prefix in PER_MATCH_KEYS else "other"
+                entry = kinds.setdefault(kind, KeyKind())
+                entry.count += 1
+                entry.bytes += int(client.memory_usage(name) or 0)
+                ttl = int(client.ttl(name))
+                entry.max_ttl_s = (
+                    -1 if ttl == -1 or entry.max_ttl_s == -1 else max(entry.max_ttl_s, ttl)
+                )
+                if kind == "other":
+                    entry.names.append(name)
+        finally:
+            client.close()
+        return kinds
+
+    def verdict_log(self) -> list[dict[str, Any]]:
+        """Every line of the verdict log (in the reports bucket, as by default), in key order."""
+        s3 = self.s3()
+        docs: list[dict[str, Any]] = []
+        for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.reports_bucket, Prefix="verdicts/"
+        ):
+            for obj in page.get("Contents", []):
+                body = s3.get_object(Bucket=self.reports_bucket, Key=obj["Key"])["Body"].read()
+                for line in gzip.decompress(body).decode("utf-8").splitlines():
+                    docs.append({**json.loads(line), "_object": obj["Key"]})
         return docs
 
     def exists(self, bucket: str, key: str) -> bool:

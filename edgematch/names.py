@@ -27,6 +27,8 @@ TASK_RECORD_RESULT: Final = "edgematch.record_result"
 TASK_RECORD_RESULTS: Final = "edgematch.record_results"
 TASK_QUARANTINE: Final = "edgematch.quarantine"
 TASK_REPORT: Final = "edgematch.report"
+#: Write the results recorded meanwhile to the verdict log (the beat's, and overdue ones).
+TASK_FLUSH_VERDICTS: Final = "edgematch.flush_verdicts"
 
 # -- Queue steps: each is one Celery queue (a Redis list) ``<namespace>.<step>`` ---------------
 STEP_INGEST: Final = "ingest"
@@ -55,6 +57,7 @@ TASK_STEPS: Final = {
     TASK_SWEEP: STEP_MATCH,
     TASK_RECORD_RESULT: STEP_RESULTS,
     TASK_RECORD_RESULTS: STEP_RESULTS,
+    TASK_FLUSH_VERDICTS: STEP_RESULTS,
     TASK_QUARANTINE: STEP_QUARANTINE,
     TASK_REPORT: STEP_REPORTS,
 }

@@ -1,10 +1,10 @@
 """The composition root: every client and part of one process, built once and passed in.
 
 One Redis pool (and the broker's, when it is another Redis), one S3 client, one API
-client, and the parts made of them — the batch buffer, result store, dead letters,
-journal, failure policy, publisher, match cache and the downstream parts (quarantine,
-reports, reporter). Nothing else in the application builds a client: a part is given the
-clients it uses.
+client, and the parts made of them — the batch buffer, result store, verdict log, dead
+letters, journal, failure policy, publisher, match cache and the downstream parts
+(quarantine, reports, reporter). Nothing else in the application builds a client: a part
+is given the clients it uses.
 
 Built lazily on first use and rebuilt after a fork (Celery's prefork children must not
 share their parent's sockets). Tasks reach everything through :func:`runtime`; tests
@@ -22,12 +22,15 @@ from edgematch.config.settings import Settings
 from edgematch.downstream.evidence import EvidenceStore
 from edgematch.downstream.filing import Downstream
 from edgematch.infra.logs import register_secret
+from edgematch.infra.logstore import LogObjects
 from edgematch.infra.redisclient import Redis, redis_client
 from edgematch.infra.storage import ObjectStore, make_s3_client
 from edgematch.photodna.client import PhotoDNAClient
 from edgematch.photodna.matchcache import MatchCache
 from edgematch.pipeline.buffer import BatchBuffer
+from edgematch.pipeline.logpaths import PREFIX as VERDICT_LOG_PREFIX
 from edgematch.pipeline.results import ResultStore
+from edgematch.pipeline.verdictlog import VerdictLog
 from edgematch.recovery.deadletters import DeadLetters
 from edgematch.recovery.guard import Guard
 from edgematch.recovery.journal import Journal
@@ -101,7 +104,26 @@ class Runtime:
 
     @cached_property
     def results(self) -> ResultStore:
-        return ResultStore(self.redis, self.settings.namespace, ttl_s=self.settings.result_ttl_s)
+        s = self.settings
+        return ResultStore(
+            self.redis, s.namespace, ttl_s=s.result_ttl_s, max_staged=s.verdict_log_max_staged
+        )
+
+    @cached_property
+    def verdict_log(self) -> VerdictLog:
+        """The verdict log's staging area and flush; it writes nothing without a bucket
+        (EDGEMATCH_VERDICT_LOG_BUCKET, or EDGEMATCH_REPORTS_BUCKET). Its S3 client is made
+        when it first writes or reads the log, not to read what waits in Redis."""
+        s = self.settings
+        bucket = s.effective_verdict_log_bucket
+
+        def objects() -> LogObjects:
+            assert bucket is not None
+            return LogObjects(self.s3, bucket, VERDICT_LOG_PREFIX, kms_key_id=s.reports_kms_key_id)
+
+        return VerdictLog(
+            self.redis, s.namespace, objects if bucket else None, flush_s=s.verdict_log_flush_s
+        )
 
     @cached_property
     def journal(self) -> Journal:

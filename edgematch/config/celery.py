@@ -44,6 +44,7 @@ from edgematch.names import (
     STEP_BACKGROUND,
     STEP_INGEST,
     STEP_RESULTS,
+    TASK_FLUSH_VERDICTS,
     TASK_RECORD_RESULT,
     TASK_RECORD_RESULTS,
     TASK_STEPS,
@@ -131,6 +132,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "schedule": 1.0,
                 # A sweep is only useful now: stale ones queued while no worker ran are dropped.
                 "options": {"expires": 5.0},
+            },
+            # The verdict log's staged results go to the object store about once an
+            # interval (pipeline/verdictlog.py); one that waited past it is not needed.
+            "flush-verdicts": {
+                "task": TASK_FLUSH_VERDICTS,
+                "schedule": settings.verdict_log_flush_s,
+                "options": {"expires": settings.verdict_log_flush_s},
             },
         },
         "timezone": "UTC",

@@ -36,6 +36,27 @@ def visibility_timeout_outlasts_tasks(s: Settings) -> None:
         )
 
 
+def the_window_outlasts_redeliveries(s: Settings) -> None:
+    """The broker hands an unacknowledged ingest task out again up to the visibility timeout
+    later; that second delivery must still find the object version remembered."""
+    if s.idempotency_ttl_s <= s.visibility_timeout_s:
+        raise ConfigurationError(
+            f"EDGEMATCH_IDEMPOTENCY_TTL_S ({s.idempotency_ttl_s}) must exceed "
+            f"EDGEMATCH_VISIBILITY_TIMEOUT_S ({s.visibility_timeout_s}): a task the broker "
+            "delivers again after the window would be scanned twice"
+        )
+
+
+def results_stay_within_the_window(s: Settings) -> None:
+    """Nothing kept in Redis per scanned hash outlives the idempotency window."""
+    if s.result_ttl_s > s.idempotency_ttl_s:
+        raise ConfigurationError(
+            f"EDGEMATCH_RESULT_TTL_S ({s.result_ttl_s}) must not exceed "
+            f"EDGEMATCH_IDEMPOTENCY_TTL_S ({s.idempotency_ttl_s}): results older than the "
+            "window are read from the verdict log"
+        )
+
+
 def move_has_a_bucket(s: Settings) -> None:
     if s.quarantine_mode == "move" and not s.quarantine_bucket:
         raise ConfigurationError("EDGEMATCH_QUARANTINE_MODE=move needs EDGEMATCH_QUARANTINE_BUCKET")
@@ -73,6 +94,8 @@ def reporter_has_what_it_needs(s: Settings) -> None:
 CHECKS: Final[tuple[Callable[[Settings], None], ...]] = (
     sentinel_has_a_master,
     visibility_timeout_outlasts_tasks,
+    the_window_outlasts_redeliveries,
+    results_stay_within_the_window,
     move_has_a_bucket,
     quarantine_is_not_an_upload_bucket,
     reporter_has_what_it_needs,

@@ -43,7 +43,8 @@ __all__ = [
 ]
 
 DEFAULT_API_URL: Final = "https://api.microsoftmoderator.com/photodna/v1.0"
-DAY_S: Final = 24 * 3600
+HOUR_S: Final = 3600
+DAY_S: Final = 24 * HOUR_S
 
 API, RATE, REDIS, INTAKE = Concern.API, Concern.RATE, Concern.REDIS, Concern.INTAKE
 WEBHOOK = Concern.WEBHOOK
@@ -145,8 +146,10 @@ class Settings:
         help="how long one match task drains the buffer (and holds a worker process) before "
         "a new one takes over")
     idempotency_ttl_s: int = setting(
-        30 * DAY_S, INTAKE, p.positive_int, unit="s",
-        help="how long an accepted object version is remembered")
+        6 * HOUR_S, INTAKE, p.positive_int, unit="s",
+        help="how long an accepted object version is remembered, so that a duplicate event "
+        "costs no second scan; no key kept per scanned hash outlives it "
+        "([why six hours](#the-idempotency-window))")
     dead_letter_limit: int = setting(
         100_000, RECOVERY, p.positive_int, unit="entries",
         help="entries the dead-letter store holds; past it, failures are kept in their queue "
@@ -224,9 +227,10 @@ class Settings:
         help="`on`: tag content `pending` until its verdict "
         "([the publication gate](operations.md#live-uploads-first-and-the-publication-gate))")
     result_ttl_s: int = setting(
-        90 * DAY_S, RESULTS, p.positive_int, unit="s",
-        help="how long a recorded result stays in Redis (size Redis by it: about 2 KB per "
-        "scanned hash)")
+        2 * HOUR_S, RESULTS, p.positive_int, unit="s",
+        help="how long a recorded result stays in Redis, the hot window `edgematch result` "
+        "reads first (older ones are read from the verdict log); at most "
+        "`EDGEMATCH_IDEMPOTENCY_TTL_S` ([Redis sizing](#the-idempotency-window))")
     sentinel_master: str | None = setting(
         None, REDIS, p.non_empty,
         help="the monitored master's name, required when a Redis or broker URL is "
@@ -250,9 +254,24 @@ class Settings:
         None, DOWNSTREAM, p.bucket_name,
         default_doc="required to report ([without it](#without-a-reports-bucket))",
         help="where report documents are written, under `reports/`")
+    verdict_log_bucket: str | None = setting(
+        None, RESULTS, p.bucket_name, same_as="reports_bucket",
+        default_doc="same as `EDGEMATCH_REPORTS_BUCKET`; required by a worker that consumes "
+        "`results`",
+        help="where the verdict log is written, under `verdicts/`: every recorded result, "
+        "JSON Lines by date and hour ([the verdict log](operations.md#the-verdict-log))")
+    verdict_log_flush_s: float = setting(
+        10.0, RESULTS, p.positive_float, unit="s",
+        help="how often the results recorded meanwhile are written to the verdict log, "
+        "together, as one object (per hour they were scanned in) for the whole pool")
+    verdict_log_max_staged: int = setting(
+        100_000, RESULTS, p.positive_int, unit="results",
+        help="results recorded but not yet in the verdict log (the object store cannot be "
+        "written) past which no result is recorded: they are retried instead")
     reports_kms_key_id: str | None = setting(
         None, DOWNSTREAM, p.non_empty,
-        help="encrypt reports with this KMS key (`aws:kms`) instead of `AES256`")
+        help="encrypt reports and the verdict log with this KMS key (`aws:kms`) instead of "
+        "`AES256`")
     reporter: str = setting(
         "record", DOWNSTREAM, p.reporter,
         help="`record`, `webhook` or `photodna`: "
@@ -296,6 +315,12 @@ class Settings:
         if self.quarantine_mode:
             return self.quarantine_mode
         return "move" if self.quarantine_bucket else "tag"
+
+    @property
+    def effective_verdict_log_bucket(self) -> str | None:
+        """The verdict log's bucket: its own, else the reports bucket (also when Settings is
+        built directly, not read from the environment)."""
+        return self.verdict_log_bucket or self.reports_bucket
 
     def secrets(self) -> tuple[Secret, ...]:
         """Every secret this process holds, for the log masker."""

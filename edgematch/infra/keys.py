@@ -2,10 +2,13 @@
 
 Deployments that share a Redis set different ``EDGEMATCH_NAMESPACE`` values and never see
 each other's keys. Keys that a crashed process could leak carry a TTL where they are set.
+Keys made per scanned hash name it by a short digest (:func:`short_digest`), never by its
+bucket and key, which may be a kilobyte long: Redis holds millions of them.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass
 
@@ -103,21 +106,58 @@ class Keys:
 
     # -- idempotency, results, dead letters -----------------------------------------------
     def seen(self, identity: str) -> str:
-        """STRING with a TTL: this object version was accepted for scanning."""
-        digest = hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
-        return f"{self.ns}:seen:{digest}"
+        """STRING with a TTL (the idempotency window): this object version was accepted for
+        scanning."""
+        return f"{self.ns}:seen:{short_digest(identity)}"
 
     def result(self, bucket: str, key: str) -> str:
-        """STRING: the latest recorded result for the hash object bucket/key."""
-        return f"{self.ns}:result:{bucket}/{key}"
+        """STRING with a TTL (the hot window): the latest recorded result for the hash
+        object bucket/key."""
+        return self.result_by_digest(location_digest(bucket, key))
+
+    def result_by_digest(self, digest: str) -> str:
+        """:meth:`result` of the hash object whose :func:`location_digest` is ``digest``."""
+        return f"{self.ns}:result:{digest}"
 
     def content_result(self, bucket: str, key: str) -> str:
-        """STRING: the hash object location whose result covers content object bucket/key."""
+        """STRING with a TTL (the hot window): the :func:`location_digest` of the hash
+        object whose result covers content object bucket/key."""
+        return f"{self.ns}:result-content:{location_digest(bucket, key)}"
+
+    # Before the verdict log, results were kept for months under their location; these
+    # keys are read until they expire, or `edgematch migrate-results` moves them to the log.
+    def legacy_result(self, bucket: str, key: str) -> str:
+        """STRING: a result recorded by an earlier release, under its hash object's location."""
+        return f"{self.ns}:result:{bucket}/{key}"
+
+    def legacy_content_result(self, bucket: str, key: str) -> str:
+        """STRING: an earlier release's pointer, content location -> ``bucket/key`` of the hash."""
         return f"{self.ns}:result-content:{bucket}/{key}"
 
     def result_item(self, item_id: str) -> str:
         """STRING with a TTL: this item's result was recorded once (later ones are repeats)."""
         return f"{self.ns}:result-item:{item_id}"
+
+    # -- the verdict log's staging area (pipeline/verdictlog.py) ------------------------------
+    @property
+    def log_staged(self) -> str:
+        """LIST of result lines recorded but not yet written to the verdict log, oldest first."""
+        return f"{self.ns}:vlog:staged"
+
+    @property
+    def log_batches(self) -> str:
+        """HASH batch id -> JSON of the lines one flush took (until they are written)."""
+        return f"{self.ns}:vlog:batches"
+
+    @property
+    def log_leases(self) -> str:
+        """ZSET batch id -> lease expiry (ms): batches a flush is writing to the object store."""
+        return f"{self.ns}:vlog:leases"
+
+    @property
+    def log_due(self) -> str:
+        """STRING with a TTL of the flush interval: a flush started within it."""
+        return f"{self.ns}:vlog:due"
 
     def tag_lock(self, bucket: str, key: str) -> str:
         """STRING with a TTL: one writer at a time of a content object's verdict tag."""
@@ -193,3 +233,18 @@ class Keys:
 
 def _digest(identity: str) -> str:
     return hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def short_digest(identity: str) -> str:
+    """128 bits of the SHA-256 of ``identity``, URL-safe base64 (22 characters). Pure.
+
+    Enough to tell apart every object ever scanned (a collision is expected after some
+    10^19 of them), and a third the size of the hex digest.
+    """
+    digest = hashlib.sha256(identity.encode("utf-8", "surrogatepass")).digest()[:16]
+    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
+
+
+def location_digest(bucket: str, key: str) -> str:
+    """:func:`short_digest` of an object location (bucket and key). Pure."""
+    return short_digest(bucket + "\0" + key)

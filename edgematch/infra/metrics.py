@@ -139,9 +139,25 @@ DEAD_LETTERED = Counter(
     "Entries added to the dead-letter store, by reason.",
     ["reason"],
 )
+VERDICT_LOG_WRITES = Counter(
+    f"{PREFIX}_verdict_log_writes_total",
+    "Objects written to the verdict log (written), and writes the store refused (failed).",
+    ["outcome"],
+)
+VERDICT_LOG_LINES = Counter(
+    f"{PREFIX}_verdict_log_results_total",
+    "Results written to the verdict log.",
+)
 
 #: What the scrape-time reads are called in logs and in METRICS_COLLECT_ERRORS' label.
-LEVEL_FAMILIES = ("queue_depth", "buffer", "batches_in_flight", "rate_limit", "dead_letters")
+LEVEL_FAMILIES = (
+    "queue_depth",
+    "buffer",
+    "batches_in_flight",
+    "rate_limit",
+    "dead_letters",
+    "verdict_log",
+)
 METRICS_COLLECT_ERRORS = Counter(
     f"{PREFIX}_metrics_collect_errors_total",
     "Scrape-time reads of levels that failed for a reason other than Redis being unreachable "
@@ -175,6 +191,8 @@ NAMES = frozenset(
         REPORTS,
         DEAD_LETTERED,
         TASKS_RECOVERED,
+        VERDICT_LOG_WRITES,
+        VERDICT_LOG_LINES,
         METRICS_COLLECT_ERRORS,
     )
 ) | {
@@ -189,6 +207,8 @@ NAMES = frozenset(
     f"{PREFIX}_cooldown_asked_seconds",
     f"{PREFIX}_breaker_open",
     f"{PREFIX}_dead_letters",
+    f"{PREFIX}_verdict_log_staged",
+    f"{PREFIX}_verdict_log_oldest_age_seconds",
     f"{PREFIX}_redis_up",
 }
 
@@ -304,6 +324,22 @@ def _dead_letters(rt: Runtime) -> list[Metric]:
     return [letters]
 
 
+def _verdict_log(rt: Runtime) -> list[Metric]:
+    backlog = rt.verdict_log.backlog()
+    staged = GaugeMetricFamily(
+        f"{PREFIX}_verdict_log_staged",
+        "Results recorded and waiting to be taken for the verdict log (besides the batches "
+        "being written).",
+    )
+    staged.add_metric([], backlog.staged)
+    oldest = GaugeMetricFamily(
+        f"{PREFIX}_verdict_log_oldest_age_seconds",
+        "Age of the oldest result waiting for the verdict log; 0 when none waits.",
+    )
+    oldest.add_metric([], backlog.oldest_age_s)
+    return [staged, oldest]
+
+
 #: One reader per entry of LEVEL_FAMILIES, in that order.
 _READERS: tuple[Callable[[Runtime], list[Metric]], ...] = (
     _queue_depth,
@@ -311,6 +347,7 @@ _READERS: tuple[Callable[[Runtime], list[Metric]], ...] = (
     _batches_in_flight,
     _rate_limit,
     _dead_letters,
+    _verdict_log,
 )
 
 

@@ -70,7 +70,19 @@ COMMANDS: dict[str, Entry] = {
         f"{_C}.backfill:backfill", "scan hash files already in a bucket, resumably", ONCALL
     ),
     "result": Entry(
-        f"{_C}.records:result", "print the recorded result of a hash or content object", ONCALL
+        f"{_C}.records:result",
+        "the result of a hash or content object: its tag, the hot window, the verdict log",
+        ONCALL,
+    ),
+    "verdicts": Entry(
+        f"{_C}.records:verdicts",
+        "count the verdict log's results by verdict, lane, bucket and day",
+        ONCALL,
+    ),
+    "migrate-results": Entry(
+        f"{_C}.records:migrate_results",
+        "once, after an upgrade: move results kept in Redis to the verdict log",
+        ONCALL,
     ),
     "reports": Entry(f"{_C}.records:reports", "find the reports of matched content", ONCALL),
     "health": Entry(

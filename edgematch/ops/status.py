@@ -17,7 +17,10 @@ What counts as a problem, and why:
   ``STUCK_AFTER_S`` with no pump draining them — a stuck batch;
 * the backlog at the high-water mark (intake has stopped receiving);
 * dead letters of an operational reason (anything but the per-item verdicts in
-  ``ITEM_REASONS``, which need no action), or a store at 90 % of its bound or refusing.
+  ``ITEM_REASONS``, which need no action), or a store at 90 % of its bound or refusing;
+* the verdict log behind: a result recorded ``LOG_BEHIND_S`` ago still not written to the
+  object store, or the staged results near ``EDGEMATCH_VERDICT_LOG_MAX_STAGED`` (at it,
+  results are no longer recorded).
 
 Raises :class:`TransientError` when Redis cannot be reached.
 """
@@ -39,6 +42,9 @@ from edgematch.runtime import Runtime
 COOLDOWN_ATTENTION_S = 10.0
 STUCK_AFTER_S = 30.0
 DLQ_NEARLY_FULL = 0.9
+#: Seconds a recorded result may wait for the verdict log: a few flush intervals, and a
+#: batch whose write failed waiting out its lease to be written again.
+LOG_BEHIND_S = 180.0
 #: Per-item verdicts kept for inspection: the pipeline did its job, nothing to fix.
 ITEM_REASONS = frozenset({"item_rejected", "bad_input", "object_missing", "malformed_event"})
 PROCESS_ROLES = ("worker", "intake", "beat")
@@ -83,6 +89,9 @@ class Snapshot:
     #: What the last 429 asked for when the pool capped its cooldown (0: none capped); the
     #: pool then waits ``cooldown_s`` and sends one probe before it resumes.
     cooldown_asked_s: float = 0.0
+    #: Results waiting for the verdict log: ``staged``, ``batches`` being written,
+    #: ``oldest_age_s``, and ``max_staged`` (EDGEMATCH_VERDICT_LOG_MAX_STAGED).
+    verdict_log: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -143,7 +152,18 @@ def _collect(rt: Runtime) -> Snapshot:
         counters=rt.buffer.stats(),
         backfills=[asdict(cp) for cp in Checkpoints(r, s.namespace).all()],
         cooldown_asked_s=capped_asked_s(capped),
+        verdict_log=_verdict_log(rt),
     )
+
+
+def _verdict_log(rt: Runtime) -> dict[str, float]:
+    backlog = rt.verdict_log.backlog()
+    return {
+        "staged": backlog.staged,
+        "batches": backlog.batches,
+        "oldest_age_s": round(backlog.oldest_age_s, 1),
+        "max_staged": rt.settings.verdict_log_max_staged,
+    }
 
 
 def _lanes(rt: Runtime) -> dict[str, dict[str, float]]:
@@ -202,7 +222,31 @@ def assess(snap: Snapshot) -> list[Problem]:
             )
         )
     problems += _dead_letter_problems(snap.dead_letters)
+    problems += _log_problems(snap.verdict_log)
     return problems
+
+
+def _log_problems(vlog: dict[str, float]) -> list[Problem]:
+    if not vlog:
+        return []
+    staged, limit = int(vlog["staged"]), int(vlog["max_staged"])
+    if staged >= limit:
+        return [
+            Problem(
+                f"the verdict log is {staged} results behind, at EDGEMATCH_VERDICT_LOG_MAX_STAGED: "
+                "no result is recorded until it catches up (results retry in their queue)",
+                "verdict-log-behind.md",
+            )
+        ]
+    if vlog["oldest_age_s"] > LOG_BEHIND_S or staged >= DLQ_NEARLY_FULL * limit:
+        return [
+            Problem(
+                f"the verdict log is behind: {staged} results wait to be written to the "
+                f"object store, the oldest for {vlog['oldest_age_s']:.0f} s",
+                "verdict-log-behind.md",
+            )
+        ]
+    return []
 
 
 _MISSING = {
@@ -292,6 +336,12 @@ def render(snap: Snapshot, problems: list[Problem]) -> str:
     dlq = snap.dead_letters
     reasons = ", ".join(f"{r} {n}" for r, n in dlq["by_reason"].items()) or "none"
     lines.append(f"dead letters  {dlq['total']} of {dlq['limit']} ({reasons})")
+    if snap.verdict_log:
+        vlog = snap.verdict_log
+        lines.append(
+            f"verdict log   {int(vlog['staged'])} results waiting (oldest "
+            f"{vlog['oldest_age_s']:.0f} s), {int(vlog['batches'])} batch(es) being written"
+        )
     workers = ", ".join(
         f"{w['role']} {w['host']}:{w['pid']} ({w['age_s']:.0f} s)"
         if w.get("age_s") is not None

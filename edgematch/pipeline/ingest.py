@@ -236,11 +236,11 @@ def _publish_cached(
     """Publish a cached match (or clean verdict) in place of an API call. Idempotent."""
     seen = [rt.buffer.keys.seen(identity) for identity in dict.fromkeys(identities)]
     ttl_s = rt.settings.idempotency_ttl_s
-    if not rt.redis.set(seen[0], item.id, nx=True, ex=ttl_s):
+    if not rt.redis.set(seen[0], "1", nx=True, ex=ttl_s):
         log.info("ingest_duplicate", bucket=item.bucket, key=item.key)
         return DUPLICATE
     for alias in seen[1:]:
-        rt.redis.set(alias, item.id, ex=ttl_s)
+        rt.redis.set(alias, "1", ex=ttl_s)
     try:
         publish(result)
     except Exception:
@@ -311,6 +311,6 @@ def _refuse(
         dedupe_id=f"{DEAD_LETTER_INGEST_PREFIX}{rt.buffer.keys.seen(obj.identity)}",
     )
     publish(Result.for_item(item, verdict=UNSCANNABLE, reason=f"{reason}: {message}"))
-    rt.redis.set(rt.buffer.keys.seen(obj.identity), item.id, ex=s.idempotency_ttl_s)
+    rt.redis.set(rt.buffer.keys.seen(obj.identity), "1", ex=s.idempotency_ttl_s)
     log.warning("ingest_refused", bucket=obj.bucket, key=obj.key, reason=reason, error=message)
     return REFUSED

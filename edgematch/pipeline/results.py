@@ -1,9 +1,12 @@
 """Results: one versioned JSON document per scanned item, recorded and tagged on the object.
 
 A result is published by the match step to the ``results`` queue. Its consumer records it
-in Redis (looked up with ``edgematch result s3://bucket/key``), writes the verdict as a tag
-on the content version it scanned (merged into the existing tags, never wiping them), and
-hands it on (to quarantine and reporting: the caller says how, see :func:`consume`).
+in Redis for the hot window (``EDGEMATCH_RESULT_TTL_S``) and, in the same atomic step,
+stages it for the verdict log in the object store (:mod:`edgematch.pipeline.verdictlog`),
+where every result stays; it writes the verdict as a tag on the content version it scanned
+(merged into the existing tags, never wiping them), and hands it on (to quarantine and
+reporting: the caller says how, see :func:`consume`). ``edgematch result`` reads the hot
+window, then the log.
 
 Results arrive late, repeated and out of order; what each may change is one rule,
 :mod:`edgematch.pipeline.verdicts`: a result replaces the recorded one only for the same or
@@ -11,7 +14,11 @@ the current hash write, tags only the version it scanned, and never weakens a st
 verdict. The decision and the write are made under the content object's tag lock
 (tagging.py), and the recorded result is written by a compare-and-set script, so two
 results at once cannot undo each other. Recording is idempotent: the same result
-delivered twice changes nothing the second time.
+delivered twice changes nothing the second time, and is staged for the log once.
+
+Once a hash file's recorded result has left the hot window, a result that comes late (from
+an upload older than the window, or on a replay or backfill lane) asks S3 whether its write
+is the current one before it is recorded, as it would have if the record were still there.
 """
 
 from __future__ import annotations
@@ -29,10 +36,10 @@ import redis
 
 from edgematch.errors import TransientError
 from edgematch.infra import metrics
-from edgematch.infra.keys import Keys
+from edgematch.infra.keys import Keys, location_digest
 from edgematch.pipeline import verdicts
 from edgematch.pipeline.items import Item
-from edgematch.pipeline.verdicts import Decision, Facts, decide, needs_hash_check
+from edgematch.pipeline.verdicts import ON_CALL_LANES, Decision, Facts, decide, needs_hash_check
 
 if TYPE_CHECKING:
     from edgematch.pipeline.tagging import VerdictTags
@@ -41,6 +48,8 @@ SCHEMA = "edgematch.result/v1"
 CLEAN, MATCH, UNSCANNABLE = verdicts.CLEAN, verdicts.MATCH, verdicts.UNSCANNABLE
 #: Times a decision is made again when another writer recorded a result meanwhile.
 _COMMIT_TRIES: Final = 3
+#: What the record script answers when the verdict log is too far behind to stage more.
+_LOG_BEHIND: Final = -2
 
 
 @dataclass(frozen=True)
@@ -146,65 +155,104 @@ class Result:
 HandOn = Callable[[Result], None]
 
 
-class ResultStore:
-    """Where results are recorded and found again."""
+class LogBehind(TransientError):
+    """The verdict log holds ``EDGEMATCH_VERDICT_LOG_MAX_STAGED`` results not yet written to
+    the object store: no more are recorded until it catches up (the task retries)."""
 
-    def __init__(self, client: redis.Redis, namespace: str, *, ttl_s: int) -> None:
+
+class ResultStore:
+    """Where results are recorded (and staged for the verdict log) and found again.
+
+    ``ttl_s`` is the hot window; ``max_staged`` how many results may wait for the log.
+    """
+
+    def __init__(
+        self, client: redis.Redis, namespace: str, *, ttl_s: int, max_staged: int = 100_000
+    ) -> None:
         self._r = client
         self._k = Keys(namespace)
-        self._ttl_s = ttl_s
+        self.ttl_s = ttl_s
+        self._max_staged = max_staged
         self._commit = client.register_script(
             resources.files("edgematch.infra").joinpath("lua/record_result.lua").read_text()
         )
 
     def current(self, bucket: str, key: str) -> dict[str, Any] | None:
-        """The recorded result of the hash object bucket/key, if any."""
+        """The result of the hash object bucket/key recorded within the hot window, if any."""
         raw = self._r.get(self._k.result(bucket, key))
         if raw is None:
             return None
         doc: dict[str, Any] = json.loads(raw)
         return doc
 
-    def commit(self, result: Result, *, record: bool, expected_item: str | None) -> bool | None:
+    def commit(
+        self, result: Result, *, record: bool, expected_item: str | None, decision: str = ""
+    ) -> bool | None:
         """Note ``result`` as seen and, with ``record``, make it the recorded result of its
         hash object — only if the recorded result is still the one of ``expected_item``.
+        The item's first recording is staged for the verdict log in the same step, with
+        ``record`` (``current``) and ``decision`` (why) on its line.
 
         Returns True for the item's first recording, False for a repeat, None when another
-        result was recorded since the caller read it (decide again).
+        result was recorded since the caller read it (decide again). Raises LogBehind when
+        the log cannot take it yet.
         """
         doc = result.to_dict()
         doc["recorded_at"] = time.time()
-        outcome = self._commit(
-            keys=[
-                self._k.result(result.bucket, result.key),
-                self._k.content_result(result.content_bucket, result.content_key),
-                self._k.result_item(result.item_id),
-            ],
-            args=[
-                result.item_id,
-                expected_item or "",
-                "1" if record else "0",
-                json.dumps(doc, separators=(",", ":")),
-                f"{result.bucket}/{result.key}",
-                self._ttl_s,
-            ],
+        line = {**doc, "current": record, "decision": decision}
+        outcome = int(
+            self._commit(
+                keys=[
+                    self._k.result(result.bucket, result.key),
+                    self._k.content_result(result.content_bucket, result.content_key),
+                    self._k.result_item(result.item_id),
+                    self._k.log_staged,
+                ],
+                args=[
+                    result.item_id,
+                    expected_item or "",
+                    "1" if record else "0",
+                    json.dumps(doc, separators=(",", ":")),
+                    location_digest(result.bucket, result.key),
+                    self.ttl_s,
+                    json.dumps(line, separators=(",", ":")),
+                    self._max_staged,
+                ],
+            )
         )
-        return None if int(outcome) < 0 else bool(int(outcome))
+        if outcome == _LOG_BEHIND:
+            raise LogBehind(
+                f"the verdict log has {self._max_staged} results not yet written to the "
+                "object store (EDGEMATCH_VERDICT_LOG_MAX_STAGED); recording waits for it"
+            )
+        return None if outcome < 0 else bool(outcome)
 
     def get(self, bucket: str, key: str) -> dict[str, Any] | None:
-        """The result for a hash object, or for a content object (looked up through it)."""
+        """The result for a hash object, or for a content object (looked up through it),
+        within the hot window — or kept under an earlier release's keys until they expire."""
         raw = self._r.get(self._k.result(bucket, key))
         if raw is None:
             pointer = self._r.get(self._k.content_result(bucket, key))
-            if pointer is None:
-                return None
-            text = pointer.decode() if isinstance(pointer, bytes) else str(pointer)
-            hash_bucket, _, hash_key = text.partition("/")
-            raw = self._r.get(self._k.result(hash_bucket, hash_key))
-            if raw is None:
-                return None
+            if pointer is not None:
+                digest = pointer.decode() if isinstance(pointer, bytes) else str(pointer)
+                raw = self._r.get(self._k.result_by_digest(digest))
+        if raw is None:
+            raw = self._legacy(bucket, key)
+        if raw is None:
+            return None
         doc: dict[str, Any] = json.loads(raw)
         return doc
+
+    def _legacy(self, bucket: str, key: str) -> Any:
+        raw = self._r.get(self._k.legacy_result(bucket, key))
+        if raw is not None:
+            return raw
+        pointer = self._r.get(self._k.legacy_content_result(bucket, key))
+        if pointer is None:
+            return None
+        text = pointer.decode() if isinstance(pointer, bytes) else str(pointer)
+        hash_bucket, _, hash_key = text.partition("/")
+        return self._r.get(self._k.legacy_result(hash_bucket, hash_key))
 
 
 def _event_epoch(event_time: str | None) -> float | None:
@@ -215,6 +263,20 @@ def _event_epoch(event_time: str | None) -> float | None:
         return datetime.fromisoformat(event_time.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
+
+
+def is_late(result: Result, *, hot_window_s: float, now: float) -> bool:
+    """Whether another write's result may have left the hot window since ``result``'s object
+    was uploaded: it was uploaded half the window ago or more, or it is on a lane an
+    on-call person started (a replay, a backfill). Pure.
+
+    A newer write of the same key was uploaded after this one, so its result was recorded
+    less than the upload's age ago: while that age is under the window, the record is there.
+    """
+    if result.lane in ON_CALL_LANES:
+        return True
+    uploaded = _event_epoch(result.event_time) or result.enqueued_at
+    return bool(uploaded) and now - uploaded >= hot_window_s / 2
 
 
 def consume(
@@ -238,6 +300,7 @@ def consume(
     _measure(result)
     log.info(
         "result_recorded",
+        item_id=result.item_id,
         verdict=result.verdict,
         bucket=result.bucket,
         key=result.key,
@@ -261,14 +324,16 @@ def _commit(result: Result, *, store: ResultStore, tags: VerdictTags) -> tuple[b
     Raises TransientError when the recorded result kept changing.
     """
     new = Facts.of(result.to_dict())
+    late = is_late(result, hot_window_s=store.ttl_s, now=time.time())
     for _ in range(_COMMIT_TRIES):
         previous = store.current(result.bucket, result.key)
         recorded = Facts.of(previous) if previous is not None else None
-        decision = _decide(result, new, recorded, tags=tags)
+        decision = _decide(result, new, recorded, tags=tags, late=late)
         fresh = store.commit(
             result,
             record=decision.record,
             expected_item=recorded.item_id if recorded else None,
+            decision=decision.why,
         )
         if fresh is not None:
             return fresh, decision
@@ -277,10 +342,12 @@ def _commit(result: Result, *, store: ResultStore, tags: VerdictTags) -> tuple[b
     )
 
 
-def _decide(result: Result, new: Facts, recorded: Facts | None, *, tags: VerdictTags) -> Decision:
+def _decide(
+    result: Result, new: Facts, recorded: Facts | None, *, tags: VerdictTags, late: bool
+) -> Decision:
     """The rule of verdicts.py, given what it needs to know from S3."""
     hash_current = None
-    if needs_hash_check(new, recorded):
+    if needs_hash_check(new, recorded, late=late):
         hash_current = tags.is_current_write(
             result.bucket, result.key, version_id=result.version_id, etag=result.etag
         )

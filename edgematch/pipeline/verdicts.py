@@ -12,7 +12,9 @@ could not tell — the hash file was gone or replaced before it could be read).
 * The *recorded result* of a hash file (``edgematch result``) is replaced only by a result
   of the same hash write, or of the write that is the hash file's current one (one HEAD,
   asked only when the two differ): a late event for an older write never replaces the
-  newer write's result.
+  newer write's result. Redis keeps the recorded result for a window only; a result that
+  finds none recorded is asked the same question when it is *late* (results.is_late):
+  when another write's result could have come and gone meanwhile.
 * The *tag* goes on the content version the result scanned: by version id when there is
   one (S3 tags each version apart, so an older version's verdict stays on that version),
   otherwise on the current object only while it still holds the scanned bytes (its ETag,
@@ -112,13 +114,14 @@ class Decision:
     why: str
 
 
-def needs_hash_check(new: Facts, recorded: Facts | None) -> bool:
+def needs_hash_check(new: Facts, recorded: Facts | None, *, late: bool = False) -> bool:
     """Whether :func:`decide` needs to know if ``new``'s hash write is the current one:
-    only when another write's result is recorded."""
-    return (
-        recorded is not None
-        and recorded.item_id != new.item_id
-        and not (new.hash_version and new.hash_version == recorded.hash_version)
+    when another write's result is recorded, or when none is and ``new`` is late — the
+    other write's result may have been recorded and left Redis's hot window since."""
+    if recorded is None:
+        return late
+    return recorded.item_id != new.item_id and not (
+        new.hash_version and new.hash_version == recorded.hash_version
     )
 
 
@@ -145,7 +148,8 @@ def decide(
 
 def _record(new: Facts, recorded: Facts | None, *, hash_current: bool | None) -> tuple[bool, str]:
     if recorded is None:
-        return True, "first result"
+        # Asked only of a late result: False means another write is the hash file's now.
+        return (False, "superseded write") if hash_current is False else (True, "first result")
     if recorded.item_id == new.item_id:
         return False, "repeat"
     if not (new.hash_version and new.hash_version == recorded.hash_version):

@@ -22,8 +22,9 @@ when it was written). The task's end — done, dead-lettered, split — removes 
   held by a worker — is published again under the same task id.
 
 Every step is idempotent, so the rare task that runs twice (a worker thought dead that
-was only frozen) changes nothing twice. Pump and sweep tasks are not journaled: the batch
-buffer is their state, and the sweep restarts pumps.
+was only frozen) changes nothing twice. Pump, sweep and verdict-log flush tasks are not
+journaled: the batch buffer and the log's staging area are their state, and the beat
+starts them again.
 
 Queues and kombu's keys are read on the broker's Redis, the entries on edgematch's.
 """
@@ -40,7 +41,13 @@ import redis
 
 from edgematch.infra.keys import Keys
 from edgematch.infra.logs import get_logger
-from edgematch.names import LEGACY_TASK_PUMP, QUEUE_STEPS, TASK_MATCH, TASK_SWEEP
+from edgematch.names import (
+    LEGACY_TASK_PUMP,
+    QUEUE_STEPS,
+    TASK_FLUSH_VERDICTS,
+    TASK_MATCH,
+    TASK_SWEEP,
+)
 from edgematch.recovery.unacked import Unacked, queue_of, task_id_of
 
 log = get_logger(__name__)
@@ -54,8 +61,8 @@ SWEEP_EVERY_S: Final = 10.0
 BATCH: Final = 500
 #: A queue longer than this is not read whole: its order alone says what waits in it.
 SCAN_LIMIT: Final = 10_000
-#: Tasks never journaled: the batch buffer is their state.
-UNJOURNALED: Final = frozenset({TASK_MATCH, LEGACY_TASK_PUMP, TASK_SWEEP})
+#: Tasks never journaled: the batch buffer (or the verdict log's staging area) is their state.
+UNJOURNALED: Final = frozenset({TASK_MATCH, LEGACY_TASK_PUMP, TASK_SWEEP, TASK_FLUSH_VERDICTS})
 
 #: Publishes ``(task name, kwargs, task id)`` to the broker.
 Publish = Callable[[str, Mapping[str, Any], str], None]

@@ -7,6 +7,7 @@ configured from the environment at import, and refuses to start on a bad setting
 from edgematch.tasks.app import app, run_celery
 from edgematch.tasks.downstream import quarantine, report
 from edgematch.tasks.steps import (
+    flush_verdicts,
     ingest,
     ingest_many,
     match,
@@ -18,6 +19,7 @@ from edgematch.tasks.steps import (
 
 __all__ = [
     "app",
+    "flush_verdicts",
     "ingest",
     "ingest_many",
     "match",

@@ -23,6 +23,7 @@ from edgematch.names import (
     STEP_INGEST,
     STEP_MATCH,
     STEP_RESULTS,
+    TASK_FLUSH_VERDICTS,
     TASK_INGEST,
     TASK_INGEST_MANY,
     TASK_MATCH,
@@ -35,6 +36,7 @@ from edgematch.pipeline import ingest as ingest_step
 from edgematch.pipeline import match as matcher
 from edgematch.pipeline.results import Result, consume
 from edgematch.pipeline.tagging import verdict_tags
+from edgematch.pipeline.verdictlog import Flushed
 from edgematch.runtime import runtime
 from edgematch.tasks import lifecycle
 from edgematch.tasks.app import app
@@ -42,6 +44,11 @@ from edgematch.tasks.base import StepTask
 from edgematch.tasks.downstream import on_result
 
 log = get_logger(__name__)
+
+#: Seconds the periodic flush of the verdict log may write batches for, and one that a
+#: results task does when the beat's is overdue: both well within the task time limit.
+FLUSH_BUDGET_S = 20.0
+INLINE_FLUSH_BUDGET_S = 5.0
 
 
 def publish_result(result: Result) -> None:
@@ -171,6 +178,27 @@ def sweep() -> int:
     return started
 
 
+@app.task(name=TASK_FLUSH_VERDICTS)
+def flush_verdicts() -> dict[str, int]:
+    """Periodic: write the results recorded meanwhile to the verdict log, at most once per
+    EDGEMATCH_VERDICT_LOG_FLUSH_S for the whole pool (see pipeline/verdictlog.py).
+
+    A flush that fails leaves its batch leased: it is written again once the lease runs
+    out, so nothing is lost and no dead letter is needed.
+    """
+    flushed = _flush_verdict_log(budget_s=FLUSH_BUDGET_S)
+    return {"objects": flushed.objects, "results": flushed.lines} if flushed else {}
+
+
+def _flush_verdict_log(*, budget_s: float) -> Flushed | None:
+    """Flush the verdict log if due; never raises (a flush that cannot run now runs later)."""
+    try:
+        return runtime().verdict_log.flush_if_due(budget_s=budget_s)
+    except EdgematchError as exc:
+        log.warning("verdict_log_flush_failed", error=str(exc))
+        return None
+
+
 @app.task(name=TASK_RECORD_RESULT, base=StepTask, bind=True, max_retries=None)
 def record_result(
     self: StepTask,
@@ -183,7 +211,7 @@ def record_result(
     ``replayed_from`` names the dead letter this task replays (``edgematch dlq replay``).
     """
     rt = runtime()
-    return self.guarded(
+    outcome = self.guarded(
         STEP_RESULTS,
         lambda: consume(
             Result.from_dict(result),
@@ -197,6 +225,9 @@ def record_result(
         location=(result.get("bucket"), result.get("key")),
         replayed_from=replayed_from,
     )
+    # Results are in the log within an interval even while the beat is away.
+    _flush_verdict_log(budget_s=INLINE_FLUSH_BUDGET_S)
+    return outcome
 
 
 @app.task(name=TASK_INGEST_MANY, base=StepTask, bind=True, max_retries=None)
@@ -255,7 +286,7 @@ def record_results(
         )
         return "recorded" if fresh else "repeat"
 
-    return self.guarded_batch(
+    outcome = self.guarded_batch(
         STEP_RESULTS,
         results,
         work,
@@ -265,3 +296,5 @@ def record_results(
         correlation_id=correlation_id,
         replayed_from=replayed_from,
     )
+    _flush_verdict_log(budget_s=INLINE_FLUSH_BUDGET_S)
+    return outcome

@@ -18,7 +18,12 @@ and then counts, from what the pipeline left behind rather than from what it say
 - ``duplicated``: a second distinct result for one upload, a second quarantine copy or a
   second report for one matched content version — must be 0;
 - ``dead_letters`` by reason, and ``verdicts_s``: from the (last) fault until every upload
-  has its verdict (the last result recorded).
+  has its verdict (the last result recorded);
+- ``logged``: the uploads' results in the verdict log in the object store, once the
+  staging area has drained (each result once, by item id); ``unlogged``: results recorded
+  (logged by the worker, or held in Redis) that are not in it — must be 0; ``miscounted``:
+  how far ``edgematch verdicts``, run as an operator would, is from the distinct results
+  in the log — must be 0.
 
 Each run writes its ledger to ``tests/chaos/results/latest-run.json`` (not tracked: a test
 run leaves the work tree clean); the committed ``ledger.json``, whose table docs/reliability.md
@@ -33,6 +38,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -71,6 +78,9 @@ class Ledger:
     dead_letters: dict[str, int]
     verdicts_s: float | None
     elapsed_s: float
+    logged: int = 0
+    unlogged: int = 0
+    miscounted: int = 0
     notes: str = ""
     lost_keys: list[str] = field(default_factory=list)
     wrong_what: list[str] = field(default_factory=list)
@@ -97,6 +107,50 @@ def _stored_results(pipe: LocalPipeline, keys: Iterable[str]) -> dict[str, dict[
     finally:
         client.close()
     return found
+
+
+#: How long the verdict log may take to drain: a flush interval, and a batch whose flusher
+#: was killed mid-write waiting out its lease (pipeline/verdictlog.py), and some.
+LOG_DRAIN_S = 100.0
+
+
+def _verdict_log(pipe: LocalPipeline) -> list[dict[str, Any]]:
+    """Every line of the verdict log, once nothing waits to be written to it."""
+    client = redis.Redis.from_url(pipe.redis.url)
+    keys = pipe.keys
+
+    def drained() -> bool:
+        return client.llen(keys.log_staged) == 0 and client.zcard(keys.log_leases) == 0
+
+    try:
+        deadline = time.monotonic() + LOG_DRAIN_S
+        while not drained():
+            assert time.monotonic() < deadline, "the verdict log did not drain"
+            time.sleep(0.2)
+    finally:
+        client.close()
+    return pipe.verdict_log()
+
+
+def _counted(pipe: LocalPipeline, since: float) -> int:
+    """What ``edgematch verdicts --json`` counts of the results scanned since ``since``."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgematch.ops.cli",
+            "verdicts",
+            "--json",
+            "--since",
+            f"{int(time.time() - since) + 1}s",
+        ],
+        env=pipe.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return int(json.loads(done.stdout)["results"])
 
 
 def _quarantine_copies(
@@ -242,6 +296,15 @@ def measure(
     verdicts_s = None
     if fault_end is not None and last is not None:
         verdicts_s = round(max(0.0, last - fault_end), 1)
+    # The verdict log holds every result recorded, and the operator's count counts each once.
+    lines = _verdict_log(pipe)
+    in_log = {str(line["item_id"]) for line in lines}
+    recorded_items = {str(e["item_id"]) for e in events if e.get("item_id")}
+    recorded_items |= {str(d["item_id"]) for d in stored.values()}
+    unlogged = sorted(recorded_items - in_log)
+    logged = len({str(line["item_id"]) for line in lines if line.get("key") in counts})
+    oldest = min((float(line["scanned_at"]) for line in lines), default=started)
+    miscounted = abs(_counted(pipe, min(oldest, started) - 60) - len(in_log))
     entries = dead_letters(pipe)
     letters = Counter(entry["reason"] for entry in entries)
     samples = [
@@ -266,7 +329,10 @@ def measure(
         dead_letters=dict(sorted(letters.items())),
         verdicts_s=verdicts_s,
         elapsed_s=round(time.time() - started, 1),
-        notes=notes,
+        logged=logged,
+        unlogged=len(unlogged),
+        miscounted=miscounted,
+        notes=notes + (f" unlogged: {', '.join(unlogged[:10])}" if unlogged else ""),
         lost_keys=sorted(lost_keys)[:20],
         wrong_what=wrong_what[:20],
         duplicated_what=duplicated_what[:20],
@@ -318,7 +384,8 @@ def record_ledger(request: pytest.FixtureRequest) -> Iterator[RecordLedger]:
     upload is expected ``clean`` but those in ``matches`` (``match``), unless ``expected``
     names each upload's verdict. The scenario's start is when the test began. Every
     scenario's promise is checked here, after the row is written, so no test can forget
-    one: lost, wrong verdicts and duplicated effects are 0. The test asserts the rest on
+    one: lost, wrong verdicts and duplicated effects are 0, every result recorded is in the
+    verdict log and ``edgematch verdicts`` counts each once. The test asserts the rest on
     what comes back.
     """
     started = time.time()
@@ -346,6 +413,7 @@ def record_ledger(request: pytest.FixtureRequest) -> Iterator[RecordLedger]:
         write_ledger(ledger, request.node.name)
         row = ledger.to_dict()
         assert (ledger.lost, ledger.wrong, ledger.duplicated) == (0, 0, 0), row
+        assert (ledger.unlogged, ledger.miscounted) == (0, 0), row
         return row
 
     yield record

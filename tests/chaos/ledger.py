@@ -27,11 +27,24 @@ COLUMNS = (
     "duplicated effects",
     "dead letters",
     "every verdict, after the fault",
+    "in the verdict log",
 )
 
 
 def _letters(letters: Mapping[str, int]) -> str:
     return ", ".join(f"{n} {reason}" for reason, n in letters.items()) or "0"
+
+
+def _logged(entry: Mapping[str, Any]) -> str:
+    """Results in the verdict log, and any recorded but missing from it or miscounted."""
+    if "logged" not in entry:
+        return "—"  # a row written before the verdict log
+    text = str(entry["logged"])
+    if entry.get("unlogged"):
+        text += f" ({entry['unlogged']} missing)"
+    if entry.get("miscounted"):
+        text += f" (miscounted by {entry['miscounted']})"
+    return text
 
 
 def _seconds(seconds: float | None) -> str:
@@ -52,6 +65,7 @@ def row(entry: Mapping[str, Any]) -> list[str]:
         str(entry["duplicated"]),
         _letters(entry.get("dead_letters") or {}),
         _seconds(entry.get("verdicts_s")),
+        _logged(entry),
     ]
 
 

@@ -1,7 +1,7 @@
 """/metrics of the real processes against what the docs, the alerts and the dashboard name.
 
 ``tests/deploy/test_metric_names.py`` checks the names against the code; this scrapes the
-Procfile's intake and worker (prefork pool, ``--metrics-port``) after the pipeline has done
+Procfile's intake, webhook and worker (prefork pool, ``--metrics-port``) after the pipeline has done
 every kind of work, and checks that each name is exported and that the values follow what
 happened: dead letters by reason after forced dead letters, ``redis_up`` 1 with Redis up,
 0 with it stopped (the scrape still answering), 1 again once it is back.
@@ -19,7 +19,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from devtools.devstack import ROOT
+from devtools.devstack import ROOT, wait_for_port
 from devtools.localstack import LocalPipeline
 from devtools.localstack import wait_until as _wait
 from tests.support.hashes import HASH
@@ -95,6 +95,10 @@ def test_every_documented_metric_is_served_and_follows_the_pipeline(
     assert pipe.processes is not None
     intake_port, worker_port = free_port(), free_port()
     pipe.processes.start("intake", extra_args=["--metrics-port", str(intake_port)])
+    # The other door, beside intake: its /metrics is on its own port, beside the
+    # notifications it receives.
+    pipe.processes.start("webhook")
+    wait_for_port(pipe.webhook_port)
     pipe.start_processes(
         "worker", "beat", worker_args=["--concurrency", "2", "--metrics-port", str(worker_port)]
     )
@@ -126,10 +130,17 @@ def test_every_documented_metric_is_served_and_follows_the_pipeline(
         "five results counted",
     )
 
+    # A sender with the wrong token: refused, and counted by its answer's code.
+    refused = httpx.post(
+        pipe.webhook_url, content=b"{}", headers={"Authorization": "Bearer not-the-token-0000"}
+    )
+    assert refused.status_code == 401
     intake, _ = _scrape(intake_port)
     worker, _ = _scrape(worker_port)
+    webhook, _ = _scrape(pipe.webhook_port)
+    assert webhook.value("edgematch_webhook_requests_total", code="401") == 1
 
-    missing = _documented() - (intake.names | worker.names)
+    missing = _documented() - (intake.names | worker.names | webhook.names)
     assert not missing, f"documented but not exported: {sorted(missing)}"
     for scrape in (intake, worker):
         assert scrape.value("edgematch_redis_up") == 1

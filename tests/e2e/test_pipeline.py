@@ -238,7 +238,8 @@ def test_malformed_message_is_set_aside(make_pipeline: MakePipeline) -> None:
 
 
 def test_procfile_names_the_process_types() -> None:
-    """The Procfile runs intake, webhook, worker and beat through the edgematch command."""
+    """The Procfile runs intake (or webhook, the other door), worker and beat through the
+    edgematch command."""
     procfile = Path(__file__).resolve().parents[2] / "Procfile"
     lines = [
         line for line in procfile.read_text().splitlines() if line and not line.startswith("#")

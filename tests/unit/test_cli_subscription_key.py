@@ -28,6 +28,8 @@ PHOTODNA_REPORTER = {
     "EDGEMATCH_REPORT_REPORTER_NAME": "Example Reporter",
 }
 QUEUE_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/edgematch-events"
+#: docs/configuration.md: a worker that consumes results needs a bucket for the verdict log.
+REPORTS_BUCKET = {"EDGEMATCH_REPORTS_BUCKET": "edgematch-reports"}
 
 
 class _CeleryStandIn:
@@ -85,7 +87,7 @@ def test_needs_subscription_key(steps: list[str], reporter: str, needed: bool) -
 @pytest.mark.parametrize(
     ("queues", "env"),
     [
-        ("ingest,results,quarantine", {}),
+        ("ingest,results,quarantine", REPORTS_BUCKET),
         ("ingest,background", PHOTODNA_REPORTER),
         ("reports", {}),  # the record reporter sends nothing anywhere
     ],
@@ -142,6 +144,19 @@ def test_worker_that_calls_the_api_starts_with_the_key(
         monkeypatch.setenv(name, value)
     cli.main(["worker", "--queues", queues])
     assert celery.argv is not None
+
+
+@pytest.mark.parametrize("queues", ["results", "ingest,results,quarantine"])
+def test_worker_that_records_results_refuses_to_start_without_a_log_bucket(
+    queues: str, celery: _CeleryStandIn, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit status 2 naming both variables, before Celery starts: results would have nowhere
+    to go but Redis."""
+    assert cli.main(["worker", "--queues", queues]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgematch: configuration error: EDGEMATCH_VERDICT_LOG_BUCKET")
+    assert "EDGEMATCH_REPORTS_BUCKET" in err
+    assert celery.argv is None, "Celery started"
 
 
 def test_intake_starts_without_the_key(

@@ -32,6 +32,7 @@ from edgematch.errors import (
     TransientError,
     TransportError,
 )
+from edgematch.infra.logstore import Unreadable
 from edgematch.infra.outages import (
     OUTAGE_BUDGET_S,
     OUTAGE_RETRIES,
@@ -44,6 +45,7 @@ from edgematch.infra.redisclient import (
     RedisUnavailable,
     ScriptMissing,
 )
+from edgematch.pipeline.results import LogBehind
 from edgematch.recovery.deadletters import DeadLetterStoreFull
 from edgematch.recovery.locks import LockHeld
 from edgematch.recovery.policy import (
@@ -79,6 +81,7 @@ TRANSIENT: dict[type[EdgematchError], Callable[[], EdgematchError]] = {
     LockNotOwned: lambda: LockNotOwned("lost the lock"),
     DeadLetterStoreFull: lambda: DeadLetterStoreFull("full"),
     CopyUnverified: lambda: CopyUnverified("copy differs"),
+    LogBehind: lambda: LogBehind("the verdict log is behind"),
 }
 FINAL: dict[type[EdgematchError], Callable[[], EdgematchError]] = {
     ConfigurationError: lambda: ConfigurationError("access denied"),
@@ -89,6 +92,7 @@ FINAL: dict[type[EdgematchError], Callable[[], EdgematchError]] = {
     BadInput: lambda: BadInput("empty hash file"),
     ObjectMissing: lambda: ObjectMissing("gone"),
     QuarantineUnavailable: lambda: QuarantineUnavailable("no bucket"),
+    Unreadable: lambda: Unreadable("not gzip JSON Lines"),
 }
 BUGS: list[Callable[[], Exception]] = [
     lambda: ValueError("bad value"),

@@ -59,7 +59,7 @@ DEFAULTS: dict[str, tuple[str, object]] = {
     "EDGEMATCH_INTAKE_BATCH": ("intake_batch", 10),
     "EDGEMATCH_INTAKE_WAIT_S": ("intake_wait_s", 20),
     "EDGEMATCH_VISIBILITY_TIMEOUT_S": ("visibility_timeout_s", 3600),
-    "EDGEMATCH_IDEMPOTENCY_TTL_S": ("idempotency_ttl_s", 30 * 24 * 3600),
+    "EDGEMATCH_IDEMPOTENCY_TTL_S": ("idempotency_ttl_s", 6 * 3600),
     "EDGEMATCH_WEBHOOK_TOKEN": ("webhook_token", None),
     "EDGEMATCH_WEBHOOK_HOST": ("webhook_host", "0.0.0.0"),
     "EDGEMATCH_WEBHOOK_PORT": ("webhook_port", 8080),
@@ -76,6 +76,9 @@ DEFAULTS: dict[str, tuple[str, object]] = {
     "EDGEMATCH_QUARANTINE_BUCKET": ("quarantine_bucket", None),
     "EDGEMATCH_EVIDENCE_RETENTION_DAYS": ("evidence_retention_days", 365),
     "EDGEMATCH_REPORTS_BUCKET": ("reports_bucket", None),
+    "EDGEMATCH_VERDICT_LOG_BUCKET": ("verdict_log_bucket", None),
+    "EDGEMATCH_VERDICT_LOG_FLUSH_S": ("verdict_log_flush_s", 10.0),
+    "EDGEMATCH_VERDICT_LOG_MAX_STAGED": ("verdict_log_max_staged", 100_000),
     "EDGEMATCH_REPORTS_KMS_KEY_ID": ("reports_kms_key_id", None),
     "EDGEMATCH_REPORTER": ("reporter", "record"),
     "EDGEMATCH_REPORT_WEBHOOK_URL": ("report_webhook_url", None),
@@ -92,7 +95,7 @@ DEFAULTS: dict[str, tuple[str, object]] = {
     "EDGEMATCH_GATE": ("gate", False),
     "EDGEMATCH_SHUTDOWN_GRACE_S": ("shutdown_grace_s", 30.0),
     "EDGEMATCH_METRICS_PORT": ("metrics_port", None),
-    "EDGEMATCH_RESULT_TTL_S": ("result_ttl_s", 90 * 24 * 3600),
+    "EDGEMATCH_RESULT_TTL_S": ("result_ttl_s", 2 * 3600),
     "EDGEMATCH_SENTINEL_MASTER": ("sentinel_master", None),
 }
 #: The variables whose name is not EDGEMATCH_ + the field's name upper-cased.
@@ -260,7 +263,10 @@ GOOD_VALUES: list[tuple[str, str, str, object]] = [
     ("EDGEMATCH_CLEAN_CACHE_TTL_S", " 3600 ", "clean_cache_ttl_s", 3600),
     ("EDGEMATCH_JOURNAL_GRACE_S", "2.5", "journal_grace_s", 2.5),
     ("EDGEMATCH_MAX_COOLDOWN_S", "600", "max_cooldown_s", 600.0),
-    ("EDGEMATCH_RESULT_TTL_S", "86400", "result_ttl_s", 86400),
+    ("EDGEMATCH_RESULT_TTL_S", "14400", "result_ttl_s", 14400),
+    ("EDGEMATCH_VERDICT_LOG_FLUSH_S", "2.5", "verdict_log_flush_s", 2.5),
+    ("EDGEMATCH_VERDICT_LOG_MAX_STAGED", "5000", "verdict_log_max_staged", 5000),
+    ("EDGEMATCH_VERDICT_LOG_BUCKET", "audit-log", "verdict_log_bucket", "audit-log"),
     ("EDGEMATCH_MATCH_CACHE_TTL_S", "3600", "match_cache_ttl_s", 3600),
     ("EDGEMATCH_BACKGROUND_MIN_SHARE", "0.25", "background_min_share", 0.25),
     ("EDGEMATCH_BACKGROUND_MIN_SHARE", "0", "background_min_share", 0.0),
@@ -474,6 +480,9 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("EDGEMATCH_MAX_COOLDOWN_S", "1m"),
     ("EDGEMATCH_RESULT_TTL_S", "0"),
     ("EDGEMATCH_RESULT_TTL_S", "90d"),
+    ("EDGEMATCH_VERDICT_LOG_FLUSH_S", "0"),
+    ("EDGEMATCH_VERDICT_LOG_MAX_STAGED", "0"),
+    ("EDGEMATCH_VERDICT_LOG_BUCKET", "Not_A_Bucket"),
     ("EDGEMATCH_MATCH_CACHE_TTL_S", "0"),
     ("EDGEMATCH_BACKGROUND_MIN_SHARE", "1"),
     ("EDGEMATCH_BACKGROUND_MIN_SHARE", "10%"),
@@ -787,6 +796,43 @@ def test_a_lease_shorter_than_a_request_is_accepted(env: dict[str, str]) -> None
     outlast the API's read and connect timeouts."""
     settings = Settings.from_env(env)
     assert settings.lease_s < settings.api_timeout_s + settings.api_connect_timeout_s
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"EDGEMATCH_IDEMPOTENCY_TTL_S": "3600"},
+        {"EDGEMATCH_IDEMPOTENCY_TTL_S": "1800", "EDGEMATCH_RESULT_TTL_S": "600"},
+        {"EDGEMATCH_VISIBILITY_TIMEOUT_S": "21600"},
+    ],
+)
+def test_the_window_must_outlast_the_brokers_redelivery(env: dict[str, str]) -> None:
+    """An idempotency window not above the visibility timeout names both variables: the
+    broker may deliver an ingest task again that late."""
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env(env)
+    assert str(info.value).startswith("EDGEMATCH_IDEMPOTENCY_TTL_S")
+    assert "EDGEMATCH_VISIBILITY_TIMEOUT_S" in str(info.value)
+
+
+def test_results_in_redis_stay_within_the_window() -> None:
+    """A hot window longer than the idempotency window is refused: nothing kept per scanned
+    hash may outlive it; the same length is accepted."""
+    with pytest.raises(ConfigurationError, match=r"^EDGEMATCH_RESULT_TTL_S .*IDEMPOTENCY"):
+        Settings.from_env({"EDGEMATCH_RESULT_TTL_S": str(6 * 3600 + 1)})
+    settings = Settings.from_env({"EDGEMATCH_RESULT_TTL_S": str(6 * 3600)})
+    assert settings.result_ttl_s == settings.idempotency_ttl_s
+
+
+def test_the_verdict_log_shares_the_reports_bucket_unless_told() -> None:
+    """Without EDGEMATCH_VERDICT_LOG_BUCKET the log goes to the reports bucket."""
+    assert Settings.from_env({}).verdict_log_bucket is None
+    shared = Settings.from_env({"EDGEMATCH_REPORTS_BUCKET": "reports"})
+    assert shared.verdict_log_bucket == "reports"
+    own = Settings.from_env(
+        {"EDGEMATCH_REPORTS_BUCKET": "reports", "EDGEMATCH_VERDICT_LOG_BUCKET": "audit"}
+    )
+    assert own.verdict_log_bucket == "audit"
 
 
 def test_validated_checks_directly_built_settings() -> None:

@@ -135,3 +135,23 @@ def test_store_nearly_full_or_refusing() -> None:
     assert _whats(nearly) == ["the dead-letter store is nearly full (95 of 100)"]
     full = replace(HEALTHY, dead_letters={**_dlq(item_rejected=100), "refused": 7})
     assert "refused 7" in _whats(full)[0]
+
+
+def _log(staged: int, oldest_age_s: float, batches: int = 0) -> dict[str, float]:
+    return {"staged": staged, "batches": batches, "oldest_age_s": oldest_age_s,
+            "max_staged": 1000}  # fmt: skip
+
+
+def test_the_verdict_log_behind_is_a_problem() -> None:
+    """Results waiting a few flush intervals are normal; one waiting minutes (the store
+    refuses writes), or a staging area near or at its bound, points at the runbook."""
+    assert assess(replace(HEALTHY, verdict_log=_log(400, 25.0, 1))) == []
+    late = assess(replace(HEALTHY, verdict_log=_log(400, 600.0, 1)))
+    assert [p.runbook for p in late] == ["verdict-log-behind.md"]
+    assert "oldest for 600 s" in late[0].what
+    nearly = assess(replace(HEALTHY, verdict_log=_log(950, 5.0)))
+    assert [p.runbook for p in nearly] == ["verdict-log-behind.md"]
+    full = assess(replace(HEALTHY, verdict_log=_log(1000, 5.0)))
+    assert "no result is recorded" in full[0].what
+    text = render(replace(HEALTHY, verdict_log=_log(400, 25.0, 1)), [])
+    assert "verdict log   400 results waiting (oldest 25 s), 1 batch(es) being written" in text

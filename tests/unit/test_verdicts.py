@@ -109,6 +109,18 @@ def test_a_late_result_of_an_older_write_is_not_recorded() -> None:
     assert not gone.record
 
 
+def test_a_late_result_with_no_record_asks_which_write_is_current() -> None:
+    """The newer write's result may have left Redis's hot window: a late result with none
+    recorded is asked about, and is not recorded when another write is current; a result
+    that is not late is recorded as the first, with no question."""
+    a = _facts("a", write="etag:hA")
+    assert needs_hash_check(a, None, late=True) and not needs_hash_check(a, None)
+    superseded = decide(a, None, hash_current=False, content_reachable=True)
+    assert not superseded.record and superseded.tag and superseded.why == "superseded write"
+    for current in (True, None):  # current, or the hash file is gone: nothing newer known
+        assert decide(a, None, hash_current=current, content_reachable=True).record
+
+
 def test_the_current_write_replaces_an_older_writes_result_whatever_its_verdict() -> None:
     """New content: its own verdict is recorded, even clean after an older match."""
     old = _facts("a", write="etag:hA", content="etag:cA", verdict=MATCH)

@@ -1,13 +1,16 @@
 -- Record a result: compare-and-set on the hash object's recorded result, so that a
 -- decision made on what was read (verdicts.decide) is never applied over a result that
--- another writer recorded meanwhile.
+-- another writer recorded meanwhile; and, in the same step, stage the item's first
+-- recording for the verdict log (pipeline/verdictlog.py), so that no result is ever
+-- recorded without its line waiting to be written to the object store.
 -- KEYS: 1 the hash object's result, 2 the content object's pointer to it,
---       3 this item's "recorded once" marker.
+--       3 this item's "recorded once" marker, 4 the verdict log's staged lines.
 -- ARGV: 1 the item id, 2 the item id of the result the decision was made on ('' none),
 --       3 '1' to make this the recorded result, 4 the result (JSON), 5 the pointer,
---       6 the TTL (s).
--- Returns -1 when the recorded result is not the one expected (decide again), else 1 for
--- the item's first recording and 0 for a repeat.
+--       6 the TTL (s), 7 the verdict log line (JSON), 8 the most lines staged at once.
+-- Returns -1 when the recorded result is not the one expected (decide again), -2 when the
+-- verdict log is that far behind (nothing is written: retry later), else 1 for the item's
+-- first recording and 0 for a repeat.
 local current = redis.call('GET', KEYS[1])
 local current_item = ''
 if current then
@@ -20,11 +23,15 @@ if current_item ~= ARGV[2] then
   return -1
 end
 local fresh = 1
-if current_item == ARGV[1] then
+if current_item == ARGV[1] or redis.call('EXISTS', KEYS[3]) == 1 then
   fresh = 0
 end
-if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[6]) then
-  fresh = 0
+if fresh == 1 then
+  if redis.call('LLEN', KEYS[4]) >= tonumber(ARGV[8]) then
+    return -2
+  end
+  redis.call('SET', KEYS[3], '1', 'EX', ARGV[6])
+  redis.call('RPUSH', KEYS[4], ARGV[7])
 end
 if ARGV[3] == '1' then
   redis.call('SET', KEYS[1], ARGV[4], 'EX', ARGV[6])

@@ -53,7 +53,9 @@ def worker(queues: tuple[str, ...], metrics_port: int | None, celery_args: tuple
     example --concurrency 4 or --pool solo; `celery -A edgematch.tasks worker --help`
     lists them); EDGEMATCH_WORKER_CONCURRENCY applies unless they set -c/--concurrency.
     Only a worker that consumes match, or reports with EDGEMATCH_REPORTER=photodna, needs
-    the subscription key: without it, it refuses to start (exit 2).
+    the subscription key: without it, it refuses to start (exit 2); one that consumes
+    results needs a bucket for the verdict log (EDGEMATCH_REPORTS_BUCKET or
+    EDGEMATCH_VERDICT_LOG_BUCKET) the same way.
 
     \b
       edgematch worker
@@ -69,6 +71,13 @@ def worker(queues: tuple[str, ...], metrics_port: int | None, celery_args: tuple
         except ConfigurationError as exc:
             which = "match" if "match" in queues else "reports with EDGEMATCH_REPORTER=photodna"
             raise ConfigurationError(f"{exc} by a worker that consumes {which}") from None
+    # Every recorded result goes to the verdict log: without a bucket for it, results
+    # would pile up in Redis, so a worker that records them refuses to start.
+    if "results" in queues and not settings.effective_verdict_log_bucket:
+        raise ConfigurationError(
+            "EDGEMATCH_VERDICT_LOG_BUCKET (or EDGEMATCH_REPORTS_BUCKET, which it defaults to) "
+            "is required by a worker that consumes results: every result goes to the verdict log"
+        )
     if metrics_port or settings.metrics_port:
         _prepare_multiprocess_metrics()
     from edgematch.config.celery import WORKER_ARGS  # noqa: PLC0415 (see the docstring)
