@@ -69,41 +69,10 @@ def run_demo(
             pipe.upload(key, data, content=b"\xff\xd8 not really a jpeg " + os.urandom(16))
         _say("waiting for results, quarantine and reports:\n")
 
-        seen: dict[str, dict[str, Any]] = {}
-        moved: set[str] = set()
-        reports: dict[str, dict[str, Any]] = {}
+        watch = _Watch(pipe, hashes, started)
         deadline = time.monotonic() + timeout_s
-
-        def finished() -> bool:
-            matched = [d for d in seen.values() if d["verdict"] == "match"]
-            return (
-                len(seen) == uploads and len(moved) == len(matched) and len(reports) == len(matched)
-            )
-
-        while not finished() and time.monotonic() < deadline:
-            for key in hashes:
-                if key in seen:
-                    continue
-                doc = pipe.result(key)
-                if doc is not None:
-                    seen[key] = doc
-                    _say(_line(doc, time.monotonic() - started))
-            for doc in seen.values():
-                content = doc["content_key"]
-                if doc["verdict"] != "match" or content in moved:
-                    continue
-                target = f"{doc['content_bucket']}/{content}"
-                if not pipe.exists(pipe.bucket, content) and pipe.exists(QUARANTINE_BUCKET, target):
-                    moved.add(content)
-                    _say(
-                        f"  {time.monotonic() - started:6.1f}s → quarantined "
-                        f"s3://{pipe.bucket}/{content} → s3://{QUARANTINE_BUCKET}/{target}"
-                    )
-            if len(reports) < len(moved):
-                for report in pipe.reports():
-                    if report["report_id"] not in reports:
-                        reports[report["report_id"]] = report
-                        _say(_report_line(report, time.monotonic() - started))
+        while not watch.finished() and time.monotonic() < deadline:
+            watch.poll()
             time.sleep(0.1)
 
         _show_metrics(metrics_port)
@@ -111,9 +80,9 @@ def run_demo(
             pipe,
             uploads=uploads,
             hit_keys=hit_keys,
-            seen=seen,
-            moved=moved,
-            reports=reports,
+            seen=watch.seen,
+            moved=watch.moved,
+            reports=watch.reports,
             started=started,
         )
 
@@ -125,6 +94,57 @@ def _announced(pipe: LocalPipeline) -> str:
             f"to {pipe.webhook_url}"
         )
     return f"S3 bucket '{pipe.bucket}' → SQS '{pipe.queue_name}'"
+
+
+class _Watch:
+    """What the demo has seen so far: results, quarantined uploads and reports, each
+    printed once as it appears."""
+
+    def __init__(self, pipe: LocalPipeline, hashes: dict[str, bytes], started: float) -> None:
+        self._pipe, self._keys, self._started = pipe, list(hashes), started
+        self.seen: dict[str, dict[str, Any]] = {}
+        self.moved: set[str] = set()
+        self.reports: dict[str, dict[str, Any]] = {}
+
+    def finished(self) -> bool:
+        matched = sum(d["verdict"] == "match" for d in self.seen.values())
+        return len(self.seen) == len(self._keys) and len(self.moved) == len(self.reports) == matched
+
+    def poll(self) -> None:
+        self._results()
+        self._quarantined()
+        if len(self.reports) < len(self.moved):
+            self._reports()
+
+    def _elapsed_s(self) -> float:
+        return time.monotonic() - self._started
+
+    def _results(self) -> None:
+        for key in self._keys:
+            doc = None if key in self.seen else self._pipe.result(key)
+            if doc is not None:
+                self.seen[key] = doc
+                _say(_line(doc, self._elapsed_s()))
+
+    def _quarantined(self) -> None:
+        pipe = self._pipe
+        for doc in self.seen.values():
+            content = doc["content_key"]
+            if doc["verdict"] != "match" or content in self.moved:
+                continue
+            target = f"{doc['content_bucket']}/{content}"
+            if not pipe.exists(pipe.bucket, content) and pipe.exists(QUARANTINE_BUCKET, target):
+                self.moved.add(content)
+                _say(
+                    f"  {self._elapsed_s():6.1f}s → quarantined "
+                    f"s3://{pipe.bucket}/{content} → s3://{QUARANTINE_BUCKET}/{target}"
+                )
+
+    def _reports(self) -> None:
+        for report in self._pipe.reports():
+            if report["report_id"] not in self.reports:
+                self.reports[report["report_id"]] = report
+                _say(_report_line(report, self._elapsed_s()))
 
 
 _SHOWN = (

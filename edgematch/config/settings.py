@@ -24,13 +24,13 @@ from functools import cache
 from typing import Final
 
 from edgematch.config import parsers as p
+from edgematch.config import required
 from edgematch.config.checks import CHECKS
 from edgematch.config.declare import Concern, Variable, declared, secret_setting, setting
 from edgematch.config.elsewhere import READ_ELSEWHERE
 from edgematch.config.environ import read, warn_unknown
 from edgematch.config.parsers import OPERATIONS
 from edgematch.config.secret import Secret
-from edgematch.errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -45,8 +45,6 @@ __all__ = [
 DEFAULT_API_URL: Final = "https://api.microsoftmoderator.com/photodna/v1.0"
 HOUR_S: Final = 3600
 DAY_S: Final = 24 * HOUR_S
-#: The shortest webhook token accepted: a shared secret short enough to guess is none.
-MIN_WEBHOOK_TOKEN_CHARS: Final = 16
 
 API, RATE, REDIS, INTAKE = Concern.API, Concern.RATE, Concern.REDIS, Concern.INTAKE
 WEBHOOK = Concern.WEBHOOK
@@ -333,31 +331,16 @@ class Settings:
     def batch_linger_s(self) -> float:
         return self.batch_linger_ms / 1000.0
 
+    # What one kind of process cannot start without (config/required.py); each raises
+    # ConfigurationError naming the variable.
     def require_subscription_key(self) -> Secret:
-        if not self.subscription_key:
-            raise ConfigurationError(
-                "EDGEMATCH_SUBSCRIPTION_KEY or EDGEMATCH_SUBSCRIPTION_KEY_FILE is required"
-            )
-        return self.subscription_key
+        return required.subscription_key(self)
 
     def require_webhook_token(self) -> Secret:
-        """The webhook's token; refuses a missing or short one (a guessable shared secret)."""
-        token = self.webhook_token
-        if not token:
-            raise ConfigurationError(
-                "EDGEMATCH_WEBHOOK_TOKEN or EDGEMATCH_WEBHOOK_TOKEN_FILE is required for webhook"
-            )
-        if len(token.reveal()) < MIN_WEBHOOK_TOKEN_CHARS:
-            raise ConfigurationError(
-                f"EDGEMATCH_WEBHOOK_TOKEN must be at least {MIN_WEBHOOK_TOKEN_CHARS} characters "
-                "(for example: openssl rand -hex 32)"
-            )
-        return token
+        return required.webhook_token(self)
 
     def require_sqs_queue_url(self) -> str:
-        if not self.sqs_queue_url:
-            raise ConfigurationError("EDGEMATCH_SQS_QUEUE_URL is required for intake")
-        return self.sqs_queue_url
+        return required.sqs_queue_url(self)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -94,11 +94,8 @@ class EvidenceStore:
         Raises ObjectMissing when it is gone (``superseded:`` when the ETag no longer
         matches), ConfigurationError when access is denied.
         """
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "ChecksumMode": "ENABLED"}
-        if version_id:
-            kwargs["VersionId"] = version_id
-        elif if_match:
-            kwargs["IfMatch"] = quoted(if_match)
+        kwargs = _one_version(bucket, key, version_id=version_id, if_match=if_match)
+        kwargs["ChecksumMode"] = "ENABLED"
         action = "s3:GetObjectVersion" if version_id else "s3:GetObject"
         with translated(action, bucket, key, version_id):
             response = self._s3.head_object(**kwargs)
@@ -254,11 +251,7 @@ class EvidenceStore:
         Deleting by version id removes that version for good and leaves newer versions
         alone; no delete marker is written.
         """
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if version_id:
-            kwargs["VersionId"] = version_id
-        elif if_match:
-            kwargs["IfMatch"] = quoted(if_match)
+        kwargs = _one_version(bucket, key, version_id=version_id, if_match=if_match)
         action = "s3:DeleteObjectVersion" if version_id else "s3:DeleteObject"
         with translated(action, bucket, key, version_id):
             self._s3.delete_object(**kwargs)
@@ -317,3 +310,16 @@ class EvidenceStore:
         if version_id:
             return self._s3.get_object(Bucket=bucket, Key=key, VersionId=version_id)
         return self._s3.get_object(Bucket=bucket, Key=key)
+
+
+def _one_version(
+    bucket: str, key: str, *, version_id: str | None, if_match: str | None
+) -> dict[str, Any]:
+    """The S3 arguments that name exactly one version: its id, or (unversioned) the
+    current object only while its ETag is ``if_match``."""
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version_id:
+        kwargs["VersionId"] = version_id
+    elif if_match:
+        kwargs["IfMatch"] = quoted(if_match)
+    return kwargs

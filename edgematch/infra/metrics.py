@@ -275,43 +275,44 @@ def _buffer(rt: Runtime) -> list[Metric]:
     return [items, oldest]
 
 
+def _level(name: str, documentation: str, value: float) -> Metric:
+    """A gauge family ``edgematch_<name>`` of one unlabelled sample."""
+    return GaugeMetricFamily(f"{PREFIX}_{name}", documentation, value=value)
+
+
 def _batches_in_flight(rt: Runtime) -> list[Metric]:
-    in_flight = GaugeMetricFamily(f"{PREFIX}_batches_in_flight", "Batches leased to a worker.")
-    in_flight.add_metric([], rt.buffer.in_flight())
-    return [in_flight]
+    return [_level("batches_in_flight", "Batches leased to a worker.", rt.buffer.in_flight())]
 
 
 def _rate_limit(rt: Runtime) -> list[Metric]:
     window = rt.buffer.window_use()
-    used = GaugeMetricFamily(
-        f"{PREFIX}_rate_limit_requests_in_window",
-        "Requests the pool sent in the current rate-limit window.",
-    )
-    used.add_metric([], window.used)
-    capacity = GaugeMetricFamily(
-        f"{PREFIX}_rate_limit_capacity", "Requests the rate limit allows per window."
-    )
-    capacity.add_metric([], window.capacity)
-    cooldown = GaugeMetricFamily(
-        f"{PREFIX}_cooldown_seconds", "Seconds the pool still waits after a 429."
-    )
-    cooldown.add_metric([], window.cooldown_s)
-    capped = GaugeMetricFamily(
-        f"{PREFIX}_cooldown_capped",
-        "1 while a 429 asked for more than EDGEMATCH_MAX_COOLDOWN_S: the pool waits the "
-        "ceiling, then one probe request, until one is accepted.",
-    )
-    capped.add_metric([], 1.0 if window.cooldown_asked_s else 0.0)
-    asked = GaugeMetricFamily(
-        f"{PREFIX}_cooldown_asked_seconds",
-        "What the 429 behind a capped cooldown asked for (Retry-After); 0 when none is.",
-    )
-    asked.add_metric([], window.cooldown_asked_s)
-    breaker = GaugeMetricFamily(
-        f"{PREFIX}_breaker_open", "1 while the API refuses the subscription key."
-    )
-    breaker.add_metric([], 1.0 if window.breaker_open else 0.0)
-    return [used, capacity, cooldown, capped, asked, breaker]
+    return [
+        _level(
+            "rate_limit_requests_in_window",
+            "Requests the pool sent in the current rate-limit window.",
+            window.used,
+        ),
+        _level(
+            "rate_limit_capacity", "Requests the rate limit allows per window.", window.capacity
+        ),
+        _level("cooldown_seconds", "Seconds the pool still waits after a 429.", window.cooldown_s),
+        _level(
+            "cooldown_capped",
+            "1 while a 429 asked for more than EDGEMATCH_MAX_COOLDOWN_S: the pool waits the "
+            "ceiling, then one probe request, until one is accepted.",
+            1.0 if window.cooldown_asked_s else 0.0,
+        ),
+        _level(
+            "cooldown_asked_seconds",
+            "What the 429 behind a capped cooldown asked for (Retry-After); 0 when none is.",
+            window.cooldown_asked_s,
+        ),
+        _level(
+            "breaker_open",
+            "1 while the API refuses the subscription key.",
+            1.0 if window.breaker_open else 0.0,
+        ),
+    ]
 
 
 def _dead_letters(rt: Runtime) -> list[Metric]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator
+from importlib import resources
 from typing import Any, Literal, NoReturn, cast
 from urllib.parse import urlsplit
 
@@ -46,6 +47,7 @@ __all__ = [
     "Redis",
     "RedisUnavailable",
     "ScriptMissing",
+    "lua_script",
     "publishing",
     "redis_client",
 ]
@@ -213,6 +215,16 @@ class Redis(redis.Redis):
         # A PubSub runs its own commands outside this boundary; nothing in edgematch
         # needs one (the broker is kombu's, with its own client).
         raise NotImplementedError("pub/sub is not supported through edgematch's Redis client")
+
+
+def lua_script(client: redis.Redis, name: str) -> redis.commands.core.Script:
+    """``client``'s handle on the Lua script ``edgematch/infra/lua/<name>.lua``.
+
+    Read from the installed package; loaded on the server at its first call (and again
+    whenever the server has forgotten it, on a client of :func:`redis_client`).
+    """
+    source = resources.files("edgematch.infra").joinpath(f"lua/{name}.lua").read_text("utf-8")
+    return client.register_script(source)
 
 
 def redis_client(url: str, *, sentinel_master: str | None = None, timeout_s: float = 10.0) -> Redis:

@@ -281,7 +281,7 @@ def _object_info(bucket: str, key: str, response: Mapping[str, Any], *, size: in
         size=size,
         etag=(etag.strip('"') or None) if etag else None,
         # "null" is the version of unversioned writes, overwritten in place: it
-        # pins nothing, so it is treated as no version (see events._version_id).
+        # pins nothing, so it is treated as no version (see eventfields.version_id).
         version_id=None if returned_version in (None, "", "null") else returned_version,
         metadata=MappingProxyType(dict(response.get("Metadata", {}))),
         content_type=response.get("ContentType"),

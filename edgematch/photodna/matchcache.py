@@ -21,11 +21,11 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, replace
-from importlib import resources
 
 import redis
 
 from edgematch.infra.keys import Keys
+from edgematch.infra.redisclient import lua_script
 from edgematch.pipeline.items import Item
 from edgematch.pipeline.results import CLEAN, MATCH, Result
 
@@ -79,10 +79,6 @@ class CachedClean:
         return replace(result, from_cache=True)
 
 
-def _script(name: str) -> str:
-    return resources.files("edgematch.infra").joinpath(f"lua/{name}.lua").read_text("utf-8")
-
-
 class MatchCache:
     """Remember and look up verdicts by the hash's SHA-256. Redis errors are TransientError.
 
@@ -97,7 +93,7 @@ class MatchCache:
         self._k = Keys(namespace)
         self._ttl_s = ttl_s
         self._clean_ttl_s = clean_ttl_s
-        self._remember_clean = client.register_script(_script("clean_cache_remember"))
+        self._remember_clean = lua_script(client, "clean_cache_remember")
 
     def remember(self, result: Result) -> bool:
         """Cache a match (refreshing its TTL) or, when on, a fresh clean verdict.

@@ -20,13 +20,13 @@ import contextlib
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import redis
 
 from edgematch.config.settings import Settings
 from edgematch.infra.keys import LANES, Keys
+from edgematch.infra.redisclient import lua_script
 from edgematch.photodna import cooldown
 from edgematch.pipeline.batch import Batch, Empty, TakeResult, Wait
 from edgematch.pipeline.items import Item
@@ -56,10 +56,6 @@ class LaneState:
     oldest_age_s: float
 
 
-def _script(name: str) -> str:
-    return resources.files("edgematch.infra").joinpath(f"lua/{name}.lua").read_text("utf-8")
-
-
 class BatchBuffer:
     """Push, take, settle; plus the pool's cooldown, breaker and pump bookkeeping."""
 
@@ -70,17 +66,17 @@ class BatchBuffer:
         self._per_window, self._window_ms = limiter_window(
             settings.rate_limit_per_s, settings.rate_limit_margin
         )
-        self._push = client.register_script(_script("push"))
-        self._take = client.register_script(_script("take_batch"))
-        self._settle = client.register_script(_script("settle"))
-        self._kick = client.register_script(_script("kick"))
-        self._hold = client.register_script(_script("hold_until"))
-        self._cool_down = client.register_script(_script("cool_down"))
-        self._mark_sent = client.register_script(_script("mark_sent"))
-        self._renew = client.register_script(_script("renew_lease"))
+        self._push = lua_script(client, "push")
+        self._take = lua_script(client, "take_batch")
+        self._settle = lua_script(client, "settle")
+        self._kick = lua_script(client, "kick")
+        self._hold = lua_script(client, "hold_until")
+        self._cool_down = lua_script(client, "cool_down")
+        self._mark_sent = lua_script(client, "mark_sent")
+        self._renew = lua_script(client, "renew_lease")
         # Renews the leases of the batches this process is sending.
         self._keeper = LeaseKeeper(self.renew, period_s=settings.lease_s / 3)
-        self._wait_turn = client.register_script(_script("wait_turn"))
+        self._wait_turn = lua_script(client, "wait_turn")
 
     # -- items in ---------------------------------------------------------------------
     def push(self, item: Item, identity: str, *, alias: str | None = None) -> bool:

@@ -25,7 +25,7 @@ from edgematch.errors import BadInput, EdgematchError
 from edgematch.infra import health, metrics
 from edgematch.infra.logs import get_logger
 from edgematch.names import DEAD_LETTER_INTAKE, DEAD_LETTER_SQS_PREFIX, INTAKE_QUEUE
-from edgematch.pipeline import backpressure
+from edgematch.pipeline import backpressure, handoff
 from edgematch.pipeline.events import ObjectCreated, parse_message, select
 from edgematch.runtime import Runtime
 
@@ -143,20 +143,10 @@ class Intake:
         try:
             self.enqueue(work)
         except Exception as exc:  # noqa: BLE001 - leave the messages for SQS to redeliver
-            log.warning(
-                "enqueue_failed", objects=len(work), error=f"{type(exc).__name__}: {exc}"[:300]
-            )
+            handoff.enqueue_failed(work, exc)
             return False
-        for obj, correlation_id in work:
-            self.stats.enqueued += 1
-            metrics.OBJECTS_ENQUEUED.labels("live").inc()
-            log.info(
-                "event_enqueued",
-                correlation_id=correlation_id,
-                bucket=obj.bucket,
-                key=obj.key,
-                version_id=obj.version_id,
-            )
+        self.stats.enqueued += len(work)
+        handoff.enqueued(work)
         return True
 
     def parse(self, message: Any) -> list[ObjectCreated]:

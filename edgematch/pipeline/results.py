@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from importlib import resources
 from typing import TYPE_CHECKING, Any, Final
 
 import redis
@@ -37,6 +36,7 @@ import redis
 from edgematch.errors import TransientError
 from edgematch.infra import metrics
 from edgematch.infra.keys import Keys, location_digest
+from edgematch.infra.redisclient import lua_script
 from edgematch.pipeline import verdicts
 from edgematch.pipeline.items import Item
 from edgematch.pipeline.verdicts import ON_CALL_LANES, Decision, Facts, decide, needs_hash_check
@@ -173,9 +173,7 @@ class ResultStore:
         self._k = Keys(namespace)
         self.ttl_s = ttl_s
         self._max_staged = max_staged
-        self._commit = client.register_script(
-            resources.files("edgematch.infra").joinpath("lua/record_result.lua").read_text()
-        )
+        self._commit = lua_script(client, "record_result")
 
     def current(self, bucket: str, key: str) -> dict[str, Any] | None:
         """The result of the hash object bucket/key recorded within the hot window, if any."""

@@ -41,7 +41,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from importlib import resources
 from typing import Any, Final
 
 import redis
@@ -51,6 +50,7 @@ from edgematch.infra import metrics
 from edgematch.infra.keys import Keys
 from edgematch.infra.logs import get_logger
 from edgematch.infra.logstore import LogObjects
+from edgematch.infra.redisclient import lua_script
 from edgematch.pipeline.logpaths import object_key, scanned_hour
 
 log = get_logger(__name__)
@@ -126,9 +126,7 @@ class VerdictLog:
         self.flush_s = flush_s
         self._max_lines = max_lines
         self._lease_ms = int(lease_s * 1000)
-        self._take = client.register_script(
-            resources.files("edgematch.infra").joinpath("lua/vlog_take.lua").read_text("utf-8")
-        )
+        self._take = lua_script(client, "vlog_take")
 
     @cached_property
     def objects(self) -> LogObjects | None:

@@ -29,7 +29,6 @@ import json
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from importlib import resources
 from typing import Any, cast
 
 import redis
@@ -38,6 +37,7 @@ from edgematch.errors import TransientError
 from edgematch.infra import metrics
 from edgematch.infra.keys import Keys
 from edgematch.infra.logs import get_logger
+from edgematch.infra.redisclient import lua_script
 from edgematch.recovery.dlqentry import FAILED, MESSAGE_CHARS, REPLAYING, DeadLetter
 from edgematch.recovery.dlqfilter import Filter
 from edgematch.recovery.dlqstats import Stats, tally
@@ -72,10 +72,6 @@ _Rows = list[tuple[bytes, float]]
 _Entries = list[DeadLetter]
 
 
-def _script(name: str) -> str:
-    return resources.files("edgematch.infra").joinpath(f"lua/{name}.lua").read_text("utf-8")
-
-
 class DeadLetters:
     """Add, find, count, replay-mark and purge dead letters.
 
@@ -86,8 +82,8 @@ class DeadLetters:
         self._r = client
         self._k = Keys(namespace)
         self.max_entries = max_entries
-        self._mark = client.register_script(_script("dlq_mark"))
-        self._resolve = client.register_script(_script("dlq_resolve"))
+        self._mark = lua_script(client, "dlq_mark")
+        self._resolve = lua_script(client, "dlq_resolve")
 
     # -- recording failures -----------------------------------------------------------
     def add(

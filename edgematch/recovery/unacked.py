@@ -32,13 +32,12 @@ import threading
 import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Final, cast
 
 import redis
 
 from edgematch.infra.logs import get_logger
-from edgematch.infra.redisclient import RedisUnavailable
+from edgematch.infra.redisclient import RedisUnavailable, lua_script
 from edgematch.names import unacked_index_key, unacked_key
 
 log = get_logger(__name__)
@@ -51,10 +50,6 @@ REFRESH_S: Final = 3.0
 STALE_S: Final = 15.0
 #: Delivery tags refreshed by one script call, and stale deliveries looked at per sweep.
 CHUNK: Final = 500
-
-
-def _script(name: str) -> str:
-    return resources.files("edgematch.infra").joinpath(f"lua/{name}.lua").read_text("utf-8")
 
 
 @dataclass(frozen=True)
@@ -82,7 +77,7 @@ class DeliveryKeeper:
         """``max_age_s``: stop refreshing a delivery held longer (the visibility timeout)."""
         self._r = client
         self._index = unacked_index_key(namespace)
-        self._refresh = client.register_script(_script("refresh_unacked"))
+        self._refresh = lua_script(client, "refresh_unacked")
         self._max_age_s = max_age_s
         self._refresh_s = refresh_s
         self._held: dict[str, tuple[Any, float]] = {}
@@ -159,7 +154,7 @@ class Unacked:
         self._hash = unacked_key(namespace)
         self._index = unacked_index_key(namespace)
         self._stale_s = stale_s
-        self._hand_back = client.register_script(_script("hand_back"))
+        self._hand_back = lua_script(client, "hand_back")
 
     def task_ids(self) -> set[str]:
         """The task ids of every delivery not acknowledged yet, fresh or stale."""

@@ -140,32 +140,8 @@ def _retry(task: Retryable, exc: BaseException, decision: policy.Retry) -> Any:
 class StepTask(Task):  # type: ignore[type-arg]
     """A task whose work runs under the failure policy (see the module docstring)."""
 
-    def guarded(
-        self,
-        step: str,
-        work: Callable[[], T],
-        *,
-        args: Mapping[str, Any],
-        correlation_id: str | None,
-        location: tuple[str | None, str | None],
-        replayed_from: str | None = None,
-        part: str = "",
-        on_redelivery: Callable[[], T] | None = None,
-        on_dead_letter: OnDeadLetter | None = None,
-    ) -> T | str:
-        """See :func:`guarded`."""
-        return guarded(
-            self,
-            step,
-            work,
-            args=args,
-            correlation_id=correlation_id,
-            location=location,
-            replayed_from=replayed_from,
-            part=part,
-            on_redelivery=on_redelivery,
-            on_dead_letter=on_dead_letter,
-        )
+    #: :func:`guarded` as a method: the task itself is its ``task``.
+    guarded = guarded
 
     def guarded_batch(
         self,

@@ -34,7 +34,6 @@ from edgematch.names import (
 from edgematch.pipeline import backpressure
 from edgematch.pipeline import ingest as ingest_step
 from edgematch.pipeline import match as matcher
-from edgematch.pipeline.backpressure import INGEST_BATCH
 from edgematch.pipeline.results import Result, consume
 from edgematch.pipeline.tagging import verdict_tags
 from edgematch.pipeline.verdictlog import Flushed
@@ -65,26 +64,6 @@ def publish_results(results: Sequence[Result]) -> None:
         publish_result(results[0])
         return
     runtime().publisher.send(record_results, {"results": [r.to_dict() for r in results]})
-
-
-def enqueue_events(events: Sequence[tuple[dict[str, Any], str]], lane: str) -> None:
-    """Enqueue ``(event arguments, correlation id)`` pairs for ingest, in tasks of at most
-    ``INGEST_BATCH`` events (one for a single event: a plain ``ingest`` task).
-
-    The way intake, backfill and the CLI hand events to the workers. Raises
-    BrokerUnavailable or RedisUnavailable (transient).
-    """
-    send = runtime().publisher.send
-    for start in range(0, len(events), INGEST_BATCH):
-        chunk = events[start : start + INGEST_BATCH]
-        if len(chunk) == 1:
-            event, correlation_id = chunk[0]
-            send(ingest, {"event": event, "correlation_id": correlation_id, "lane": lane})
-            continue
-        send(
-            ingest_many,
-            {"events": [{"event": e, "correlation_id": c} for e, c in chunk], "lane": lane},
-        )
 
 
 def start_pump(pump_id: str) -> None:

@@ -26,6 +26,7 @@ from edgematch.pipeline.results import CLEAN, Result
 from edgematch.recovery.poison import Deliveries, counter_ttl_s
 from edgematch.runtime import Runtime
 from edgematch.tasks import steps
+from edgematch.tasks.enqueue import enqueue_events
 from tests.support.hashes import HASH
 
 if TYPE_CHECKING:
@@ -231,8 +232,8 @@ def test_one_result_goes_as_a_single_task_and_more_as_one_batch(sent: Sent) -> N
     ]
     sent.clear()
     events = [({"bucket": BUCKET, "key": f"{n}.bin"}, f"c{n}") for n in range(23)]
-    steps.enqueue_events(events, "live")
-    steps.enqueue_events(events[:1], "live")
+    enqueue_events(events, "live")
+    enqueue_events(events[:1], "live")
     assert [(name, len(kw.get("events", [kw.get("event")]))) for name, kw, _ in sent] == [
         ("edgematch.ingest_many", 10),
         ("edgematch.ingest_many", 10),

@@ -1,6 +1,6 @@
 """A 429 asking for an hour holds the pool for EDGEMATCH_MAX_COOLDOWN_S, then one probe.
 
-The real match step (``matcher.send_batch``), the batch buffer's Lua scripts on the
+The real match step (``request.send_batch``), the batch buffer's Lua scripts on the
 private Redis, and the sandbox over HTTP answering 429 with ``Retry-After: 3600`` when
 told to (``throttle_next``). Everything runs on the default settings, so the test waits
 out the default ceiling (60 s) once, for two pools side by side (two namespaces): one
@@ -21,7 +21,7 @@ import redis
 from devtools.sandbox.server import Sandbox, SandboxConfig
 from edgematch.config.settings import Secret, Settings
 from edgematch.infra.metrics import RedisLevels
-from edgematch.pipeline import match as matcher
+from edgematch.pipeline import request
 from edgematch.pipeline.buffer import Batch, Empty, Wait
 from edgematch.pipeline.items import Item
 from edgematch.pipeline.results import CLEAN, Result
@@ -85,7 +85,7 @@ class Pool:
             time.sleep(taken.seconds)
 
     def send(self, batch: Batch) -> None:
-        matcher.send_batch(self.rt, batch, publish=self.results.extend)
+        request.send_batch(self.rt, batch, publish=self.results.extend)
 
     def levels(self) -> dict[str, float]:
         """The cooldown gauges a Prometheus scrape would show."""

@@ -1,4 +1,4 @@
-"""The match step (pump, send_batch, outcome handling) on a real, private redis-server.
+"""The match step (pump, request.send_batch, settling) on a real, private redis-server.
 
 The API's answers come from an httpx.MockTransport handler, so every status code is exact;
 the batch buffer, the limiter, the cooldown, the breaker and the dead letters are the real
@@ -25,7 +25,7 @@ from devtools.sandbox.rules import items_from_multipart
 from edgematch.config.settings import Secret, Settings
 from edgematch.errors import EdgematchError
 from edgematch.photodna.client import KEY_HEADER, HashItem, PhotoDNAClient
-from edgematch.pipeline import backpressure
+from edgematch.pipeline import backpressure, request, settling
 from edgematch.pipeline import match as matcher
 from edgematch.pipeline.buffer import Batch, Empty, Wait
 from edgematch.pipeline.items import Item
@@ -179,7 +179,7 @@ class Harness:
         return taken
 
     def send(self, batch: Batch) -> None:
-        matcher.send_batch(self.rt, batch, publish=self.results.extend)
+        request.send_batch(self.rt, batch, publish=self.results.extend)
 
     def waiting(self) -> dict[str, Item]:
         """The items the buffer holds (waiting or leased), as stored in Redis."""
@@ -226,7 +226,8 @@ def captured_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Logs]:
     # A logger cached by an earlier structlog.configure(cache_logger_on_first_use=True)
     # would bypass capture_logs: give the module a fresh proxy inside the capture.
     with capture_logs() as logs:
-        monkeypatch.setattr(matcher, "log", structlog.get_logger(matcher.__name__))
+        for module in (request, settling):
+            monkeypatch.setattr(module, "log", structlog.get_logger(module.__name__))
         yield logs
 
 

@@ -187,9 +187,9 @@ def test_intake_starts_without_the_key(
         def stop(self) -> None:
             pass
 
-    steps = types.ModuleType("edgematch.tasks.steps")
-    steps.__dict__["enqueue_events"] = lambda *args: None
-    monkeypatch.setitem(sys.modules, "edgematch.tasks.steps", steps)
+    enqueue = types.ModuleType("edgematch.tasks.enqueue")
+    enqueue.__dict__["enqueue_events"] = lambda *args: None
+    monkeypatch.setitem(sys.modules, "edgematch.tasks.enqueue", enqueue)
     rt = types.SimpleNamespace(settings=settings, redis=None)
     # Patched where `edgematch intake` looks them up (its module imports them at the top).
     command = "edgematch.ops.commands.intake"

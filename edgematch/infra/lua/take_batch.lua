@@ -50,12 +50,19 @@ local cooldown = tonumber(redis.call('GET', KEYS[8]) or '0')
 if cooldown > now then
   return {'wait', cooldown - now, 'cooldown'}
 end
-local probe = 0
-if redis.call('EXISTS', KEYS[13]) == 1 then
+-- While a probe request is in flight (its marker KEYS[10] lives), the others wait for its
+-- answer; nil when none is: this take is then the probe.
+local function probe_in_flight()
   local ttl = redis.call('PTTL', KEYS[10])
   if ttl > 0 then
     return {'wait', math.min(ttl, 1000), 'probe'}
   end
+  return nil
+end
+local probe = 0
+if redis.call('EXISTS', KEYS[13]) == 1 then
+  local in_flight = probe_in_flight()
+  if in_flight then return in_flight end
   probe = 1
 end
 
@@ -66,10 +73,8 @@ if breaker then
   if breaker > now then
     return {'wait', breaker - now, 'breaker'}
   end
-  local ttl = redis.call('PTTL', KEYS[10])
-  if ttl > 0 then
-    return {'wait', math.min(ttl, 1000), 'probe'}
-  end
+  local in_flight = probe_in_flight()
+  if in_flight then return in_flight end
   probe = 1
 end
 

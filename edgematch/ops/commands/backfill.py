@@ -178,7 +178,7 @@ def _run(
 def _enqueuer() -> Callable[[ObjectCreated, str], None]:
     # Imported here: importing edgematch.tasks configures Celery, which a backfill needs
     # only once its arguments and checkpoint are checked.
-    from edgematch.tasks.steps import enqueue_events  # noqa: PLC0415
+    from edgematch.tasks.enqueue import enqueue_events  # noqa: PLC0415
 
     def enqueue(obj: ObjectCreated, correlation_id: str) -> None:
         # Raises TransientError when the broker cannot take it.

@@ -32,7 +32,7 @@ def intake(metrics_port: int | None) -> int:
     serve_metrics(metrics_port, rt.settings)
     # Imported here: importing edgematch.tasks configures Celery, which only a process that
     # enqueues needs, and only once its own settings are checked.
-    from edgematch.tasks.steps import enqueue_events  # noqa: PLC0415
+    from edgematch.tasks.enqueue import enqueue_events  # noqa: PLC0415
 
     def enqueue(work: Sequence[tuple[ObjectCreated, str]]) -> None:
         enqueue_events([(event_to_args(obj), cid) for obj, cid in work], "live")

@@ -5,7 +5,7 @@ The thread takes every submission waiting (a group commit: a lone request waits 
 company; while several connections send faster than ``LINGER_S`` apart a round waits that
 long for more, see admission.py), reads the backlog once, admits the submissions that fit under
 ``EDGEMATCH_INTAKE_HIGH_WATER`` in arrival order and publishes their objects as ingest
-tasks of up to ten (``tasks.steps.enqueue_events``, as intake does with one SQS receive).
+tasks of up to ten (``tasks.enqueue.enqueue_events``, as intake does with one SQS receive).
 A future resolves only after that publish returned, or with the reason it was refused:
 ``high_water`` (room ran out), ``unavailable`` (Redis or the broker did not answer, or a
 bug: logged). Either way the sender keeps the notification and sends it again.
@@ -33,8 +33,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from edgematch.errors import TransientError
-from edgematch.infra import health, metrics
+from edgematch.infra import health
 from edgematch.infra.logs import get_logger
+from edgematch.pipeline import handoff
 from edgematch.pipeline.backpressure import INGEST_BATCH
 from edgematch.pipeline.events import ObjectCreated
 from edgematch.pipeline.webhook.admission import LINGER_S, RECENT, admitted, busy
@@ -208,9 +209,7 @@ class Enqueuer:
         try:
             self._enqueue(work)
         except TransientError as exc:  # the broker or Redis away: the senders send again
-            log.warning(
-                "enqueue_failed", objects=len(work), error=f"{type(exc).__name__}: {exc}"[:300]
-            )
+            handoff.enqueue_failed(work, exc)
             _resolve(taken, Outcome(False, "unavailable"))
             return
         except Exception:
@@ -218,16 +217,7 @@ class Enqueuer:
             _resolve(taken, Outcome(False, "unavailable"))
             return
         self._estimate += INGEST_BATCH * math.ceil(len(work) / INGEST_BATCH)
-        for obj, correlation_id in work:
-            metrics.OBJECTS_ENQUEUED.labels("live").inc()
-            log.info(
-                "event_enqueued",
-                correlation_id=correlation_id,
-                bucket=obj.bucket,
-                key=obj.key,
-                version_id=obj.version_id,
-                source=obj.source,
-            )
+        handoff.enqueued(work)
         _resolve(taken, ENQUEUED)
 
     def _probe(self) -> None:
