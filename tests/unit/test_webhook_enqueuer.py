@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from edgematch.infra.redisclient import BrokerUnavailable, RedisUnavailable
 from edgematch.pipeline.events import ObjectCreated
-from edgematch.pipeline.webhook.admission import LINGER_S, RECENT, admitted, busy
+from edgematch.pipeline.webhook.admission import admitted
 from edgematch.pipeline.webhook.enqueuer import ENQUEUED, Enqueuer, Outcome, Work
 
 MARK = 100
@@ -74,23 +74,6 @@ def test_admission_never_passes_the_mark(backlog: int, sizes: list[int]) -> None
     if fit < len(sizes):
         more = -(-(objects + sizes[fit]) // 10)
         assert backlog + more * 10 > MARK
-
-
-@pytest.mark.parametrize(
-    ("gap_s", "connections", "expected"),
-    [
-        (LINGER_S / 4, 16, True),  # many senders, fast: wait for company
-        (LINGER_S / 4, 1, False),  # one sender waiting for each answer: never make it wait
-        (LINGER_S * 2, 16, False),  # slower than the linger: nobody would come
-    ],
-)
-def test_busy_only_for_fast_arrivals_over_several_connections(
-    gap_s: float, connections: int, expected: bool
-) -> None:
-    """A round lingers only when company is likely and no single sequential sender pays."""
-    arrivals = [(n * gap_s, n % connections) for n in range(RECENT)]
-    assert busy(arrivals) is expected
-    assert busy(arrivals[1:]) is False  # too few seen yet to tell
 
 
 class Broker:

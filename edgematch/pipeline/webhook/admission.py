@@ -1,11 +1,10 @@
-"""The webhook's two decisions, pure: which requests fit under the mark, and whether a
-round should wait for company.
+"""The webhook's admission decision, pure: which requests fit under the mark.
 
 The live lane weighs a queued ingest task as the ten hash files it may carry
 (pipeline/backpressure.py), so :func:`admitted` counts a round's objects in tasks of ten the
-same way. A publish costs about half a millisecond of CPU whatever it carries, so under load
-from several connections a round waits up to ``LINGER_S`` for more (:func:`busy`); a single
-sender posting one event at a time over one connection (MinIO's store) never waits.
+same way. A round never waits for company: what arrives while one publishes goes in the
+next, so rounds grow with the load by themselves (waiting 5 ms for more made the median
+answer 20 ms at 600 notifications/s; see docs/benchmark.md).
 """
 
 from __future__ import annotations
@@ -15,12 +14,7 @@ from collections.abc import Sequence
 
 from edgematch.pipeline.backpressure import INGEST_BATCH
 
-__all__ = ["LINGER_S", "RECENT", "admitted", "busy"]
-
-#: Seconds a round waits for company while requests come in faster than that.
-LINGER_S = 0.005
-#: Recent submissions looked at to tell one sequential sender from several.
-RECENT = 32
+__all__ = ["admitted"]
 
 
 def admitted(backlog: int, mark: int, sizes: Sequence[int], per_task: int = INGEST_BATCH) -> int:
@@ -36,17 +30,3 @@ def admitted(backlog: int, mark: int, sizes: Sequence[int], per_task: int = INGE
             return n
         objects += size
     return len(sizes)
-
-
-def busy(arrivals: Sequence[tuple[float, object]], linger_s: float = LINGER_S) -> bool:
-    """Whether waiting ``linger_s`` for company is worth it. Pure.
-
-    ``arrivals``: (time, connection) of the last ``RECENT`` submissions, oldest first. Yes
-    when they came faster than one a ``linger_s`` and over more than one connection: a
-    single sender that waits for each answer before its next request gains nothing from a
-    wait, only its latency.
-    """
-    if len(arrivals) < RECENT:
-        return False
-    span = arrivals[-1][0] - arrivals[0][0]
-    return span < linger_s * (len(arrivals) - 1) and len({c for _, c in arrivals}) > 1

@@ -97,7 +97,7 @@ class WebhookApp:
         body = await self._read(receive)
         if body is None:
             return self._too_large(remote, None), False
-        return await self.door.handle(body, remote=remote, sender=scope.get("client")), True
+        return await self.door.handle(body, remote=remote), True
 
     def _too_large(self, remote: str, declared: int | None) -> Reply:
         log.warning("webhook_body_too_large", remote=remote, declared_bytes=declared)

@@ -63,8 +63,8 @@ class Door:
         self.enqueuer = enqueuer
         self.dead_letters = dead_letters
 
-    async def handle(self, body: bytes, *, remote: str = "-", sender: object = None) -> Reply:
-        """The reply to ``body``; ``sender`` names the connection it came by."""
+    async def handle(self, body: bytes, *, remote: str = "-") -> Reply:
+        """The reply to ``body``."""
         s = self.settings
         digest = hashlib.sha256(body).hexdigest()
         try:
@@ -85,7 +85,7 @@ class Door:
         if not parsed.objects:
             return Reply(200, {"accepted": 0, "skipped": skipped})
         work = [(obj, uuid.uuid4().hex) for obj in parsed.objects]
-        future = self.enqueuer.submit(work, sender=sender)
+        future = self.enqueuer.submit(work)
         try:
             outcome = await asyncio.wait_for(
                 asyncio.wrap_future(future), s.webhook_enqueue_timeout_s

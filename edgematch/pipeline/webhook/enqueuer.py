@@ -1,11 +1,11 @@
 """One thread publishes what the webhook accepts: admission at the mark, then the tasks.
 
 Requests hand their objects to :meth:`Enqueuer.submit` and wait on the future it returns.
-The thread takes every submission waiting (a group commit: a lone request waits for no
-company; while several connections send faster than ``LINGER_S`` apart a round waits that
-long for more, see admission.py), reads the backlog once, admits the submissions that fit under
-``EDGEMATCH_INTAKE_HIGH_WATER`` in arrival order and publishes their objects as ingest
-tasks of up to ten (``tasks.enqueue.enqueue_events``, as intake does with one SQS receive).
+The thread takes every submission waiting (a group commit: a round never waits for
+company; what arrives while one publishes goes in the next), reads the backlog once, admits
+the submissions that fit under ``EDGEMATCH_INTAKE_HIGH_WATER`` in arrival order and
+publishes their objects as ingest tasks of up to ten (``tasks.enqueue.enqueue_events``, as
+intake does with one SQS receive).
 A future resolves only after that publish returned, or with the reason it was refused:
 ``high_water`` (room ran out), ``unavailable`` (Redis or the broker did not answer, or a
 bug: logged). Either way the sender keeps the notification and sends it again.
@@ -27,7 +27,6 @@ import math
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from edgematch.infra.logs import get_logger
 from edgematch.pipeline import handoff
 from edgematch.pipeline.backpressure import INGEST_BATCH
 from edgematch.pipeline.events import ObjectCreated
-from edgematch.pipeline.webhook.admission import LINGER_S, RECENT, admitted, busy
+from edgematch.pipeline.webhook.admission import admitted
 
 log = get_logger(__name__)
 
@@ -97,9 +96,6 @@ class Enqueuer:
         self._estimate = 0
         self._read_at = -math.inf
         self._beat_at = -math.inf
-        # Arrival times and connections of recent submissions (appended from the event
-        # loop's thread, read from this one: a deque's append and copy are atomic).
-        self._arrivals: deque[tuple[float, object]] = deque(maxlen=RECENT)
 
     def start(self) -> Enqueuer:
         self._thread.start()
@@ -119,13 +115,9 @@ class Enqueuer:
     def alive(self, max_age_s: float = 30.0) -> bool:
         return self._thread.is_alive() and time.monotonic() - self.last_tick < max_age_s
 
-    def submit(self, work: Work, *, sender: object = None) -> Future[Outcome]:
-        """Queue ``work`` (not empty) for the thread; the future says what became of it.
-
-        ``sender`` names the connection it came by (any hashable value).
-        """
+    def submit(self, work: Work) -> Future[Outcome]:
+        """Queue ``work`` (not empty) for the thread; the future says what became of it."""
         future: Future[Outcome] = Future()
-        self._arrivals.append((time.monotonic(), sender))
         if self._stop.is_set():
             future.set_result(Outcome(False, "unavailable"))
             return future
@@ -151,11 +143,9 @@ class Enqueuer:
 
     def _gather(self, first: _Submission) -> list[_Submission]:
         batch, objects = [first], len(first.work)
-        linger_until = time.monotonic() + (LINGER_S if busy(list(self._arrivals)) else 0.0)
         while objects < self._max_objects:
-            wait = linger_until - time.monotonic()
             try:
-                more = self._pending.get(timeout=wait) if wait > 0 else self._pending.get_nowait()
+                more = self._pending.get_nowait()
             except queue.Empty:
                 break
             batch.append(more)
