@@ -29,7 +29,7 @@ from edgematch.photodna.client import PhotoDNAClient
 from edgematch.photodna.matchcache import MatchCache
 from edgematch.pipeline.buffer import BatchBuffer
 from edgematch.pipeline.logpaths import PREFIX as VERDICT_LOG_PREFIX
-from edgematch.pipeline.results import ResultStore
+from edgematch.pipeline.resultstore import ResultStore
 from edgematch.pipeline.verdictlog import VerdictLog
 from edgematch.recovery.deadletters import DeadLetters
 from edgematch.recovery.guard import Guard

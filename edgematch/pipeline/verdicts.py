@@ -13,7 +13,7 @@ could not tell — the hash file was gone or replaced before it could be read).
   of the same hash write, or of the write that is the hash file's current one (one HEAD,
   asked only when the two differ): a late event for an older write never replaces the
   newer write's result. Redis keeps the recorded result for a window only; a result that
-  finds none recorded is asked the same question when it is *late* (results.is_late):
+  finds none recorded is asked the same question when it is *late* (recording.is_late):
   when another write's result could have come and gone meanwhile.
 * The *tag* goes on the content version the result scanned: by version id when there is
   one (S3 tags each version apart, so an older version's verdict stays on that version),

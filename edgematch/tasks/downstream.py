@@ -32,7 +32,7 @@ log = get_logger(__name__)
 
 def on_result(result: Result) -> None:
     """The hand-off from the results consumer (tasks/steps.py passes it to
-    ``pipeline.results.consume``): a match goes on to the quarantine queue."""
+    ``pipeline.recording.consume``): a match goes on to the quarantine queue."""
     rt = runtime()
     if rt.downstream.take(result):
         kwargs = {"result": result.to_dict(), "correlation_id": result.correlation_id}

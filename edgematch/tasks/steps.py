@@ -34,7 +34,8 @@ from edgematch.names import (
 from edgematch.pipeline import backpressure
 from edgematch.pipeline import ingest as ingest_step
 from edgematch.pipeline import match as matcher
-from edgematch.pipeline.results import Result, consume
+from edgematch.pipeline.recording import consume
+from edgematch.pipeline.results import Result
 from edgematch.pipeline.tagging import verdict_tags
 from edgematch.pipeline.verdictlog import Flushed
 from edgematch.runtime import runtime

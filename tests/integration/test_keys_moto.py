@@ -41,7 +41,8 @@ from edgematch.infra.s3text import (
 from edgematch.pipeline import ingest as ingest_step
 from edgematch.pipeline.events import ObjectCreated, parse_message
 from edgematch.pipeline.items import Item
-from edgematch.pipeline.results import MATCH, Result, consume
+from edgematch.pipeline.recording import consume
+from edgematch.pipeline.results import MATCH, Result
 from edgematch.pipeline.tagging import verdict_tags
 from edgematch.recovery.replay import plan
 from edgematch.runtime import Runtime

@@ -17,7 +17,7 @@ import redis
 
 from edgematch.config.settings import Settings
 from edgematch.infra.heartbeat import Heartbeat, alive
-from edgematch.ops import status
+from edgematch.ops import problems, screen, status
 from edgematch.ops.backfill import Backfill, Checkpoint, Checkpoints, event_for
 from edgematch.ops.listing import list_pages
 from edgematch.pipeline import ingest as ingest_step
@@ -328,7 +328,7 @@ def test_status_snapshot_and_problems(rt: Runtime) -> None:
     assert snap.breaker_open and 25 < snap.breaker_probe_in_s <= 30
     assert snap.dead_letters["by_reason"] == {"poison": 1, "item_rejected": 1}
     assert snap.rate_limit == 5 and snap.rate_used == 0
-    whats = " | ".join(p.what for p in status.assess(snap))
+    whats = " | ".join(p.what for p in problems.assess(snap))
     assert "no worker process" in whats and "no beat process" in whats
     assert "subscription key" in whats and "poison 1" in whats
     assert "item_rejected" not in whats
@@ -342,8 +342,8 @@ def test_status_snapshot_and_problems(rt: Runtime) -> None:
     try:
         snap = status.collect(rt)
         assert {w["role"] for w in snap.workers} == {"worker", "intake", "beat"}
-        assert status.assess(snap) == []
-        assert "healthy" in status.render(snap, [])
+        assert problems.assess(snap) == []
+        assert "healthy" in screen.render(snap, [])
     finally:
         for beat in beats:
             beat.stop()

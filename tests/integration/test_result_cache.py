@@ -26,7 +26,8 @@ from edgematch.photodna.matchcache import CLEAN_CACHE_REASON, CachedClean, Cache
 from edgematch.pipeline import ingest as ingest_step
 from edgematch.pipeline.events import ObjectCreated
 from edgematch.pipeline.items import Item
-from edgematch.pipeline.results import CLEAN, MATCH, UNSCANNABLE, Result, consume
+from edgematch.pipeline.recording import consume
+from edgematch.pipeline.results import CLEAN, MATCH, UNSCANNABLE, Result
 from edgematch.pipeline.tagging import verdict_tags
 from edgematch.runtime import Runtime
 from edgematch.tasks.downstream import on_result

@@ -27,7 +27,8 @@ from edgematch.ops.history import lookup, summarise
 from edgematch.ops.migrate import migrate
 from edgematch.ops.progress import Progress
 from edgematch.pipeline.logpaths import PREFIX, hour_of, partition
-from edgematch.pipeline.results import CLEAN, MATCH, LogBehind, Result
+from edgematch.pipeline.results import CLEAN, MATCH, Result
+from edgematch.pipeline.resultstore import LogBehind
 from edgematch.runtime import Runtime
 
 if TYPE_CHECKING:

@@ -36,7 +36,8 @@ from edgematch.downstream.quarantine import Quarantine
 from edgematch.pipeline import ingest as ingest_step
 from edgematch.pipeline.events import ObjectCreated
 from edgematch.pipeline.items import Item
-from edgematch.pipeline.results import CLEAN, MATCH, UNSCANNABLE, Result, consume
+from edgematch.pipeline.recording import consume
+from edgematch.pipeline.results import CLEAN, MATCH, UNSCANNABLE, Result
 from edgematch.pipeline.tagging import verdict_tags
 from edgematch.runtime import Runtime
 from tests.support.hashes import HASH

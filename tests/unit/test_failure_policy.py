@@ -45,7 +45,7 @@ from edgematch.infra.redisclient import (
     RedisUnavailable,
     ScriptMissing,
 )
-from edgematch.pipeline.results import LogBehind
+from edgematch.pipeline.resultstore import LogBehind
 from edgematch.recovery.deadletters import DeadLetterStoreFull
 from edgematch.recovery.locks import LockHeld
 from edgematch.recovery.policy import (

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from edgematch.ops.status import Snapshot, assess, render
+from edgematch.ops.problems import assess
+from edgematch.ops.screen import render
+from edgematch.ops.status import Snapshot
 
 WORKERS = [
     {"role": "worker", "host": "h", "pid": 1, "queues": ["edgematch.ingest", "edgematch.match"],

@@ -22,7 +22,8 @@ from edgematch.pipeline.logpaths import (
     partition,
     scanned_hour,
 )
-from edgematch.pipeline.results import Result, is_late
+from edgematch.pipeline.recording import is_late
+from edgematch.pipeline.results import Result
 from edgematch.pipeline.verdictlog import Batch
 
 T = datetime(2026, 11, 22, 14, 5, 12, 345_000, tzinfo=UTC).timestamp()

@@ -12,7 +12,9 @@ from dataclasses import asdict
 import click
 
 from edgematch.errors import TransientError
-from edgematch.ops.status import Problem, assess, collect, render
+from edgematch.ops.problems import Problem, assess
+from edgematch.ops.screen import render
+from edgematch.ops.status import collect
 from edgematch.ops.support import CONTEXT
 from edgematch.ops.tool import tool_runtime
 
