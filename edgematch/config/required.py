@@ -7,15 +7,15 @@ from typing import TYPE_CHECKING, Final
 
 from edgematch.errors import ConfigurationError
 
-if TYPE_CHECKING:  # settings.py imports this module
+if TYPE_CHECKING:  # derived.py imports this module
+    from edgematch.config.derived import Derived
     from edgematch.config.secret import Secret
-    from edgematch.config.settings import Settings
 
 #: The shortest webhook token accepted: a shared secret short enough to guess is none.
 MIN_WEBHOOK_TOKEN_CHARS: Final = 16
 
 
-def subscription_key(s: Settings) -> Secret:
+def subscription_key(s: Derived) -> Secret:
     """The PhotoDNA subscription key (workers)."""
     if not s.subscription_key:
         raise ConfigurationError(
@@ -24,7 +24,7 @@ def subscription_key(s: Settings) -> Secret:
     return s.subscription_key
 
 
-def webhook_token(s: Settings) -> Secret:
+def webhook_token(s: Derived) -> Secret:
     """The webhook's token; refuses a missing or short one (a guessable shared secret)."""
     token = s.webhook_token
     if not token:
@@ -39,7 +39,7 @@ def webhook_token(s: Settings) -> Secret:
     return token
 
 
-def sqs_queue_url(s: Settings) -> str:
+def sqs_queue_url(s: Derived) -> str:
     """The SQS queue intake long-polls."""
     if not s.sqs_queue_url:
         raise ConfigurationError("EDGEMATCH_SQS_QUEUE_URL is required for intake")

@@ -24,9 +24,9 @@ from functools import cache
 from typing import Final
 
 from edgematch.config import parsers as p
-from edgematch.config import required
 from edgematch.config.checks import CHECKS
 from edgematch.config.declare import Concern, Variable, declared, secret_setting, setting
+from edgematch.config.derived import Derived
 from edgematch.config.elsewhere import READ_ELSEWHERE
 from edgematch.config.environ import read, warn_unknown
 from edgematch.config.parsers import OPERATIONS
@@ -53,8 +53,12 @@ PROCESSES = Concern.PROCESSES
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Everything an edgematch process is configured with. Units are in the names."""
+class Settings(Derived):
+    """Everything an edgematch process is configured with. Units are in the names.
+
+    Every field is declared here; the methods worked out from them are in
+    :class:`~edgematch.config.derived.Derived`.
+    """
 
     # fmt: off
     # One declaration a setting, laid out by hand: default, concern and parser first, then
@@ -308,39 +312,6 @@ class Settings:
         "beat's sweep publishes it again (a task lost with a killed worker; "
         "[Reliability](reliability.md))")
     # fmt: on
-
-    @property
-    def effective_quarantine_mode(self) -> str:
-        """The quarantine mode in force: the configured one, else move with a bucket, else tag."""
-        if self.quarantine_mode:
-            return self.quarantine_mode
-        return "move" if self.quarantine_bucket else "tag"
-
-    @property
-    def effective_verdict_log_bucket(self) -> str | None:
-        """The verdict log's bucket: its own, else the reports bucket (also when Settings is
-        built directly, not read from the environment)."""
-        return self.verdict_log_bucket or self.reports_bucket
-
-    def secrets(self) -> tuple[Secret, ...]:
-        """Every secret this process holds, for the log masker."""
-        held = (getattr(self, v.field) for v in variables() if v.spec.secret and v.field)
-        return tuple(secret for secret in held if secret)
-
-    @property
-    def batch_linger_s(self) -> float:
-        return self.batch_linger_ms / 1000.0
-
-    # What one kind of process cannot start without (config/required.py); each raises
-    # ConfigurationError naming the variable.
-    def require_subscription_key(self) -> Secret:
-        return required.subscription_key(self)
-
-    def require_webhook_token(self) -> Secret:
-        return required.webhook_token(self)
-
-    def require_sqs_queue_url(self) -> str:
-        return required.sqs_queue_url(self)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

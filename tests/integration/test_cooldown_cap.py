@@ -20,7 +20,7 @@ import redis
 
 from devtools.sandbox.server import Sandbox, SandboxConfig
 from edgematch.config.settings import Secret, Settings
-from edgematch.infra.metrics import RedisLevels
+from edgematch.infra.scrape import RedisLevels
 from edgematch.pipeline import request
 from edgematch.pipeline.buffer import Batch, Empty, Wait
 from edgematch.pipeline.items import Item

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from edgematch.config.settings import Settings
-from edgematch.infra import metrics
+from edgematch.infra import metrics, scrape
 from edgematch.infra.keys import Keys
 from edgematch.runtime import Runtime
 from tests.support.ports import free_port
@@ -37,14 +37,14 @@ def captured_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Logs]:
     # A logger cached by an earlier structlog.configure(cache_logger_on_first_use=True)
     # would bypass capture_logs: give the module a fresh proxy inside the capture.
     with capture_logs() as logs:
-        monkeypatch.setattr(metrics, "log", structlog.get_logger(metrics.__name__))
+        monkeypatch.setattr(scrape, "log", structlog.get_logger(scrape.__name__))
         yield logs
 
 
 def _scrape(rt: Runtime) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Serialise the collector as /metrics does and read it back: (name, labels) -> value."""
     registry = CollectorRegistry()
-    registry.register(metrics.RedisLevels(lambda: rt))
+    registry.register(scrape.RedisLevels(lambda: rt))
     text = generate_latest(registry).decode()
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value

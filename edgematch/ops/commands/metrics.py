@@ -29,7 +29,7 @@ def serve_metrics(port: int | None, settings: Settings) -> None:
         return
     # Imported here: a worker sets PROMETHEUS_MULTIPROC_DIR first, and prometheus_client
     # reads it when it is imported (edgematch.runtime imports it too).
-    from edgematch.infra import metrics  # noqa: PLC0415
+    from edgematch.infra import scrape  # noqa: PLC0415
     from edgematch.runtime import runtime  # noqa: PLC0415
 
-    metrics.serve(port, runtime_factory=runtime)
+    scrape.serve(port, runtime_factory=runtime)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import uvicorn
 from prometheus_client import REGISTRY, generate_latest
 
-from edgematch.infra import metrics
+from edgematch.infra import scrape
 from edgematch.infra.heartbeat import Heartbeat
 from edgematch.infra.logs import get_logger
 from edgematch.pipeline import backpressure
@@ -64,7 +64,7 @@ def run(rt: Runtime, enqueue: Callable[[Work], None], *, levels_served: bool = F
     sys.setswitchinterval(GIL_SWITCH_S)
     app, enqueuer = build(rt, enqueue)
     if not levels_served:
-        REGISTRY.register(metrics.RedisLevels(lambda: rt))
+        REGISTRY.register(scrape.RedisLevels(lambda: rt))
     config = uvicorn.Config(
         app,
         host=s.webhook_host,
