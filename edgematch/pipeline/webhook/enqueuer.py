@@ -23,6 +23,7 @@ once.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import queue
 import threading
@@ -85,7 +86,8 @@ class Enqueuer:
         self._read_backlog = read_backlog
         self.high_water = high_water
         self._max_objects = max_objects_per_round
-        self._pending: queue.Queue[_Submission] = queue.Queue(maxsize=max_pending)
+        # ``None`` is the wake-up ``stop()`` leaves, so the thread ends at once.
+        self._pending: queue.Queue[_Submission | None] = queue.Queue(maxsize=max_pending)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="webhook-enqueuer", daemon=True)
         self.last_tick = time.monotonic()
@@ -104,13 +106,17 @@ class Enqueuer:
     def stop(self, timeout_s: float = 5.0) -> None:
         """End the thread; anything still pending is refused as ``unavailable``."""
         self._stop.set()
+        with contextlib.suppress(queue.Full):  # full: the thread is not waiting anyway
+            self._pending.put_nowait(None)
         if self._thread.ident is not None:
             self._thread.join(timeout_s)
         while True:
             try:
-                self._pending.get_nowait().future.set_result(Outcome(False, "unavailable"))
+                left = self._pending.get_nowait()
             except queue.Empty:
                 return
+            if left is not None:
+                left.future.set_result(Outcome(False, "unavailable"))
 
     def alive(self, max_age_s: float = 30.0) -> bool:
         return self._thread.is_alive() and time.monotonic() - self.last_tick < max_age_s
@@ -139,6 +145,8 @@ class Enqueuer:
             except queue.Empty:
                 self._probe()
                 continue
+            if first is None:  # stop()'s wake-up
+                return
             self._round(self._gather(first))
 
     def _gather(self, first: _Submission) -> list[_Submission]:
@@ -147,6 +155,8 @@ class Enqueuer:
             try:
                 more = self._pending.get_nowait()
             except queue.Empty:
+                break
+            if more is None:  # stop()'s wake-up: this round is the last
                 break
             batch.append(more)
             objects += len(more.work)
