@@ -12,6 +12,15 @@ id and correlation id, and a status with its history::
      failed                         with the reason
     shadow                          quarantine mode off: recorded, never submitted
 
+    pending_review ──► confirmed ──► submitted | failed     a reviewer confirmed it
+          │
+          └──────────► rejected ──► released                a reviewer rejected it; the
+                                                            content was put back
+
+A report held for review (``EDGEMATCH_REVIEW=required``, or a flooded match id) starts in
+``pending_review`` and is never submitted before a ``confirmed`` decision. A ``confirmed``
+report is never released; a ``rejected`` one is never submitted.
+
 The report id is derived from the content version (bucket, key, version id or ETag), so
 every delivery of the same match, however late, names the same report. Redis remembers
 where each report was written (for ``EDGEMATCH_IDEMPOTENCY_TTL_S``); after that, the
@@ -39,12 +48,31 @@ from edgematch.pipeline.results import Result
 SCHEMA: Final = "edgematch.report/v1"
 PREFIX: Final = "reports/"
 PENDING, SUBMITTED, FAILED, SHADOW = "pending", "submitted", "failed", "shadow"
-STATUSES: Final = (PENDING, SUBMITTED, FAILED, SHADOW)
+PENDING_REVIEW, CONFIRMED, REJECTED, RELEASED = (
+    "pending_review",
+    "confirmed",
+    "rejected",
+    "released",
+)
+STATUSES: Final = (
+    PENDING,
+    SUBMITTED,
+    FAILED,
+    SHADOW,
+    PENDING_REVIEW,
+    CONFIRMED,
+    REJECTED,
+    RELEASED,
+)
 _TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
     PENDING: frozenset({SUBMITTED, FAILED}),
     FAILED: frozenset({SUBMITTED, FAILED}),
     SUBMITTED: frozenset(),
     SHADOW: frozenset(),
+    PENDING_REVIEW: frozenset({CONFIRMED, REJECTED}),
+    CONFIRMED: frozenset({SUBMITTED, FAILED}),
+    REJECTED: frozenset({RELEASED}),
+    RELEASED: frozenset(),
 }
 
 

@@ -12,6 +12,7 @@ import time
 
 import click
 
+from edgematch.downstream.reports import STATUSES
 from edgematch.errors import ConfigurationError, EdgematchError
 from edgematch.ops.commands.params import DAY, MOMENT, S3_URI, TIMES_HELP
 from edgematch.ops.history import DEFAULT_SPAN_S, log_objects, lookup, summarise
@@ -22,7 +23,7 @@ from edgematch.ops.tally import render
 from edgematch.ops.tool import tool_runtime
 from edgematch.runtime import runtime
 
-REPORT_STATES = ("pending", "submitted", "failed", "shadow")
+REPORT_STATES = STATUSES
 
 
 @click.command(context_settings=CONTEXT)
