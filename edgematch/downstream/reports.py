@@ -149,8 +149,14 @@ def transition(
     now: float,
     reason: str | None = None,
     submission: Mapping[str, Any] | None = None,
+    actor: str | None = None,
+    note: str | None = None,
 ) -> dict[str, Any]:
-    """A copy of ``doc`` moved to ``status``. Pure. InvalidTransition if not allowed."""
+    """A copy of ``doc`` moved to ``status``. Pure. InvalidTransition if not allowed.
+
+    The history is append-only: the entry names the time, the new status, the reason and,
+    for a person's decision, who made it (``actor``) and their ``note``.
+    """
     current = doc["status"]
     if status not in _TRANSITIONS.get(current, frozenset()):
         raise InvalidTransition(f"report {doc['report_id']}: {current} → {status} is not allowed")
@@ -162,9 +168,20 @@ def transition(
         updated["submission"] = dict(submission)
     updated["history"] = [
         *doc.get("history", []),
-        {"at": _iso(now), "status": status, "reason": reason},
+        _entry(now, status, reason, actor=actor, note=note),
     ]
     return updated
+
+
+def _entry(
+    now: float, status: str, reason: str | None, *, actor: str | None, note: str | None
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {"at": _iso(now), "status": status, "reason": reason}
+    if actor is not None:
+        entry["actor"] = actor
+    if note is not None:
+        entry["note"] = note
+    return entry
 
 
 def with_evidence(doc: Mapping[str, Any], evidence: Evidence, *, now: float) -> dict[str, Any]:
