@@ -80,6 +80,7 @@ def guarded(
         location=location,
         replayed_from=replayed_from,
         part=part,
+        delivered_before=_delivered_before(request),
     )
     failure: BaseException | None = None
     try:
@@ -105,6 +106,13 @@ def guarded(
     if on_dead_letter is not None:
         on_dead_letter(failure)
     return DEAD_LETTERED
+
+
+def _delivered_before(request: Any) -> int | None:
+    """RabbitMQ's count of this message's earlier deliveries (a quorum queue's
+    ``x-delivery-count`` header, among the request's message headers); None elsewhere."""
+    count = vars(request).get("x-delivery-count") if hasattr(request, "__dict__") else None
+    return int(count) if isinstance(count, int) else None
 
 
 def _dead_letter(task: Retryable, run: TaskRun, verdict: DeadLetter) -> None:

@@ -91,6 +91,8 @@ class DeliveryRefresh(bootsteps.StartStopStep):
         global _keeper  # noqa: PLW0603 - one keeper per worker process, by design
         super().__init__(worker, **kwargs)
         rt = runtime()
+        if not rt.settings.broker.hand_back:
+            return  # RabbitMQ requeues a dead consumer's deliveries itself
         _keeper = DeliveryKeeper(
             rt.broker_redis, rt.settings.namespace, max_age_s=rt.settings.visibility_timeout_s
         )
