@@ -201,6 +201,13 @@ class RabbitServer:
         """Every queue of ``url``'s virtual host: ``(ready, unacknowledged)`` messages, as
         the node counts them now (``rabbitmqctl list_queues``: exact, unlike the sampled
         statistics of the management plugin)."""
+        return {name: (ready, unacked) for name, (ready, unacked, _) in self._list(url).items()}
+
+    def consumers(self, url: str) -> dict[str, int]:
+        """Every queue of ``url``'s virtual host: its consumers now."""
+        return {name: consumers for name, (_, _, consumers) in self._list(url).items()}
+
+    def _list(self, url: str) -> dict[str, tuple[int, int, int]]:
         vhost = unquote(urlsplit(url).path.lstrip("/")) or "/"
         done = subprocess.run(
             [
@@ -213,6 +220,7 @@ class RabbitServer:
                 "name",
                 "messages_ready",
                 "messages_unacknowledged",
+                "consumers",
                 "--formatter",
                 "json",
                 "--quiet",
@@ -225,7 +233,11 @@ class RabbitServer:
         )
         rows = json.loads(done.stdout or "[]")
         return {
-            str(r["name"]): (int(r["messages_ready"]), int(r["messages_unacknowledged"]))
+            str(r["name"]): (
+                int(r["messages_ready"]),
+                int(r["messages_unacknowledged"]),
+                int(r["consumers"]),
+            )
             for r in rows
         }
 

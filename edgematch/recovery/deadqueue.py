@@ -61,7 +61,6 @@ class Dead:
     queue: str
     reason: str
     kwargs: dict[str, Any]
-    deliveries: int
 
     @classmethod
     def of(cls, headers: Mapping[str, Any], body: Any) -> Dead:
@@ -76,7 +75,6 @@ class Dead:
             queue=str(headers.get("x-first-death-queue") or death.get("queue") or ""),
             reason=POISON if reason == "delivery_limit" else f"broker_{reason}",
             kwargs=kwargs,
-            deliveries=int(headers.get("x-delivery-count") or 0),
         )
 
     @property
@@ -99,9 +97,13 @@ class Dead:
         return None, None
 
 
-def drain(get: Getter, dead_letters: DeadLetters, *, batch: int = BATCH) -> int:
+def drain(
+    get: Getter, dead_letters: DeadLetters, *, max_deliveries: int, batch: int = BATCH
+) -> int:
     """Move up to ``batch`` messages from the dead-letter queue into ``dead_letters``;
-    how many were moved. Raises what the broker or Redis raise (the sweep logs it)."""
+    how many were moved. A task past its delivery limit was delivered ``max_deliveries``
+    times (the dead-lettered copy's own count starts again from 0). Raises what the broker
+    or Redis raise (the sweep logs it)."""
     moved = 0
     for _ in range(batch):
         message: Message | None = get()
@@ -119,7 +121,7 @@ def drain(get: Getter, dead_letters: DeadLetters, *, batch: int = BATCH) -> int:
                 if dead.reason == POISON
                 else f"dead-lettered by the broker ({dead.reason})",
                 args=dead.kwargs,
-                attempts=dead.deliveries,
+                attempts=max_deliveries if dead.reason == POISON else 0,
                 correlation_id=str(correlation_id) if correlation_id else None,
                 bucket=bucket,
                 key=key,

@@ -27,6 +27,7 @@ from celery import Celery, bootsteps, signals
 from celery.beat import Scheduler
 from celery.worker import state as worker_state
 
+from edgematch.config import rabbit
 from edgematch.config.broker import WATCH_INTERVAL_S, FetchingChannel, FetchWatch
 from edgematch.infra import health
 from edgematch.infra.logs import get_logger
@@ -147,6 +148,21 @@ class ConsumerWatch(bootsteps.StartStopStep):
             self.stop(c)
 
 
+class DeadLetterQueue(bootsteps.StartStopStep):
+    """RabbitMQ: declare the dead-letter exchange and queue on every (re)connect, before the
+    consumer takes a task, so that a task past its delivery limit always has somewhere to
+    go (config/rabbit.py; the sweep drains it, recovery/deadqueue.py)."""
+
+    requires = ("celery.worker.consumer.connection:Connection",)
+
+    def include_if(self, c: Any) -> bool:
+        return bool(runtime().settings.broker.amqp)
+
+    def start(self, c: Any) -> None:
+        queue = rabbit.dead_letter_queue(runtime().settings.namespace)
+        queue(c.connection.default_channel).declare()
+
+
 def _hold_delivery(request: Any = None, **_: Any) -> None:
     # Runs in the consumer for every task it takes, before the task is queued for the pool
     # or an ETA timer: from here until it is acknowledged, it is refreshed.
@@ -169,4 +185,5 @@ def install(app: Celery) -> None:
     app.steps["worker"].add(WorkerHeartbeat)
     app.steps["worker"].add(DeliveryRefresh)
     app.steps["consumer"].add(ConsumerWatch)
+    app.steps["consumer"].add(DeadLetterQueue)
     signals.task_received.connect(_hold_delivery, weak=False)

@@ -191,7 +191,11 @@ def _drain_dead_queue() -> None:
         with app.connection_for_write() as conn:
             queue = rabbit.dead_letter_queue(rt.settings.namespace)(conn.default_channel)
             queue.declare()
-            deadqueue.drain(lambda: queue.get(no_ack=False, accept=["json"]), rt.dead_letters)
+            deadqueue.drain(
+                lambda: queue.get(no_ack=False, accept=["json"]),
+                rt.dead_letters,
+                max_deliveries=rt.settings.max_deliveries,
+            )
     except Exception as exc:  # noqa: BLE001 - the broker's or Redis's; the next sweep retries
         log.warning("dead_queue_not_drained", error=f"{type(exc).__name__}: {exc}")
 
