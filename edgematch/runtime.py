@@ -169,7 +169,7 @@ class Runtime:
 
     @cached_property
     def publisher(self) -> Publisher:
-        return Publisher(self.journal, self.settings.namespace)
+        return Publisher(self.journal, self.settings.namespace, amqp=self.settings.broker.amqp)
 
     @cached_property
     def match_cache(self) -> MatchCache:

@@ -25,6 +25,7 @@ Pure: names and arguments only; nothing here connects.
 
 from __future__ import annotations
 
+import math
 import ssl
 from typing import Any
 from urllib.parse import urlsplit
@@ -81,6 +82,16 @@ def dead_letter_queue(namespace: str) -> Queue:
         queue_arguments={"x-queue-type": "quorum"},
         durable=True,
     )
+
+
+def countdown(delay_s: float) -> float:
+    """A countdown Celery's native delayed delivery can take: whole seconds, at least one.
+
+    It routes a delayed task by ``int(countdown)`` and refuses 0 (``ValueError: countdown
+    must be a positive number``) for any countdown between 0 and 1; a shorter wait is
+    rounded up to a second. Pure.
+    """
+    return max(1.0, float(math.ceil(delay_s))) if delay_s > 0 else delay_s
 
 
 def transport_options() -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any, Final, Protocol, TypeVar
 import structlog
 from celery import Task
 
+from edgematch.config import rabbit
 from edgematch.errors import TransientError
 from edgematch.infra.fanout import fan_out
 from edgematch.infra.logs import get_logger
@@ -140,9 +141,12 @@ def _log_retry(step: str, exc: BaseException, decision: policy.Retry) -> None:
 
 
 def _retry(task: Retryable, exc: BaseException, decision: policy.Retry) -> Any:
+    delay_s = decision.delay_s
+    if runtime().settings.broker.amqp:
+        delay_s = rabbit.countdown(delay_s)
     if decision.headers is None:
-        return task.retry(exc=exc, countdown=decision.delay_s)
-    return task.retry(exc=exc, countdown=decision.delay_s, headers=decision.headers)
+        return task.retry(exc=exc, countdown=delay_s)
+    return task.retry(exc=exc, countdown=delay_s, headers=decision.headers)
 
 
 class StepTask(Task):  # type: ignore[type-arg]

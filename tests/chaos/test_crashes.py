@@ -376,7 +376,12 @@ def test_redis_restarted_mid_run(
     _wait_all(pipe, keys, len(known), timeout_s=120)
 
     ledger = record_ledger(
-        pipe, "Redis stopped 4 s, restarted (AOF)", keys, fault_end=fault_end, matches=known
+        pipe,
+        "broker stopped and restarted mid-run",
+        keys,
+        fault_end=fault_end,
+        matches=known,
+        notes="Redis (the broker) stopped 4 s, restarted with its AOF",
     )
     _check_effects(ledger, len(known))
     for name in ("intake", "worker", "beat"):

@@ -66,12 +66,13 @@ def test_rabbitmq_restarted_mid_run(
 
     ledger = record_ledger(
         pipe,
-        "broker restarted under load (Redis: AOF; RabbitMQ: quorum queues)",
+        "broker stopped and restarted mid-run",
         keys,
         fault_end=fault_end,
         matches=known,
-        notes=f"RabbitMQ down {down_s:.0f} s (stop and start)",
+        notes=f"RabbitMQ stopped and started again ({down_s:.0f} s), quorum queues",
     )
+    assert not ledger["dead_letters"], ledger["dead_letter_samples"]
     _check_effects(ledger, len(known))
     for name in ("intake", "worker", "beat"):
         assert pipe.processes.procs[name].poll() is None, f"{name} exited"
