@@ -28,7 +28,10 @@ def _patches() -> dict[tuple[str, str], dict[str, Any]]:
 
 def test_the_overlay_names_its_files() -> None:
     kustomization = yaml.safe_load((OVERLAY / "kustomization.yaml").read_text(encoding="utf-8"))
-    assert kustomization["resources"] == ["../", "keda-auth.yaml"]
+    assert kustomization["resources"] == ["../", "keda-auth.yaml", "networkpolicy.yaml"]
+    (policy,) = _docs(OVERLAY / "networkpolicy.yaml")
+    ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
+    assert policy["spec"]["policyTypes"] == ["Egress"] and ports == {5671, 5672}
     assert kustomization["patches"] == [{"path": "patches.yaml"}]
 
 
