@@ -8,6 +8,12 @@ the report names where the preserved bytes are and the ``photodna`` reporter can
 them. Both steps are idempotent on the content version (see quarantine.py, reports.py):
 a result delivered three times, or replayed a week later, gives one copy and one report.
 
+A new report may be held for a person (``pending_review``, never submitted before a
+confirmation): when EDGEMATCH_REVIEW requires review, or when one of its match ids floods
+(flood.py). A reviewer's confirmation (review.py) sends ``submit_report``, which submits
+through :meth:`Downstream.submit_confirmed` under the same lock as the report step, so a
+report is handed to the reporter once.
+
 The parts are given their clients by the composition root (edgematch/runtime.py).
 """
 
