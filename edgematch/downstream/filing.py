@@ -173,13 +173,16 @@ class Downstream:
         s = self.settings
         return FloodGuard(self.redis, s.namespace, limit=s.flood_matches, window_s=s.flood_window_s)
 
-    def hold_reason(self, result: Result, *, now: float) -> str | None:
+    def hold_reason(self, result: Result, *, now: float, shadow: bool = False) -> str | None:
         """Why the new report of ``result`` waits for a person, if it does: a flooded match
-        id (counted here, once per report), else EDGEMATCH_REVIEW."""
+        id (counted here, once per report, in shadow mode too, where nothing is held:
+        a shadow report is never sent), else EDGEMATCH_REVIEW."""
         flooded = self.flood.count(
             result.match_ids, result.content_bucket, result.content_key, now=now
         )
         held = hold_reason(flooded, self.flood.limit, self.flood.window_s)
+        if shadow:
+            return None
         if held is not None:
             metrics.FLOOD_HELD.inc()
             log.warning("report_held_flood", match_ids=flooded)
@@ -214,9 +217,8 @@ class Downstream:
             found = store.load(report_id, dated_key)
             if found is None:
                 key, now = dated_key, time.time()
-                held = (
-                    None if evidence.state == EVIDENCE_SHADOW else self.hold_reason(result, now=now)
-                )
+                shadow = evidence.state == EVIDENCE_SHADOW
+                held = self.hold_reason(result, now=now, shadow=shadow)
                 doc = new_report(result, evidence, reporter=self.reporter.name, now=now, held=held)
                 store.save(key, doc)
                 log.info("report_recorded", report_id=report_id, key=key, status=doc["status"])
