@@ -230,13 +230,14 @@ class Downstream:
                     log.info("report_evidence_updated", report_id=report_id, state=evidence.state)
             return self._submit(key, doc)
 
-    def submit_confirmed(self, report_id: str) -> dict[str, Any]:
-        """Submit a report a person confirmed (``edgematch review confirm``). Idempotent:
-        under the report's lock, only a ``confirmed`` (or, replayed, ``failed``) report is
-        handed to the reporter, so however often this runs it is submitted once. BadInput
-        when there is no such report."""
+    def submit_confirmed(self, report_id: str, key: str | None = None) -> dict[str, Any]:
+        """Submit a report a person confirmed (``edgematch review confirm``), found at
+        ``key`` when given. Idempotent: under the report's lock, only a ``confirmed`` (or,
+        replayed, ``failed``) report is handed to the reporter, so however often this runs
+        it is submitted once. BadInput when there is no such report."""
         with self.report_lock(report_id):
-            found = self.reports.locate(report_id)
+            reports = self.reports
+            found = reports.load(report_id, key) if key else reports.locate(report_id)
             if found is None:
                 raise BadInput(f"report {report_id} not found")
             key, doc = found

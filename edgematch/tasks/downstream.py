@@ -153,7 +153,7 @@ def submit_report(
     """Submit a report a reviewer confirmed, through the configured reporter, once."""
 
     def run() -> str:
-        return str(runtime().downstream.submit_confirmed(report_id)["status"])
+        return str(runtime().downstream.submit_confirmed(report_id, key)["status"])
 
     def mark_failed(failure: BaseException | None) -> None:
         if not isinstance(failure, EdgematchError):
