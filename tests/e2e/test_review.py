@@ -136,8 +136,9 @@ def test_a_held_report_is_submitted_once_confirmed_and_never_once_rejected(
 
 def test_a_flooded_match_id_holds_its_reports_and_is_named(make_pipeline: MakePipeline) -> None:
     """One hash matching more distinct objects than the flood limit: every object is
-    quarantined, the reports past the limit wait in pending_review although review is off,
-    and `edgematch status` names the match id."""
+    quarantined (tag mode), the reports past the limit wait in pending_review although
+    review is off, a reviewer sees the tagged original, and `edgematch status` names the
+    match id."""
     # EDGEMATCH_FLOOD_MATCHES lowered as the docs tell a small platform to; the reporter is
     # the default (record), so EDGEMATCH_REVIEW's default (auto) is off.
     pipe = make_pipeline(settings={"EDGEMATCH_FLOOD_MATCHES": "2"})
@@ -156,6 +157,15 @@ def test_a_flooded_match_id_holds_its_reports_and_is_named(make_pipeline: MakePi
     (match_id,) = held["match_ids"]
     assert f"match id {match_id}" in held["status_reason"]
     assert held["history"][0]["reason"] == held["status_reason"]
+
+    # Tag mode: the link shows the tagged original, the version that was scanned.
+    shown = cli(pipe, "review", "show", held["report_id"], "--reviewer", "dana", "--json")
+    assert shown.returncode == 0, shown.stderr
+    link = json.loads(shown.stdout)["link"]
+    assert link["object"] == f"s3://{pipe.bucket}/{held['content']['key']}"
+    assert link["version_id"] == held["content"]["version_id"]
+    fetched = httpx.get(link["url"], timeout=10)
+    assert fetched.content == b"innocent " + held["content"]["key"].encode()
 
     status = cli(pipe, "status")
     assert status.returncode == 1 and match_id in status.stdout, status.stdout
