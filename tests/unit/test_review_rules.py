@@ -24,11 +24,13 @@ from edgematch.downstream.review import (
     CONFIRM,
     REJECT,
     DecisionRefused,
+    Link,
     decide,
     decided_by,
     link_target,
     url_digest,
 )
+from edgematch.ops.commands.review import _render
 from tests.support.results import match_result
 
 NOW = 1_750_000_000.0
@@ -163,3 +165,18 @@ def test_the_flood_reason_names_every_flooded_match_id_once() -> None:
     reason = hold_reason(["m2", "m1", "m2"], 50, 86400)
     assert reason is not None and "match id m1, m2 matched more than 50" in reason
     assert hold_reason([], 50, 86400) is None
+
+
+def test_show_prints_the_report_and_the_link_and_escapes_keys() -> None:
+    """`review show` for people: state, content, matches, evidence, history, the link; a
+    key with a control character cannot break the terminal."""
+    doc = with_event(_held(), "link_issued", now=NOW + 1, actor="alice")
+    doc["content"] = {**doc["content"], "key": "photos/evil\x1b[2J.jpg"}
+    link = Link("https://s3.example/q?X-Amz-Signature=ab", "2025-06-15T15:21:41+00:00",
+                "quarantine", "uploads/a.jpg", "q1")  # fmt: skip
+    text = _render(doc, link, linked=True)
+    assert "pending_review" in text and "evidence  moved s3://quarantine/uploads/a.jpg" in text
+    assert "link_issued by alice" in text and "match ids m1, m2" in text
+    assert "link      https://s3.example/q?X-Amz-Signature=ab" in text
+    assert "\x1b" not in text and "\\x1b[2J" in text
+    assert "none: the report names no evidence" in _render(_held(), None, linked=True)
