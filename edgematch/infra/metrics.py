@@ -104,8 +104,14 @@ QUARANTINE = Counter(
 )
 REPORTS = Counter(
     f"{PREFIX}_reports_total",
-    "Report outcomes (pending, submitted, shadow, failed, dead_lettered).",
+    "Report outcomes (pending, pending_review, confirmed, submitted, shadow, failed, "
+    "dead_lettered).",
     ["outcome"],
+)
+FLOOD_HELD = Counter(
+    f"{PREFIX}_flood_held_total",
+    "New reports held for review by the flood guard: a match id matched more than "
+    "EDGEMATCH_FLOOD_MATCHES distinct objects within EDGEMATCH_FLOOD_WINDOW_S.",
 )
 DEAD_LETTERED = Counter(
     f"{PREFIX}_dead_lettered_total",
@@ -130,6 +136,7 @@ LEVEL_FAMILIES = (
     "rate_limit",
     "dead_letters",
     "verdict_log",
+    "flood",
 )
 METRICS_COLLECT_ERRORS = Counter(
     f"{PREFIX}_metrics_collect_errors_total",
@@ -162,6 +169,7 @@ NAMES = frozenset(
         END_TO_END,
         QUARANTINE,
         REPORTS,
+        FLOOD_HELD,
         DEAD_LETTERED,
         TASKS_RECOVERED,
         VERDICT_LOG_WRITES,
@@ -183,4 +191,5 @@ NAMES = frozenset(
     f"{PREFIX}_verdict_log_staged",
     f"{PREFIX}_verdict_log_oldest_age_seconds",
     f"{PREFIX}_redis_up",
+    f"{PREFIX}_flooded_match_id",
 }

@@ -85,6 +85,11 @@ COMMANDS: dict[str, Entry] = {
         ONCALL,
     ),
     "reports": Entry(f"{_C}.records:reports", "find the reports of matched content", ONCALL),
+    "review": Entry(
+        f"{_C}.review:review",
+        "review held reports: show the evidence, confirm (submit) or reject",
+        ONCALL,
+    ),
     "health": Entry(
         f"{_C}.checks:health",
         "liveness or readiness of a process on this host (exit 0 or 1), for probes",
