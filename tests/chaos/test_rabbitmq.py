@@ -83,7 +83,8 @@ def test_a_task_that_kills_its_worker_is_dead_lettered_after_the_delivery_limit(
 ) -> None:
     """A task whose every delivery dies with its worker is delivered EDGEMATCH_MAX_DELIVERIES
     (3) times, then RabbitMQ dead-letters it and the sweep files it as a ``poison`` dead
-    letter with its arguments, where ``edgematch dlq`` finds it; nothing runs it again.
+    letter with its arguments, where ``edgematch dlq`` finds it; nothing runs it again until
+    ``edgematch dlq replay`` does.
 
     Each delivery goes to a worker that is frozen (SIGSTOP: it takes the message and does
     nothing more, as a worker wedged in a crash) and is then SIGKILLed: what RabbitMQ sees
@@ -137,3 +138,9 @@ def test_a_task_that_kills_its_worker_is_dead_lettered_after_the_delivery_limit(
     assert pipe.result(key) is None  # never run
     listed = cli(pipe, "dlq", "list", "--json")
     assert listed.returncode == 0 and "poison" in listed.stdout, listed
+
+    # Whatever killed its workers fixed, on-call replays it: it runs once, and its entry goes.
+    replayed = cli(pipe, "dlq", "replay", entry["id"])
+    assert replayed.returncode == 0, replayed
+    assert pipe.wait_for_results([key], timeout_s=60), "the replayed upload has no verdict"
+    _wait(lambda: not dead_letters(pipe), 30, "the replayed entry resolved")
