@@ -33,7 +33,7 @@ from urllib.parse import unquote, urlsplit
 from devtools.devstack import free_port, wait_for_port
 
 #: Virtual hosts created at boot; :meth:`RabbitServer.vhost_url` hands them out in turn.
-VHOSTS = 24
+VHOSTS = 16
 USER, PASSWORD = "edgematch", "edgematch-local"
 #: Where the distribution's packages put the node's own scripts (the ones on PATH switch
 #: to the ``rabbitmq`` user, which cannot write our temporary directory).

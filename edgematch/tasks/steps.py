@@ -188,7 +188,9 @@ def _drain_dead_queue() -> None:
     (recovery/deadqueue.py). Never raises: what is left waits for the next sweep."""
     rt = runtime()
     try:
-        with app.connection_for_write() as conn:
+        # The process's pooled connection (celery-types calls the pool a producer pool).
+        pool: Any = app.pool
+        with pool.acquire(block=True) as conn:
             queue = rabbit.dead_letter_queue(rt.settings.namespace)(conn.default_channel)
             queue.declare()
             deadqueue.drain(
