@@ -30,6 +30,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import amqp.exceptions
+import kombu
+
 from devtools.devstack import free_port, wait_for_port
 
 #: Virtual hosts created at boot; :meth:`RabbitServer.vhost_url` hands them out in turn.
@@ -201,13 +204,20 @@ class RabbitServer:
         """Every queue of ``url``'s virtual host: ``(ready, unacknowledged)`` messages, as
         the node counts them now (``rabbitmqctl list_queues``: exact, unlike the sampled
         statistics of the management plugin)."""
-        return {name: (ready, unacked) for name, (ready, unacked, _) in self._list(url).items()}
+        return self._list(url)
 
-    def consumers(self, url: str) -> dict[str, int]:
-        """Every queue of ``url``'s virtual host: its consumers now."""
-        return {name: consumers for name, (_, _, consumers) in self._list(url).items()}
+    def consumers(self, url: str, queue: str) -> int:
+        """The consumers of ``queue`` in ``url``'s virtual host now (a passive declare over
+        AMQP: cheap, unlike ``rabbitmqctl``, which starts an Erlang VM; 0 when the queue
+        does not exist yet)."""
+        with kombu.Connection(url, connect_timeout=5) as conn:
+            channel: Any = conn.channel()
+            try:
+                return int(channel.queue_declare(queue=queue, passive=True).consumer_count)
+            except amqp.exceptions.NotFound:
+                return 0
 
-    def _list(self, url: str) -> dict[str, tuple[int, int, int]]:
+    def _list(self, url: str) -> dict[str, tuple[int, int]]:
         vhost = unquote(urlsplit(url).path.lstrip("/")) or "/"
         done = subprocess.run(
             [
@@ -220,7 +230,6 @@ class RabbitServer:
                 "name",
                 "messages_ready",
                 "messages_unacknowledged",
-                "consumers",
                 "--formatter",
                 "json",
                 "--quiet",
@@ -233,11 +242,7 @@ class RabbitServer:
         )
         rows = json.loads(done.stdout or "[]")
         return {
-            str(r["name"]): (
-                int(r["messages_ready"]),
-                int(r["messages_unacknowledged"]),
-                int(r["consumers"]),
-            )
+            str(r["name"]): (int(r["messages_ready"]), int(r["messages_unacknowledged"]))
             for r in rows
         }
 

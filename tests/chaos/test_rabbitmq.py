@@ -101,27 +101,37 @@ def test_a_task_that_kills_its_worker_is_dead_lettered_after_the_delivery_limit(
 
     def frozen_worker(consumers: int) -> subprocess.Popen[bytes]:
         worker = pipe.processes.start("worker", extra_args=["--concurrency", "1"])  # type: ignore[union-attr]
-        _wait(lambda: node.consumers(url).get(ingest, 0) == consumers, 60, "a consumer")
+        _wait(lambda: node.consumers(url, ingest) == consumers, 60, "a consumer")
         os.killpg(worker.pid, signal.SIGSTOP)
         return worker
 
     holder = frozen_worker(1)
     key = "poison/img.jpg.bin"
     pipe.upload(key, os.urandom(HASH), content=b"image bytes")
-    _wait(lambda: node.queue_counts(url).get(ingest) == (0, 1), 60, "delivery 1 held")
+    _wait(lambda: node.queue_counts(url).get(ingest) == (0, 1), 60, "delivery 1 held", poll_s=0.5)
     for delivery in (2, 3):
         successor = frozen_worker(2)
         os.killpg(holder.pid, signal.SIGKILL)
         holder.wait(10)
-        _wait(lambda: node.consumers(url).get(ingest) == 1, 30, "the holder gone")
-        _wait(lambda: node.queue_counts(url).get(ingest) == (0, 1), 30, f"delivery {delivery}")
+        _wait(lambda: node.consumers(url, ingest) == 1, 30, "the holder gone")
+        _wait(
+            lambda: node.queue_counts(url).get(ingest) == (0, 1),
+            30,
+            f"delivery {delivery}",
+            poll_s=0.5,
+        )
         holder = successor
     os.killpg(holder.pid, signal.SIGKILL)
     holder.wait(10)
     del pipe.processes.procs["worker"]
 
     # Past the limit: not in ingest any more; a worker's sweep files it.
-    _wait(lambda: node.queue_counts(url).get(ingest) == (0, 0), 30, "the task dead-lettered")
+    _wait(
+        lambda: node.queue_counts(url).get(ingest) == (0, 0),
+        30,
+        "the task dead-lettered",
+        poll_s=0.5,
+    )
     pipe.start_processes("worker", "beat", worker_args=["--concurrency", "1"])
     try:
         _wait(lambda: bool(dead_letters(pipe)), 60, "the poison dead letter")
@@ -133,7 +143,12 @@ def test_a_task_that_kills_its_worker_is_dead_lettered_after_the_delivery_limit(
     assert entry["reason"] == "poison", entry
     assert entry["attempts"] == 3, entry
     assert key in json.dumps(entry["args"]), entry
-    _wait(lambda: node.queue_counts(url).get(f"{pipe.keys.ns}.dead") == (0, 0), 30, "drained")
+    _wait(
+        lambda: node.queue_counts(url).get(f"{pipe.keys.ns}.dead") == (0, 0),
+        30,
+        "drained",
+        poll_s=0.5,
+    )
     assert node.queue_counts(url).get(ingest) == (0, 0)
     assert pipe.result(key) is None  # never run
     listed = cli(pipe, "dlq", "list", "--json")
