@@ -207,15 +207,24 @@ class RabbitServer:
         return self._list(url)
 
     def consumers(self, url: str, queue: str) -> int:
-        """The consumers of ``queue`` in ``url``'s virtual host now (a passive declare over
-        AMQP: cheap, unlike ``rabbitmqctl``, which starts an Erlang VM; 0 when the queue
-        does not exist yet)."""
+        """The consumers of ``queue`` in ``url``'s virtual host now."""
+        return self.declared(url, queue)[1]
+
+    def ready(self, url: str, queue: str) -> int:
+        """The messages ready for delivery in ``queue`` (not those consumers hold)."""
+        return self.declared(url, queue)[0]
+
+    def declared(self, url: str, queue: str) -> tuple[int, int]:
+        """``(ready messages, consumers)`` of ``queue`` now: a passive declare over AMQP,
+        cheap, unlike ``rabbitmqctl``, which starts an Erlang VM; ``(0, 0)`` when the queue
+        does not exist yet."""
         with kombu.Connection(url, connect_timeout=5) as conn:
             channel: Any = conn.channel()
             try:
-                return int(channel.queue_declare(queue=queue, passive=True).consumer_count)
+                ok = channel.queue_declare(queue=queue, passive=True)
             except amqp.exceptions.NotFound:
-                return 0
+                return 0, 0
+            return int(ok.message_count), int(ok.consumer_count)
 
     def _list(self, url: str) -> dict[str, tuple[int, int]]:
         vhost = unquote(urlsplit(url).path.lstrip("/")) or "/"

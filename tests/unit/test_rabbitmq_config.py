@@ -14,6 +14,7 @@ from celery.utils.quorum_queues import detect_quorum_queues
 from edgematch.config import rabbit
 from edgematch.config.brokerkind import AMQP, REDIS, BrokerKind, capabilities, kind_of
 from edgematch.config.celery import celery_config
+from edgematch.config.queue_order import LiveFirstWaiting
 from edgematch.config.settings import Settings
 from edgematch.errors import ConfigurationError
 from edgematch.names import QUEUE_STEPS
@@ -139,3 +140,35 @@ def test_an_expired_periodic_task_is_dropped_other_reasons_are_kept() -> None:
     assert _dead("expired", task="edgematch.sweep").dropped
     rejected = _dead("rejected")
     assert rejected.reason == "broker_rejected" and not rejected.dropped
+
+
+class _Request:
+    def __init__(self, queue: str) -> None:
+        self.delivery_info = {"routing_key": queue}
+
+
+def _entry(queue: str) -> tuple[Any, ...]:
+    return (print, (_Request(queue),), {})
+
+
+def _queue_of(entry: tuple[Any, ...]) -> str:
+    return str(entry[1][0].delivery_info["routing_key"])
+
+
+def test_tasks_held_for_the_pool_run_live_first_with_backgrounds_share() -> None:
+    """On RabbitMQ, what the consumer holds waits for a process in ORDER, FIFO within a
+    queue, and every tenth pick is background's while it has any."""
+    waiting = LiveFirstWaiting(min_share=0.1)
+    for queue in ["edgematch.background"] * 12 + ["edgematch.ingest"] * 12:
+        waiting.append(_entry(queue))
+    waiting.append(_entry("edgematch.match"))
+    assert len(waiting) == 25
+    taken = [_queue_of(waiting.popleft()) for _ in range(12)]
+    assert taken[0] == "edgematch.match"
+    assert taken[1:9] == ["edgematch.ingest"] * 8
+    assert taken[9] == "edgematch.background"  # the tenth pick
+    assert taken[10:12] == ["edgematch.ingest"] * 2
+    waiting.clear()
+    assert len(waiting) == 0
+    with pytest.raises(IndexError):
+        waiting.popleft()
