@@ -21,6 +21,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -79,12 +80,16 @@ def password_hash(password: str) -> str:
 class RabbitServer:
     """A private RabbitMQ node on free ports, in its own directory."""
 
-    def __init__(self, *, vhosts: int = VHOSTS) -> None:
+    def __init__(self, *, vhosts: int = VHOSTS, tls: tuple[Path, Path, Path] | None = None) -> None:
+        """``tls``: (CA, certificate, key) PEM files: the node then also listens for
+        ``amqps://`` on ``tls_port`` with that certificate."""
         if not installed():
             raise RuntimeError("rabbitmq-server is not installed: run scripts/bootstrap")
         self.port = free_port()
         self.dist_port = free_port()
         self.epmd_port = free_port()
+        self.tls = tls
+        self.tls_port = free_port() if tls else None
         self.dir = Path(tempfile.mkdtemp(prefix="edgematch-rabbit-"))
         self.nodename = f"edgematch{self.port}@localhost"
         self.vhosts = [f"v{i}" for i in range(vhosts)]
@@ -154,9 +159,26 @@ class RabbitServer:
             f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
             f"load_definitions = {d / 'definitions.json'}\n"
             # A test machine's disk may be nearly full; the node must not block publishers.
-            "disk_free_limit.absolute = 1MB\n",
+            "disk_free_limit.absolute = 1MB\n" + self._tls_conf(),
             encoding="utf-8",
         )
+
+    def _tls_conf(self) -> str:
+        if self.tls is None:
+            return ""
+        ca, cert, key = self.tls
+        return (
+            f"listeners.ssl.default = 127.0.0.1:{self.tls_port}\n"
+            f"ssl_options.cacertfile = {ca}\n"
+            f"ssl_options.certfile = {cert}\n"
+            f"ssl_options.keyfile = {key}\n"
+            "ssl_options.verify = verify_none\n"
+            "ssl_options.fail_if_no_peer_cert = false\n"
+        )
+
+    def tls_url(self, host: str = "127.0.0.1") -> str:
+        """The first virtual host over TLS, by ``host`` (the certificate's names)."""
+        return f"amqps://{USER}:{PASSWORD}@{host}:{self.tls_port}/{self.vhosts[0]}"
 
     def start(self, timeout_s: float = 90.0) -> RabbitServer:
         env = self.env()
@@ -180,6 +202,8 @@ class RabbitServer:
         log.close()
         try:
             wait_for_port(self.port, timeout_s)
+            if self.tls_port is not None:
+                wait_for_port(self.tls_port, timeout_s)
         except TimeoutError:
             self.stop()
             tail = (self.dir / "server.log").read_text(errors="replace")[-2000:]
@@ -201,9 +225,10 @@ class RabbitServer:
             proc.wait(5)
 
     def queue_counts(self, url: str) -> dict[str, tuple[int, int]]:
-        """Every queue of ``url``'s virtual host: ``(ready, unacknowledged)`` messages, as
-        the node counts them now (``rabbitmqctl list_queues``: exact, unlike the sampled
-        statistics of the management plugin)."""
+        """Every quorum queue of ``url``'s virtual host: ``(ready, unacknowledged)`` messages
+        now, asked of each queue's Raft leader (``rabbitmqctl eval``). Not ``list_queues``:
+        its counts of a quorum queue are metrics a few seconds old, and a wait on them
+        could take a queue for empty that a task has just entered."""
         return self._list(url)
 
     def consumers(self, url: str, queue: str) -> int:
@@ -228,31 +253,24 @@ class RabbitServer:
 
     def _list(self, url: str) -> dict[str, tuple[int, int]]:
         vhost = unquote(urlsplit(url).path.lstrip("/")) or "/"
+        expression = (
+            "[begin {resource, _, queue, N} = amqqueue:get_name(Q), P = amqqueue:get_pid(Q), "
+            "{ok, {_, R}, _} = ra:local_query(P, fun rabbit_fifo:query_messages_ready/1), "
+            "{ok, {_, C}, _} = ra:local_query(P, fun rabbit_fifo:query_messages_checked_out/1), "
+            f'{{N, R, C}} end || Q <- rabbit_amqqueue:list(<<"{vhost}">>), '
+            "amqqueue:get_type(Q) =:= rabbit_quorum_queue]."
+        )
         done = subprocess.run(
-            [
-                _script("rabbitmqctl"),
-                "-n",
-                self.nodename,
-                "list_queues",
-                "-p",
-                vhost,
-                "name",
-                "messages_ready",
-                "messages_unacknowledged",
-                "--formatter",
-                "json",
-                "--quiet",
-            ],
+            [_script("rabbitmqctl"), "-n", self.nodename, "eval", expression],
             env=self.env(),
             capture_output=True,
             text=True,
             timeout=60,
             check=True,
         )
-        rows = json.loads(done.stdout or "[]")
         return {
-            str(r["name"]): (int(r["messages_ready"]), int(r["messages_unacknowledged"]))
-            for r in rows
+            name: (int(ready), int(held))
+            for name, ready, held in re.findall(r'\{<<"([^"]+)">>,(\d+),(\d+)\}', done.stdout)
         }
 
     def restart(self) -> None:
