@@ -1,0 +1,120 @@
+"""What a release puts back, and what the report says of it. Pure functions, tested alone.
+
+A released version carries what the original carried: the evidence copy's metadata less
+what edgematch added to it (:data:`OUR_COPY_METADATA`), plus one marker of its own
+(:data:`META_RELEASED`, the report id) by which a second run finds it; the evidence copy's
+tags less edgematch's verdict tag, which is set to ``quarantined`` while the copy is
+verified and to ``released`` once it is (so the publication gate never serves a version
+that is not yet verified). The report moves ``rejected → released``, its history naming
+the operator; a later discard of the evidence is appended to the history too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any, Final
+
+from edgematch.downstream.copies import (
+    META_CORRELATION_ID,
+    META_MATCH_IDS,
+    META_SOURCE,
+    META_SOURCE_ETAG,
+    META_SOURCE_SHA256,
+    META_SOURCE_SIZE,
+    META_SOURCE_VERSION,
+    META_TRACKING_ID,
+)
+from edgematch.downstream.reports import REJECTED, RELEASED, transition
+from edgematch.infra.storage import MAX_TAGS
+
+__all__ = [
+    "META_RELEASED",
+    "OUR_COPY_METADATA",
+    "discarded",
+    "refusal",
+    "released",
+    "restored_metadata",
+    "restored_tags",
+]
+
+#: User metadata on a released version: the report it was released for.
+META_RELEASED: Final = "edgematch-released-report"
+#: What quarantine added to the copy's metadata; the rest is the original's own.
+OUR_COPY_METADATA: Final = frozenset(
+    {
+        META_SOURCE,
+        META_SOURCE_SHA256,
+        META_SOURCE_VERSION,
+        META_SOURCE_ETAG,
+        META_SOURCE_SIZE,
+        META_MATCH_IDS,
+        META_TRACKING_ID,
+        META_CORRELATION_ID,
+    }
+)
+
+
+def refusal(doc: Mapping[str, Any]) -> str | None:
+    """Why the report ``doc`` cannot be released; None when it can (``rejected``) or was
+    (``released``: a second run finishes what is left)."""
+    status = doc.get("status")
+    if status in (REJECTED, RELEASED):
+        return None
+    if status in ("pending_review", "pending", "failed", "shadow"):
+        return (
+            f"report {doc.get('report_id')} is {status}: only a report a reviewer rejected "
+            "can be released (edgematch review reject ID --reviewer NAME --reason TEXT)"
+        )
+    return (
+        f"report {doc.get('report_id')} is {status}: a reviewer confirmed the match; its "
+        "content is never released"
+    )
+
+
+def restored_metadata(copy_metadata: Mapping[str, str], report_id: str) -> dict[str, str]:
+    """The released version's user metadata: the original's, and the release marker."""
+    kept = {k: v for k, v in copy_metadata.items() if k.lower() not in OUR_COPY_METADATA}
+    return {**kept, META_RELEASED: report_id}
+
+
+def restored_tags(copy_tags: Mapping[str, str], tag_key: str, value: str) -> dict[str, str]:
+    """The released version's tags: the original's (the copy's, less the verdict tag)
+    with ``tag_key=value``; the original's alone when they already fill S3's 10."""
+    platform = {k: v for k, v in copy_tags.items() if k != tag_key}
+    merged = {**platform, tag_key: value}
+    return merged if len(merged) <= MAX_TAGS else platform
+
+
+def _iso(at: float) -> str:
+    return dt.datetime.fromtimestamp(at, dt.UTC).isoformat(timespec="milliseconds")
+
+
+def released(
+    doc: Mapping[str, Any], release: Mapping[str, Any], *, operator: str, now: float
+) -> dict[str, Any]:
+    """``doc`` moved ``rejected → released``, naming the operator and where the content
+    is now (``release``: state, bucket, key, version id, detail). InvalidTransition from
+    any other status."""
+    reason = str(release.get("detail") or release.get("state"))
+    updated = transition(doc, RELEASED, now=now, reason=reason, actor=operator)
+    updated["release"] = {**release, "at": _iso(now), "operator": operator}
+    return updated
+
+
+def discarded(doc: Mapping[str, Any], *, operator: str, now: float) -> dict[str, Any]:
+    """``doc`` (released) noting that its evidence copy was deleted, by whom. The history
+    is appended to; the status stays ``released``."""
+    updated = dict(doc)
+    updated["updated_at"] = _iso(now)
+    updated["release"] = {**(doc.get("release") or {}), "evidence_discarded_at": _iso(now)}
+    updated["history"] = [
+        *doc.get("history", []),
+        {
+            "at": _iso(now),
+            "status": doc["status"],
+            "reason": "evidence discarded",
+            "actor": operator,
+        },
+    ]
+    return updated
