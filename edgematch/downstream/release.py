@@ -275,8 +275,9 @@ class Release:
             )
 
     def _tag_released(self, info: VersionInfo) -> None:
-        """``released`` on exactly this version, whatever verdict it holds; read back."""
-        with self._tags.lock(info.bucket, info.key):
+        """``released`` on exactly this version, whatever verdict it holds; read back. A
+        person is waiting: another writer's lock is waited out, a killed one's included."""
+        with self._tags.lock(info.bucket, info.key, wait_s=self._s.lock_ttl_s):
             self._tags.write(
                 info.bucket, info.key, RELEASED_TAG, version_id=info.version_id, force=True
             )
