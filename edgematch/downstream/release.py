@@ -2,39 +2,33 @@
 
 What "back" means follows what quarantine did (the report's evidence says):
 
-* ``moved`` (move mode): the evidence copy is copied back to the content's bucket and key,
-  as a new version of that key: byte-identical, with the original's metadata (the copy's,
-  less what quarantine added, see restored.py), content headers and tags. It is written
-  tagged ``quarantined``, verified like quarantine verifies its copy (size, then ETag or
-  SHA-256), and only then tagged ``released``, under the content's tag lock: the
-  publication gate never serves a version that is not verified. A copy that does not
-  verify is deleted again and the run fails (run it again). A key that got a newer upload
-  since the quarantine is refused: the release would hide it.
-* ``tagged`` (tag mode), ``shadow`` (off: nothing was touched, but the results consumer
-  tagged the version ``match``, which the gate denies) and ``failed`` (quarantine gave up;
-  the version kept its ``match`` tag): the scanned version itself is tagged ``released``
-  in place of ``quarantined`` or ``match``, and the tag read back.
-* ``content_missing``: nothing is left to put back; the report is marked all the same.
+* ``moved``: the evidence copy is copied back to the content's bucket and key as a new
+  version, byte-identical, with the original's metadata (restored.py), content headers
+  and tags; written tagged ``quarantined``, verified as quarantine verifies its copy
+  (size, ETag or SHA-256), only then tagged ``released`` under the content's tag lock, so
+  the publication gate never serves an unverified version. One that does not verify is
+  deleted again (run again). A key with a newer upload since the quarantine is refused.
+* ``tagged``, ``shadow`` (quarantine off; the version is tagged ``match``, which the gate
+  denies) and ``failed``: the scanned version itself is tagged ``released``, read back.
+* ``content_missing``: nothing to put back; the report is marked all the same.
 
-Then the report moves ``rejected → released``, its history naming the operator. The
-evidence copy stays under its legal hold and retention unless the operator asks to
-discard it and may (``s3:PutObjectLegalHold``, and ``s3:BypassGovernanceRetention`` under
-GOVERNANCE retention; COMPLIANCE retention cannot be bypassed): refused, it stays, held.
+The report moves ``rejected → released``, its history naming the operator; a ``shadow``
+report (never submitted) needs no review first and records the release in its history.
+The evidence copy stays under its legal hold unless the operator asks to discard it and
+may (protection.py).
 
-Idempotent and resumable: every step finds what an earlier run did — the restored version
-by its marker (``edgematch-released-report`` metadata = the report id) on the key's
-current version, a tag already
-``released``, a report already ``released``, evidence already gone — and does only what is
-left. A run killed at any point leaves either nothing, a restored version still tagged
-``quarantined`` (unreadable), or a released version with the report not yet marked; the
-same command finishes it. Two runs of one report at the very same moment may each write a
-version (identical ones); run one at a time.
+Idempotent and resumable: each step finds what an earlier run did — the version put back
+(the key's current version, its ``edgematch-released-report`` metadata naming the report),
+a tag already ``released``, a report already released, evidence already gone — and does
+only what is left. A run killed anywhere leaves nothing, a version put back still
+``quarantined`` (unreadable), or a released version with the report not yet marked: the
+same command finishes it. Two runs of one report at the same moment may each write an
+(identical) version: run one at a time.
 
-Raised: :class:`UnknownReport`, :class:`NotReleasable` (refused as asked: a confirmed,
-submitted or pending report; the key has a newer upload; the evidence copy is gone),
-:class:`EvidenceKept` (released; the evidence could not be discarded),
-``CopyUnverified``/``LockHeld`` (transient: run again), S3 and Redis errors as edgematch
-errors.
+Raised: :class:`UnknownReport`, :class:`NotReleasable` (refused as asked: not rejected,
+a newer upload, the evidence copy gone), ``EvidenceKept`` (released; the evidence could
+not be discarded), ``CopyUnverified``/``LockHeld`` (run again), S3 and Redis errors as
+edgematch errors.
 """
 
 from __future__ import annotations
@@ -52,10 +46,11 @@ from edgematch.downstream.copies import QUARANTINED, CopyUnverified, copy_proble
 from edgematch.downstream.custody import CONTENT_MISSING, FAILED, MOVED, SHADOW, TAGGED, Evidence
 from edgematch.downstream.evidence import EvidenceStore, VersionInfo
 from edgematch.downstream.protection import EvidenceKept, Protection
-from edgematch.downstream.reports import RELEASED, ReportStore, report_key
+from edgematch.downstream.reports import ReportStore, report_key
 from edgematch.downstream.restored import (
     META_RELEASED,
     discarded,
+    is_released,
     refusal,
     released,
     restored_metadata,
@@ -136,7 +131,7 @@ class Release:
         why = refusal(doc)
         if why is not None:
             raise NotReleasable(why)
-        already = doc["status"] == RELEASED
+        already = is_released(doc)
         if not already:
             doc = self._mark(report_id, key, self._put_back(doc), operator)
         evidence = self._evidence(key, doc, operator=operator, discard=discard_evidence)
@@ -178,7 +173,7 @@ class Release:
         self, report_id: str, key: str, release: dict[str, Any], operator: str
     ) -> dict[str, Any]:
         def mark(doc: dict[str, Any]) -> dict[str, Any] | None:
-            if doc["status"] == RELEASED:
+            if is_released(doc):
                 return None  # another run marked it meanwhile
             return released(doc, release, operator=operator, now=self._clock())
 
@@ -194,8 +189,11 @@ class Release:
             return _release(RESTORED, info, "restored from the evidence copy, verified")
         if evidence.state in (TAGGED, SHADOW, FAILED):
             found = self._retag(evidence)
+            tagged = f"tagged {self._tag_key}={RELEASED_TAG}"
+            if found is not None and evidence.state == SHADOW:
+                return _release(RETAGGED, found, f"quarantine was off, nothing was moved; {tagged}")
             if found is not None:
-                return _release(RETAGGED, found, f"tagged {self._tag_key}={RELEASED_TAG}")
+                return _release(RETAGGED, found, tagged)
         return {"state": NOTHING, "detail": "the scanned content is gone: nothing to put back"}
 
     def _restore_copy(self, doc: dict[str, Any], evidence: Evidence) -> VersionInfo:

@@ -6,7 +6,8 @@ what edgematch added to it (:data:`OUR_COPY_METADATA`), plus one marker of its o
 tags less edgematch's verdict tag, which is set to ``quarantined`` while the copy is
 verified and to ``released`` once it is (so the publication gate never serves a version
 that is not yet verified). The report moves ``rejected → released``, its history naming
-the operator; a later discard of the evidence is appended to the history too.
+the operator (a ``shadow`` report, whose status never changes, records the release in its
+history); a later discard of the evidence is appended to the history too.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from edgematch.downstream.copies import (
     META_SOURCE_VERSION,
     META_TRACKING_ID,
 )
-from edgematch.downstream.reports import REJECTED, RELEASED, transition
+from edgematch.downstream.reports import REJECTED, RELEASED, SHADOW, transition
 from edgematch.infra.storage import MAX_TAGS
 
 __all__ = [
     "META_RELEASED",
     "OUR_COPY_METADATA",
     "discarded",
+    "is_released",
     "refusal",
     "released",
     "restored_metadata",
@@ -56,12 +58,13 @@ OUR_COPY_METADATA: Final = frozenset(
 
 
 def refusal(doc: Mapping[str, Any]) -> str | None:
-    """Why the report ``doc`` cannot be released; None when it can (``rejected``) or was
-    (``released``: a second run finishes what is left)."""
+    """Why the report ``doc`` cannot be released; None when it can (``rejected``; ``shadow``,
+    quarantine off, never to be submitted) or was (``released``: a second run finishes
+    what is left)."""
     status = doc.get("status")
-    if status in (REJECTED, RELEASED):
+    if status in (REJECTED, RELEASED, SHADOW):
         return None
-    if status in ("pending_review", "pending", "failed", "shadow"):
+    if status in ("pending_review", "pending", "failed"):
         return (
             f"report {doc.get('report_id')} is {status}: only a report a reviewer rejected "
             "can be released (edgematch review reject ID --reviewer NAME --reason TEXT)"
@@ -90,14 +93,26 @@ def _iso(at: float) -> str:
     return dt.datetime.fromtimestamp(at, dt.UTC).isoformat(timespec="milliseconds")
 
 
+def is_released(doc: Mapping[str, Any]) -> bool:
+    """Whether a release of ``doc`` finished: ``released``, or a ``shadow`` report (whose
+    status never changes) that records one."""
+    return doc.get("status") == RELEASED or (doc.get("status") == SHADOW and "release" in doc)
+
+
 def released(
     doc: Mapping[str, Any], release: Mapping[str, Any], *, operator: str, now: float
 ) -> dict[str, Any]:
     """``doc`` moved ``rejected → released``, naming the operator and where the content
-    is now (``release``: state, bucket, key, version id, detail). InvalidTransition from
-    any other status."""
+    is now (``release``: state, bucket, key, version id, detail); a ``shadow`` report keeps
+    its status and gets the same history entry. InvalidTransition from any other status."""
     reason = str(release.get("detail") or release.get("state"))
-    updated = transition(doc, RELEASED, now=now, reason=reason, actor=operator)
+    if doc.get("status") == SHADOW:
+        updated = dict(doc)
+        updated["updated_at"] = _iso(now)
+        entry = {"at": _iso(now), "status": SHADOW, "reason": f"released: {reason}"}
+        updated["history"] = [*doc.get("history", []), {**entry, "actor": operator}]
+    else:
+        updated = transition(doc, RELEASED, now=now, reason=reason, actor=operator)
     updated["release"] = {**release, "at": _iso(now), "operator": operator}
     return updated
 

@@ -234,3 +234,28 @@ def test_an_allowlisted_match_is_neither_quarantined_nor_reported(
         "edgematch-status": "released",
     }
     assert pipe.reports()[0]["status"] == "released"
+
+
+def test_shadow_mode_release_retags_the_untouched_version(make_pipeline: MakePipeline) -> None:
+    """off: nothing was moved, but the version is tagged `match` (the gate denies it); its
+    `shadow` report needs no rejection: release says so, tags it `released`, and keeps the
+    release in the report's history, its status unchanged."""
+    pipe = make_pipeline(settings={"EDGEMATCH_QUARANTINE_MODE": "off"})
+    pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
+    hit = os.urandom(HASH)
+    pipe.add_known([hit])
+    pipe.upload("photos/hit.jpg.bin", hit, content=b"a picture left where it was")
+    _wait(lambda: len(pipe.reports()) == 1, 60, "the shadow report")
+    (report,) = pipe.reports()
+    assert content_tags(pipe, pipe.bucket, "photos/hit.jpg")["edgematch-status"] == "match"
+    done = cli(pipe, "release", report["report_id"], "--operator", "ana")
+    assert done.returncode == 0 and "quarantine was off" in done.stdout, done.stderr
+    assert content_tags(pipe, pipe.bucket, "photos/hit.jpg") == {
+        "owner": "platform",
+        "edgematch-status": "released",
+    }
+    (after,) = pipe.reports()
+    assert after["status"] == "shadow" and after["release"]["operator"] == "ana"
+    assert after["history"][-1]["actor"] == "ana"
+    again = cli(pipe, "release", report["report_id"], "--operator", "ana")
+    assert again.returncode == 0 and again.stdout.startswith("already released")

@@ -25,6 +25,7 @@ from edgematch.downstream.reports import (
     PENDING_REVIEW,
     REJECTED,
     RELEASED,
+    SHADOW,
     SUBMITTED,
     InvalidTransition,
     new_report,
@@ -33,6 +34,7 @@ from edgematch.downstream.reports import (
 from edgematch.downstream.restored import (
     META_RELEASED,
     discarded,
+    is_released,
     refusal,
     released,
     restored_metadata,
@@ -101,9 +103,10 @@ def test_ten_platform_tags_come_back_alone() -> None:
     assert restored_tags(ten, "edgematch-status", "quarantined") == ten
 
 
-@pytest.mark.parametrize("status", [REJECTED, RELEASED])
-def test_rejected_and_released_reports_may_be_released(status: str) -> None:
-    """A rejected report is released; a released one is finished (idempotent)."""
+@pytest.mark.parametrize("status", [REJECTED, RELEASED, SHADOW])
+def test_rejected_released_and_shadow_reports_may_be_released(status: str) -> None:
+    """A rejected report is released; a released one is finished (idempotent); a shadow
+    one (quarantine off, never submitted) needs no review first."""
     assert refusal(_report(status)) is None
 
 
@@ -114,7 +117,7 @@ def test_a_confirmed_match_is_never_released(status: str) -> None:
     assert why is not None and "confirmed the match" in why
 
 
-@pytest.mark.parametrize("status", [PENDING, PENDING_REVIEW, "failed", "shadow"])
+@pytest.mark.parametrize("status", [PENDING, PENDING_REVIEW, "failed"])
 def test_an_undecided_report_needs_a_rejection_first(status: str) -> None:
     """Pending (review or not), failed, shadow: the refusal says what to do first."""
     why = refusal(_report(status))
@@ -131,6 +134,21 @@ def test_released_names_the_operator_and_where_the_content_is() -> None:
     assert after["history"][-1]["actor"] == "ana"
     assert after["release"]["operator"] == "ana"
     assert after["release"]["version_id"] == "v9"
+
+
+def test_a_shadow_report_keeps_its_status_and_records_the_release() -> None:
+    """Shadow never changes status: the release is a history entry and the release field;
+    is_released then says a second run has nothing left to do."""
+    doc = _report(SHADOW)
+    assert not is_released(doc)
+    after = released(doc, {"state": "retagged"}, operator="ana", now=NOW)
+    assert after["status"] == SHADOW and is_released(after)
+    assert after["history"][-1] == {
+        "at": after["updated_at"],
+        "status": SHADOW,
+        "reason": "released: retagged",
+        "actor": "ana",
+    }
 
 
 def test_only_a_rejected_report_is_marked_released() -> None:

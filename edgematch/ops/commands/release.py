@@ -88,7 +88,8 @@ def release(report_id: str, operator: str | None, discard_evidence: bool, as_jso
     click.echo(
         printable(
             f"{head} {outcome.report_id}: {where.get('state')} {location} "
-            f"version {where.get('version_id') or '-'}; {outcome.evidence}"
+            f"version {where.get('version_id') or '-'} ({where.get('detail')}); "
+            f"{outcome.evidence}"
         )
     )
     return 0
