@@ -46,7 +46,7 @@ from edgematch.downstream.copies import QUARANTINED, CopyUnverified, copy_proble
 from edgematch.downstream.custody import CONTENT_MISSING, FAILED, MOVED, SHADOW, TAGGED, Evidence
 from edgematch.downstream.evidence import EvidenceStore, VersionInfo
 from edgematch.downstream.protection import EvidenceKept, Protection
-from edgematch.downstream.reports import ReportStore, report_key
+from edgematch.downstream.reports import ReportStore
 from edgematch.downstream.restored import (
     META_RELEASED,
     discarded,
@@ -139,11 +139,7 @@ class Release:
 
     # -- the report -----------------------------------------------------------------------
     def _load(self, report_id: str) -> tuple[str, dict[str, Any]]:
-        doc = self._reports.find(report_id)
-        if doc is None:
-            raise UnknownReport(f"no report {report_id}")
-        scanned = dt.datetime.fromisoformat(str(doc["scanned_at"])).timestamp()
-        found = self._reports.load(report_id, report_key(report_id, scanned))
+        found = self._reports.locate(report_id)
         if found is None:
             raise UnknownReport(f"no report {report_id}")
         return found

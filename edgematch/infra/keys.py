@@ -218,6 +218,16 @@ class Keys:
         """STRING with a TTL: one worker at a time writes or submits a report."""
         return f"{self.ns}:report-lock:{report_id}"
 
+    def flood(self, match_id: str) -> str:
+        """ZSET with a TTL: content objects (their location digest) a match id matched,
+        scored by time; at most EDGEMATCH_FLOOD_MATCHES + 1 members, within the window."""
+        return f"{self.ns}:flood:{short_digest(match_id)}"
+
+    @property
+    def flooded(self) -> str:
+        """ZSET with a TTL: match id -> when it last flooded (s); capped, within the window."""
+        return f"{self.ns}:flooded"
+
     # -- Celery queues ------------------------------------------------------------------
     def queue(self, step: str) -> str:
         """The Celery queue (and Redis list) of one step: ``<ns>.ingest`` …"""

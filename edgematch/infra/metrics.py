@@ -109,8 +109,14 @@ QUARANTINE = Counter(
 )
 REPORTS = Counter(
     f"{PREFIX}_reports_total",
-    "Report outcomes (pending, submitted, shadow, failed, dead_lettered).",
+    "Report outcomes (pending, pending_review, confirmed, submitted, shadow, failed, "
+    "dead_lettered).",
     ["outcome"],
+)
+FLOOD_HELD = Counter(
+    f"{PREFIX}_flood_held_total",
+    "New reports held for review by the flood guard: a match id matched more than "
+    "EDGEMATCH_FLOOD_MATCHES distinct objects within EDGEMATCH_FLOOD_WINDOW_S.",
 )
 DEAD_LETTERED = Counter(
     f"{PREFIX}_dead_lettered_total",
@@ -135,6 +141,7 @@ LEVEL_FAMILIES = (
     "rate_limit",
     "dead_letters",
     "verdict_log",
+    "flood",
 )
 METRICS_COLLECT_ERRORS = Counter(
     f"{PREFIX}_metrics_collect_errors_total",
@@ -168,6 +175,7 @@ NAMES = frozenset(
         END_TO_END,
         QUARANTINE,
         REPORTS,
+        FLOOD_HELD,
         DEAD_LETTERED,
         TASKS_RECOVERED,
         VERDICT_LOG_WRITES,
@@ -189,4 +197,5 @@ NAMES = frozenset(
     f"{PREFIX}_verdict_log_staged",
     f"{PREFIX}_verdict_log_oldest_age_seconds",
     f"{PREFIX}_redis_up",
+    f"{PREFIX}_flooded_match_id",
 }

@@ -85,6 +85,11 @@ COMMANDS: dict[str, Entry] = {
         ONCALL,
     ),
     "reports": Entry(f"{_C}.records:reports", "find the reports of matched content", ONCALL),
+    "review": Entry(
+        f"{_C}.review:review",
+        "review held reports: show the evidence, confirm (submit) or reject",
+        ONCALL,
+    ),
     "release": Entry(
         f"{_C}.release:release",
         "put back the content of a rejected report, verified, and mark it released",
