@@ -64,14 +64,21 @@ def refusal(doc: Mapping[str, Any]) -> str | None:
     status = doc.get("status")
     if status in (REJECTED, RELEASED, SHADOW):
         return None
-    if status in ("pending_review", "pending", "failed"):
+    rid = doc.get("report_id")
+    if status == "pending_review":
         return (
-            f"report {doc.get('report_id')} is {status}: only a report a reviewer rejected "
-            "can be released (edgematch review reject ID --reviewer NAME --reason TEXT)"
+            f"report {rid} is pending_review: no reviewer has decided yet; a reviewer rejects "
+            "it first (edgematch review reject ID --reviewer NAME --reason TEXT)"
+        )
+    if status == "pending":
+        return (
+            f"report {rid} is pending: it was filed while review was off and goes to the "
+            "reporter without a decision, so it is never released; hold reports for a "
+            "reviewer (EDGEMATCH_REVIEW=required) to release what a reviewer rejects"
         )
     return (
-        f"report {doc.get('report_id')} is {status}: a reviewer confirmed the match; its "
-        "content is never released"
+        f"report {rid} is {status}: it was confirmed or handed to the reporter; its content "
+        "is never released"
     )
 
 

@@ -3,7 +3,9 @@
 moto holds the upload bucket, a quarantine bucket with Object Lock and the reports bucket;
 the sandbox answers MatchEdgeHash; the Procfile's intake, worker and beat run on the
 defaults. ``edgematch release`` and ``edgematch allow`` run as on-call runs them, as
-processes beside the pipeline. A report is rejected with tests/support/reviews.py.
+processes beside the pipeline. Reports wait for a reviewer (EDGEMATCH_REVIEW=required, as
+the docs tell operators who want `record` reports reviewed), who rejects or confirms them
+with `edgematch review` (tests/support/reviews.py).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from edgematch.infra.redisclient import redis_client
 from tests.support.hashes import HASH
 from tests.support.pipelines import MakePipeline, cli, content_tags, wait_settled
 from tests.support.ports import free_port
-from tests.support.reviews import decide
+from tests.support.reviews import HOLD, decide
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -67,7 +69,7 @@ def test_a_rejected_report_is_released_exactly_once_and_resumably(
     a second run changes nothing; a confirmed report is refused; a release SIGKILLed after
     its copy exists, before the report is marked, is finished by the same command; the
     evidence stays held until --discard-evidence."""
-    pipe = make_pipeline(quarantine_bucket=QUARANTINE)
+    pipe = make_pipeline(quarantine_bucket=QUARANTINE, settings=HOLD)
     pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
     hits = [os.urandom(HASH) for _ in range(3)]
     pipe.add_known(hits)
@@ -80,6 +82,9 @@ def test_a_rejected_report_is_released_exactly_once_and_resumably(
     wait_settled(pipe)
     released, killed, confirmed = (_report(pipe, name) for name in names)
     assert {d["evidence"]["state"] for d in (released, killed, confirmed)} == {"moved"}
+    assert {d["status"] for d in (released, killed, confirmed)} == {"pending_review"}
+    undecided = cli(pipe, "release", released["report_id"])
+    assert undecided.returncode == 2 and "review reject" in undecided.stderr
     for doc, decision in ((released, "rejected"), (killed, "rejected"), (confirmed, "confirmed")):
         decide(pipe, doc["report_id"], decision)
 
@@ -187,7 +192,7 @@ def test_an_allowlisted_match_is_neither_quarantined_nor_reported(
     recorded `allowlisted` — tagged so, counted in the metrics and the verdict log — with
     no quarantine and no report; another match still is quarantined and reported, and
     its rejected report is released by retagging the scanned version."""
-    pipe = make_pipeline()
+    pipe = make_pipeline(settings=HOLD)
     metrics_port = free_port()
     pipe.start_processes(
         "intake",

@@ -1,21 +1,19 @@
-"""A reviewer's decision on a report, written with the report module's pure functions.
+"""A reviewer's decision on a held report, as a reviewer makes it: `edgematch review`.
 
-Reports start ``pending`` while EDGEMATCH_REVIEW is off, and ``pending → rejected`` is not
-in the state table: a decision needs a report held for review. ``decide`` writes the
-document as it would be had it been held (``pending_review``) and then decided, through
-``reports.transition`` — the same history entries (status, time, reviewer, note) the
-review commands append. Kept in this one place so the tests that use it can switch to
-``edgematch review reject`` / ``confirm`` as one change.
+With the `record` reporter (the tests' default) reports are held for review only with
+``EDGEMATCH_REVIEW=required``, which docs/quarantine-and-reports.md tells operators to set
+to hold `record` reports too: the tests that need a decision set it (``HOLD``).
 """
 
 from __future__ import annotations
 
-import json
-import time
 from typing import Any
 
 from devtools.localstack import LocalPipeline
-from edgematch.downstream.reports import CONFIRMED, PENDING_REVIEW, REJECTED, transition
+from tests.support.pipelines import cli
+
+#: The setting under which a `record` report waits for a reviewer (documented).
+HOLD = {"EDGEMATCH_REVIEW": "required"}
 
 
 def decide(
@@ -26,27 +24,14 @@ def decide(
     reviewer: str = "reviewer-e2e",
     note: str = "seen by a person",
 ) -> dict[str, Any]:
-    """Write report ``report_id`` as held for review and then ``decision`` (rejected or
-    confirmed) by ``reviewer``; return the document written."""
-    if decision not in (REJECTED, CONFIRMED):
+    """``edgematch review reject`` (``decision`` ``rejected``) or ``confirm``
+    (``confirmed``) of report ``report_id`` by ``reviewer``; the report as it is then."""
+    if decision == "rejected":
+        done = cli(pipe, "review", "reject", report_id, "--reviewer", reviewer, "--reason", note)
+    elif decision == "confirmed":
+        done = cli(pipe, "review", "confirm", report_id, "--reviewer", reviewer, "--note", note)
+    else:
         raise ValueError(f"a review decides rejected or confirmed, not {decision!r}")
+    assert done.returncode == 0, done.stderr
     (doc,) = [d for d in pipe.reports() if d["report_id"] == report_id]
-    key = doc.pop("key")
-    now = time.time()
-    held = {
-        **doc,
-        "status": PENDING_REVIEW,
-        "history": [
-            *doc["history"],
-            {"at": doc["updated_at"], "status": PENDING_REVIEW, "reason": "held for review"},
-        ],
-    }
-    decided = transition(held, decision, now=now, reason=note, actor=reviewer, note=note)
-    pipe.s3().put_object(
-        Bucket=pipe.reports_bucket,
-        Key=key,
-        Body=json.dumps(decided, indent=2, sort_keys=True).encode("utf-8"),
-        ContentType="application/json",
-        ServerSideEncryption="AES256",
-    )
-    return decided
+    return doc

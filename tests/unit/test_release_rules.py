@@ -110,18 +110,23 @@ def test_rejected_released_and_shadow_reports_may_be_released(status: str) -> No
     assert refusal(_report(status)) is None
 
 
-@pytest.mark.parametrize("status", [CONFIRMED, SUBMITTED])
-def test_a_confirmed_match_is_never_released(status: str) -> None:
-    """Confirmed or submitted: a reviewer confirmed the match."""
+@pytest.mark.parametrize("status", [CONFIRMED, SUBMITTED, "failed"])
+def test_a_confirmed_or_sent_report_is_never_released(status: str) -> None:
+    """Confirmed, submitted or failed: decided for, or handed to the reporter."""
     why = refusal(_report(status))
-    assert why is not None and "confirmed the match" in why
+    assert why is not None and "never released" in why
 
 
-@pytest.mark.parametrize("status", [PENDING, PENDING_REVIEW, "failed"])
-def test_an_undecided_report_needs_a_rejection_first(status: str) -> None:
-    """Pending (review or not), failed, shadow: the refusal says what to do first."""
-    why = refusal(_report(status))
+def test_an_undecided_report_needs_a_rejection_first() -> None:
+    """Held for review: the refusal says to reject it first."""
+    why = refusal(_report(PENDING_REVIEW))
     assert why is not None and "review reject" in why
+
+
+def test_a_report_filed_without_review_says_how_to_hold_them() -> None:
+    """pending (review off): it cannot be rejected, so the refusal names the setting."""
+    why = refusal(_report(PENDING))
+    assert why is not None and "EDGEMATCH_REVIEW=required" in why
 
 
 def test_released_names_the_operator_and_where_the_content_is() -> None:
