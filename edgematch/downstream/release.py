@@ -134,6 +134,10 @@ class Release:
         already = is_released(doc)
         if not already:
             doc = self._mark(report_id, key, self._put_back(doc), operator)
+        elif doc["release"].get("state") == RETAGGED:
+            # A match of that same version since (a redelivered result) blocked it again:
+            # released again is what a person running this again asks for.
+            self._retag(Evidence.from_dict({**doc["release"], "mode": "", "at": 0.0}))
         evidence = self._evidence(key, doc, operator=operator, discard=discard_evidence)
         return Outcome(report_id, dict(doc["release"]), already, evidence)
 

@@ -191,7 +191,8 @@ def test_an_allowlisted_match_is_neither_quarantined_nor_reported(
     """Tag mode: with one match id allowlisted (recorded with who and why), its upload is
     recorded `allowlisted` — tagged so, counted in the metrics and the verdict log — with
     no quarantine and no report; another match still is quarantined and reported, and
-    its rejected report is released by retagging the scanned version."""
+    its rejected report is released by retagging the scanned version; a redelivery of its
+    match blocks the version again, and the release run again releases it again."""
     pipe = make_pipeline(settings=HOLD)
     metrics_port = free_port()
     pipe.start_processes(
@@ -239,6 +240,43 @@ def test_an_allowlisted_match_is_neither_quarantined_nor_reported(
         "edgematch-status": "released",
     }
     assert pipe.reports()[0]["status"] == "released"
+
+    # The match redelivered after the release blocks that version again (fail closed),
+    # sends nothing; the same release, run again, puts `released` back.
+    result = pipe.result("photos/bad.jpg.bin")
+    assert result is not None and result["verdict"] == "match"
+    _redeliver(pipe, result)
+    _wait(
+        lambda: (
+            content_tags(pipe, pipe.bucket, "photos/bad.jpg")["edgematch-status"] == "quarantined"
+        ),
+        60,
+        "the redelivered match to block the version again",
+    )
+    wait_settled(pipe)
+    assert [d["status"] for d in pipe.reports()] == ["released"]
+    again = cli(pipe, "release", report["report_id"], "--operator", "ana")
+    assert again.returncode == 0 and again.stdout.startswith("already released"), again.stderr
+    assert content_tags(pipe, pipe.bucket, "photos/bad.jpg")["edgematch-status"] == "released"
+
+
+def _redeliver(pipe: LocalPipeline, result: dict[str, Any]) -> None:
+    """Put a recorded result on the results queue again, as a broker redelivery would."""
+    code = (
+        "import json, sys\n"
+        "from edgematch.tasks import record_result\n"
+        "doc = json.loads(sys.stdin.read())\n"
+        "record_result.apply_async(kwargs={'result': doc, 'correlation_id': "
+        "doc['correlation_id']})\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code],
+        input=json.dumps(result),
+        env=pipe.env(),
+        text=True,
+        timeout=60,
+        check=True,
+    )
 
 
 def test_shadow_mode_release_retags_the_untouched_version(make_pipeline: MakePipeline) -> None:
