@@ -208,6 +208,12 @@ class Keys:
         """STRING with a TTL: the reports-bucket key of a report, by report id."""
         return f"{self.ns}:report:{report_id}"
 
+    @property
+    def allowlist(self) -> str:
+        """HASH ``<kind>:<value>`` -> entry JSON: match ids and hashes a person cleared
+        (no TTL: on-call's list; every change is also recorded in the object store)."""
+        return f"{self.ns}:allowlist"
+
     def report_lock(self, report_id: str) -> str:
         """STRING with a TTL: one worker at a time writes or submits a report."""
         return f"{self.ns}:report-lock:{report_id}"

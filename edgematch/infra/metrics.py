@@ -55,10 +55,15 @@ INGESTED = Counter(
 )
 HASHES_SCANNED = Counter(
     f"{PREFIX}_hashes_scanned_total",
-    "Hash files that got a verdict, by verdict (clean, match, unscannable) and lane.",
+    "Hash files that got a verdict, by verdict (clean, allowlisted, match, unscannable) and lane.",
     ["verdict", "lane"],
 )
 MATCHES = Counter(f"{PREFIX}_matches_total", "Hash files that matched known material.")
+ALLOWLISTED = Counter(
+    f"{PREFIX}_allowlisted_total",
+    "Matches recorded allowlisted: every match id (or the hash) on the allowlist; neither "
+    "quarantined nor reported.",
+)
 API_REQUESTS = Counter(
     f"{PREFIX}_api_requests_total",
     "Requests to PhotoDNA by outcome (ok, rate_limited, credentials, server_error, "
@@ -160,6 +165,7 @@ NAMES = frozenset(
         INGESTED,
         HASHES_SCANNED,
         MATCHES,
+        ALLOWLISTED,
         API_REQUESTS,
         API_LATENCY,
         RATE_LIMITED,

@@ -111,7 +111,7 @@ def _flood_problems(snap: Snapshot) -> list[Problem]:
             f"within {snap.flood_window_s} s (flood guard): its matches are quarantined and "
             "their reports held for review (edgematch review list --match-id "
             f"{f['match_id']})",
-            "suspected-false-positive.md",
+            "false-positive.md",
         )
         for f in snap.flooded
     ]

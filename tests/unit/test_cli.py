@@ -268,6 +268,27 @@ def test_times_are_read_as_epoch_seconds() -> None:
         (["backfill", "s3://up/p", "--page-size", "5000"], ["--page-size"]),
         (["backfill", "s3://up/p", "--page-size", "0"], ["--page-size"]),
         (["backfill", "s3://up/p", "--since", "soon"], ["--since"]),
+        (["allow", "add", "--reviewer", "ana", "--reason", "x"], ["--match-id", "--hash-sha256"]),
+        (
+            [
+                "allow",
+                "add",
+                "--match-id",
+                "m",
+                "--hash-sha256",
+                "ab",
+                "--reviewer",
+                "a",
+                "--reason",
+                "x",
+            ],
+            ["exactly one"],
+        ),
+        (
+            ["allow", "remove", "--hash-sha256", "abc", "--reviewer", "ana", "--reason", "x"],
+            ["64 hexadecimal"],
+        ),
+        (["allow", "add", "--match-id", "m", "--reviewer", " ", "--reason", "x"], ["--reviewer"]),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
