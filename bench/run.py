@@ -95,6 +95,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--keep-logs", type=Path, default=None, metavar="DIR", help="copy every log here"
     )
+    p.add_argument(
+        "--broker",
+        choices=("redis", "rabbitmq"),
+        default="redis",
+        help="Celery's broker: the private Redis, or a private RabbitMQ node "
+        "(EDGEMATCH_BROKER_URL; Redis stays the store)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     p.add_argument("--plot", type=Path, default=RESULTS / "utilisation.png")
     p.add_argument(
@@ -242,6 +249,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "margin_workers": args.margin_workers,
             "repeats": args.repeats,
             "edgematch_settings": _settings(args),
+            "broker": args.broker,
             "ceiling": "5 × R × (T + 1) hashes, T = seconds from the first to the last "
             "accepted request: the sandbox's initial burst of R requests, then R a second",
         },
@@ -250,7 +258,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "repeat_rows": [],
         "errors": [],
     }
-    stack = Stack(args.rate).start()
+    stack = Stack(args.rate, broker=args.broker).start()
     log_dir = stack.pipe.dir
     _log("the test doubles' own limits (moto's SQS, boto3 against moto)")
     doc["harness"] = {
@@ -325,11 +333,18 @@ def _pipeline(stack: Stack, args: argparse.Namespace, workers: int) -> dict[str,
     try:
         procs.start()
         light = procs.light(args.light_uploads) if args.light_uploads else None
+        servers = stack.server_cpu()
         sat = procs.saturated(args.hashes, cap_s=args.cap_s)
+        server_ms = {name: cpu.used_ms() for name, cpu in servers.items()}
     finally:
         procs.stop()
         stack.purge_edgematch()
-    return edgematch_row(args.rate, workers, sat, light)
+    row = edgematch_row(args.rate, workers, sat, light)
+    scanned = max(1, len(sat.scanned_at))
+    # The servers' own CPU: Redis (store, and broker unless RabbitMQ is), RabbitMQ.
+    row["broker"] = stack.broker
+    row["server_cpu_ms_per_hash"] = {n: round(ms / scanned, 3) for n, ms in server_ms.items()}
+    return row
 
 
 def _repeats(stack: Stack, args: argparse.Namespace, workers: int, ttl: str) -> dict[str, Any]:

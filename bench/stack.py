@@ -17,8 +17,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import httpx
+import kombu
 
+from bench.measure import TreeCPU
 from devtools.localstack import LocalPipeline
+from devtools.rabbitserver import RabbitServer
 from edgematch.config.settings import Settings
 from edgematch.infra.redisclient import redis_client
 from edgematch.pipeline.buffer import BatchBuffer
@@ -56,10 +59,15 @@ class CountingRedis:
 class Stack:
     """LocalPipeline's parts, started once, with the helpers every phase needs."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, *, broker: str = "redis") -> None:
+        """``broker``: ``redis`` (the private Redis is the broker too) or ``rabbitmq`` (a
+        private RabbitMQ node, devtools/rabbitserver.py)."""
         self.rate = rate
+        self.broker = broker
+        self.rabbit = RabbitServer() if broker == "rabbitmq" else None
         self.pipe = LocalPipeline(
             rate=rate,
+            broker_url=self.rabbit.url if self.rabbit is not None else None,
             settings={
                 # The benchmark's processes log as an operator's would (INFO, JSON lines).
                 "EDGEMATCH_LOG_LEVEL": "INFO",
@@ -68,6 +76,8 @@ class Stack:
         self.http = httpx.Client(timeout=10)
 
     def start(self) -> Stack:
+        if self.rabbit is not None:
+            self.rabbit.start()
         self.pipe.start()
         self.redis = CountingRedis(self.pipe.redis.url)
         return self
@@ -76,6 +86,18 @@ class Stack:
         self.http.close()
         self.redis.close()
         self.pipe.close()
+        if self.rabbit is not None:
+            self.rabbit.close()
+
+    def server_cpu(self) -> dict[str, TreeCPU]:
+        """CPU counters of the servers edgematch uses, started now: Redis, and RabbitMQ."""
+        procs = {"redis": self.pipe.redis.proc}
+        if self.rabbit is not None:
+            procs["rabbitmq"] = self.rabbit.proc
+        counters = {name: TreeCPU(proc.pid) for name, proc in procs.items() if proc is not None}
+        for counter in counters.values():
+            counter.start()
+        return counters
 
     # -- the sandbox ------------------------------------------------------------------
     def sandbox_reset(self) -> None:
@@ -108,6 +130,19 @@ class Stack:
                 ],
             )
         self.redis.client.flushdb()
+        if self.rabbit is not None:
+            self._purge_queues()
+
+    def _purge_queues(self) -> None:
+        """Empty edgematch's RabbitMQ queues (a capped run leaves tasks in them)."""
+        assert self.rabbit is not None
+        with kombu.Connection(self.rabbit.url) as conn:
+            for name in self.rabbit.queue_counts(self.rabbit.url):
+                channel: Any = conn.channel()
+                try:
+                    channel.queue_purge(name)
+                finally:
+                    channel.close()
 
     # -- uploads ------------------------------------------------------------------------
     def upload(self, s3: Any, key: str, data: bytes | None = None, *, bucket: str = "") -> None:

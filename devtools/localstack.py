@@ -88,10 +88,13 @@ class LocalPipeline:
         reports_bucket: str = "edgematch-reports",
         intake: str = "sqs",
         notify_as: str = "minio",
+        broker_url: str | None = None,
     ) -> None:
         """``quarantine_bucket``: created (with Object Lock unless ``object_lock`` is
         False) and set as EDGEMATCH_QUARANTINE_BUCKET; without it quarantine tags.
-        ``reports_bucket`` is always created and set as EDGEMATCH_REPORTS_BUCKET."""
+        ``reports_bucket`` is always created and set as EDGEMATCH_REPORTS_BUCKET.
+        ``broker_url``: EDGEMATCH_BROKER_URL (a RabbitMQ virtual host of
+        devtools/rabbitserver.py); without it the broker is the private Redis."""
         self.rate = rate
         self.bucket = bucket
         self.quarantine_bucket = quarantine_bucket
@@ -104,6 +107,7 @@ class LocalPipeline:
             raise ValueError(f"intake is sqs or webhook, not {intake!r}")
         self.intake = intake
         self.notify_as = notify_as
+        self.broker_url = broker_url
         self.webhook_port = free_port()
         self.webhook_token = secrets.token_hex(16)
         self._http = httpx.Client(timeout=30.0)
@@ -181,6 +185,8 @@ class LocalPipeline:
         )
         if self.quarantine_bucket:
             env["EDGEMATCH_QUARANTINE_BUCKET"] = self.quarantine_bucket
+        if self.broker_url:
+            env["EDGEMATCH_BROKER_URL"] = self.broker_url
         env.update(self.extra_settings)
         return env
 

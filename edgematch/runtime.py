@@ -18,9 +18,11 @@ import threading
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from edgematch.config.celery import broker_ssl
 from edgematch.config.settings import Settings
 from edgematch.downstream.evidence import EvidenceStore
 from edgematch.downstream.filing import Downstream
+from edgematch.infra.brokerqueues import QueueDepths
 from edgematch.infra.logs import register_secret
 from edgematch.infra.logstore import LogObjects
 from edgematch.infra.redisclient import Redis, redis_client
@@ -73,11 +75,20 @@ class Runtime:
     @cached_property
     def broker_redis(self) -> Redis:
         """The broker's Redis (queues, kombu's unacked deliveries): ``redis`` unless
-        EDGEMATCH_BROKER_URL names another."""
+        EDGEMATCH_BROKER_URL names another Redis (on RabbitMQ: ``redis``, never read as
+        the broker's)."""
         s = self.settings
-        if s.broker_url == s.redis_url:
+        if s.broker_url == s.redis_url or not s.broker.redis:
             return self.redis
         return redis_client(s.broker_url, sentinel_master=s.sentinel_master)
+
+    @cached_property
+    def queues(self) -> QueueDepths:
+        """The broker's queue lengths (infra/brokerqueues.py)."""
+        s = self.settings
+        return QueueDepths(
+            s.broker, redis=self.broker_redis, broker_url=s.broker_url, ssl=broker_ssl(s.broker_url)
+        )
 
     @cached_property
     def s3(self) -> S3Client:
@@ -133,6 +144,7 @@ class Runtime:
             self.settings.namespace,
             grace_s=self.settings.journal_grace_s,
             broker=self.broker_redis,
+            capabilities=self.settings.broker,
         )
 
     @cached_property
@@ -153,11 +165,12 @@ class Runtime:
                 max_attempts=s.max_attempts, base_s=s.backoff_base_s, cap_s=s.backoff_cap_s
             ),
             max_deliveries=s.max_deliveries,
+            broker=s.broker,
         )
 
     @cached_property
     def publisher(self) -> Publisher:
-        return Publisher(self.journal, self.settings.namespace)
+        return Publisher(self.journal, self.settings.namespace, amqp=self.settings.broker.amqp)
 
     @cached_property
     def match_cache(self) -> MatchCache:
@@ -189,6 +202,8 @@ class Runtime:
             self.downstream.close()
         if "api" in self.__dict__:
             self.api.close()
+        if "queues" in self.__dict__:
+            self.queues.close()
         if "broker_redis" in self.__dict__ and self.broker_redis is not self.redis:
             self.broker_redis.close()
         if "redis" in self.__dict__:

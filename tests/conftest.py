@@ -17,9 +17,10 @@ import pytest
 import redis
 import structlog
 
-from devtools import devstack
+from devtools import devstack, rabbitserver
 from devtools.devstack import RedisServer
 from devtools.localstack import LocalPipeline
+from devtools.rabbitserver import RabbitServer
 from edgematch.config.settings import Secret, Settings
 from edgematch.infra.redisclient import redis_client as build_redis_client
 from tests.support import ports, schedule, tiers
@@ -84,6 +85,27 @@ def redis_server() -> Iterator[RedisServer]:
     server.close()
 
 
+@pytest.fixture(scope="session")
+def rabbit_server() -> Iterator[RabbitServer]:
+    """A private RabbitMQ node on free ports for the whole session (per xdist worker),
+    started on first use: it takes seconds. Each pipeline gets a virtual host of its own."""
+    if not rabbitserver.installed():
+        pytest.skip("rabbitmq-server is not installed: run scripts/bootstrap")
+    server = RabbitServer().start()
+    yield server
+    server.close()
+
+
+#: The brokers a broker-dependent test runs on (docs/development.md).
+BROKERS = ("redis", "rabbitmq")
+
+
+@pytest.fixture(params=BROKERS)
+def broker(request: pytest.FixtureRequest) -> str:
+    """Run the test once per broker: pass it to ``make_pipeline(broker=...)``."""
+    return str(request.param)
+
+
 @pytest.fixture
 def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     """The client every process builds (redisclient.py), of the private server, emptied
@@ -110,12 +132,17 @@ def make_settings(redis_server: RedisServer) -> Iterator[object]:
 
 
 @pytest.fixture
-def make_pipeline() -> Iterator[MakePipeline]:
-    """Start LocalPipelines (LocalPipeline's keyword arguments, and ``redis_server`` to use
-    instead of a plain private one); all closed after the test."""
+def make_pipeline(request: pytest.FixtureRequest) -> Iterator[MakePipeline]:
+    """Start LocalPipelines (LocalPipeline's keyword arguments, ``redis_server`` to use
+    instead of a plain private one, and ``broker``: ``redis`` by default, or ``rabbitmq``
+    for a virtual host of the session's private RabbitMQ node); all closed after the test."""
     made: list[LocalPipeline] = []
 
-    def make(*, redis_server: RedisServer | None = None, **kwargs: Any) -> LocalPipeline:
+    def make(
+        *, redis_server: RedisServer | None = None, broker: str = "redis", **kwargs: Any
+    ) -> LocalPipeline:
+        if broker == "rabbitmq":
+            kwargs["broker_url"] = request.getfixturevalue("rabbit_server").vhost_url()
         pipe = LocalPipeline(**kwargs)
         if redis_server is not None:  # e.g. one that speaks TLS
             pipe.redis.close()

@@ -44,6 +44,8 @@ import structlog
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 
+from edgematch.config.brokerkind import AMQP_SCHEMES
+
 log = structlog.get_logger(__name__)
 
 #: Seconds between two attempts, from the event loop, to settle what Redis did not take.
@@ -211,9 +213,12 @@ class SentinelTransport(_SettlingTransport, kombu_redis.SentinelTransport):
     Channel = SentinelRedisChannel
 
 
-def transport_for(broker_url: str) -> str:
-    """The transport class, as Celery's ``broker_transport``, for ``broker_url``. Pure."""
+def transport_for(broker_url: str) -> str | None:
+    """The transport class, as Celery's ``broker_transport``, for ``broker_url``; None for
+    RabbitMQ (kombu's own py-amqp transport). Pure."""
     scheme = urlsplit(broker_url).scheme
+    if scheme in AMQP_SCHEMES:
+        return None
     name = "SentinelTransport" if scheme == "sentinel" else "Transport"
     return f"{__name__}:{name}"
 

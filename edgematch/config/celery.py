@@ -24,6 +24,11 @@ Choices, each for a failure someone has hit:
   (config/broker.py): kombu's own keeps a delivery whose acknowledgement Redis refused
   counted against the prefetch limit, and a worker whose tasks ended during a restart took
   no task again.
+- On RabbitMQ (``amqp://``, ``amqps://``; config/brokerkind.py), quorum queues with a
+  delivery limit and a dead-letter queue, publisher confirms, and TLS that verifies the
+  server (config/rabbit.py). The Redis transport's options (visibility timeout, kombu's
+  unacked keys, the fetch order) and ``worker_disable_prefetch`` are Redis-only: there a
+  worker's consumer holds at most a prefetch of one per process on each queue.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from urllib.parse import urlsplit
 
 from kombu import Queue
 
+from edgematch.config import rabbit
 from edgematch.config.broker import transport_for
 from edgematch.config.queue_order import LiveFirst
 from edgematch.config.settings import Settings
@@ -91,6 +97,8 @@ def broker_ssl(broker_url: str) -> dict[str, Any] | None:
     (``?ssl_ca_certs=/path/ca.pem``; ``ssl_cert_reqs=none`` turns verification off, for
     that endpoint only) in place of these. Pure.
     """
+    if urlsplit(broker_url).scheme == "amqps":
+        return rabbit.broker_ssl(broker_url)
     if urlsplit(broker_url).scheme != "rediss":
         return None
     return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
@@ -146,7 +154,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 def _transport_options(settings: Settings) -> dict[str, Any]:
-    """kombu's Redis transport options (see the module docstring)."""
+    """kombu's transport options (see the module docstring)."""
+    if settings.broker.amqp:
+        return rabbit.transport_options()
     ns = settings.namespace
     return {
         "visibility_timeout": settings.visibility_timeout_s,
@@ -181,7 +191,9 @@ def _delivery_options(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "task_acks_on_failure_or_timeout": True,
         "worker_prefetch_multiplier": 1,
-        "worker_disable_prefetch": True,
+        # Redis only (Celery ignores it elsewhere, with a warning): RabbitMQ's prefetch is
+        # the multiplier's, per consumer, since quorum queues have no global QoS.
+        "worker_disable_prefetch": settings.broker.redis,
         # When the broker's connection drops (a Redis restart or failover), running tasks
         # go on. Cancelling them (Celery's SIGTERM to the pool process) would kill a pump
         # holding an API answer, whose batch would then be sent a second time once its
@@ -204,10 +216,13 @@ def _delivery_options(settings: Settings) -> dict[str, Any]:
 def _routing(settings: Settings) -> dict[str, Any]:
     """One queue per step under the namespace, and the router that picks it."""
     ns = settings.namespace
+    queues = (
+        rabbit.task_queues(ns, settings.max_deliveries)
+        if settings.broker.amqp
+        else [Queue(queue_name(ns, step), routing_key=queue_name(ns, step)) for step in QUEUE_STEPS]
+    )
     return {
-        "task_queues": [
-            Queue(queue_name(ns, step), routing_key=queue_name(ns, step)) for step in QUEUE_STEPS
-        ],
+        "task_queues": queues,
         "task_default_queue": queue_name(ns, STEP_INGEST),
         "task_routes": (_router(ns),),
     }

@@ -26,7 +26,10 @@ def sentinel_has_a_master(s: Settings) -> None:
 
 
 def visibility_timeout_outlasts_tasks(s: Settings) -> None:
-    """The broker redelivers a task unacknowledged for that long, even one still running."""
+    """The broker redelivers a task unacknowledged for that long, even one still running
+    (Redis only: RabbitMQ redelivers nothing while its consumer lives)."""
+    if not s.broker.visibility_timeout:
+        return
     longest_task_s = s.lease_s + s.api_timeout_s + s.backoff_cap_s
     if s.visibility_timeout_s <= longest_task_s:
         raise ConfigurationError(

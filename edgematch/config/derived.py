@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from edgematch.config import required
+from edgematch.config.brokerkind import Capabilities, capabilities
 from edgematch.config.declare import declared
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ class Derived:
         quarantine_bucket: str | None
         reports_bucket: str | None
         verdict_log_bucket: str | None
+        broker_url: str
         reporter: str
         review: str
 
@@ -53,6 +55,12 @@ class Derived:
         """The verdict log's bucket: its own, else the reports bucket (also when Settings is
         built directly, not read from the environment)."""
         return self.verdict_log_bucket or self.reports_bucket
+
+    @property
+    def broker(self) -> Capabilities:
+        """The broker's kind and which of edgematch's broker workarounds it needs
+        (config/brokerkind.py)."""
+        return capabilities(self.broker_url)
 
     @property
     def batch_linger_s(self) -> float:

@@ -28,6 +28,20 @@ def redis_url(raw: str) -> str:
     return raw
 
 
+def broker_url(raw: str) -> str:
+    """A Celery broker URL: a Redis one (:func:`redis_url`), or RabbitMQ's ``amqp://`` or
+    ``amqps://`` (``amqp://user:password@host:5672/vhost``)."""
+    if urlsplit(raw).scheme in ("amqp", "amqps"):
+        return raw
+    try:
+        return redis_url(raw)
+    except ValueError:
+        raise ValueError(
+            "expected a redis://, rediss://, sentinel://, unix://, amqp:// or amqps:// URL, "
+            f"got scheme {urlsplit(raw).scheme!r}"
+        ) from None
+
+
 def http_url(raw: str) -> str:
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.netloc:

@@ -17,12 +17,20 @@ busy: backfill items would never reach the buffer, where their minimum share of 
 quota applies. So one fetch in ``1 / EDGEMATCH_BACKGROUND_MIN_SHARE`` (one in ten by
 default) names ``background`` first: while it has tasks, it gets at least that share of
 the worker's fetches, and live work still comes first in all the others.
+
+On RabbitMQ the broker pushes: a worker's consumer holds up to its prefetch from *each*
+queue it serves (a quorum queue has no global prefetch), and Celery hands what it holds to
+the pool in arrival order as processes free up. There the same order applies to what waits
+for a process (:class:`LiveFirstWaiting`, the waiting list of Celery's pool semaphore,
+installed by tasks/lifecycle.py): a held live task runs before a held backfill, with the
+same minimum share for background.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from kombu.utils.scheduling import priority_cycle
 
@@ -91,3 +99,47 @@ class LiveFirst(_Cycle):
 
 def _is_background(queue: str) -> bool:
     return queue.rsplit(".", 1)[-1] == STEP_BACKGROUND
+
+
+class LiveFirstWaiting:
+    """Celery's pool semaphore's waiting list (a deque there: first in, first out), ordered
+    like :class:`LiveFirst`: each ``popleft`` takes the oldest task of the first queue in
+    ``ORDER`` that has one, but every ``1 / min_share``-th takes background's first.
+
+    An entry is ``(callback, args, kwargs)`` with the Celery request first in ``args``; its
+    queue is the request's routing key (each task is routed to the queue of its own name).
+    """
+
+    def __init__(self, *, min_share: float = DEFAULT_MIN_SHARE) -> None:
+        self._queues: list[deque[tuple[Any, ...]]] = [deque() for _ in ORDER]
+        self.every = round(1 / min_share) if min_share > 0 else 0
+        self.pops = 0
+
+    def append(self, entry: tuple[Any, ...]) -> None:
+        self._queues[rank(_routing_key(entry))].append(entry)
+
+    def popleft(self) -> tuple[Any, ...]:
+        """The next entry; IndexError when none waits (as a deque's)."""
+        self.pops += 1
+        background = self._queues[_BACKGROUND]
+        if self.every and self.pops % self.every == 0 and background:
+            return background.popleft()
+        for waiting in self._queues:
+            if waiting:
+                return waiting.popleft()
+        raise IndexError("nothing waits")
+
+    def clear(self) -> None:
+        for waiting in self._queues:
+            waiting.clear()
+
+    def __len__(self) -> int:
+        return sum(len(waiting) for waiting in self._queues)
+
+
+def _routing_key(entry: tuple[Any, ...]) -> str:
+    """The queue of a semaphore entry's request; "" (ranked with background) if unknown."""
+    args = entry[1] if len(entry) > 1 else ()
+    request = args[0] if args else None
+    info = getattr(request, "delivery_info", None) or {}
+    return str(info.get("routing_key") or "")

@@ -68,9 +68,11 @@ class Settings(Derived):
         help="Redis for the rate limiter, batch buffer, idempotency keys, results and dead "
         "letters (`redis://`, `rediss://`, password, db)")
     broker_url: str = setting(
-        "redis://127.0.0.1:6379/0", REDIS, p.redis_url, same_as="redis_url",
+        "redis://127.0.0.1:6379/0", REDIS, p.broker_url, same_as="redis_url",
         default_doc="same as `EDGEMATCH_REDIS_URL`",
-        help="Celery broker (`redis://`, `rediss://`, `sentinel://`)")
+        help="Celery broker: Redis (`redis://`, `rediss://`, `sentinel://`) or RabbitMQ "
+        "(`amqp://user:password@host:5672/vhost`, `amqps://` verified against the system's "
+        "CAs); on RabbitMQ every queue is a quorum queue (deploy/README.md)")
     api_url: str = setting(DEFAULT_API_URL, API, p.base_url, help="PhotoDNA base URL")
     subscription_key: Secret | None = secret_setting(  # noqa: RUF009 (a field)
         API, help="the `Ocp-Apim-Subscription-Key` (a file is read once at start)",

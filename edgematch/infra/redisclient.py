@@ -32,6 +32,7 @@ from importlib import resources
 from typing import Any, Literal, NoReturn, cast
 from urllib.parse import urlsplit
 
+import amqp.exceptions
 import redis
 import redis.client
 import redis.commands.core
@@ -267,8 +268,14 @@ def redis_client(url: str, *, sentinel_master: str | None = None, timeout_s: flo
 def publishing() -> Iterator[None]:
     """Publish a task inside this block: a broker that cannot take it raises
     ``BrokerUnavailable``. kombu raises its ``OperationalError`` once its own retries are
-    spent, but its Redis transport lets redis-py's errors through as they are."""
+    spent, but its Redis transport lets redis-py's errors through as they are, and on
+    RabbitMQ a publish the broker refused (publisher confirms: a nack) is py-amqp's."""
     try:
         yield
-    except (KombuOperationalError, redis.RedisError) as exc:
+    except (
+        KombuOperationalError,
+        redis.RedisError,
+        amqp.exceptions.AMQPError,
+        amqp.exceptions.MessageNacked,
+    ) as exc:
         raise BrokerUnavailable(f"broker unavailable: {type(exc).__name__}") from exc

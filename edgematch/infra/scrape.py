@@ -71,10 +71,8 @@ class RedisLevels(Collector):
 
 def _queue_depth(rt: Runtime) -> list[Metric]:
     keys = rt.buffer.keys
-    pipe = rt.redis.pipeline()  # RedisUnavailable, a TransientError, when Redis is away
-    for step in QUEUE_STEPS:
-        pipe.llen(keys.queue(step))
-    depths = pipe.execute()
+    # TransientError when the broker is away: the broker's own counts (infra/brokerqueues.py).
+    depths = rt.queues.waiting([keys.queue(step) for step in QUEUE_STEPS])
     queues = GaugeMetricFamily(
         f"{PREFIX}_queue_depth", "Tasks waiting in each step's queue.", labels=["queue"]
     )

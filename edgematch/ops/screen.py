@@ -16,7 +16,8 @@ def render(snap: Snapshot, problems: list[Problem]) -> str:
     lines += [f"  ! {p.what}  [{RUNBOOKS}{p.runbook}]" for p in problems]
     lines.append("")
     queues = "  ".join(f"{step} {n}" for step, n in snap.queues.items())
-    lines.append(f"queues        {queues}  (running {snap.running})")
+    running = snap.running if snap.running >= 0 else "n/a on RabbitMQ"
+    lines.append(f"queues        {queues}  (running {running})")
     lanes = ", ".join(f"{name} {int(lane['waiting'])}" for name, lane in snap.lanes.items())
     lines.append(
         f"buffer        {snap.buffer_waiting} waiting ({lanes}; oldest "

@@ -76,11 +76,14 @@ def _collect(rt: Runtime) -> Snapshot:
     per_window, window_ms = limiter_window(s.rate_limit_per_s, s.rate_limit_margin)
     sec, usec = r.time()
     now_ms = int(sec) * 1000 + int(usec) // 1000
+    depths = rt.queues.waiting([k.queue(step) for step in QUEUE_STEPS])
     pipe = r.pipeline()
-    for step in QUEUE_STEPS:
-        pipe.llen(k.queue(step))
-    # Tasks delivered and not yet acknowledged: with late acks and prefetch 1, the running ones.
-    pipe.hlen(celery_config(s)["broker_transport_options"]["unacked_key"])
+    # Tasks delivered and not yet acknowledged: with late acks and prefetch 1, the running
+    # ones (kombu's unacked hash; RabbitMQ does not say, -1).
+    if s.broker.redis:
+        pipe.hlen(celery_config(s)["broker_transport_options"]["unacked_key"])
+    else:
+        pipe.echo("-1")
     pipe.zcard(k.leases)
     pipe.zcount(k.leases, "-inf", now_ms)
     pipe.zcount(k.pumps, now_ms, "+inf")
@@ -90,10 +93,8 @@ def _collect(rt: Runtime) -> Snapshot:
     pipe.exists(k.breaker_probe)
     pipe.get(k.cooldown_capped)
     replies = pipe.execute()
-    queues = {step: int(n) for step, n in zip(QUEUE_STEPS, replies, strict=False)}
-    running, leases, expired, pumps, used, cooldown, breaker, probe, capped = replies[
-        len(QUEUE_STEPS) :
-    ]
+    queues = {step: int(n) for step, n in zip(QUEUE_STEPS, depths, strict=True)}
+    running, leases, expired, pumps, used, cooldown, breaker, probe, capped = replies
     lanes = _lanes(rt)
     waiting = sum(int(lane["waiting"]) for lane in lanes.values())
     dlq = rt.dead_letters.stats()

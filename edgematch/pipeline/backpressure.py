@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from edgematch.infra.redisclient import RedisUnavailable
+from edgematch.errors import TransientError
 from edgematch.names import STEP_BACKGROUND, STEP_INGEST
 from edgematch.runtime import Runtime
 
@@ -64,27 +64,22 @@ def high_water_for(lane: str, high_water: int) -> int:
 
 
 def backlog(rt: Runtime) -> Backlog:
-    """Read the backlog from Redis. Raises TransientError when Redis cannot be reached."""
+    """Read the backlog from the broker's queues and Redis's buffer. Raises TransientError
+    when either cannot be reached."""
     keys = rt.buffer.keys
-    pipe = rt.redis.pipeline()
-    pipe.llen(keys.queue(STEP_INGEST))
-    pipe.llen(keys.queue(STEP_BACKGROUND))
-    ingest, background = pipe.execute()
+    ingest, background = rt.queues.waiting([keys.queue(STEP_INGEST), keys.queue(STEP_BACKGROUND)])
     return Backlog(ingest=int(ingest), background=int(background), buffered=rt.buffer.depth())
 
 
 def others_waiting(rt: Runtime, queues: Iterable[str]) -> bool:
-    """Whether tasks wait in any of ``queues`` (Redis lists). One round trip; False when
-    Redis cannot be reached (the caller then just keeps its turn)."""
+    """Whether tasks wait in any of ``queues``. False when the broker cannot be reached
+    (the caller then just keeps its turn)."""
     names = list(queues)
     if not names:
         return False
     try:
-        pipe = rt.redis.pipeline(transaction=False)
-        for name in names:
-            pipe.llen(name)
-        return any(int(n) for n in pipe.execute())
-    except RedisUnavailable:
+        return any(rt.queues.waiting(names))
+    except TransientError:
         # Not a translation: a pump that cannot tell just keeps its turn.
         return False
 

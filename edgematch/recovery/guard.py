@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from edgematch.config.brokerkind import REDIS, Capabilities
 from edgematch.errors import EdgematchError
 from edgematch.infra import outages
 from edgematch.infra.keys import Keys
@@ -46,6 +47,9 @@ class TaskRun:
     location: tuple[str | None, str | None]
     replayed_from: str | None = None
     part: str = ""
+    #: Deliveries of this message before this one, as the broker counted them (RabbitMQ's
+    #: ``x-delivery-count``); None where the broker does not count (Redis).
+    delivered_before: int | None = None
 
     @property
     def dedupe_id(self) -> str | None:
@@ -73,7 +77,12 @@ class Guard:
         namespace: str,
         policy: Policy,
         max_deliveries: int,
+        broker: Capabilities = REDIS,
     ) -> None:
+        """``broker``: without ``count_deliveries`` (RabbitMQ) the broker counts deliveries
+        and dead-letters a message past its limit (config/rabbit.py); nothing is counted
+        in Redis."""
+        self.counts = broker.count_deliveries
         self.deliveries = deliveries
         self.dead_letters = dead_letters
         self.journal = journal
@@ -82,7 +91,10 @@ class Guard:
         self.max_deliveries = max_deliveries
 
     def begin(self, run: TaskRun) -> int:
-        """Count this delivery; its number (1 for a task without an id)."""
+        """Count this delivery; its number (1 for a task without an id). Where the broker
+        counts, its count says."""
+        if not self.counts:
+            return (run.delivered_before or 0) + 1
         task_id = run.task_id
         if not task_id:
             return 1
@@ -117,6 +129,7 @@ class Guard:
         entry left open only makes the sweep run the (idempotent) task once more."""
         if not run.task_id:
             return
-        self.deliveries.finish(run.task_id)
+        if self.counts:
+            self.deliveries.finish(run.task_id)
         with contextlib.suppress(EdgematchError):
             self.journal.done(run.task_id)

@@ -27,6 +27,12 @@ journaled: the batch buffer and the log's staging area are their state, and the 
 starts them again.
 
 Queues and kombu's keys are read on the broker's Redis, the entries on edgematch's.
+
+All of this is for the Redis broker only. On RabbitMQ (config/brokerkind.py) a message is
+unacknowledged from the moment it is sent to a consumer, requeued the moment that
+consumer's connection drops, and a publish returns once the broker has it (publisher
+confirms): nothing is lost between taking and recording, so nothing is journaled, and
+nothing is handed back. There every method here does nothing.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from typing import Any, Final, cast
 
 import redis
 
+from edgematch.config.brokerkind import REDIS, Capabilities
 from edgematch.infra.keys import Keys
 from edgematch.infra.logs import get_logger
 from edgematch.names import (
@@ -94,8 +101,12 @@ class Journal:
         *,
         grace_s: float = GRACE_S,
         broker: redis.Redis | None = None,
+        capabilities: Capabilities = REDIS,
     ) -> None:
-        """``broker``: the broker's Redis, when it is not ``client``'s."""
+        """``broker``: the broker's Redis, when it is not ``client``'s. ``capabilities``:
+        the broker's; without ``journal`` (RabbitMQ) nothing is journaled or recovered."""
+        self.enabled = capabilities.journal
+        self._hands_back = capabilities.hand_back
         self._r = client
         self._b = broker if broker is not None else client
         self._k = Keys(namespace)
@@ -114,6 +125,8 @@ class Journal:
 
     def add(self, task_id: str, name: str, kwargs: Mapping[str, Any], queue: str) -> None:
         """Record a task about to be published (call before publishing it)."""
+        if not self.enabled:
+            return
         doc = json.dumps({"task": name, "kwargs": kwargs, "queue": queue}, separators=(",", ":"))
         pipe = self._r.pipeline()
         pipe.hset(self._entries, task_id, doc)
@@ -122,6 +135,8 @@ class Journal:
 
     def done(self, task_id: str) -> None:
         """The task has ended (done, dead-lettered, split): nothing to recover."""
+        if not self.enabled:
+            return
         pipe = self._r.pipeline()
         pipe.hdel(self._entries, task_id)
         pipe.zrem(self._at, task_id)
@@ -129,11 +144,15 @@ class Journal:
 
     def pending(self) -> int:
         """Entries not closed yet (tasks queued, running, waiting to retry, or lost)."""
+        if not self.enabled:
+            return 0
         return int(self._r.zcard(self._at))
 
     def due(self) -> bool:
         """Whether this process should look for lost tasks now: at most once per
         ``SWEEP_EVERY_S`` (or a third of the grace period, when shorter) across the pool."""
+        if not self.enabled:
+            return False
         every_s = min(SWEEP_EVERY_S, self._grace_s / 3)
         key = f"{self._ns}:journal:swept"
         return bool(self._r.set(key, "1", nx=True, px=max(1, int(every_s * 1000))))
@@ -145,6 +164,8 @@ class Journal:
         before its worker died, unacknowledged) is dropped instead: running it again would
         change nothing. Each delivery is handed back once, however many sweeps run at once.
         """
+        if not self._hands_back:
+            return HandBack((), ())
         cutoff, stale = self._unacked.stale()
         if not stale:
             return HandBack((), ())
@@ -176,6 +197,8 @@ class Journal:
         return self._recover(publish)
 
     def _recover(self, publish: Publish) -> Recovery:
+        if not self.enabled:
+            return Recovery(0, ())
         cutoff = time.time() - self._grace_s
         rows = cast(
             "list[tuple[bytes, float]]",

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from edgematch.config import rabbit
 from edgematch.config.celery import queue_for
 from edgematch.infra.redisclient import publishing
 from edgematch.recovery.journal import UNJOURNALED, Journal
@@ -26,9 +27,11 @@ Publishable: TypeAlias = "Task[Any, Any]"
 class Publisher:
     """Journals and publishes the tasks of one deployment (``namespace``)."""
 
-    def __init__(self, journal: Journal, namespace: str) -> None:
+    def __init__(self, journal: Journal, namespace: str, *, amqp: bool = False) -> None:
+        """``amqp``: the broker is RabbitMQ, whose delayed delivery takes whole seconds."""
         self._journal = journal
         self._namespace = namespace
+        self._amqp = amqp
 
     def send(self, task: Publishable, kwargs: dict[str, Any], *, countdown: float = 0.0) -> None:
         """Enqueue ``task`` with ``kwargs`` under a new task id, after ``countdown`` seconds.
@@ -40,6 +43,8 @@ class Publisher:
             self.journal(task.name, kwargs, task_id)
         with publishing():
             if countdown > 0:
+                if self._amqp:
+                    countdown = rabbit.countdown(countdown)
                 task.apply_async(kwargs=kwargs, countdown=countdown, task_id=task_id)
             else:
                 task.apply_async(kwargs=kwargs, task_id=task_id)

@@ -21,6 +21,9 @@ a delivery is handed back once. A refresh stops once a delivery is older than th
 visibility timeout: a consumer that lost track of an acknowledgement does not keep it
 alive for ever, and kombu's restore stays the outer bound.
 
+Redis broker only (config/brokerkind.py's ``hand_back``): RabbitMQ requeues a consumer's
+deliveries the moment its connection drops, and keeps no such hash.
+
 Redis errors are ``RedisUnavailable`` (the client's, ``redisclient.py``), a
 ``TransientError``, on the sweep side; the keeper logs them and carries on.
 """

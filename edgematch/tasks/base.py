@@ -16,6 +16,7 @@ from typing import Any, Final, Protocol, TypeVar
 import structlog
 from celery import Task
 
+from edgematch.config import rabbit
 from edgematch.errors import TransientError
 from edgematch.infra.fanout import fan_out
 from edgematch.infra.logs import get_logger
@@ -80,6 +81,7 @@ def guarded(
         location=location,
         replayed_from=replayed_from,
         part=part,
+        delivered_before=_delivered_before(request),
     )
     failure: BaseException | None = None
     try:
@@ -107,6 +109,13 @@ def guarded(
     return DEAD_LETTERED
 
 
+def _delivered_before(request: Any) -> int | None:
+    """RabbitMQ's count of this message's earlier deliveries (a quorum queue's
+    ``x-delivery-count`` header, among the request's message headers); None elsewhere."""
+    count = vars(request).get("x-delivery-count") if hasattr(request, "__dict__") else None
+    return int(count) if isinstance(count, int) else None
+
+
 def _dead_letter(task: Retryable, run: TaskRun, verdict: DeadLetter) -> None:
     guard = runtime().guard
     try:
@@ -132,9 +141,12 @@ def _log_retry(step: str, exc: BaseException, decision: policy.Retry) -> None:
 
 
 def _retry(task: Retryable, exc: BaseException, decision: policy.Retry) -> Any:
+    delay_s = decision.delay_s
+    if runtime().settings.broker.amqp:
+        delay_s = rabbit.countdown(delay_s)
     if decision.headers is None:
-        return task.retry(exc=exc, countdown=decision.delay_s)
-    return task.retry(exc=exc, countdown=decision.delay_s, headers=decision.headers)
+        return task.retry(exc=exc, countdown=delay_s)
+    return task.retry(exc=exc, countdown=delay_s, headers=decision.headers)
 
 
 class StepTask(Task):  # type: ignore[type-arg]

@@ -26,8 +26,11 @@ from typing import Any, Final
 from celery import Celery, bootsteps, signals
 from celery.beat import Scheduler
 from celery.worker import state as worker_state
+from kombu.asynchronous.semaphore import LaxBoundedSemaphore
 
+from edgematch.config import rabbit
 from edgematch.config.broker import WATCH_INTERVAL_S, FetchingChannel, FetchWatch
+from edgematch.config.queue_order import LiveFirstWaiting, rank
 from edgematch.infra import health
 from edgematch.infra.logs import get_logger
 from edgematch.recovery.unacked import DeliveryKeeper
@@ -91,6 +94,8 @@ class DeliveryRefresh(bootsteps.StartStopStep):
         global _keeper  # noqa: PLW0603 - one keeper per worker process, by design
         super().__init__(worker, **kwargs)
         rt = runtime()
+        if not rt.settings.broker.hand_back:
+            return  # RabbitMQ requeues a dead consumer's deliveries itself
         _keeper = DeliveryKeeper(
             rt.broker_redis, rt.settings.namespace, max_age_s=rt.settings.visibility_timeout_s
         )
@@ -145,6 +150,50 @@ class ConsumerWatch(bootsteps.StartStopStep):
             self.stop(c)
 
 
+class LiveFirstPool(bootsteps.StartStopStep):
+    """RabbitMQ: tasks the consumer holds wait for a pool process live first
+    (config/queue_order.py's ``LiveFirstWaiting`` as the pool semaphore's waiting list)."""
+
+    requires = ("celery.worker.components:Pool",)
+
+    def include_if(self, w: Any) -> bool:
+        return bool(runtime().settings.broker.amqp)
+
+    def start(self, w: Any) -> None:
+        # Consumed in that order too: at start-up the first deliveries are live ones.
+        queues = w.app.amqp.queues
+        for name in ("_consume_from", "_default_consume_from"):
+            chosen = getattr(queues, name, None)
+            if chosen is not None:
+                setattr(queues, name, dict(sorted(chosen.items(), key=lambda kv: rank(kv[0]))))
+        if not isinstance(getattr(w, "semaphore", None), LaxBoundedSemaphore):
+            return  # a pool without one (solo, threads) takes tasks as they come
+        # kombu's own attributes (a deque and its two methods), undeclared in its stubs.
+        semaphore: Any = w.semaphore
+        waiting = LiveFirstWaiting(min_share=runtime().settings.background_min_share)
+        for entry in list(semaphore._waiting):
+            waiting.append(entry)
+        semaphore._waiting = waiting
+        semaphore._add_waiter = waiting.append
+        semaphore._pop_waiter = waiting.popleft
+        log.info("held_tasks_live_first", queues=list(queues.consume_from))
+
+
+class DeadLetterQueue(bootsteps.StartStopStep):
+    """RabbitMQ: declare the dead-letter exchange and queue on every (re)connect, before the
+    consumer takes a task, so that a task past its delivery limit always has somewhere to
+    go (config/rabbit.py; the sweep drains it, recovery/deadqueue.py)."""
+
+    requires = ("celery.worker.consumer.connection:Connection",)
+
+    def include_if(self, c: Any) -> bool:
+        return bool(runtime().settings.broker.amqp)
+
+    def start(self, c: Any) -> None:
+        queue = rabbit.dead_letter_queue(runtime().settings.namespace)
+        queue(c.connection.default_channel).declare()
+
+
 def _hold_delivery(request: Any = None, **_: Any) -> None:
     # Runs in the consumer for every task it takes, before the task is queued for the pool
     # or an ETA timer: from here until it is acknowledged, it is refreshed.
@@ -166,5 +215,7 @@ class HeartbeatScheduler(Scheduler):
 def install(app: Celery) -> None:
     app.steps["worker"].add(WorkerHeartbeat)
     app.steps["worker"].add(DeliveryRefresh)
+    app.steps["worker"].add(LiveFirstPool)
     app.steps["consumer"].add(ConsumerWatch)
+    app.steps["consumer"].add(DeadLetterQueue)
     signals.task_received.connect(_hold_delivery, weak=False)

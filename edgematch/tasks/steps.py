@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from edgematch.config import rabbit
 from edgematch.errors import EdgematchError
 from edgematch.infra import metrics
 from edgematch.infra.logs import get_logger
@@ -38,6 +39,7 @@ from edgematch.pipeline.recording import consume
 from edgematch.pipeline.results import Result
 from edgematch.pipeline.tagging import verdict_tags
 from edgematch.pipeline.verdictlog import Flushed
+from edgematch.recovery import deadqueue
 from edgematch.runtime import runtime
 from edgematch.tasks import lifecycle
 from edgematch.tasks.app import app
@@ -147,6 +149,8 @@ def sweep() -> int:
     a dead worker held, and publish again the tasks a killed worker lost
     (recovery/journal.py) — the safety nets."""
     rt = runtime()
+    if rt.settings.broker.amqp:
+        _drain_dead_queue()
     try:
         handed = rt.journal.hand_back()
         recovered = rt.journal.recover(_republish) if rt.journal.due() else None
@@ -177,6 +181,25 @@ def sweep() -> int:
         start_pump(pump_id)
         started += 1
     return started
+
+
+def _drain_dead_queue() -> None:
+    """RabbitMQ: the messages the broker dead-lettered, into the dead letters
+    (recovery/deadqueue.py). Never raises: what is left waits for the next sweep."""
+    rt = runtime()
+    try:
+        # The process's pooled connection (celery-types calls the pool a producer pool).
+        pool: Any = app.pool
+        with pool.acquire(block=True) as conn:
+            queue = rabbit.dead_letter_queue(rt.settings.namespace)(conn.default_channel)
+            queue.declare()
+            deadqueue.drain(
+                lambda: queue.get(no_ack=False, accept=["json"]),
+                rt.dead_letters,
+                max_deliveries=rt.settings.max_deliveries,
+            )
+    except Exception as exc:  # noqa: BLE001 - the broker's or Redis's; the next sweep retries
+        log.warning("dead_queue_not_drained", error=f"{type(exc).__name__}: {exc}")
 
 
 @app.task(name=TASK_FLUSH_VERDICTS)

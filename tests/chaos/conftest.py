@@ -82,6 +82,8 @@ class Ledger:
     unlogged: int = 0
     miscounted: int = 0
     notes: str = ""
+    #: The broker the scenario ran on: ``redis`` or ``rabbitmq`` (the ledger's columns).
+    broker: str = "redis"
     lost_keys: list[str] = field(default_factory=list)
     wrong_what: list[str] = field(default_factory=list)
     duplicated_what: list[str] = field(default_factory=list)
@@ -332,6 +334,7 @@ def measure(
         logged=logged,
         unlogged=len(unlogged),
         miscounted=miscounted,
+        broker="rabbitmq" if pipe.broker_url else "redis",
         notes=notes + (f" unlogged: {', '.join(unlogged[:10])}" if unlogged else ""),
         lost_keys=sorted(lost_keys)[:20],
         wrong_what=wrong_what[:20],

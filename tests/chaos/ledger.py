@@ -17,6 +17,7 @@ from typing import Any
 DEFAULT = Path(__file__).resolve().parent / "results" / "ledger.json"
 COLUMNS = (
     "scenario",
+    "broker",
     "uploads",
     "results",
     "matches",
@@ -29,6 +30,10 @@ COLUMNS = (
     "every verdict, after the fault",
     "in the verdict log",
 )
+
+
+#: How each broker is named in the tables.
+BROKERS = {"redis": "Redis", "rabbitmq": "RabbitMQ"}
 
 
 def _letters(letters: Mapping[str, int]) -> str:
@@ -55,6 +60,7 @@ def row(entry: Mapping[str, Any]) -> list[str]:
     """One scenario's cells, in COLUMNS order. Pure."""
     return [
         str(entry["scenario"]),
+        BROKERS.get(str(entry.get("broker", "redis")), str(entry.get("broker"))),
         str(entry["uploads"]),
         str(entry["results"]),
         str(entry["matches"]),
@@ -80,6 +86,36 @@ def table(book: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _outcome(entry: Mapping[str, Any]) -> str:
+    """One scenario's promise on one broker: lost / wrong / duplicated, and its time. Pure."""
+    held = (entry["lost"], entry["wrong"], entry["duplicated"]) == (0, 0, 0)
+    text = (
+        "kept"
+        if held
+        else (f"{entry['lost']} lost, {entry['wrong']} wrong, {entry['duplicated']} duplicated")
+    )
+    return (
+        f"{text}; {_seconds(entry.get('verdicts_s'))}; {_letters(entry.get('dead_letters') or {})}"
+    )
+
+
+def both(book: Mapping[str, Any]) -> str:
+    """The scenarios side by side on each broker (a dash where one did not run). Pure."""
+    by_scenario: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for entry in book.get("scenarios", {}).values():
+        broker = str(entry.get("broker", "redis"))
+        by_scenario.setdefault(str(entry["scenario"]), {})[broker] = entry
+    names = list(BROKERS)
+    lines = [
+        "| scenario | " + " | ".join(BROKERS[b] for b in names) + " |",
+        "|---|" + "|".join("---" for _ in names) + "|",
+    ]
+    for scenario, entries in by_scenario.items():
+        cells = [_outcome(entries[b]) if b in entries else "—" for b in names]
+        lines.append(f"| {scenario} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     path = Path(args[0]) if args else DEFAULT
@@ -89,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot read {path}: {exc}", file=sys.stderr)
         return 1
     print(table(book))
+    print(
+        "\nOn each broker (nothing lost, wrong or duplicated; every verdict after the fault; "
+        "dead letters):\n"
+    )
+    print(both(book))
     notes = [(e["scenario"], e.get("notes")) for e in book.get("scenarios", {}).values()]
     for scenario, note in notes:
         if note:

@@ -24,7 +24,7 @@ import redis
 from devtools.localstack import LocalPipeline
 from devtools.localstack import wait_until as _wait
 from tests.support.hashes import HASH
-from tests.support.pipelines import MakePipeline, log_events, results_count
+from tests.support.pipelines import MakePipeline, log_events, results_count, wait_settled
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
@@ -154,13 +154,16 @@ def test_worker_processes_sigkilled_three_times(
     make_pipeline: MakePipeline,
     record_ledger: RecordLedger,
     uploader: Callable[..., threading.Thread],
+    broker: str,
 ) -> None:
     """Three SIGKILLs of worker processes during 200 uploads, on the default settings: every
-    upload gets the right verdict within 60 s of the last kill, no match is quarantined or
-    reported twice, and no abandoned delivery is left for the broker to run again."""
+    upload gets the right verdict within 60 s of the last kill (30 s on RabbitMQ, which
+    requeues a dead consumer's deliveries at once), no match is quarantined or reported
+    twice, and no abandoned delivery is left for the broker to run again."""
     count = 200
+    bound_s = 30 if broker == "rabbitmq" else 60
     # EDGEMATCH_RATE_LIMIT (docs/configuration.md: your subscription's quota): 20 a second.
-    pipe = make_pipeline(rate=20.0, quarantine_bucket=QUARANTINE)
+    pipe = make_pipeline(rate=20.0, quarantine_bucket=QUARANTINE, broker=broker)
     hashes, known = _hashes("kill", count)
     pipe.add_known(hashes[k] for k in known)
     # Half the requests take a second: a kill finds batches in flight.
@@ -206,7 +209,10 @@ def test_worker_processes_sigkilled_three_times(
     reported_s = time.time() - fault_end
     reclaimed = int(client.hget(pipe.keys.stats, "items_reclaimed") or 0)
     # Every delivery was acknowledged or handed back: none waits for the broker's hour.
-    _wait(lambda: client.hlen(f"{pipe.keys.ns}:kombu:unacked") == 0, 30, "no delivery held")
+    if broker == "redis":
+        _wait(lambda: client.hlen(f"{pipe.keys.ns}:kombu:unacked") == 0, 30, "no delivery held")
+    else:
+        wait_settled(pipe, 30)
     client.close()
     handed = log_events(pipe, "deliveries_handed_back")
 
@@ -226,8 +232,9 @@ def test_worker_processes_sigkilled_three_times(
     assert killed == list(KILLS)
     _check_effects(ledger, len(known))
     assert ledger["wrong"] == 0, ledger
-    assert ledger["verdicts_s"] is not None and ledger["verdicts_s"] <= 60, ledger
-    assert reported_s <= 60 + 2.0, reported_s  # polled, and the 1 s of _wait_all's settling
+    assert ledger["verdicts_s"] is not None and ledger["verdicts_s"] <= bound_s, ledger
+    # Polled, and the 1 s of _wait_all's settling.
+    assert reported_s <= bound_s + 2.0, reported_s
 
 
 def _stable(read: Callable[[], int], *, for_s: float = 1.0) -> int:
@@ -369,7 +376,12 @@ def test_redis_restarted_mid_run(
     _wait_all(pipe, keys, len(known), timeout_s=120)
 
     ledger = record_ledger(
-        pipe, "Redis stopped 4 s, restarted (AOF)", keys, fault_end=fault_end, matches=known
+        pipe,
+        "broker stopped and restarted mid-run",
+        keys,
+        fault_end=fault_end,
+        matches=known,
+        notes="Redis (the broker) stopped 4 s, restarted with its AOF",
     )
     _check_effects(ledger, len(known))
     for name in ("intake", "worker", "beat"):

@@ -17,6 +17,7 @@ import pytest
 from devtools.localstack import LocalPipeline
 from devtools.localstack import wait_until as _wait
 from tests.support.hashes import HASH
+from tests.support.pipelines import MakePipeline
 from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -98,8 +99,16 @@ def test_liveness_follows_the_worker_event_loop(pipe: LocalPipeline, tmp_path: P
     _wait(lambda: probe("--liveness", "--max-age", "8") == 0, 30, "liveness to recover")
 
 
-def test_sigterm_under_load_drains_and_loses_nothing(pipe: LocalPipeline) -> None:
-    """SIGTERM to the worker and to intake mid-run: both exit within the grace, nothing is lost."""
+def test_sigterm_under_load_drains_and_loses_nothing(
+    make_pipeline: MakePipeline, broker: str, tmp_path: Path
+) -> None:
+    """SIGTERM to the worker and to intake mid-run: both exit within the grace, nothing is
+    lost (on either broker: what the worker did not finish goes back to it)."""
+    pipe = make_pipeline(
+        rate=10.0,
+        settings={"EDGEMATCH_HEARTBEAT_DIR": str(tmp_path), "EDGEMATCH_SHUTDOWN_GRACE_S": "10"},
+        broker=broker,
+    )
     pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
     keys = [f"drain/{i}.bin" for i in range(60)]
     for key in keys[:30]:

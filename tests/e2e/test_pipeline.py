@@ -26,9 +26,10 @@ from tests.support.pipelines import MakePipeline, wait_settled
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 
-def test_uploads_are_scanned_matched_and_tagged(make_pipeline: MakePipeline) -> None:
-    """Uploaded hash files get a result each, known hashes match, and tags merge."""
-    pipe = make_pipeline(rate=10.0)
+def test_uploads_are_scanned_matched_and_tagged(make_pipeline: MakePipeline, broker: str) -> None:
+    """Uploaded hash files get a result each, known hashes match, and tags merge (on
+    either broker)."""
+    pipe = make_pipeline(rate=10.0, broker=broker)
     pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
     hashes = {f"photos/p{i}.jpg.bin": os.urandom(HASH) for i in range(8)}
     known = ["photos/p2.jpg.bin", "photos/p5.jpg.bin"]

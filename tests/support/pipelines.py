@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from devtools.localstack import LocalPipeline, wait_until
+from devtools.rabbitserver import serving
 from edgematch.infra.redisclient import redis_client
 from edgematch.names import QUEUE_STEPS, unacked_key
 
@@ -101,19 +102,29 @@ def in_flight(pipe: LocalPipeline) -> dict[str, int]:
         )["Attributes"]
         counts["sqs"] = sum(int(n) for n in attributes.values())
     keys = pipe.keys
+    if pipe.broker_url:
+        # RabbitMQ's own counts, read first: a task it hands to Redis's buffer is seen there.
+        queues = serving(pipe.broker_url).queue_counts(pipe.broker_url)
+        for step in QUEUE_STEPS:
+            counts[f"queue {step}"] = queues.get(keys.queue(step), (0, 0))[0]
+        counts["held"] = sum(unacked for _, unacked in queues.values())
+        counts["dead-lettered"] = sum(
+            ready for name, (ready, _) in queues.items() if name.endswith(".dead")
+        )
     client = redis_client(pipe.redis.url)
     try:
         reply = client.pipeline(transaction=True)  # one moment for every Redis count
-        for step in QUEUE_STEPS:
-            reply.llen(keys.queue(step))
-        reply.hlen(unacked_key(keys.ns))
+        if not pipe.broker_url:
+            for step in QUEUE_STEPS:
+                reply.llen(keys.queue(step))
+            reply.hlen(unacked_key(keys.ns))
         reply.hlen(keys.items)
         reply.zcard(keys.leases)
         values = [int(n) for n in reply.execute()]
     finally:
         client.close()
-    names = [f"queue {step}" for step in QUEUE_STEPS] + ["held", "buffered", "sending"]
-    counts.update(zip(names, values, strict=True))
+    names = [] if pipe.broker_url else [f"queue {step}" for step in QUEUE_STEPS] + ["held"]
+    counts.update(zip([*names, "buffered", "sending"], values, strict=True))
     return counts
 
 
@@ -127,7 +138,10 @@ def wait_settled(pipe: LocalPipeline, timeout_s: float = 60.0) -> None:
         last.update({k: n for k, n in in_flight(pipe).items() if n})
         return not last
 
+    # RabbitMQ's counts come from rabbitmqctl, which starts an Erlang VM each time: not
+    # ten times a second.
+    poll_s = 0.5 if pipe.broker_url else 0.1
     try:
-        wait_until(settled, timeout_s, "the pipeline to settle")
+        wait_until(settled, timeout_s, "the pipeline to settle", poll_s=poll_s)
     except AssertionError as exc:
         raise AssertionError(f"{exc}: still in flight {last}") from None

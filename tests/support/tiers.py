@@ -25,7 +25,7 @@ import pytest
 PROCESS_MARKERS = ("integration", "e2e", "chaos")
 #: Fixtures that start a server (directly, or through the fixtures they use: the check
 #: looks at every fixture a test needs, so ``redis_client`` and ``make_settings`` count).
-SERVER_FIXTURES = frozenset({"redis_server", "make_pipeline"})
+SERVER_FIXTURES = frozenset({"redis_server", "rabbit_server", "make_pipeline"})
 
 
 def process_tier(item: pytest.Item) -> str | None:

@@ -397,7 +397,7 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("EDGEMATCH_REDIS_URL", "http://cache:6379"),
     ("EDGEMATCH_REDIS_URL", "localhost"),
     ("EDGEMATCH_REDIS_URL", "127.0.0.1:6379"),
-    ("EDGEMATCH_BROKER_URL", "amqp://guest@rabbit//"),
+    ("EDGEMATCH_BROKER_URL", "kafka://broker:9092"),
     ("EDGEMATCH_BROKER_URL", "sqs://"),
     ("EDGEMATCH_BROKER_URL", "http://b:6379"),
     ("EDGEMATCH_API_URL", "ftp://example.com/photodna"),
@@ -886,7 +886,7 @@ def _run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     ("var", "raw"),
     [
         ("EDGEMATCH_RATE_LIMIT", "fast"),
-        ("EDGEMATCH_BROKER_URL", "amqp://guest@rabbit//"),
+        ("EDGEMATCH_BROKER_URL", "kafka://broker:9092"),
         ("EDGEMATCH_VISIBILITY_TIMEOUT_S", "60"),
     ],
 )
