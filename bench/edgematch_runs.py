@@ -271,6 +271,10 @@ class EdgematchProcesses:
                     spy,
                     "record",
                     "--subprocesses",
+                    # Only the thread holding the GIL (on CPU, in Python), sampled without
+                    # pausing the process: a CPU profile that leaves the run's pace alone.
+                    "--gil",
+                    "--nonblocking",
                     "--rate",
                     "200",
                     "--format",

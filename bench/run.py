@@ -396,7 +396,9 @@ def _steady(stack: Stack, args: argparse.Namespace, rate: float, workers: int) -
     """The Procfile's processes through a backlog long enough for a steady-state figure, at
     ``rate`` (the sandbox's and edgematch's) and ``workers``."""
     env = _settings(args, EDGEMATCH_RATE_LIMIT=f"{rate:g}")
-    procs = EdgematchProcesses(stack, workers=workers, env=env, tag=f"st{rate:g}x{workers}")
+    procs = EdgematchProcesses(
+        stack, workers=workers, env=env, tag=f"st{rate:g}x{workers}", profile_dir=args.profile
+    )
     stack.set_rate(rate)
     try:
         procs.start()
