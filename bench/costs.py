@@ -48,6 +48,8 @@ def cost_markdown(doc: dict[str, Any]) -> str:
         name = row["system"].replace("_", " ") + (
             f", clean cache {row['clean_cache_ttl_s']} s" if "clean_cache_ttl_s" in row else ""
         )
+        if row.get("variant"):
+            name += f", {row['variant'].replace(',', ', ')}"
         steady_text = f"{steady['utilisation']:.3f} ({steady['requests']})" + (
             "" if steady.get("enough") else " short"
         )

@@ -109,6 +109,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=1100,
         help="hashes in each steady-state run (at least 200 requests after the first second)",
     )
+    p.add_argument(
+        "--steady-variant",
+        action="append",
+        default=[],
+        metavar="EDGEMATCH_X=V[,EDGEMATCH_Y=W]",
+        help="run every steady-state configuration again with these settings too, side by "
+        "side in the same run (repeatable), e.g. EDGEMATCH_TAG_CLEAN=off",
+    )
     p.add_argument("--systems", default=",".join(SYSTEMS), help="which systems to run")
     p.add_argument(
         "--profile",
@@ -292,6 +300,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "repeats": args.repeats,
             "steady": args.steady,
             "steady_hashes": args.steady_hashes,
+            "steady_variants": args.steady_variant,
             "prices": {"date": prices.PRICES_DATE, "source": prices.PRICES_SOURCE},
             "edgematch_settings": _settings(args),
             "ceiling": "5 × R × (T + 1) hashes, T = seconds from the first to the last "
@@ -353,12 +362,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     doc["margin_rows"].append(row)
         if STEADY in systems:
             for rate, workers in args.steady:
-                row = attempt(
-                    f"edgematch steady state, R = {rate:g}, {workers} worker process(es)",
-                    partial(_steady, stack, args, rate, workers),
-                )
-                if row is not None:
-                    doc["rows"].append(row)
+                for variant in ["", *args.steady_variant]:
+                    row = attempt(
+                        f"edgematch steady state, R = {rate:g}, {workers} worker process(es)"
+                        + (f", {variant}" if variant else ""),
+                        partial(_steady, stack, args, rate, workers, variant),
+                    )
+                    if row is not None:
+                        doc["rows"].append(row)
         if EDGEMATCH in systems and args.repeats > 0:
             w = args.margin_workers
             for ttl in ("0", "3600"):
@@ -392,13 +403,17 @@ def _pipeline(stack: Stack, args: argparse.Namespace, workers: int) -> dict[str,
     return edgematch_row(args.rate, workers, sat, light)
 
 
-def _steady(stack: Stack, args: argparse.Namespace, rate: float, workers: int) -> dict[str, Any]:
+def _steady(
+    stack: Stack, args: argparse.Namespace, rate: float, workers: int, variant: str = ""
+) -> dict[str, Any]:
     """The Procfile's processes through a backlog long enough for a steady-state figure, at
-    ``rate`` (the sandbox's and edgematch's) and ``workers``."""
-    env = _settings(args, EDGEMATCH_RATE_LIMIT=f"{rate:g}")
-    procs = EdgematchProcesses(
-        stack, workers=workers, env=env, tag=f"st{rate:g}x{workers}", profile_dir=args.profile
-    )
+    ``rate`` (the sandbox's and edgematch's) and ``workers``; ``variant``: settings of
+    theirs (``EDGEMATCH_X=V,…``) on top of ``--set``."""
+    extra = dict(pair.split("=", 1) for pair in variant.split(",") if pair)
+    env = _settings(args, EDGEMATCH_RATE_LIMIT=f"{rate:g}", **extra)
+    suffix = "".join(c for c in variant.lower() if c.isalnum())[-16:]
+    tag = f"st{rate:g}x{workers}" + (f"-{suffix}" if variant else "")
+    procs = EdgematchProcesses(stack, workers=workers, env=env, tag=tag, profile_dir=args.profile)
     stack.set_rate(rate)
     try:
         procs.start()
@@ -410,6 +425,7 @@ def _steady(stack: Stack, args: argparse.Namespace, rate: float, workers: int) -
         stack.set_rate(args.rate)
     row = edgematch_row(rate, workers, sat, None, system=STEADY)
     row["rate"] = rate
+    row["variant"] = variant
     return row
 
 
