@@ -132,6 +132,24 @@ class CountingMotoServer(MotoServer):
         return self
 
 
+def _lean_retention_check() -> None:
+    """moto (5.x) reads a message's retention period, for every message a receive looks at,
+    through ``get_queue_attributes``, which computes every attribute of the queue — counting
+    all its messages three times: a receive from a queue of n messages costs O(n²), and
+    moto spent four fifths of its CPU there under a backlog of 1,100 events. Read the one
+    attribute instead: the same answer (a message past the queue's retention is not
+    handed out), without the quadratic cost."""
+    from moto.core.utils import unix_time  # noqa: PLC0415
+    from moto.sqs.models import Message, SQSBackend  # noqa: PLC0415
+
+    def within_retention(self: SQSBackend, queue_name: str, message: Message) -> bool:
+        queue = self.get_queue(queue_name)
+        period = int(queue.message_retention_period)  # type: ignore[attr-defined]
+        return bool(period + message.sent_timestamp / 1000 > unix_time())  # type: ignore[operator]
+
+    SQSBackend.is_message_valid_based_on_retention_period = within_retention  # type: ignore[method-assign]
+
+
 def main() -> None:
     from moto.moto_server.werkzeug_app import (  # noqa: PLC0415
         DomainDispatcherApplication,
@@ -145,6 +163,7 @@ def main() -> None:
     parser.add_argument("-p", "--port", type=int, required=True)
     args = parser.parse_args()
     os.environ.setdefault("MOTO_PORT", str(args.port))
+    _lean_retention_check()
     app = DomainDispatcherApplication(create_backend_app)
     app.debug = True  # type: ignore[attr-defined]
     run_simple(
