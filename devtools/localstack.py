@@ -49,6 +49,8 @@ PER_MATCH_KEYS = {
     "match-cache": "EDGEMATCH_MATCH_CACHE_TTL_S",
     "quarantine": "EDGEMATCH_IDEMPOTENCY_TTL_S",
     "report": "EDGEMATCH_IDEMPOTENCY_TTL_S",
+    # Per matched match id: the flood guard's distinct objects, at most the limit + 1.
+    "flood": "EDGEMATCH_FLOOD_WINDOW_S",
 }
 
 

@@ -27,6 +27,8 @@ TASK_RECORD_RESULT: Final = "edgematch.record_result"
 TASK_RECORD_RESULTS: Final = "edgematch.record_results"
 TASK_QUARANTINE: Final = "edgematch.quarantine"
 TASK_REPORT: Final = "edgematch.report"
+#: Submit a report a reviewer confirmed (``edgematch review confirm``).
+TASK_SUBMIT_REPORT: Final = "edgematch.submit_report"
 #: Write the results recorded meanwhile to the verdict log (the beat's, and overdue ones).
 TASK_FLUSH_VERDICTS: Final = "edgematch.flush_verdicts"
 
@@ -60,6 +62,7 @@ TASK_STEPS: Final = {
     TASK_FLUSH_VERDICTS: STEP_RESULTS,
     TASK_QUARANTINE: STEP_QUARANTINE,
     TASK_REPORT: STEP_REPORTS,
+    TASK_SUBMIT_REPORT: STEP_REPORTS,
 }
 
 

@@ -27,6 +27,7 @@ from edgematch.infra.redisclient import Redis, redis_client
 from edgematch.infra.storage import ObjectStore, make_s3_client
 from edgematch.photodna.client import PhotoDNAClient
 from edgematch.photodna.matchcache import MatchCache
+from edgematch.pipeline.allowlist import Allowlist
 from edgematch.pipeline.buffer import BatchBuffer
 from edgematch.pipeline.logpaths import PREFIX as VERDICT_LOG_PREFIX
 from edgematch.pipeline.resultstore import ResultStore
@@ -164,6 +165,11 @@ class Runtime:
         return MatchCache(
             self.redis, s.namespace, ttl_s=s.match_cache_ttl_s, clean_ttl_s=s.clean_cache_ttl_s
         )
+
+    @cached_property
+    def allowlist(self) -> Allowlist:
+        """Match ids and hashes on-call cleared (pipeline/allowlist.py)."""
+        return Allowlist(self.redis, self.settings.namespace)
 
     @cached_property
     def downstream(self) -> Downstream:

@@ -29,6 +29,8 @@ class Derived:
         quarantine_bucket: str | None
         reports_bucket: str | None
         verdict_log_bucket: str | None
+        reporter: str
+        review: str
 
     @property
     def effective_quarantine_mode(self) -> str:
@@ -36,6 +38,15 @@ class Derived:
         if self.quarantine_mode:
             return self.quarantine_mode
         return "move" if self.quarantine_bucket else "tag"
+
+    @property
+    def review_required(self) -> bool:
+        """Whether a report waits for a person's confirmation before it is submitted:
+        EDGEMATCH_REVIEW ``required``, or ``auto`` with a reporter that sends the report to
+        another party (``webhook``, ``photodna``)."""
+        if self.review == "auto":
+            return self.reporter in ("webhook", "photodna")
+        return self.review == "required"
 
     @property
     def effective_verdict_log_bucket(self) -> str | None:

@@ -207,3 +207,16 @@ log_format = one_of("json", "console")
 log_level = one_of("DEBUG", "INFO", "WARNING", "ERROR", upper=True)
 quarantine_mode = one_of("move", "tag", "off")
 reporter = one_of("record", "webhook", "photodna")
+review = one_of("auto", "required", "off")
+
+
+#: The longest a review link may live: a link is a bearer credential for the image.
+MAX_REVIEW_LINK_S = 3600
+
+
+def review_link_s(raw: str) -> int:
+    """Seconds a pre-signed review link lives: 1 to an hour."""
+    value = whole(raw)
+    if not 1 <= value <= MAX_REVIEW_LINK_S:
+        raise ValueError(f"expected 1 to {MAX_REVIEW_LINK_S} seconds, got {raw!r}")
+    return value

@@ -305,6 +305,25 @@ class Settings(Derived):
         help="`ReporterName` of a PhotoDNA report")
     report_test: bool = setting(
         False, DOWNSTREAM, p.boolean, help="send PhotoDNA reports with `IsTest`")
+    review: str = setting(
+        "auto", DOWNSTREAM, p.review,
+        default_doc="`auto`: `required` with the `webhook` or `photodna` reporter, `off` with "
+        "`record`",
+        help="`required`: a report waits in `pending_review` until a person confirms it "
+        "(`edgematch review confirm`); `off`: it is submitted at once; `auto`: by reporter "
+        "([why review by default](quarantine-and-reports.md#review-before-a-report))")
+    review_link_s: int = setting(
+        900, DOWNSTREAM, p.review_link_s, unit="s",
+        help="how long the pre-signed link to a quarantined copy that `edgematch review show` "
+        "issues stays valid (1 to 3600)")
+    flood_matches: int = setting(
+        50, DOWNSTREAM, p.positive_int, unit="objects",
+        help="distinct content objects one match id may match within "
+        "`EDGEMATCH_FLOOD_WINDOW_S`; the reports of its further matches are held for review "
+        "([the flood guard](quarantine-and-reports.md#the-flood-guard))")
+    flood_window_s: int = setting(
+        DAY_S, DOWNSTREAM, p.positive_int, unit="s",
+        help="the sliding window of the flood guard")
     match_cache_ttl_s: int = setting(
         90 * DAY_S, RESULTS, p.positive_int, unit="s",
         help="how long a matched hash is remembered, to match its re-uploads without an API "

@@ -145,6 +145,22 @@ class EvidenceStore:
             raise BadInput(f"s3://{bucket}/{key} is over {max_bytes} bytes")
         return data
 
+    def presigned_get(
+        self, bucket: str, key: str, *, version_id: str | None, expires_s: int
+    ) -> str:
+        """A URL that GETs exactly this version for ``expires_s`` seconds, signed with this
+        process's credentials, on the configured endpoint (AWS, MinIO, moto). Nothing is
+        sent: the signature is computed here. The URL is a bearer credential for the
+        object: hand it to the person who asked, never to a log."""
+        params: dict[str, str] = {"Bucket": bucket, "Key": key}
+        if version_id:
+            params["VersionId"] = version_id
+        with translated("s3:GetObjectVersion (pre-signed)", bucket, key, version_id):
+            url: str = self._s3.generate_presigned_url(
+                "get_object", Params=params, ExpiresIn=expires_s
+            )
+        return url
+
     def object_lock_enabled(self, bucket: str) -> bool:
         """Whether ``bucket`` has Object Lock (asked again every few minutes)."""
         now = time.monotonic()

@@ -101,19 +101,32 @@ def _iso(at: float) -> str:
     return dt.datetime.fromtimestamp(at, dt.UTC).isoformat(timespec="milliseconds")
 
 
-def new_report(result: Result, evidence: Evidence, *, reporter: str, now: float) -> dict[str, Any]:
+def new_report(
+    result: Result,
+    evidence: Evidence,
+    *,
+    reporter: str,
+    now: float,
+    held: str | None = None,
+) -> dict[str, Any]:
     """The first version of the report for ``result``. Pure.
 
-    ``pending``, or ``shadow`` when quarantine is off (recorded, never submitted).
+    ``pending``; ``pending_review`` when ``held`` (the reason: review required, a flooded
+    match id); ``shadow`` when quarantine is off (recorded, never submitted, so never held).
     """
-    status = SHADOW if evidence.state == EVIDENCE_SHADOW else PENDING
+    if evidence.state == EVIDENCE_SHADOW:
+        status, reason = SHADOW, evidence.detail
+    elif held is not None:
+        status, reason = PENDING_REVIEW, held
+    else:
+        status, reason = PENDING, None
     return {
         "schema": SCHEMA,
         "report_id": report_id_for(result),
         "created_at": _iso(now),
         "updated_at": _iso(now),
         "status": status,
-        "status_reason": evidence.detail if status == SHADOW else None,
+        "status_reason": reason,
         "reporter": reporter,
         "content": {
             "bucket": result.content_bucket,
@@ -138,7 +151,13 @@ def new_report(result: Result, evidence: Evidence, *, reporter: str, now: float)
         "event_time": result.event_time,
         "scanned_at": _iso(result.scanned_at),
         "submission": None,
-        "history": [{"at": _iso(now), "status": status, "reason": None}],
+        "history": [
+            {
+                "at": _iso(now),
+                "status": status,
+                "reason": held if status == PENDING_REVIEW else None,
+            }
+        ],
     }
 
 
@@ -182,6 +201,18 @@ def _entry(
     if note is not None:
         entry["note"] = note
     return entry
+
+
+def with_event(
+    doc: Mapping[str, Any], event: str, *, now: float, actor: str, **fields: Any
+) -> dict[str, Any]:
+    """A copy of ``doc`` with a history entry that changes no status (``event`` names what
+    happened, e.g. ``link_issued``; ``fields`` say more). Pure."""
+    updated = dict(doc)
+    updated["updated_at"] = _iso(now)
+    entry = {"at": _iso(now), "status": doc["status"], "reason": None, "event": event}
+    updated["history"] = [*doc.get("history", []), {**entry, "actor": actor, **fields}]
+    return updated
 
 
 def with_evidence(doc: Mapping[str, Any], evidence: Evidence, *, now: float) -> dict[str, Any]:
@@ -242,15 +273,22 @@ class ReportStore:
 
     def find(self, report_id: str) -> dict[str, Any] | None:
         """The report with this id, for ``edgematch reports show``."""
+        found = self.locate(report_id)
+        return found[1] if found is not None else None
+
+    def locate(self, report_id: str) -> tuple[str, dict[str, Any]] | None:
+        """The key and document of the report with this id: where Redis says, else found
+        by listing the reports (slow, for reports older than the Redis pointer)."""
         pointer = self._r.get(self._k.report(report_id))
         if isinstance(pointer, bytes):
             doc = self._store.get_json(self.bucket, pointer.decode())
             if doc is not None:
-                return doc
+                return pointer.decode(), doc
         suffix = f"/{report_id}.json"
         for key in self._store.list_keys(self.bucket, PREFIX, limit=1_000_000):
             if key.endswith(suffix):
-                return self._store.get_json(self.bucket, key)
+                doc = self._store.get_json(self.bucket, key)
+                return (key, doc) if doc is not None else None
         return None
 
     def list(

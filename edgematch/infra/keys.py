@@ -208,9 +208,25 @@ class Keys:
         """STRING with a TTL: the reports-bucket key of a report, by report id."""
         return f"{self.ns}:report:{report_id}"
 
+    @property
+    def allowlist(self) -> str:
+        """HASH ``<kind>:<value>`` -> entry JSON: match ids and hashes a person cleared
+        (no TTL: on-call's list; every change is also recorded in the object store)."""
+        return f"{self.ns}:allowlist"
+
     def report_lock(self, report_id: str) -> str:
         """STRING with a TTL: one worker at a time writes or submits a report."""
         return f"{self.ns}:report-lock:{report_id}"
+
+    def flood(self, match_id: str) -> str:
+        """ZSET with a TTL: content objects (their location digest) a match id matched,
+        scored by time; at most EDGEMATCH_FLOOD_MATCHES + 1 members, within the window."""
+        return f"{self.ns}:flood:{short_digest(match_id)}"
+
+    @property
+    def flooded(self) -> str:
+        """ZSET with a TTL: match id -> when it last flooded (s); capped, within the window."""
+        return f"{self.ns}:flooded"
 
     # -- Celery queues ------------------------------------------------------------------
     def queue(self, step: str) -> str:

@@ -55,10 +55,15 @@ INGESTED = Counter(
 )
 HASHES_SCANNED = Counter(
     f"{PREFIX}_hashes_scanned_total",
-    "Hash files that got a verdict, by verdict (clean, match, unscannable) and lane.",
+    "Hash files that got a verdict, by verdict (clean, allowlisted, match, unscannable) and lane.",
     ["verdict", "lane"],
 )
 MATCHES = Counter(f"{PREFIX}_matches_total", "Hash files that matched known material.")
+ALLOWLISTED = Counter(
+    f"{PREFIX}_allowlisted_total",
+    "Matches recorded allowlisted: every match id (or the hash) on the allowlist; neither "
+    "quarantined nor reported.",
+)
 API_REQUESTS = Counter(
     f"{PREFIX}_api_requests_total",
     "Requests to PhotoDNA by outcome (ok, rate_limited, credentials, server_error, "
@@ -104,8 +109,14 @@ QUARANTINE = Counter(
 )
 REPORTS = Counter(
     f"{PREFIX}_reports_total",
-    "Report outcomes (pending, submitted, shadow, failed, dead_lettered).",
+    "Report outcomes (pending, pending_review, confirmed, submitted, shadow, failed, "
+    "dead_lettered).",
     ["outcome"],
+)
+FLOOD_HELD = Counter(
+    f"{PREFIX}_flood_held_total",
+    "New reports held for review by the flood guard: a match id matched more than "
+    "EDGEMATCH_FLOOD_MATCHES distinct objects within EDGEMATCH_FLOOD_WINDOW_S.",
 )
 DEAD_LETTERED = Counter(
     f"{PREFIX}_dead_lettered_total",
@@ -130,6 +141,7 @@ LEVEL_FAMILIES = (
     "rate_limit",
     "dead_letters",
     "verdict_log",
+    "flood",
 )
 METRICS_COLLECT_ERRORS = Counter(
     f"{PREFIX}_metrics_collect_errors_total",
@@ -153,6 +165,7 @@ NAMES = frozenset(
         INGESTED,
         HASHES_SCANNED,
         MATCHES,
+        ALLOWLISTED,
         API_REQUESTS,
         API_LATENCY,
         RATE_LIMITED,
@@ -162,6 +175,7 @@ NAMES = frozenset(
         END_TO_END,
         QUARANTINE,
         REPORTS,
+        FLOOD_HELD,
         DEAD_LETTERED,
         TASKS_RECOVERED,
         VERDICT_LOG_WRITES,
@@ -183,4 +197,5 @@ NAMES = frozenset(
     f"{PREFIX}_verdict_log_staged",
     f"{PREFIX}_verdict_log_oldest_age_seconds",
     f"{PREFIX}_redis_up",
+    f"{PREFIX}_flooded_match_id",
 }

@@ -1,9 +1,10 @@
 """What a scrape of /metrics reads at that moment, and the server that answers it.
 
 Levels that live in Redis — queue depths, the batch buffer per lane, batches in flight,
-rate-limit use, cooldown and breaker, dead letters, the verdict log's backlog — are read
-when Prometheus scrapes, by the one process that serves them (the counters and histograms
-each process updates are declared in :mod:`edgematch.infra.metrics`).
+rate-limit use, cooldown and breaker, dead letters, the verdict log's backlog, the match
+ids the flood guard holds — are read when Prometheus scrapes, by the one process that
+serves them (the counters and histograms each process updates are declared in
+:mod:`edgematch.infra.metrics`).
 ``edgematch_redis_up`` says whether those reads reached Redis: 0 only when Redis could not
 be reached (the scrape still answers, without levels). A read that fails any other way is a
 bug, never taken for Redis being down: it is logged (``metrics_collect_failed``, with the
@@ -14,6 +15,7 @@ levels are still served.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -23,6 +25,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from edgematch.errors import TransientError
+from edgematch.infra.keys import Keys
 from edgematch.infra.logs import get_logger
 from edgematch.infra.metrics import LEVEL_FAMILIES, METRICS_COLLECT_ERRORS, PREFIX
 from edgematch.names import QUEUE_STEPS
@@ -160,6 +163,25 @@ def _verdict_log(rt: Runtime) -> list[Metric]:
     return [staged, oldest]
 
 
+def _flood(rt: Runtime) -> list[Metric]:
+    # The flood guard's own set (downstream/flood.py), read here without it: infra sits
+    # below downstream. Capped at MAX_FLOODED match ids, so the labels stay few.
+    now = time.time()
+    flooded = rt.redis.zrevrangebyscore(
+        Keys(rt.settings.namespace).flooded, "+inf", now - rt.settings.flood_window_s
+    )
+    family = GaugeMetricFamily(
+        f"{PREFIX}_flooded_match_id",
+        "1 for each match id that matched more than EDGEMATCH_FLOOD_MATCHES distinct objects "
+        "within EDGEMATCH_FLOOD_WINDOW_S: its further reports are held for review.",
+        labels=["match_id"],
+    )
+    for raw in flooded:
+        match_id = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        family.add_metric([match_id], 1)
+    return [family]
+
+
 #: One reader per entry of LEVEL_FAMILIES, in that order.
 _READERS: tuple[Callable[[Runtime], list[Metric]], ...] = (
     _queue_depth,
@@ -168,6 +190,7 @@ _READERS: tuple[Callable[[Runtime], list[Metric]], ...] = (
     _rate_limit,
     _dead_letters,
     _verdict_log,
+    _flood,
 )
 
 

@@ -85,6 +85,21 @@ COMMANDS: dict[str, Entry] = {
         ONCALL,
     ),
     "reports": Entry(f"{_C}.records:reports", "find the reports of matched content", ONCALL),
+    "review": Entry(
+        f"{_C}.review:review",
+        "review held reports: show the evidence, confirm (submit) or reject",
+        ONCALL,
+    ),
+    "release": Entry(
+        f"{_C}.release:release",
+        "put back the content of a rejected report, verified, and mark it released",
+        ONCALL,
+    ),
+    "allow": Entry(
+        f"{_C}.allow:allow",
+        "the allowlist of match ids and hashes found wrong: add, list, remove",
+        ONCALL,
+    ),
     "health": Entry(
         f"{_C}.checks:health",
         "liveness or readiness of a process on this host (exit 0 or 1), for probes",

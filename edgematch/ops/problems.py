@@ -16,7 +16,10 @@ urgent first. What counts as a problem, and why:
   ``ITEM_REASONS``, which need no action), or a store at 90 % of its bound or refusing;
 * the verdict log behind: a result recorded ``LOG_BEHIND_S`` ago still not written to the
   object store, or the staged results near ``EDGEMATCH_VERDICT_LOG_MAX_STAGED`` (at it,
-  results are no longer recorded).
+  results are no longer recorded);
+* a flooded match id: one that matched more than ``EDGEMATCH_FLOOD_MATCHES`` distinct
+  objects within ``EDGEMATCH_FLOOD_WINDOW_S`` — a list entry that may match innocent
+  content; its reports are held for review.
 """
 
 from __future__ import annotations
@@ -97,7 +100,21 @@ def assess(snap: Snapshot) -> list[Problem]:
         )
     problems += _dead_letter_problems(snap.dead_letters)
     problems += _log_problems(snap.verdict_log)
+    problems += _flood_problems(snap)
     return problems
+
+
+def _flood_problems(snap: Snapshot) -> list[Problem]:
+    return [
+        Problem(
+            f"match id {f['match_id']} matched more than {snap.flood_limit} distinct objects "
+            f"within {snap.flood_window_s} s (flood guard): its matches are quarantined and "
+            "their reports held for review (edgematch review list --match-id "
+            f"{f['match_id']})",
+            "false-positive.md",
+        )
+        for f in snap.flooded
+    ]
 
 
 def _log_problems(vlog: dict[str, float]) -> list[Problem]:

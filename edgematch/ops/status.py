@@ -1,7 +1,8 @@
 """``edgematch status``: the pipeline's state at one moment, read from Redis.
 
 :func:`collect` reads everything from Redis (queue lengths, the buffer, the limiter's log,
-cooldown, breaker, pumps, dead letters, heartbeats, the verdict log's backlog) into a
+cooldown, breaker, pumps, dead letters, heartbeats, the verdict log's backlog, the match
+ids the flood guard holds) into a
 :class:`Snapshot`; :mod:`edgematch.ops.problems` (pure) turns a snapshot into the problems
 on-call must act on, and :mod:`edgematch.ops.screen` prints both for people. Times come
 from Redis's clock.
@@ -15,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edgematch.config.celery import celery_config
+from edgematch.downstream.flood import FloodGuard
 from edgematch.infra import heartbeat
 from edgematch.names import QUEUE_STEPS
 from edgematch.ops.backfill import Checkpoints
@@ -54,6 +56,11 @@ class Snapshot:
     #: Results waiting for the verdict log: ``staged``, ``batches`` being written,
     #: ``oldest_age_s``, and ``max_staged`` (EDGEMATCH_VERDICT_LOG_MAX_STAGED).
     verdict_log: dict[str, float] = field(default_factory=dict)
+    #: Match ids the flood guard holds (``match_id``, ``at``: when it last flooded), the
+    #: latest first, and the limit and window they went past.
+    flooded: list[dict[str, Any]] = field(default_factory=list)
+    flood_limit: int = 0
+    flood_window_s: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,7 +122,15 @@ def _collect(rt: Runtime) -> Snapshot:
         backfills=[asdict(cp) for cp in Checkpoints(r, s.namespace).all()],
         cooldown_asked_s=capped_asked_s(capped),
         verdict_log=_verdict_log(rt),
+        flooded=[asdict(f) for f in _flood_guard(rt).flooded(now=now_ms / 1000)],
+        flood_limit=s.flood_matches,
+        flood_window_s=s.flood_window_s,
     )
+
+
+def _flood_guard(rt: Runtime) -> FloodGuard:
+    s = rt.settings
+    return FloodGuard(rt.redis, s.namespace, limit=s.flood_matches, window_s=s.flood_window_s)
 
 
 def _verdict_log(rt: Runtime) -> dict[str, float]:

@@ -29,11 +29,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 from edgematch.errors import TransientError
 from edgematch.infra import metrics
-from edgematch.pipeline.results import HandOn, Result
+from edgematch.pipeline.results import ALLOWLISTED, HandOn, Result
 from edgematch.pipeline.resultstore import ResultStore
 from edgematch.pipeline.verdicts import ON_CALL_LANES, Decision, Facts, decide, needs_hash_check
 
 if TYPE_CHECKING:
+    from edgematch.pipeline.allowlist import Allowlist
     from edgematch.pipeline.tagging import VerdictTags
 
 #: Times a decision is made again when another writer recorded a result meanwhile.
@@ -65,13 +66,24 @@ def is_late(result: Result, *, hot_window_s: float, now: float) -> bool:
 
 
 def consume(
-    result: Result, *, store: ResultStore, tags: VerdictTags, log: Any, hand_on: HandOn
+    result: Result,
+    *,
+    store: ResultStore,
+    tags: VerdictTags,
+    log: Any,
+    hand_on: HandOn,
+    allowlist: Allowlist | None = None,
 ) -> bool:
     """Record, tag and hand on one result under the rule of verdicts.py. Idempotent.
 
-    ``hand_on`` is called with the result once it is recorded and tagged. Returns False
-    for a repeat of a result recorded before.
+    A ``match`` is first screened by ``allowlist`` (allowlist.py): all its match ids
+    allowlisted, it is recorded, tagged and handed on as ``allowlisted``. A list that
+    cannot be read raises, and the result is not recorded (its task retries). ``hand_on``
+    is called with the result once it is recorded and tagged. Returns False for a repeat
+    of a result recorded before.
     """
+    if allowlist is not None:
+        result = allowlist.screen(result)
     if tags.tags_verdict(result.verdict):
         with tags.lock(result.content_bucket, result.content_key):
             fresh, decision = _commit(result, store=store, tags=tags)
@@ -182,7 +194,9 @@ def _tag(result: Result, *, tags: VerdictTags, log: Any) -> str | None:
 def _measure(result: Result) -> None:
     """Count a newly recorded result, and the time since its upload."""
     metrics.HASHES_SCANNED.labels(result.verdict, result.lane).inc()
-    if result.is_match:
+    if result.verdict == ALLOWLISTED:
+        metrics.ALLOWLISTED.inc()  # a match a person cleared: not counted as one
+    elif result.is_match:
         metrics.MATCHES.inc()
     started = _event_epoch(result.event_time) or result.enqueued_at
     if started:

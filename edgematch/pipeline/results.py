@@ -21,6 +21,7 @@ from edgematch.pipeline.items import Item
 
 SCHEMA = "edgematch.result/v1"
 CLEAN, MATCH, UNSCANNABLE = verdicts.CLEAN, verdicts.MATCH, verdicts.UNSCANNABLE
+ALLOWLISTED = verdicts.ALLOWLISTED
 
 
 @dataclass(frozen=True)

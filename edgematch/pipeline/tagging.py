@@ -66,14 +66,15 @@ class VerdictTags:
         return verdict != CLEAN or self._tag_clean
 
     @contextmanager
-    def lock(self, bucket: str, key: str) -> Iterator[None]:
-        """Be the only edgematch writer of this object's verdict tag for the block."""
+    def lock(self, bucket: str, key: str, *, wait_s: float = TAG_LOCK_WAIT_S) -> Iterator[None]:
+        """Be the only edgematch writer of this object's verdict tag for the block, waiting
+        ``wait_s`` for another writer to finish (LockHeld after that)."""
         with exclusive(
             self._r,
             self._k.tag_lock(bucket, key),
             ttl_s=self._lock_ttl_s,
             what=f"tagging of s3://{bucket}/{key}",
-            wait_s=TAG_LOCK_WAIT_S,
+            wait_s=wait_s,
         ):
             yield
 

@@ -26,16 +26,21 @@ order two writes of the same millisecond. The store's own answer holds for every
 
 **A verdict never weakens a stronger one** of the same version. Strength::
 
-    pending < clean < unscannable < match < quarantined
+    pending < clean < allowlisted < unscannable < released < match < quarantined
 
 ``pending`` is the publication gate's tag, ``quarantined`` what quarantine's tag mode
-writes. ``match`` and ``quarantined`` are never replaced by anything weaker — not by a
-late ``clean``, not by an ``unscannable`` — by any step of the pipeline. The one way down
-is an explicit on-call action: a scan on the ``replay`` lane (``edgematch dlq replay``)
-or the ``backfill`` lane (``edgematch backfill --rescan``) may turn ``unscannable`` into
-``clean``, the definite answer a person asked for. Nothing turns ``match`` into anything
-weaker; a person who decides a match was wrong releases the content by hand (see the
-README).
+writes. ``allowlisted`` is a match whose every match id (or whose hash) a person put on
+the allowlist (pipeline/allowlist.py): a definite answer that lets the content be read,
+above ``clean`` because the list did match. ``released`` is what ``edgematch release``
+writes on a version a reviewer rejected the match of: above every verdict that lets
+content be read, below ``match``, so a later match of that version (a redelivery, a
+rescan) blocks it again — fail closed; allowlisting its match ids is what keeps it out.
+``match`` and ``quarantined`` are never replaced by anything weaker — not by a late
+``clean``, not by an ``unscannable`` — by any step of the pipeline. The ways down are
+explicit on-call actions: a scan on the ``replay`` lane (``edgematch dlq replay``) or the
+``backfill`` lane (``edgematch backfill --rescan``) may turn ``unscannable`` into
+``clean`` or ``allowlisted``, the definite answer a person asked for; ``edgematch
+release`` turns a rejected match into ``released`` (it writes the tag whatever it holds).
 """
 
 from __future__ import annotations
@@ -51,14 +56,19 @@ PENDING, CLEAN, UNSCANNABLE, MATCH, QUARANTINED = (
     "match",
     "quarantined",
 )
+ALLOWLISTED, RELEASED = "allowlisted", "released"
 #: Weakest first. A tag value not listed (a platform's own) ranks below all of them.
 STRENGTH: Final[Mapping[str, int]] = {
     PENDING: 0,
     CLEAN: 1,
-    UNSCANNABLE: 2,
-    MATCH: 3,
-    QUARANTINED: 4,
+    ALLOWLISTED: 2,
+    UNSCANNABLE: 3,
+    RELEASED: 4,
+    MATCH: 5,
+    QUARANTINED: 6,
 }
+#: What an on-call lane's scan may put over ``unscannable``: a definite answer.
+_DEFINITE_READABLE: Final = frozenset({CLEAN, ALLOWLISTED})
 #: Lanes an on-call person starts (dlq replay, backfill): a scan there may clear unscannable.
 ON_CALL_LANES: Final = frozenset({"replay", "backfill"})
 
@@ -71,12 +81,13 @@ def strength(verdict: str | None) -> int:
 def may_replace(existing: str | None, verdict: str, *, lane: str) -> bool:
     """Whether ``verdict`` may take the place of ``existing`` for the same version.
 
-    Yes when it is at least as strong; otherwise only ``clean`` over ``unscannable`` from
-    an on-call lane. ``match`` and ``quarantined`` are never replaced by a weaker one.
+    Yes when it is at least as strong; otherwise only ``clean`` or ``allowlisted`` over
+    ``unscannable`` from an on-call lane. ``match`` and ``quarantined`` are never replaced
+    by a weaker one.
     """
     if strength(verdict) >= strength(existing):
         return True
-    return existing == UNSCANNABLE and verdict == CLEAN and lane in ON_CALL_LANES
+    return existing == UNSCANNABLE and verdict in _DEFINITE_READABLE and lane in ON_CALL_LANES
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ configured from the environment at import, and refuses to start on a bad setting
 """
 
 from edgematch.tasks.app import app, run_celery
-from edgematch.tasks.downstream import quarantine, report
+from edgematch.tasks.downstream import quarantine, report, submit_report
 from edgematch.tasks.steps import (
     flush_verdicts,
     ingest,
@@ -29,5 +29,6 @@ __all__ = [
     "record_results",
     "report",
     "run_celery",
+    "submit_report",
     "sweep",
 ]

@@ -7,6 +7,7 @@ back here (``replayed_from``). The chain, handed every recorded result, repeats 
 by the results consumer (:func:`on_result`):
 
     results ──match──► quarantine ──(evidence)──► report
+    edgematch review confirm ──► submit_report (a report held for review, once confirmed)
 
 A quarantine that gives up leaves its dead letter *and* still sends the report, with
 evidence ``failed``: the match is reported even when it could not be preserved, and the
@@ -21,7 +22,13 @@ from edgematch.downstream.quarantine import ContentVersion, Evidence
 from edgematch.errors import EdgematchError
 from edgematch.infra import metrics
 from edgematch.infra.logs import get_logger
-from edgematch.names import STEP_QUARANTINE, STEP_REPORTS, TASK_QUARANTINE, TASK_REPORT
+from edgematch.names import (
+    STEP_QUARANTINE,
+    STEP_REPORTS,
+    TASK_QUARANTINE,
+    TASK_REPORT,
+    TASK_SUBMIT_REPORT,
+)
 from edgematch.pipeline.results import Result
 from edgematch.runtime import runtime
 from edgematch.tasks.app import app
@@ -126,6 +133,43 @@ def report(
         args={"result": result, "evidence": evidence},
         correlation_id=correlation_id,
         location=_location(result),
+        replayed_from=replayed_from,
+        on_dead_letter=mark_failed,
+    )
+    metrics.REPORTS.labels(outcome).inc()
+    return outcome
+
+
+@app.task(name=TASK_SUBMIT_REPORT, base=StepTask, bind=True, max_retries=None)
+def submit_report(
+    self: StepTask,
+    *,
+    report_id: str,
+    key: str,
+    correlation_id: str | None,
+    content: dict[str, Any] | None = None,
+    replayed_from: str | None = None,
+) -> str:
+    """Submit a report a reviewer confirmed, through the configured reporter, once."""
+
+    def run() -> str:
+        return str(runtime().downstream.submit_confirmed(report_id, key)["status"])
+
+    def mark_failed(failure: BaseException | None) -> None:
+        if not isinstance(failure, EdgematchError):
+            return
+        try:
+            runtime().downstream.mark_confirmed_failed(report_id, f"{failure.reason}: {failure}")
+        except EdgematchError as exc:
+            log.warning("report_not_marked_failed", error=str(exc))
+
+    where = content or {}
+    outcome = self.guarded(
+        STEP_REPORTS,
+        run,
+        args={"report_id": report_id, "key": key, "content": content},
+        correlation_id=correlation_id,
+        location=(where.get("bucket"), where.get("key")),
         replayed_from=replayed_from,
         on_dead_letter=mark_failed,
     )

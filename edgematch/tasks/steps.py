@@ -221,6 +221,7 @@ def record_result(
             tags=verdict_tags(rt),
             log=log,
             hand_on=on_result,
+            allowlist=rt.allowlist,
         ),
         args={"result": result},
         correlation_id=correlation_id,
@@ -300,6 +301,7 @@ def record_results(
             tags=verdict_tags(rt),
             log=log,
             hand_on=on_result,
+            allowlist=rt.allowlist,
         )
         return "recorded" if fresh else "repeat"
 

@@ -532,6 +532,8 @@ def test_secrets_and_hash_bytes_are_never_written_where_they_do_not_belong(
         settings={
             "EDGEMATCH_SUBSCRIPTION_KEY": SUBSCRIPTION_KEY,
             "EDGEMATCH_REPORTER": "photodna",
+            # Reports sent without review ("Review before a report": EDGEMATCH_REVIEW=off).
+            "EDGEMATCH_REVIEW": "off",
             "EDGEMATCH_REPORT_USER": REPORT_USER,
             "EDGEMATCH_REPORT_PASSWORD": REPORT_PASSWORD,
             "EDGEMATCH_REPORT_ORG_NAME": "Chaos Test Org",

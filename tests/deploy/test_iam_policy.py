@@ -29,6 +29,8 @@ ACTIONS = {
     "s3.put_object_retention": {"s3:PutObjectRetention"},
     "s3.get_object_lock_configuration": {"s3:GetBucketObjectLockConfiguration"},
     "s3.list_objects_v2": {"s3:ListBucket"},
+    # The reviewer's browser GETs the evidence with the signer's permissions.
+    "s3.generate_presigned_url": {"s3:GetObject", "s3:GetObjectVersion"},
     "sqs.receive_message": {"sqs:ReceiveMessage"},
     "sqs.delete_message_batch": {"sqs:DeleteMessage"},
 }
@@ -82,6 +84,23 @@ def test_the_policy_grants_nothing_the_code_does_not_use() -> None:
     extra = _allowed(_policy("iam-policy.json")) - needed
     assert not extra, f"granted but never used: {extra}"
     for statement in _policy("iam-policy.json")["Statement"]:
+        resources = statement["Resource"]
+        for resource in [resources] if isinstance(resources, str) else resources:
+            assert "*" not in resource.split(":::")[-1].split("/")[0], statement["Sid"]
+
+
+def test_the_release_policy_grants_what_a_release_calls_and_no_wildcard() -> None:
+    """deploy/iam-policy-release.json (on-call's role for `edgematch release`): the copy
+    back, its tags, the reports, and in its own statement what --discard-evidence needs."""
+    policy = _policy("iam-policy-release.json")
+    allowed = _allowed(policy)
+    for call in ("s3.copy_object", "s3.head_object", "s3.put_object_tagging", "s3.put_object"):
+        assert ACTIONS[call] & allowed, call
+    assert ACTIONS["s3.copy_object"] <= allowed
+    (discard,) = [s for s in policy["Statement"] if "s3:BypassGovernanceRetention" in s["Action"]]
+    assert {"s3:PutObjectLegalHold", "s3:DeleteObjectVersion"} <= set(discard["Action"])
+    assert "QUARANTINE-BUCKET" in discard["Resource"]
+    for statement in policy["Statement"]:
         resources = statement["Resource"]
         for resource in [resources] if isinstance(resources, str) else resources:
             assert "*" not in resource.split(":::")[-1].split("/")[0], statement["Sid"]

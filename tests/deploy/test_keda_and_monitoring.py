@@ -177,3 +177,16 @@ def test_the_alerts_issue_5_asks_for_exist(manifests: list[dict[str, Any]]) -> N
     ):
         assert needed in exprs, needed
     assert "> 0.005" in exprs, "429s above 0.5 %"
+
+
+def test_a_flooded_match_id_is_alerted_on_by_name(manifests: list[dict[str, Any]]) -> None:
+    """The flood guard's alert reads the scrape-time gauge and names the match id."""
+    (rule,) = _kind(manifests, "PrometheusRule")
+    (flood,) = [
+        r
+        for group in rule["spec"]["groups"]
+        for r in group["rules"]
+        if "edgematch_flooded_match_id" in r["expr"]
+    ]
+    assert "by (match_id)" in flood["expr"] and flood["expr"].startswith("max")
+    assert "{{ $labels.match_id }}" in flood["annotations"]["summary"]

@@ -3,6 +3,7 @@ they say when Redis answers, when it cannot be reached, and when one read has a 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
@@ -14,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from edgematch.config.settings import Settings
+from edgematch.downstream.flood import FloodGuard
 from edgematch.infra import metrics, scrape
 from edgematch.infra.keys import Keys
 from edgematch.runtime import Runtime
@@ -112,3 +114,15 @@ def test_a_bug_in_one_read_is_logged_and_counted_not_taken_for_redis_down(
     (failed,) = [e for e in captured_logs if e["event"] == "metrics_collect_failed"]
     assert failed["family"] == "dead_letters" and failed["log_level"] == "error"
     assert failed.get("exc_info") is True
+
+
+def test_a_flooded_match_id_is_served_by_name(runtime: Runtime) -> None:
+    """The flood guard's flooded match ids are a gauge labelled with each one."""
+    s = runtime.settings
+    guard = FloodGuard(runtime.redis, s.namespace, limit=s.flood_matches, window_s=s.flood_window_s)
+    for i in range(guard.limit + 1):
+        guard.count(["m-flood"], "uploads", f"k{i}", now=time.time())
+    guard.count(["m-calm"], "uploads", "k0", now=time.time())
+    scraped = _scrape(runtime)
+    assert scraped[("edgematch_flooded_match_id", (("match_id", "m-flood"),))] == 1
+    assert ("edgematch_flooded_match_id", (("match_id", "m-calm"),)) not in scraped

@@ -19,7 +19,7 @@ from devtools.sandbox.webhook import WebhookReceiver
 from edgematch.config.settings import Secret, Settings
 from edgematch.downstream.filing import Downstream
 from edgematch.downstream.quarantine import CONTENT_MISSING, MOVED, SHADOW, Evidence
-from edgematch.downstream.reports import report_id_for, report_key
+from edgematch.downstream.reports import report_id_for, report_key, transition
 from edgematch.errors import BadInput, ServerError
 from edgematch.infra.storage import make_s3_client
 from edgematch.runtime import Runtime
@@ -53,6 +53,10 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 def _downstream(make_settings: MakeSettings, **settings: Any) -> Downstream:
     settings.setdefault("reports_bucket", REPORTS)
+    # These tests are about the reporters themselves: review off, as the docs tell an
+    # operator who wants reports sent without a person's confirmation (the review path is
+    # tested in tests/e2e/test_review.py and below).
+    settings.setdefault("review", "off")
     return Runtime(make_settings(**settings)).downstream
 
 
@@ -277,3 +281,33 @@ def test_mark_failed_after_retries_ran_out(
     doc = downstream.reports.find(report_id_for(match_result()))
     assert doc is not None and doc["status"] == "failed"
     assert doc["status_reason"].startswith("retries_exhausted")
+
+
+def test_a_report_held_for_review_is_submitted_once_after_confirmation(
+    s3: S3Client, redis_client: redis.Redis, make_settings: MakeSettings
+) -> None:
+    """The default with the photodna reporter holds the report; submit_confirmed sends only
+    a confirmed one, and only once however often it runs."""
+    with Sandbox(SandboxConfig(key="sandbox-key-01", rate=0)) as sandbox:
+        downstream = _downstream(
+            make_settings,
+            review="auto",
+            api_url=sandbox.url,
+            subscription_key=Secret("sandbox-key-01"),
+            reporter="photodna",
+            report_user=Secret("ncmec-user"),
+            report_password=Secret("ncmec-password"),
+            report_org_name="Example Org",
+            report_reporter_name="Trust and Safety",
+        )
+        held = downstream.file_report(match_result(), _moved(s3))
+        assert held["status"] == "pending_review"
+        assert downstream.file_report(match_result(), _moved(s3))["status"] == "pending_review"
+        assert downstream.submit_confirmed(held["report_id"])["status"] == "pending_review"
+        assert sandbox.reports() == []
+        key, doc = downstream.reports.locate(held["report_id"]) or ("", {})
+        downstream.reports.save(key, transition(doc, "confirmed", now=1.0, actor="alice"))
+        for _ in range(2):
+            assert downstream.submit_confirmed(held["report_id"])["status"] == "submitted"
+        assert downstream.file_report(match_result(), _moved(s3))["status"] == "submitted"
+        assert len(sandbox.reports()) == 1

@@ -191,6 +191,15 @@ def test_worker_passes_what_it_does_not_know_to_celery() -> None:
         (["reports", "list", "--status", "failed", "--limit", "3", "--json"],
          {"status": "failed", "limit": 3, "as_json": True}),
         (["reports", "show", "r-1"], {"report_id": "r-1"}),
+        (["review", "list"], {"status": "pending_review", "limit": 100, "match_id": None}),
+        (["review", "list", "--status", "any", "--match-id", "m1", "--json"],
+         {"status": "any", "match_id": "m1", "as_json": True}),
+        (["review", "show", "r-1", "--reviewer", "alice"],
+         {"report_id": "r-1", "reviewer": "alice", "no_link": False}),
+        (["review", "confirm", "r-1", "--reviewer", "alice", "--note", "seen"],
+         {"report_id": "r-1", "reviewer": "alice", "note": "seen"}),
+        (["review", "reject", "r-1", "--reviewer", "bob", "--reason", "a logo"],
+         {"report_id": "r-1", "reviewer": "bob", "reason": "a logo"}),
         (["status", "--json"], {"as_json": True}),
         (["dlq", "list", "--state", "replaying", "--limit", "0", "--queue", "sqs"],
          {"state": "replaying", "limit": 0, "queue": "sqs"}),
@@ -208,7 +217,7 @@ def test_worker_passes_what_it_does_not_know_to_celery() -> None:
 def test_each_command_parses_its_options(argv: list[str], params: dict[str, object]) -> None:
     """Names, types and defaults of every command's options, as scripts use them."""
     parsed = cli.parse(argv)
-    depth = 2 if argv[0] in ("dlq", "reports") else 1
+    depth = 2 if argv[0] in ("dlq", "reports", "review") else 1
     assert parsed.path == tuple(argv[:depth])
     assert params.items() <= parsed.params.items()
 
@@ -236,6 +245,12 @@ def test_times_are_read_as_epoch_seconds() -> None:
         (["result", "https://up/a.bin"], ["expected s3://bucket/key"]),
         (["reports", "list", "--status", "lost"], ["--status", "lost"]),
         (["reports", "list", "--since", "2024-13-01"], ["--since"]),
+        (["review", "show", "r-1"], ["--reviewer NAME is required"]),
+        (["review", "confirm", "r-1"], ["--reviewer"]),
+        (["review", "confirm", "r-1", "--reviewer", " "], ["--reviewer", "must not be empty"]),
+        (["review", "reject", "r-1", "--reviewer", "bob"], ["--reason"]),
+        (["review", "reject", "r-1", "--reviewer", "bob", "--reason", ""], ["--reason"]),
+        (["review", "list", "--status", "maybe"], ["--status", "maybe"]),
         (["dlq", "list", "--limit", "-1"], ["--limit"]),
         (["dlq", "list", "--since", "yesterday"], ["--since", "yesterday"]),
         (["dlq", "list", "--state", "dead"], ["--state"]),
@@ -253,6 +268,27 @@ def test_times_are_read_as_epoch_seconds() -> None:
         (["backfill", "s3://up/p", "--page-size", "5000"], ["--page-size"]),
         (["backfill", "s3://up/p", "--page-size", "0"], ["--page-size"]),
         (["backfill", "s3://up/p", "--since", "soon"], ["--since"]),
+        (["allow", "add", "--reviewer", "ana", "--reason", "x"], ["--match-id", "--hash-sha256"]),
+        (
+            [
+                "allow",
+                "add",
+                "--match-id",
+                "m",
+                "--hash-sha256",
+                "ab",
+                "--reviewer",
+                "a",
+                "--reason",
+                "x",
+            ],
+            ["exactly one"],
+        ),
+        (
+            ["allow", "remove", "--hash-sha256", "abc", "--reviewer", "ana", "--reason", "x"],
+            ["64 hexadecimal"],
+        ),
+        (["allow", "add", "--match-id", "m", "--reviewer", " ", "--reason", "x"], ["--reviewer"]),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

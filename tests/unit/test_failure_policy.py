@@ -17,6 +17,7 @@ import pytest
 
 import edgematch
 from edgematch.downstream.quarantine import CopyUnverified, QuarantineUnavailable
+from edgematch.downstream.release import EvidenceKept, NotReleasable, UnknownReport
 from edgematch.errors import (
     BadInput,
     ConfigurationError,
@@ -92,6 +93,9 @@ FINAL: dict[type[EdgematchError], Callable[[], EdgematchError]] = {
     BadInput: lambda: BadInput("empty hash file"),
     ObjectMissing: lambda: ObjectMissing("gone"),
     QuarantineUnavailable: lambda: QuarantineUnavailable("no bucket"),
+    UnknownReport: lambda: UnknownReport("no report rpt-x"),
+    NotReleasable: lambda: NotReleasable("report rpt-x is confirmed"),
+    EvidenceKept: lambda: EvidenceKept("legal hold stays: access denied"),
     Unreadable: lambda: Unreadable("not gzip JSON Lines"),
 }
 BUGS: list[Callable[[], Exception]] = [

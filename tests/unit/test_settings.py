@@ -88,6 +88,10 @@ DEFAULTS: dict[str, tuple[str, object]] = {
     "EDGEMATCH_REPORT_ORG_NAME": ("report_org_name", None),
     "EDGEMATCH_REPORT_REPORTER_NAME": ("report_reporter_name", None),
     "EDGEMATCH_REPORT_TEST": ("report_test", False),
+    "EDGEMATCH_REVIEW": ("review", "auto"),
+    "EDGEMATCH_REVIEW_LINK_S": ("review_link_s", 900),
+    "EDGEMATCH_FLOOD_MATCHES": ("flood_matches", 50),
+    "EDGEMATCH_FLOOD_WINDOW_S": ("flood_window_s", 24 * 3600),
     "EDGEMATCH_MATCH_CACHE_TTL_S": ("match_cache_ttl_s", 90 * 24 * 3600),
     "EDGEMATCH_CLEAN_CACHE_TTL_S": ("clean_cache_ttl_s", 0),
     "EDGEMATCH_JOURNAL_GRACE_S": ("journal_grace_s", 20.0),
@@ -307,6 +311,11 @@ GOOD_VALUES: list[tuple[str, str, str, object]] = [
     ("EDGEMATCH_REPORT_ORG_NAME", "Example Inc.", "report_org_name", "Example Inc."),
     ("EDGEMATCH_REPORT_REPORTER_NAME", "T&S team", "report_reporter_name", "T&S team"),
     ("EDGEMATCH_REPORT_TEST", "yes", "report_test", True),
+    ("EDGEMATCH_REVIEW", "required", "review", "required"),
+    ("EDGEMATCH_REVIEW", "off", "review", "off"),
+    ("EDGEMATCH_REVIEW_LINK_S", "300", "review_link_s", 300),
+    ("EDGEMATCH_FLOOD_MATCHES", "5", "flood_matches", 5),
+    ("EDGEMATCH_FLOOD_WINDOW_S", "3600", "flood_window_s", 3600),
     ("EDGEMATCH_WEBHOOK_HOST", "127.0.0.1", "webhook_host", "127.0.0.1"),
     ("EDGEMATCH_WEBHOOK_PORT", "9443", "webhook_port", 9443),
     ("EDGEMATCH_WEBHOOK_MAX_BODY_BYTES", "65536", "webhook_max_body_bytes", 65536),
@@ -509,6 +518,11 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("EDGEMATCH_REPORT_WEBHOOK_URL", "http://hooks.example/r"),
     ("EDGEMATCH_REPORT_WEBHOOK_URL", "hooks.example/r"),
     ("EDGEMATCH_REPORT_TEST", "maybe"),
+    ("EDGEMATCH_REVIEW", "always"),
+    ("EDGEMATCH_REVIEW_LINK_S", "0"),
+    ("EDGEMATCH_REVIEW_LINK_S", "86400"),
+    ("EDGEMATCH_FLOOD_MATCHES", "0"),
+    ("EDGEMATCH_FLOOD_WINDOW_S", "1d"),
     ("EDGEMATCH_WEBHOOK_PORT", "0"),
     ("EDGEMATCH_WEBHOOK_PORT", "http"),
     ("EDGEMATCH_WEBHOOK_MAX_BODY_BYTES", "0"),
@@ -929,3 +943,21 @@ def test_cli_result_rejects_a_non_s3_uri() -> None:
     assert proc.returncode == 2
     assert "s3://" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("review", "reporter", "required"),
+    [
+        ("auto", "record", False),
+        ("auto", "webhook", True),
+        ("auto", "photodna", True),
+        ("required", "record", True),
+        ("off", "photodna", False),
+    ],
+)
+def test_review_is_required_by_default_where_a_report_leaves(
+    review: str, reporter: str, required: bool
+) -> None:
+    """EDGEMATCH_REVIEW=auto holds the reports a reporter sends to another party."""
+    settings = Settings(review=review, reporter=reporter)
+    assert settings.review_required is required

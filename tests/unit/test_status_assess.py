@@ -157,3 +157,16 @@ def test_the_verdict_log_behind_is_a_problem() -> None:
     assert "no result is recorded" in full[0].what
     text = render(replace(HEALTHY, verdict_log=_log(400, 25.0, 1)), [])
     assert "verdict log   400 results waiting (oldest 25 s), 1 batch(es) being written" in text
+
+
+def test_a_flooded_match_id_is_named() -> None:
+    """A match id the flood guard holds is a problem naming it and how to find its reports."""
+    flooded = replace(
+        HEALTHY,
+        flooded=[{"match_id": "m-123", "at": 1.0}],
+        flood_limit=50,
+        flood_window_s=86400,
+    )
+    (problem,) = assess(flooded)
+    assert "match id m-123 matched more than 50 distinct objects" in problem.what
+    assert "review list --match-id m-123" in problem.what

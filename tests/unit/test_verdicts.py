@@ -10,10 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgematch.pipeline.verdicts import (
+    ALLOWLISTED,
     CLEAN,
     MATCH,
     PENDING,
     QUARANTINED,
+    RELEASED,
     UNSCANNABLE,
     Facts,
     decide,
@@ -22,7 +24,7 @@ from edgematch.pipeline.verdicts import (
     strength,
 )
 
-ORDER = [PENDING, CLEAN, UNSCANNABLE, MATCH, QUARANTINED]
+ORDER = [PENDING, CLEAN, ALLOWLISTED, UNSCANNABLE, RELEASED, MATCH, QUARANTINED]
 VERDICTS = [CLEAN, UNSCANNABLE, MATCH]
 LANES = ["live", "replay", "backfill"]
 
@@ -47,7 +49,8 @@ def _facts(
 
 
 def test_strength_order() -> None:
-    """pending < clean < unscannable < match < quarantined; anything else below them all."""
+    """pending < clean < allowlisted < unscannable < released < match < quarantined;
+    anything else below them all."""
     assert [strength(v) for v in ORDER] == sorted(strength(v) for v in ORDER)
     assert len({strength(v) for v in ORDER}) == len(ORDER)
     assert strength(None) < strength(PENDING) and strength("platform-value") < strength(PENDING)
@@ -55,7 +58,7 @@ def test_strength_order() -> None:
 
 @pytest.mark.parametrize("lane", LANES)
 @pytest.mark.parametrize("existing", [MATCH, QUARANTINED])
-@pytest.mark.parametrize("verdict", [PENDING, CLEAN, UNSCANNABLE])
+@pytest.mark.parametrize("verdict", [PENDING, CLEAN, ALLOWLISTED, UNSCANNABLE, RELEASED])
 def test_match_and_quarantined_are_never_weakened(existing: str, verdict: str, lane: str) -> None:
     """Whatever the lane, nothing weaker replaces match or quarantined."""
     assert not may_replace(existing, verdict, lane=lane)
@@ -75,7 +78,18 @@ def test_at_least_as_strong_always_replaces() -> None:
 def test_only_an_on_call_rescan_clears_unscannable(lane: str, allowed: bool) -> None:
     """clean over unscannable: dlq replay or backfill --rescan only; a late live one, never."""
     assert may_replace(UNSCANNABLE, CLEAN, lane=lane) is allowed
+    assert may_replace(UNSCANNABLE, ALLOWLISTED, lane=lane) is allowed
     assert not may_replace(UNSCANNABLE, PENDING, lane=lane)
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_a_released_version_is_blocked_again_only_by_a_match(lane: str) -> None:
+    """released stands over every readable verdict and unscannable; a match (a redelivery,
+    a rescan of the released version) puts it back: fail closed."""
+    for verdict in (PENDING, CLEAN, ALLOWLISTED, UNSCANNABLE):
+        assert not may_replace(RELEASED, verdict, lane=lane)
+    assert may_replace(RELEASED, MATCH, lane=lane)
+    assert may_replace(RELEASED, QUARANTINED, lane=lane)
 
 
 def test_first_result_is_recorded_and_tags() -> None:
