@@ -40,6 +40,13 @@ class SaturatedRun:
     from_cache: int = 0
     #: Hashes fed that are byte-identical to one scanned before the run.
     repeats: int = 0
+    #: Each accepted API request of the run: (time of its answer, hashes it carried), from
+    #: the results' ``tracking_id`` and ``scanned_at``.
+    requests_at: list[tuple[float, int]] = field(default_factory=list)
+    #: CPU ms of the test doubles (moto, sandbox, redis-server) over the same run.
+    doubles_cpu_ms: dict[str, float] = field(default_factory=dict)
+    #: moto's requests by operation over the run (``s3:GetObject`` …), counted by moto.
+    moto_requests: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -52,6 +59,16 @@ class LightRun:
 def _log_count(stack: Stack, process: str, event: str) -> int:
     needle = f'"event": "{event}"'
     return sum(needle in line for line in stack.pipe.log_lines(process))
+
+
+def _requests(results: Any) -> list[tuple[float, int]]:
+    """The API requests behind ``results`` (by ``tracking_id``): (first ``scanned_at``,
+    hashes), in time order; results without a tracking id (cache answers) are left out."""
+    by_request: dict[str, list[float]] = {}
+    for doc in results:
+        if doc.get("tracking_id") and not doc.get("from_cache"):
+            by_request.setdefault(str(doc["tracking_id"]), []).append(float(doc["scanned_at"]))
+    return sorted((min(times), len(times)) for times in by_request.values())
 
 
 def _wait_for(predicate: Any, timeout_s: float, what: str) -> None:
@@ -175,8 +192,10 @@ class EdgematchProcesses:
             stack.upload_many(keys, data=copies.get)
         stack.sandbox_reset()
         cpus = {name: TreeCPU(self.pid(name)) for name in ("worker", "beat")}
-        for cpu in cpus.values():
+        doubles = {name: TreeCPU(pid) for name, pid in stack.double_pids().items()}
+        for cpu in [*cpus.values(), *doubles.values()]:
             cpu.start()
+        stack.moto_requests(reset=True)
         own_before = stack.redis.commands
         total_before = stack.redis.total_commands()
         by_command_before = stack.redis.commandstats()
@@ -202,12 +221,14 @@ class EdgematchProcesses:
             if found and first_seen is None:
                 first_seen = time.monotonic()
                 deadline = first_seen + cap_s
-            for cpu in cpus.values():
+            for cpu in [*cpus.values(), *doubles.values()]:
                 cpu.poll()
             load.poll()
             time.sleep(0.25)
 
         cpu_ms = {name: cpu.used_ms() for name, cpu in cpus.items()}
+        doubles_cpu_ms = {name: cpu.used_ms() for name, cpu in doubles.items()}
+        moto_requests = stack.moto_requests()
         machine = load.result()
         for proc in profilers:
             proc.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
@@ -232,6 +253,9 @@ class EdgematchProcesses:
             machine=machine,
             from_cache=sum(bool(doc.get("from_cache")) for doc in found.values()),
             repeats=len(copies),
+            requests_at=_requests(found.values()),
+            doubles_cpu_ms=doubles_cpu_ms,
+            moto_requests=moto_requests,
         )
 
     def _profile(self, duration_s: float) -> list[subprocess.Popen[bytes]]:
@@ -247,6 +271,10 @@ class EdgematchProcesses:
                     spy,
                     "record",
                     "--subprocesses",
+                    # Only the thread holding the GIL (on CPU, in Python), sampled without
+                    # pausing the process: a CPU profile that leaves the run's pace alone.
+                    "--gil",
+                    "--nonblocking",
                     "--rate",
                     "200",
                     "--format",

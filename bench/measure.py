@@ -146,3 +146,39 @@ class MachineLoad:
             "bench_cores": round(mine / elapsed_ms, 2),
             "others_cores": round(max(0.0, busy - mine) / elapsed_ms, 2),
         }
+
+
+# -- steady state ----------------------------------------------------------------------
+
+#: Requests a steady-state figure needs to count (the issue's floor).
+STEADY_MIN_REQUESTS = 200
+
+
+def steady_state(rate: float, requests: Sequence[tuple[float, int]]) -> dict[str, float | int]:
+    """Throughput over the saturated part of a run, not crediting the initial burst.
+
+    ``requests``: each accepted request's (answer time, hashes), in time order. The first
+    second after the first answer is left out (the burst the sandbox admits at once); over
+    the rest, from its first request to its last, the rate is (requests − 1) / span and the
+    hashes those requests after the first carried / span. ``utilisation`` is that hash rate
+    over 5 × R; ``enough`` says whether at least :data:`STEADY_MIN_REQUESTS` were counted.
+    """
+    if not requests:
+        return {"requests": 0, "utilisation": 0.0, "enough": False}
+    start = requests[0][0] + 1.0
+    window = [(t, n) for t, n in requests if t >= start]
+    if len(window) < 2:
+        return {"requests": len(window), "utilisation": 0.0, "enough": False}
+    span = window[-1][0] - window[0][0]
+    hashes = sum(n for _, n in window[1:])
+    per_s = (len(window) - 1) / span if span > 0 else 0.0
+    hashes_per_s = hashes / span if span > 0 else 0.0
+    return {
+        "requests": len(window),
+        "span_s": round(span, 3),
+        "requests_per_s": round(per_s, 3),
+        "hashes_per_s": round(hashes_per_s, 3),
+        "utilisation": round(hashes_per_s / (HASHES_PER_REQUEST * math.floor(rate)), 4),
+        "request_utilisation": round(per_s / math.floor(rate), 4),
+        "enough": len(window) >= STEADY_MIN_REQUESTS,
+    }

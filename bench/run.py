@@ -30,7 +30,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import harness, measure
+from bench import costs, harness, measure, prices
 from bench.baselines.runner import BaselineRun, run_baseline
 from bench.edgematch_runs import EdgematchProcesses, LightRun, SaturatedRun
 from bench.stack import Stack
@@ -40,7 +40,9 @@ RESULTS = ROOT / "bench" / "results"
 EDGEMATCH, FIXED, RATE_LIMITED = "edgematch", "fixed_sleep", "rate_limited"
 #: edgematch's match step alone, fed straight into the batch buffer: only the limiter limits.
 MATCH_STEP = "edgematch_match_step"
-SYSTEMS = (EDGEMATCH, MATCH_STEP, FIXED, RATE_LIMITED)
+#: The whole pipeline in runs long enough for a steady-state figure, at each (R, workers).
+STEADY = "edgematch_steady"
+SYSTEMS = (EDGEMATCH, MATCH_STEP, FIXED, RATE_LIMITED, STEADY)
 
 
 def _ints(text: str) -> list[int]:
@@ -49,6 +51,16 @@ def _ints(text: str) -> list[int]:
 
 def _floats(text: str) -> list[float]:
     return [float(part) for part in text.split(",") if part.strip()]
+
+
+def _configs(text: str) -> list[tuple[float, int]]:
+    """``5x1,10x2`` → [(5.0, 1), (10.0, 2)]: (R, worker processes)."""
+    out = []
+    for part in text.split(","):
+        if part.strip():
+            rate, _, workers = part.strip().partition("x")
+            out.append((float(rate), int(workers)))
+    return out
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -83,6 +95,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0.3,
         help="share of re-uploads (byte-identical hashes scanned before) in the result-cache "
         "run, at --margin-workers workers with EDGEMATCH_CLEAN_CACHE_TTL_S set; 0 skips it",
+    )
+    p.add_argument(
+        "--steady",
+        type=_configs,
+        default=_configs("5x1,5x2,5x4,10x2,10x4"),
+        metavar="RxW,...",
+        help="(R, worker processes) of the steady-state runs of the whole pipeline",
+    )
+    p.add_argument(
+        "--steady-hashes",
+        type=int,
+        default=1100,
+        help="hashes in each steady-state run (at least 200 requests after the first second)",
+    )
+    p.add_argument(
+        "--steady-variant",
+        action="append",
+        default=[],
+        metavar="EDGEMATCH_X=V[,EDGEMATCH_Y=W]",
+        help="run every steady-state configuration again with these settings too, side by "
+        "side in the same run (repeatable), e.g. EDGEMATCH_TAG_CLEAN=off",
     )
     p.add_argument("--systems", default=",".join(SYSTEMS), help="which systems to run")
     p.add_argument(
@@ -165,6 +198,7 @@ def edgematch_row(
             if calls / scanned >= 0.05
         },
     }
+    row |= _cost_figures(rate, sat, scanned)
     if light is not None:
         ms = [1000 * v for v in light.latencies_s]
         row["light_load"] = {
@@ -176,6 +210,29 @@ def edgematch_row(
             "requests": light.sandbox.get("by_http_status"),
         }
     return row
+
+
+def _cost_figures(rate: float, sat: SaturatedRun, scanned: int) -> dict[str, Any]:
+    """Steady-state throughput, the test doubles' CPU, and moto's requests turned into a
+    cost per million hashes at the list prices of bench/prices.py."""
+    per_op = {
+        op: round(n / scanned, 4)
+        for op, n in sorted(sat.moto_requests.items(), key=lambda kv: -kv[1])
+    }
+    paid = {op: n for op, n in per_op.items() if prices.is_paid(op)}
+    tags = per_op.get("s3:PutObjectTagging", 0.0)
+    return {
+        "steady": measure.steady_state(rate, sat.requests_at),
+        "doubles_cpu_ms_per_hash": {
+            name: round(ms / scanned, 3) for name, ms in sat.doubles_cpu_ms.items()
+        },
+        "requests_per_hash_by_operation": per_op,
+        "paid_requests_per_hash": round(sum(paid.values()), 3),
+        "cost_per_million_hashes_usd": round(prices.cost_per_million(paid), 3),
+        "tag_storage_per_million_hashes_usd_per_month": round(
+            prices.tags_per_million_per_month(tags), 3
+        ),
+    }
 
 
 def baseline_row(rate: float, kind: str, workers: int, run: BaselineRun) -> dict[str, Any]:
@@ -248,6 +305,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "margins": args.margins,
             "margin_workers": args.margin_workers,
             "repeats": args.repeats,
+            "steady": args.steady,
+            "steady_hashes": args.steady_hashes,
+            "steady_variants": args.steady_variant,
+            "prices": {"date": prices.PRICES_DATE, "source": prices.PRICES_SOURCE},
             "edgematch_settings": _settings(args),
             "broker": args.broker,
             "ceiling": "5 × R × (T + 1) hashes, T = seconds from the first to the last "
@@ -307,6 +368,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if row is not None:
                     row["margin"] = margin
                     doc["margin_rows"].append(row)
+        if STEADY in systems:
+            for rate, workers in args.steady:
+                for variant in ["", *args.steady_variant]:
+                    row = attempt(
+                        f"edgematch steady state, R = {rate:g}, {workers} worker process(es)"
+                        + (f", {variant}" if variant else ""),
+                        partial(_steady, stack, args, rate, workers, variant),
+                    )
+                    if row is not None:
+                        doc["rows"].append(row)
         if EDGEMATCH in systems and args.repeats > 0:
             w = args.margin_workers
             for ttl in ("0", "3600"):
@@ -344,6 +415,32 @@ def _pipeline(stack: Stack, args: argparse.Namespace, workers: int) -> dict[str,
     # The servers' own CPU: Redis (store, and broker unless RabbitMQ is), RabbitMQ.
     row["broker"] = stack.broker
     row["server_cpu_ms_per_hash"] = {n: round(ms / scanned, 3) for n, ms in server_ms.items()}
+    return row
+
+
+def _steady(
+    stack: Stack, args: argparse.Namespace, rate: float, workers: int, variant: str = ""
+) -> dict[str, Any]:
+    """The Procfile's processes through a backlog long enough for a steady-state figure, at
+    ``rate`` (the sandbox's and edgematch's) and ``workers``; ``variant``: settings of
+    theirs (``EDGEMATCH_X=V,…``) on top of ``--set``."""
+    extra = dict(pair.split("=", 1) for pair in variant.split(",") if pair)
+    env = _settings(args, EDGEMATCH_RATE_LIMIT=f"{rate:g}", **extra)
+    suffix = "".join(c for c in variant.lower() if c.isalnum())[-16:]
+    tag = f"st{rate:g}x{workers}" + (f"-{suffix}" if variant else "")
+    procs = EdgematchProcesses(stack, workers=workers, env=env, tag=tag, profile_dir=args.profile)
+    stack.set_rate(rate)
+    try:
+        procs.start()
+        cap_s = args.steady_hashes / (measure.HASHES_PER_REQUEST * rate) * 1.5 + 10.0
+        sat = procs.saturated(args.steady_hashes, cap_s=cap_s)
+    finally:
+        procs.stop()
+        stack.purge_edgematch()
+        stack.set_rate(args.rate)
+    row = edgematch_row(rate, workers, sat, None, system=STEADY)
+    row["rate"] = rate
+    row["variant"] = variant
     return row
 
 
@@ -491,7 +588,7 @@ def plot(doc: dict[str, Any], path: Path) -> None:
         FIXED: "fixed 100 ms sleep, batches of 5",
         RATE_LIMITED: "1 hash/task, rate_limit R/workers",
     }
-    for system in SYSTEMS:
+    for system in SYSTEMS[:-1]:  # not the steady-state runs: their R differs
         rows = sorted((r for r in doc["rows"] if r["system"] == system), key=lambda r: r["workers"])
         if not rows:
             continue
@@ -530,8 +627,11 @@ def main(argv: list[str] | None = None) -> int:
     doc = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    args.out.with_suffix(".md").write_text(markdown(doc), encoding="utf-8")
+    args.out.with_suffix(".md").write_text(
+        markdown(doc) + "\n" + costs.cost_markdown(doc), encoding="utf-8"
+    )
     print(table(doc))
+    print("\n" + costs.cost_markdown(doc))
     if "harness" in doc:
         drain = doc["harness"]["sqs_drain"]
         floor = doc["harness"]["boto3_client_cpu_ms_per_call"]["per_hash_floor"]

@@ -20,6 +20,7 @@ import httpx
 import kombu
 
 from bench.measure import TreeCPU
+from bench.motocount import CountingMotoServer
 from devtools.localstack import LocalPipeline
 from devtools.rabbitserver import RabbitServer
 from edgematch.config.settings import Settings
@@ -73,6 +74,8 @@ class Stack:
                 "EDGEMATCH_LOG_LEVEL": "INFO",
             },
         )
+        # The same moto, counting the requests it serves by operation (bench/motocount.py).
+        self.pipe.moto = CountingMotoServer()
         self.http = httpx.Client(timeout=10)
 
     def start(self) -> Stack:
@@ -104,6 +107,30 @@ class Stack:
         """Clear the counters and let the one-second window empty (a fresh burst)."""
         self.http.post(f"{self.pipe.sandbox.root}/_sandbox/reset", json={}).raise_for_status()
         time.sleep(1.1)
+
+    def set_rate(self, rate: float) -> None:
+        """Make the sandbox admit ``rate`` requests a second from now on."""
+        reply = self.http.post(f"{self.pipe.sandbox.root}/_sandbox/faults", json={"rate": rate})
+        reply.raise_for_status()
+        self.rate = rate
+
+    # -- the test doubles' own counters ------------------------------------------------------
+    def double_pids(self) -> dict[str, int]:
+        """The process of each test double: moto (S3 and SQS), the sandbox, redis-server."""
+        procs = {
+            "moto": self.pipe.moto.proc,
+            "sandbox": self.pipe.sandbox.proc,
+            "redis": self.pipe.redis.proc,
+        }
+        return {name: proc.pid for name, proc in procs.items() if proc is not None}
+
+    def moto_requests(self, *, reset: bool = False) -> dict[str, int]:
+        """moto's requests by operation (``s3:GetObject`` …) since the last reset; ``reset``
+        starts a new count."""
+        url = f"{self.pipe.moto.url}/_bench/requests"
+        reply = self.http.post(url) if reset else self.http.get(url)
+        reply.raise_for_status()
+        return {str(k): int(v) for k, v in reply.json().items()}
 
     def sandbox_stats(self) -> dict[str, Any]:
         reply = self.http.get(f"{self.pipe.sandbox.root}/_sandbox/stats")

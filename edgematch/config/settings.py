@@ -228,6 +228,13 @@ class Settings(Derived):
     shutdown_grace_s: float = setting(
         30.0, PROCESSES, p.positive_float, unit="s",
         help="on SIGTERM, how long running tasks may finish before the rest is handed back")
+    tag_clean: bool = setting(
+        True, RESULTS, p.boolean, default_doc="`on`",
+        help="`off`: a `clean` verdict leaves the content's tags alone — two S3 requests "
+        "fewer a clean hash (the tags' GET and PUT, the PUT billed like an upload) and no "
+        "tag stored on clean content; the verdict log is the record. The publication gate "
+        "tags clean content whatever this says "
+        "([tagging clean content](operations.md#tagging-clean-content))")
     gate: bool = setting(
         False, RESULTS, p.boolean, default_doc="`off`",
         help="`on`: tag content `pending` until its verdict "

@@ -82,12 +82,13 @@ def ingest(
     correlation_id: str,
     lane: str,
     publish: Callable[[Result], None],
-    start_pump: Callable[[str], None],
+    start_pump: Callable[[str], None] | None,
 ) -> str:
     """Fetch, validate and buffer the hash file ``obj`` names.
 
     Returns ADDED, DUPLICATE, REFUSED, or CACHED / CACHED_CLEAN when the verdict came from
-    the match cache or the result cache for clean verdicts.
+    the match cache or the result cache for clean verdicts. ``start_pump`` None: the
+    caller starts a pump if one is needed (:func:`kick`), once for a whole batch of events.
     """
     s = rt.settings
     # A cheap look before any S3 call; the atomic check is the push below.
@@ -155,10 +156,10 @@ def _buffer(
     item: Item,
     *,
     publish: Callable[[Result], None],
-    start_pump: Callable[[str], None],
+    start_pump: Callable[[str], None] | None,
 ) -> str:
     """Answer ``item`` from the match cache, or add it to the batch buffer and start a
-    pump when none is draining it."""
+    pump when none is draining it (``start_pump`` None: the caller does)."""
     as_read = replace(obj, version_id=item.version_id, etag=item.etag).identity
     cached = rt.match_cache.find(item.hash_sha256)  # the match first: matches always win
     if cached is not None:
@@ -167,10 +168,16 @@ def _buffer(
         log.info("ingest_duplicate", bucket=obj.bucket, key=obj.key, version_id=obj.version_id)
         return DUPLICATE
     log.info("ingest_buffered", **item.log_fields(), content_key=item.content_key)
+    if start_pump is not None:
+        kick(rt, start_pump)
+    return ADDED
+
+
+def kick(rt: Runtime, start_pump: Callable[[str], None]) -> None:
+    """Start a pump if the buffer needs one more (one script call: kick.lua)."""
     pump_id = rt.buffer.kick()
     if pump_id is not None:
         start_pump(pump_id)
-    return ADDED
 
 
 def _hold_for_scan(rt: Runtime, item: Item) -> None:

@@ -84,9 +84,15 @@ def consume(
     """
     if allowlist is not None:
         result = allowlist.screen(result)
-    with tags.lock(result.content_bucket, result.content_key):
-        fresh, decision = _commit(result, store=store, tags=tags)
-        tag = _tag(result, tags=tags, log=log) if decision.tag else None
+    if tags.tags_verdict(result.verdict):
+        with tags.lock(result.content_bucket, result.content_key):
+            fresh, decision = _commit(result, store=store, tags=tags)
+            tag = _tag(result, tags=tags, log=log) if decision.tag else None
+    else:
+        # Not tagged (EDGEMATCH_TAG_CLEAN off): no tag to guard, and the record is a
+        # compare-and-set of its own.
+        fresh, decision = _commit(result, store=store, tags=tags, tagged=False)
+        tag = None
     # Downstream consumers run on repeats and on superseded results too: a crash after
     # recording must not leave a match unquarantined, and an older version that matched
     # is quarantined and reported on its own. They are idempotent on their own.
@@ -113,10 +119,13 @@ def consume(
     return True
 
 
-def _commit(result: Result, *, store: ResultStore, tags: VerdictTags) -> tuple[bool, Decision]:
+def _commit(
+    result: Result, *, store: ResultStore, tags: VerdictTags, tagged: bool = True
+) -> tuple[bool, Decision]:
     """Decide what ``result`` may change and record it (under the caller's tag lock);
     decide again when another writer recorded a result meanwhile. Returns whether this
-    was the item's first recording, and the decision.
+    was the item's first recording, and the decision. ``tagged``: False when the result
+    is not written as a tag (its decision then never says to tag).
 
     Raises TransientError when the recorded result kept changing.
     """
@@ -125,7 +134,7 @@ def _commit(result: Result, *, store: ResultStore, tags: VerdictTags) -> tuple[b
     for _ in range(_COMMIT_TRIES):
         previous = store.current(result.bucket, result.key)
         recorded = Facts.of(previous) if previous is not None else None
-        decision = _decide(result, new, recorded, tags=tags, late=late)
+        decision = _decide(result, new, recorded, tags=tags, late=late, tagged=tagged)
         fresh = store.commit(
             result,
             record=decision.record,
@@ -140,7 +149,13 @@ def _commit(result: Result, *, store: ResultStore, tags: VerdictTags) -> tuple[b
 
 
 def _decide(
-    result: Result, new: Facts, recorded: Facts | None, *, tags: VerdictTags, late: bool
+    result: Result,
+    new: Facts,
+    recorded: Facts | None,
+    *,
+    tags: VerdictTags,
+    late: bool,
+    tagged: bool = True,
 ) -> Decision:
     """The rule of verdicts.py, given what it needs to know from S3."""
     hash_current = None
@@ -148,11 +163,15 @@ def _decide(
         hash_current = tags.is_current_write(
             result.bucket, result.key, version_id=result.version_id, etag=result.etag
         )
-    reachable = new.content_version is not None and tags.reachable(
-        result.content_bucket,
-        result.content_key,
-        version_id=result.content_version_id,
-        etag=result.content_etag,
+    reachable = (
+        tagged
+        and new.content_version is not None
+        and tags.reachable(
+            result.content_bucket,
+            result.content_key,
+            version_id=result.content_version_id,
+            etag=result.content_etag,
+        )
     )
     return decide(new, recorded, hash_current=hash_current, content_reachable=reachable)
 

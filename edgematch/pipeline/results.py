@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from edgematch.pipeline import verdicts
@@ -106,7 +106,9 @@ class Result:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        doc = asdict(self)
+        # Every field is a plain value or a tuple of strings: a shallow copy is the whole
+        # document (dataclasses.asdict deep-copies each value, for nothing here).
+        doc = {f.name: getattr(self, f.name) for f in _FIELDS}
         for name in ("match_ids", "sources", "violations"):
             doc[name] = list(doc[name])
         return doc
@@ -122,6 +124,8 @@ class Result:
             values[name] = tuple(values.get(name) or ())
         return cls(**values)
 
+
+_FIELDS = dataclasses.fields(Result)
 
 #: What takes every recorded result on from here (quarantine, reporting …).
 HandOn = Callable[[Result], None]

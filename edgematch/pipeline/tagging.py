@@ -28,7 +28,7 @@ import redis
 from edgematch.errors import ObjectMissing
 from edgematch.infra.keys import Keys
 from edgematch.infra.storage import ObjectStore
-from edgematch.pipeline.verdicts import may_replace
+from edgematch.pipeline.verdicts import CLEAN, may_replace
 from edgematch.recovery.locks import exclusive
 
 if TYPE_CHECKING:
@@ -50,12 +50,20 @@ class VerdictTags:
         *,
         tag_key: str,
         lock_ttl_s: float,
+        tag_clean: bool = True,
     ) -> None:
         self._objects = objects
+        self._tag_clean = tag_clean
         self._r = client
         self._k = Keys(namespace)
         self.tag_key = tag_key
         self._lock_ttl_s = lock_ttl_s
+
+    def tags_verdict(self, verdict: str) -> bool:
+        """Whether a result with ``verdict`` is written as a tag: every verdict but
+        ``clean`` always, ``clean`` unless ``EDGEMATCH_TAG_CLEAN`` is off (and the
+        publication gate, which must replace ``pending``, is off too)."""
+        return verdict != CLEAN or self._tag_clean
 
     @contextmanager
     def lock(self, bucket: str, key: str, *, wait_s: float = TAG_LOCK_WAIT_S) -> Iterator[None]:
@@ -134,4 +142,6 @@ def verdict_tags(rt: Runtime) -> VerdictTags:
         rt.settings.namespace,
         tag_key=rt.settings.result_tag,
         lock_ttl_s=rt.settings.lock_ttl_s,
+        # The gate's `pending` must give way to the verdict, `clean` included.
+        tag_clean=rt.settings.tag_clean or rt.settings.gate,
     )

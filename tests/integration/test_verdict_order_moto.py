@@ -497,3 +497,48 @@ def test_the_recorded_result_is_a_compare_and_set(
         assert current is not None and current["item_id"] == "two"
     finally:
         rt.close()
+
+
+def test_clean_tagging_off_leaves_clean_content_alone_but_tags_every_other_verdict(
+    s3: S3Client, redis_client: redis.Redis, make_settings: MakeSettings
+) -> None:
+    """EDGEMATCH_TAG_CLEAN=off, as docs/operations.md ("Tagging clean content") tells
+    operators to set it where nothing reads the clean tag: a clean result is recorded and
+    the content's tags are left as they were; a match is tagged as ever; with the gate on,
+    clean content is tagged all the same (only that tag releases `pending`)."""
+    log = structlog.get_logger("test")
+    rt = Runtime(make_settings(namespace="tag-clean-off", tag_clean=False))
+    try:
+        s3.create_bucket(Bucket="untagged")
+        for key in ("c.jpg", "m.jpg"):
+            s3.put_object(Bucket="untagged", Key=key, Body=b"bytes", Tagging="owner=platform")
+            s3.put_object(Bucket="untagged", Key=f"{key}.bin", Body=os.urandom(HASH))
+        clean = _ingest_one(rt, s3, "untagged", "c.jpg")
+        hit = _ingest_one(rt, s3, "untagged", "m.jpg")
+        tags = verdict_tags(rt)
+        assert consume(_clean_result(clean), store=rt.results, tags=tags, log=log, hand_on=left_out)
+        match = Result.for_item(hit, verdict=MATCH, is_match=True, match_ids=("m",))
+        assert consume(match, store=rt.results, tags=tags, log=log, hand_on=left_out)
+        assert _tags_of(s3, "untagged", "c.jpg") == {"owner": "platform"}
+        assert _tags_of(s3, "untagged", "m.jpg") == {"owner": "platform", TAG: MATCH}
+        recorded = rt.results.current("untagged", "c.jpg.bin")
+        assert recorded is not None and recorded["verdict"] == CLEAN
+    finally:
+        rt.close()
+
+    gated = Runtime(make_settings(namespace="tag-clean-off-gate", tag_clean=False, gate=True))
+    try:
+        s3.put_object(Bucket="untagged", Key="g.jpg", Body=b"bytes")
+        s3.put_object(Bucket="untagged", Key="g.jpg.bin", Body=os.urandom(HASH))
+        item = _ingest_one(gated, s3, "untagged", "g.jpg")
+        assert _tags_of(s3, "untagged", "g.jpg") == {TAG: "pending"}
+        consume(
+            _clean_result(item),
+            store=gated.results,
+            tags=verdict_tags(gated),
+            log=log,
+            hand_on=left_out,
+        )
+        assert _tags_of(s3, "untagged", "g.jpg") == {TAG: CLEAN}
+    finally:
+        gated.close()
