@@ -18,7 +18,9 @@ id and correlation id, and a status with its history::
                                                             content was put back
 
 A report held for review (``EDGEMATCH_REVIEW=required``, or a flooded match id) starts in
-``pending_review`` and is never submitted before a ``confirmed`` decision. A ``confirmed``
+``pending_review`` and is never submitted before a ``confirmed`` decision. A ``pending``
+report of the ``record`` reporter is a document waiting for a person (edgematch sends it
+nowhere), so a reviewer may reject it too (``pending → rejected``). A ``confirmed``
 report is never released; a ``rejected`` one is never submitted.
 
 The report id is derived from the content version (bucket, key, version id or ETag), so
@@ -65,7 +67,7 @@ STATUSES: Final = (
     RELEASED,
 )
 _TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
-    PENDING: frozenset({SUBMITTED, FAILED}),
+    PENDING: frozenset({SUBMITTED, FAILED, REJECTED}),
     FAILED: frozenset({SUBMITTED, FAILED}),
     SUBMITTED: frozenset(),
     SHADOW: frozenset(),

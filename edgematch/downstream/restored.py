@@ -70,6 +70,11 @@ def refusal(doc: Mapping[str, Any]) -> str | None:
             f"report {rid} is pending_review: no reviewer has decided yet; a reviewer rejects "
             "it first (edgematch review reject ID --reviewer NAME --reason TEXT)"
         )
+    if status == "pending" and doc.get("reporter") == "record":
+        return (
+            f"report {rid} is pending: no reviewer has decided yet; a reviewer rejects "
+            "it first (edgematch review reject ID --reviewer NAME --reason TEXT)"
+        )
     if status == "pending":
         return (
             f"report {rid} is pending: it was filed while review was off and goes to the "

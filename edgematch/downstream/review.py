@@ -32,6 +32,7 @@ from typing import Any, Final
 
 from edgematch.downstream.custody import CONTENT_MISSING
 from edgematch.downstream.filing import Downstream
+from edgematch.downstream.reporters import RECORD
 from edgematch.downstream.reports import (
     CONFIRMED,
     FAILED,
@@ -90,6 +91,9 @@ def decide(doc: Mapping[str, Any], action: str) -> Decision:
     status, rid = doc["status"], doc["report_id"]
     if status == SHADOW:
         raise DecisionRefused(f"report {rid} is a shadow report (quarantine mode off): never sent")
+    if status == PENDING and action == REJECT and doc.get("reporter") == RECORD:
+        # The record reporter's pending document waits for a person; nothing was sent.
+        return Decision(REJECTED, False, f"report {rid} rejected; it will not be filed")
     if status == PENDING:
         raise DecisionRefused(
             f"report {rid} is not held for review (EDGEMATCH_REVIEW off when it was filed): "

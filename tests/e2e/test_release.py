@@ -192,8 +192,10 @@ def test_an_allowlisted_match_is_neither_quarantined_nor_reported(
     recorded `allowlisted` — tagged so, counted in the metrics and the verdict log — with
     no quarantine and no report; another match still is quarantined and reported, and
     its rejected report is released by retagging the scanned version; a redelivery of its
-    match blocks the version again, and the release run again releases it again."""
-    pipe = make_pipeline(settings=HOLD)
+    match blocks the version again, and the release run again releases it again. On the
+    defaults: the record reporter's report is `pending` (a document waiting for a person),
+    which a reviewer rejects without holding reports first."""
+    pipe = make_pipeline()
     metrics_port = free_port()
     pipe.start_processes(
         "intake",
@@ -232,7 +234,10 @@ def test_an_allowlisted_match_is_neither_quarantined_nor_reported(
     assert json.loads(counted.stdout)["by_verdict"] == {"allowlisted": 1, "match": 1}
 
     # Tag mode's release: the scanned version itself, tagged released.
-    decide(pipe, report["report_id"], "rejected")
+    assert report["status"] == "pending" and report["reporter"] == "record"
+    rejected = decide(pipe, report["report_id"], "rejected")
+    assert rejected["status"] == "rejected"
+    assert rejected["history"][-1]["actor"] == "reviewer-e2e"
     done = cli(pipe, "release", report["report_id"], "--operator", "ana")
     assert done.returncode == 0, done.stderr
     assert content_tags(pipe, pipe.bucket, "photos/bad.jpg") == {

@@ -124,9 +124,15 @@ def test_an_undecided_report_needs_a_rejection_first() -> None:
 
 
 def test_a_report_filed_without_review_says_how_to_hold_them() -> None:
-    """pending (review off): it cannot be rejected, so the refusal names the setting."""
-    why = refusal(_report(PENDING))
+    """pending for a reporter that sends (review off): it cannot be rejected, so the
+    refusal names the setting; the record reporter's pending document is rejected first."""
+    sent = _report(PENDING)
+    sent["reporter"] = "webhook"
+    why = refusal(sent)
     assert why is not None and "EDGEMATCH_REVIEW=required" in why
+    why = refusal(_report(PENDING))
+    assert why is not None and "review reject" in why
+    assert refusal(transition(_report(PENDING), REJECTED, now=NOW + 1, actor="rev")) is None
 
 
 def test_released_names_the_operator_and_where_the_content_is() -> None:

@@ -125,6 +125,19 @@ def test_reports_never_held_cannot_be_decided() -> None:
         decide(failed, REJECT)
 
 
+def test_a_pending_record_report_can_be_rejected_not_confirmed() -> None:
+    """The record reporter's pending document waits for a person (nothing was sent): a
+    reviewer may reject it (and so release its content); confirming it is refused."""
+    pending = new_report(match_result(), EVIDENCE, reporter="record", now=NOW)
+    decision = decide(pending, REJECT)
+    assert decision.status == REJECTED and not decision.submit
+    rejected = transition(pending, REJECTED, now=NOW + 1, reason="innocent", actor="bob")
+    assert rejected["history"][-1]["actor"] == "bob"
+    assert decide(rejected, REJECT).status is None
+    with pytest.raises(DecisionRefused, match="not held for review"):
+        decide(pending, CONFIRM)
+
+
 def test_decided_by_reads_the_last_decision_and_skips_events() -> None:
     """Who decided comes from the status entries, not from a link issued later."""
     doc = with_event(_at(CONFIRMED), "link_issued", now=NOW + 2, actor="mallory")
