@@ -28,7 +28,8 @@ Choices, each for a failure someone has hit:
   delivery limit and a dead-letter queue, publisher confirms, and TLS that verifies the
   server (config/rabbit.py). The Redis transport's options (visibility timeout, kombu's
   unacked keys, the fetch order) and ``worker_disable_prefetch`` are Redis-only: there a
-  worker's consumer holds at most a prefetch of one per process on each queue.
+  worker's consumer holds a prefetch of one per process on each queue, two per process on
+  a live queue beside background (tasks/lifecycle.py's ``LiveFirstConsumer``).
 """
 
 from __future__ import annotations

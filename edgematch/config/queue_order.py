@@ -24,6 +24,15 @@ the pool in arrival order as processes free up. There the same order applies to 
 for a process (:class:`LiveFirstWaiting`, the waiting list of Celery's pool semaphore,
 installed by tasks/lifecycle.py): a held live task runs before a held backfill, with the
 same minimum share for background.
+
+That order alone cannot keep a live task from waiting: with late acknowledgement a live
+consumer holding one task per process has no live task waiting when a process frees, and
+RabbitMQ sends the next one only after the acknowledgement that freed it, by which time the
+process has taken a held backfill. So on a worker that also serves background, each live
+queue's consumer holds twice the worker's processes (:func:`prefetch`; a quorum queue's
+prefetch is per consumer): while live work is
+queued, as many live tasks wait for a process as can run, and a process that frees takes one
+of them (background's minimum share aside) while the broker refills the rest.
 """
 
 from __future__ import annotations
@@ -67,6 +76,16 @@ def rank(queue: str) -> int:
     background (but only ``background`` itself is ever moved first). Pure."""
     step = queue.rsplit(".", 1)[-1]
     return ORDER.index(step) if step in ORDER else _BACKGROUND
+
+
+def prefetch(queue: str, queues: Iterable[str], processes: int) -> int:
+    """RabbitMQ: the tasks a worker with ``processes`` pool processes consuming ``queues``
+    holds from ``queue`` at once: twice its processes for a live queue beside background,
+    otherwise its processes (without background nothing could overtake live tasks, and
+    tasks held beyond the processes are tasks another worker's free process cannot take).
+    Pure."""
+    beside_background = any(_is_background(name) for name in queues)
+    return 2 * processes if beside_background and not _is_background(queue) else processes
 
 
 class LiveFirst(_Cycle):

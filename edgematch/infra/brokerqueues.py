@@ -7,8 +7,9 @@ those a consumer holds) and the consumers, without creating anything. A queue no
 yet (no worker has started) waits with nothing.
 
 Backpressure, ``edgematch status``, the metrics and the pump's look at the other queues
-read here. Errors are translated at this boundary: Redis's by its client (redisclient.py),
-RabbitMQ's here, as ``BrokerUnavailable`` (a ``TransientError``).
+read here, and the readiness probe asks :func:`answers` whether RabbitMQ takes a connection.
+Errors are translated at this boundary: Redis's by its client (redisclient.py), RabbitMQ's
+here, as ``BrokerUnavailable`` (a ``TransientError``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,19 @@ _ERRORS: tuple[type[BaseException], ...] = (
     amqp.exceptions.AMQPError,
     OperationalError,
 )
+
+
+def answers(broker_url: str, *, ssl: dict[str, Any] | None, timeout_s: float) -> None:
+    """Connect to RabbitMQ at ``broker_url`` once (TCP, TLS, the AMQP handshake and login,
+    each bounded by ``timeout_s``; no retry) and close again. Raises BrokerUnavailable."""
+    conn = Connection(broker_url, ssl=ssl or False, connect_timeout=timeout_s)
+    try:
+        conn.ensure_connection(max_retries=0)
+    except _ERRORS as exc:
+        raise BrokerUnavailable(f"broker unavailable: {type(exc).__name__}") from exc
+    finally:
+        with contextlib.suppress(*_ERRORS):
+            conn.release()
 
 
 class QueueDepths:

@@ -5,7 +5,9 @@ worker from its event loop's timer, intake from its receive loop, webhook from t
 enqueues what it accepts, beat from its scheduler tick — so a hung loop stops the heartbeat
 even when a stray thread keeps running.
 ``edgematch health --liveness`` checks the file's age; ``--readiness`` also needs Redis to
-answer. Both exit 0 or 1 and print one line, for Kubernetes exec probes.
+answer, and on RabbitMQ (an ``amqp://`` or ``amqps://`` broker URL) the broker to take a
+connection: a process that cannot reach its broker publishes and consumes nothing. Both exit
+0 or 1 and print one line, for Kubernetes exec probes.
 
 A file, not Redis: a broker outage must not make every pod fail liveness and restart
 (celery#4079), it should only make them unready.
@@ -19,7 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgematch.infra.redisclient import RedisUnavailable, redis_client
+from edgematch.config.brokerkind import capabilities
+from edgematch.infra.redisclient import BrokerUnavailable, RedisUnavailable, redis_client
 
 PROCESS_TYPES = ("worker", "intake", "webhook", "beat")
 DEFAULT_MAX_AGE_S = 60.0
@@ -69,11 +72,14 @@ def readiness(
     process: str,
     redis_url: str,
     *,
+    broker_url: str | None = None,
     max_age_s: float = DEFAULT_MAX_AGE_S,
     timeout_s: float = 2.0,
     sentinel_master: str | None = None,
 ) -> Check:
-    """Ready when alive and Redis (buffer, limiter and broker) answers a PING in time."""
+    """Ready when alive, Redis (buffer, limiter, and broker unless ``broker_url`` names
+    RabbitMQ) answers a PING in time, and RabbitMQ, if it is the broker, takes a connection
+    in time."""
     alive = liveness(process, max_age_s=max_age_s)
     if not alive.ok:
         return alive
@@ -84,4 +90,14 @@ def readiness(
         # Not a translation: the probe's answer is this line and its exit status.
         return Check(False, f"{process}: redis unreachable ({exc})")
     client.close()
-    return Check(True, f"{alive.detail}; redis answers")
+    if broker_url is None or not capabilities(broker_url).amqp:
+        return Check(True, f"{alive.detail}; redis answers")
+    # Imported here: a probe on a Redis broker loads no AMQP client.
+    from edgematch.config.celery import broker_ssl  # noqa: PLC0415
+    from edgematch.infra import brokerqueues  # noqa: PLC0415
+
+    try:
+        brokerqueues.answers(broker_url, ssl=broker_ssl(broker_url), timeout_s=timeout_s)
+    except BrokerUnavailable as exc:
+        return Check(False, f"{process}: rabbitmq unreachable ({exc})")
+    return Check(True, f"{alive.detail}; redis and rabbitmq answer")

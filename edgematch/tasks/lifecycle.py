@@ -21,16 +21,18 @@ it again (what it held is handed back by the sweep).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Final
 
 from celery import Celery, bootsteps, signals
 from celery.beat import Scheduler
 from celery.worker import state as worker_state
+from kombu import Consumer
 from kombu.asynchronous.semaphore import LaxBoundedSemaphore
 
 from edgematch.config import rabbit
 from edgematch.config.broker import WATCH_INTERVAL_S, FetchingChannel, FetchWatch
-from edgematch.config.queue_order import LiveFirstWaiting, rank
+from edgematch.config.queue_order import LiveFirstWaiting, prefetch, rank
 from edgematch.infra import health
 from edgematch.infra.logs import get_logger
 from edgematch.recovery.unacked import DeliveryKeeper
@@ -150,9 +152,32 @@ class ConsumerWatch(bootsteps.StartStopStep):
             self.stop(c)
 
 
+class LiveFirstConsumer(Consumer):
+    """kombu's consumer, with each queue's own prefetch (config/queue_order.py's
+    ``prefetch``): RabbitMQ applies a ``basic.qos`` without ``global`` to each consumer
+    started after it on the channel, so one is sent before each queue's ``basic.consume``.
+    Celery's later prefetch changes reach no running consumer (quorum queues: no global
+    QoS), as without this."""
+
+    def __init__(self, *args: Any, processes: int, **kwargs: Any) -> None:
+        self.processes = processes
+        super().__init__(*args, **kwargs)
+
+    def _basic_consume(self, queue: Any, *args: Any, **kwargs: Any) -> Any:
+        # kombu's own attributes, undeclared in its stubs: a queue consumed already keeps
+        # its consumer (and prefetch).
+        if queue.name not in getattr(self, "_active_tags", {}):
+            channel: Any = self.channel
+            held = prefetch(queue.name, getattr(self, "_queues", None) or {}, self.processes)
+            channel.basic_qos(0, held, False)
+        return super()._basic_consume(queue, *args, **kwargs)
+
+
 class LiveFirstPool(bootsteps.StartStopStep):
     """RabbitMQ: tasks the consumer holds wait for a pool process live first
-    (config/queue_order.py's ``LiveFirstWaiting`` as the pool semaphore's waiting list)."""
+    (config/queue_order.py's ``LiveFirstWaiting`` as the pool semaphore's waiting list),
+    and each live queue's consumer holds a task waiting for every process
+    (``LiveFirstConsumer``)."""
 
     requires = ("celery.worker.components:Pool",)
 
@@ -166,6 +191,8 @@ class LiveFirstPool(bootsteps.StartStopStep):
             chosen = getattr(queues, name, None)
             if chosen is not None:
                 setattr(queues, name, dict(sorted(chosen.items(), key=lambda kv: rank(kv[0]))))
+        if isinstance(w.concurrency, int) and w.concurrency > 0:
+            w.app.amqp.Consumer = functools.partial(LiveFirstConsumer, processes=w.concurrency)
         if not isinstance(getattr(w, "semaphore", None), LaxBoundedSemaphore):
             return  # a pool without one (solo, threads) takes tasks as they come
         # kombu's own attributes (a deque and its two methods), undeclared in its stubs.

@@ -11,8 +11,10 @@ import time
 import pytest
 import redis
 
+from devtools import rabbitserver
 from devtools.localstack import LocalPipeline, wait_until
 from tests.support.hashes import HASH
+from tests.support.pipelines import MakePipeline
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -128,3 +130,45 @@ def test_backfill_ingest_keeps_its_share_while_live_ingest_is_queued() -> None:
         # at start-up find nothing yet); live came first in all the others.
         assert seen[:5] == ["live"] * 5, seen
         assert 1 <= seen[:last_live].count("backfill") <= 2, seen
+
+
+def test_on_rabbitmq_a_worker_runs_queued_live_ingest_before_held_backfills(
+    make_pipeline: MakePipeline,
+) -> None:
+    """RabbitMQ pushes: a two-process worker serving ingest and background holds backfill
+    tasks beside live ones, and a live task is sent only once the one before it is
+    acknowledged. Thirty backfill ingest tasks queued, then twelve live ones: the live ones
+    all run before any backfill beyond background's minimum share (one take in ten, and the
+    one or two a process may take at start-up before live ones arrive). A live consumer
+    holding one task per process, as before, alternates: backfill, live, backfill, live."""
+    pipe = make_pipeline(rate=10.0, broker="rabbitmq")
+    assert pipe.broker_url is not None
+    node = rabbitserver.serving(pipe.broker_url)
+    vhost = pipe.broker_url.rsplit("/", 1)[-1]
+    s3 = pipe.s3()
+    s3.create_bucket(Bucket="archive")  # no notifications: only a backfill finds these
+    backfill, live = 30, 12
+    for i in range(backfill):
+        s3.put_object(Bucket="archive", Key=f"old/{i:04d}.bin", Body=os.urandom(HASH))
+    subprocess.run(
+        [sys.executable, "-m", "edgematch.ops.cli", "backfill", "s3://archive/old/"],
+        env=pipe.env(),
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    assert node.ready(pipe.broker_url, pipe.keys.queue("background")) == backfill
+    pipe.start_processes("intake")
+    ingest = pipe.keys.queue("ingest")
+    for n in range(1, live + 1):  # one task each: the next upload once this one is queued
+        pipe.upload(f"live/{n}.bin", os.urandom(HASH))
+        wait_until(lambda: node.ready(node.url_of(vhost), ingest) == n, 60, "intake")  # noqa: B023
+    pipe.start_processes(
+        "worker", worker_args=["--concurrency", "2", "--queues", "ingest,background"]
+    )
+    wait_until(lambda: _ingested_lanes(pipe).count("live") == live, 90, "every live hash ingested")
+    seen = _ingested_lanes(pipe)
+    last_live = len(seen) - 1 - seen[::-1].index("live")
+    # Up to two at start-up (both processes free before the first live task arrives) and
+    # one minimum-share take among the first dozen; live in all the others.
+    assert seen[:last_live].count("backfill") <= 3, seen

@@ -1,4 +1,5 @@
-"""Readiness against a real Redis, and `edgematch health` run as the probes run it."""
+"""Readiness against a real Redis and a real RabbitMQ node, and `edgematch health` run as
+the probes run it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from devtools import rabbitserver
 from devtools.devstack import RedisServer
+from devtools.rabbitserver import RabbitServer
 from edgematch.infra import health
 
 pytestmark = pytest.mark.integration
@@ -46,3 +49,29 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     (tmp_path / "edgematch-beat.heartbeat").touch()
     second = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=30)
     assert second.returncode == 0 and second.stdout.startswith("ok:")
+
+
+def test_readiness_on_rabbitmq_needs_the_broker(redis_server: RedisServer, tmp_path: Path) -> None:
+    """With EDGEMATCH_BROKER_URL on RabbitMQ a process is ready while its node takes
+    connections, and not ready (exit 1, naming RabbitMQ) once the node is stopped. A node of
+    this test's own: stopping the session's would take it from the other tests."""
+    if not rabbitserver.installed():
+        pytest.skip("rabbitmq-server is not installed: run scripts/bootstrap")
+    node = RabbitServer(vhosts=1).start()
+    try:
+        health.beat("worker")
+        check = health.readiness("worker", redis_server.url, broker_url=node.url)
+        assert check.ok and "rabbitmq answer" in check.detail, check.detail
+        node.stop()
+        env = {
+            **os.environ,
+            "EDGEMATCH_HEARTBEAT_DIR": str(tmp_path),
+            "EDGEMATCH_REDIS_URL": redis_server.url,
+            "EDGEMATCH_BROKER_URL": node.url,
+        }
+        cmd = [sys.executable, "-m", "edgematch.ops.cli", "health", "--readiness"]
+        done = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert done.stdout.startswith("unhealthy: worker: rabbitmq unreachable"), done.stdout
+    finally:
+        node.close()

@@ -14,7 +14,7 @@ from celery.utils.quorum_queues import detect_quorum_queues
 from edgematch.config import rabbit
 from edgematch.config.brokerkind import AMQP, REDIS, BrokerKind, capabilities, kind_of
 from edgematch.config.celery import celery_config
-from edgematch.config.queue_order import LiveFirstWaiting
+from edgematch.config.queue_order import LiveFirstWaiting, prefetch
 from edgematch.config.settings import Settings
 from edgematch.errors import ConfigurationError
 from edgematch.names import QUEUE_STEPS
@@ -172,3 +172,14 @@ def test_tasks_held_for_the_pool_run_live_first_with_backgrounds_share() -> None
     assert len(waiting) == 0
     with pytest.raises(IndexError):
         waiting.popleft()
+
+
+def test_live_queues_beside_background_hold_a_task_waiting_for_every_process() -> None:
+    """Beside background, a live queue's consumer holds twice the processes (one running
+    and one waiting for each); background, and every queue of a worker without background,
+    hold one a process (more would keep tasks from other workers' free processes)."""
+    mixed = ("edgematch.ingest", "edgematch.background")
+    assert prefetch("edgematch.ingest", mixed, 4) == 8
+    assert prefetch("edgematch.background", mixed, 4) == 4
+    assert prefetch("edgematch.match", ("edgematch.match",), 2) == 2
+    assert prefetch("edgematch.results", ("edgematch.results", "edgematch.ingest"), 3) == 3

@@ -17,7 +17,11 @@ from edgematch.ops.support import CONTEXT
 
 @click.command(context_settings=CONTEXT)
 @click.option("--liveness", is_flag=True, help="Is the process's working loop alive?")
-@click.option("--readiness", is_flag=True, help="Alive, and does Redis answer?")
+@click.option(
+    "--readiness",
+    is_flag=True,
+    help="Alive, and does Redis answer (and RabbitMQ, when it is the broker)?",
+)
 @click.option(
     "--process",
     type=click.Choice(probes.PROCESS_TYPES),
@@ -35,8 +39,8 @@ from edgematch.ops.support import CONTEXT
 )
 def health(liveness: bool, readiness: bool, process: str, max_age: float) -> int:
     """Check a process's heartbeat file (touched by its working loop); --readiness also
-    needs Redis to answer. Exit 0 when healthy, 1 when not. One of --liveness and
-    --readiness is required.
+    needs Redis to answer, and RabbitMQ when EDGEMATCH_BROKER_URL names it. Exit 0 when
+    healthy, 1 when not. One of --liveness and --readiness is required.
 
     \b
       edgematch health --liveness --process intake
@@ -53,6 +57,7 @@ def health(liveness: bool, readiness: bool, process: str, max_age: float) -> int
         check = probes.readiness(
             process,
             settings.redis_url,
+            broker_url=settings.broker_url,
             max_age_s=max_age,
             sentinel_master=settings.sentinel_master,
         )
