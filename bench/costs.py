@@ -40,7 +40,7 @@ def cost_markdown(doc: dict[str, Any]) -> str:
     for row in [*doc["rows"], *doc.get("repeat_rows", [])]:
         if "requests_per_hash_by_operation" not in row or row["system"] not in (
             "edgematch",
-            "edgematch_steady",
+            "steady",
         ):
             continue
         cpu, dbl = row["cpu_ms_per_hash"], row["doubles_cpu_ms_per_hash"]

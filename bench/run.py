@@ -41,7 +41,7 @@ EDGEMATCH, FIXED, RATE_LIMITED = "edgematch", "fixed_sleep", "rate_limited"
 #: edgematch's match step alone, fed straight into the batch buffer: only the limiter limits.
 MATCH_STEP = "edgematch_match_step"
 #: The whole pipeline in runs long enough for a steady-state figure, at each (R, workers).
-STEADY = "edgematch_steady"
+STEADY = "steady"
 SYSTEMS = (EDGEMATCH, MATCH_STEP, FIXED, RATE_LIMITED, STEADY)
 
 
