@@ -24,6 +24,7 @@ import pytest
 import redis
 
 from devtools.devstack import RedisServer, free_port, wait_for_port
+from devtools.localstack import wait_until as _wait
 from devtools.senders import minio_notification
 from edgematch.infra.keys import Keys
 from edgematch.pipeline.webhook.enqueuer import BACKLOG_TTL_S
@@ -83,12 +84,19 @@ def webhook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webhook]:
     client = redis.Redis.from_url(server.url)
     try:
         wait_for_port(port)
+        # Ready once its publishing thread has reached Redis (up to a tick after start), as
+        # an orchestrator's readiness probe waits for it before sending traffic.
+        _wait(lambda: _ready(port), 10, "the webhook's /readyz")
         yield Webhook(f"http://127.0.0.1:{port}/", port, log, env, client)
     finally:
         proc.terminate()
         proc.wait(20)
         client.close()
         server.close()
+
+
+def _ready(port: int) -> bool:
+    return httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
 
 
 @pytest.fixture
