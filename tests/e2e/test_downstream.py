@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -20,7 +18,14 @@ from devtools.localstack import LocalPipeline
 from devtools.localstack import wait_until as _wait
 from devtools.sandbox.webhook import WebhookReceiver
 from tests.support.hashes import HASH
-from tests.support.pipelines import MakePipeline, cli, content_tags, log_events, wait_settled
+from tests.support.pipelines import (
+    MakePipeline,
+    cli,
+    content_tags,
+    log_events,
+    redeliver,
+    wait_settled,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -45,26 +50,6 @@ def make_pipeline(make_pipeline: MakePipeline) -> MakePipeline:
 def _versions(pipe: LocalPipeline, bucket: str, key: str) -> list[dict[str, Any]]:
     listing = pipe.s3().list_object_versions(Bucket=bucket, Prefix=key)
     return [v for v in listing.get("Versions", []) if v["Key"] == key]
-
-
-def _redeliver(pipe: LocalPipeline, result: dict[str, Any], times: int) -> None:
-    """Put the same result on the results queue again, as a broker redelivery would."""
-    code = (
-        "import json, sys\n"
-        "from edgematch.tasks import record_result\n"
-        "doc = json.loads(sys.stdin.read())\n"
-        f"for _ in range({times}):\n"
-        "    record_result.apply_async(kwargs={'result': doc, "
-        "'correlation_id': doc['correlation_id']})\n"
-    )
-    subprocess.run(
-        [sys.executable, "-c", code],
-        input=json.dumps(result),
-        env=pipe.env(),
-        text=True,
-        timeout=60,
-        check=True,
-    )
 
 
 def test_match_is_moved_verified_and_reported_once(make_pipeline: MakePipeline) -> None:
@@ -100,7 +85,7 @@ def test_match_is_moved_verified_and_reported_once(make_pipeline: MakePipeline) 
     # The same result delivered three more times: still one copy, one report.
     result = pipe.result("photos/hit.jpg.bin")
     assert result is not None
-    _redeliver(pipe, result, 3)
+    redeliver(pipe, result, 3)
     _wait(lambda: len(log_events(pipe, "quarantine_repeat")) >= 3, 60, "three repeats")
     wait_settled(pipe)  # the report tasks that follow each repeat
     assert len(pipe.reports()) == 1

@@ -27,7 +27,7 @@ from devtools.localstack import wait_until as _wait
 from devtools.sandbox.rules import match_id_for
 from edgematch.infra.redisclient import redis_client
 from tests.support.hashes import HASH
-from tests.support.pipelines import MakePipeline, cli, content_tags, wait_settled
+from tests.support.pipelines import MakePipeline, cli, content_tags, redeliver, wait_settled
 from tests.support.ports import free_port
 from tests.support.reviews import HOLD, decide
 
@@ -250,7 +250,7 @@ def test_an_allowlisted_match_is_neither_quarantined_nor_reported(
     # sends nothing; the same release, run again, puts `released` back.
     result = pipe.result("photos/bad.jpg.bin")
     assert result is not None and result["verdict"] == "match"
-    _redeliver(pipe, result)
+    redeliver(pipe, result)
     _wait(
         lambda: (
             content_tags(pipe, pipe.bucket, "photos/bad.jpg")["edgematch-status"] == "quarantined"
@@ -263,25 +263,6 @@ def test_an_allowlisted_match_is_neither_quarantined_nor_reported(
     again = cli(pipe, "release", report["report_id"], "--operator", "ana")
     assert again.returncode == 0 and again.stdout.startswith("already released"), again.stderr
     assert content_tags(pipe, pipe.bucket, "photos/bad.jpg")["edgematch-status"] == "released"
-
-
-def _redeliver(pipe: LocalPipeline, result: dict[str, Any]) -> None:
-    """Put a recorded result on the results queue again, as a broker redelivery would."""
-    code = (
-        "import json, sys\n"
-        "from edgematch.tasks import record_result\n"
-        "doc = json.loads(sys.stdin.read())\n"
-        "record_result.apply_async(kwargs={'result': doc, 'correlation_id': "
-        "doc['correlation_id']})\n"
-    )
-    subprocess.run(
-        [sys.executable, "-c", code],
-        input=json.dumps(result),
-        env=pipe.env(),
-        text=True,
-        timeout=60,
-        check=True,
-    )
 
 
 def test_shadow_mode_release_retags_the_untouched_version(make_pipeline: MakePipeline) -> None:

@@ -145,3 +145,24 @@ def wait_settled(pipe: LocalPipeline, timeout_s: float = 60.0) -> None:
         wait_until(settled, timeout_s, "the pipeline to settle", poll_s=poll_s)
     except AssertionError as exc:
         raise AssertionError(f"{exc}: still in flight {last}") from None
+
+
+def redeliver(pipe: LocalPipeline, result: dict[str, Any], times: int = 1) -> None:
+    """Put a recorded result on the results queue again ``times`` times, as a broker
+    redelivery would."""
+    code = (
+        "import json, sys\n"
+        "from edgematch.tasks import record_result\n"
+        "doc = json.loads(sys.stdin.read())\n"
+        f"for _ in range({times}):\n"
+        "    record_result.apply_async(kwargs={'result': doc, "
+        "'correlation_id': doc['correlation_id']})\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code],
+        input=json.dumps(result),
+        env=pipe.env(),
+        text=True,
+        timeout=60,
+        check=True,
+    )
