@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 _WORKER_TMP = pytest.StashKey[Path]()
+#: The pipelines a test made, for the failure report's process logs.
+_PIPELINES = pytest.StashKey[list[LocalPipeline]]()
+#: How many of each process log's last lines a failed test's report shows.
+LOG_TAIL_LINES = 25
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test that ran the real processes shows the end of each one's log: a
+    failure on a CI machine is otherwise all that is left of them."""
+    report = yield
+    if report.failed and call.when == "call":
+        made: list[LocalPipeline] = item.stash.get(_PIPELINES, [])
+        for i, pipe in enumerate(made):
+            for name in sorted(pipe.processes.procs if pipe.processes else ()):
+                tail = "\n".join(pipe.log_lines(name)[-LOG_TAIL_LINES:])
+                report.sections.append((f"pipeline {i}: {name}.log (last lines)", tail))
+    return report
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -137,6 +157,7 @@ def make_pipeline(request: pytest.FixtureRequest) -> Iterator[MakePipeline]:
     instead of a plain private one, and ``broker``: ``redis`` by default, or ``rabbitmq``
     for a virtual host of the session's private RabbitMQ node); all closed after the test."""
     made: list[LocalPipeline] = []
+    request.node.stash[_PIPELINES] = made
 
     def make(
         *, redis_server: RedisServer | None = None, broker: str = "redis", **kwargs: Any

@@ -206,6 +206,8 @@ def _delivery_options(settings: Settings) -> dict[str, Any]:
         "worker_enable_remote_control": False,
         # SIGTERM: stop taking tasks, let running ones finish for the grace period, then
         # hand what is left back to the broker (late acknowledgement makes that safe).
+        # Celery's SIGTERM (warm) has no limit of its own: tasks/shutdown.py is the
+        # deadline. These two are its cold shutdown's (SIGQUIT, a second Ctrl+C).
         "worker_soft_shutdown_timeout": settings.shutdown_grace_s,
         "worker_enable_soft_shutdown_on_idle": True,
         "worker_hijack_root_logger": False,

@@ -15,7 +15,7 @@ from edgematch.config.settings import Settings
 from edgematch.infra import logs
 from edgematch.infra.heartbeat import Heartbeat
 from edgematch.runtime import runtime
-from edgematch.tasks import lifecycle
+from edgematch.tasks import lifecycle, shutdown
 
 
 def run_celery(celery: Celery, argv: list[str]) -> int:
@@ -45,6 +45,7 @@ def create_app(settings: Settings) -> Celery:
 _settings = Settings.from_env()
 app = create_app(_settings)
 lifecycle.install(app)
+shutdown.install(app, _settings.shutdown_grace_s)
 
 
 @signals.setup_logging.connect

@@ -136,3 +136,47 @@ def test_sigterm_under_load_drains_and_loses_nothing(
     pipe.start_processes("intake", "worker", worker_args=["--concurrency", "2"])
     results = pipe.wait_for_results(keys, timeout_s=120)
     assert set(results) == set(keys)
+
+
+def test_sigterm_while_tasks_outlast_the_grace_exits_by_the_deadline(
+    make_pipeline: MakePipeline, broker: str
+) -> None:
+    """A SIGTERM while every match task waits on an API answer longer than the grace: the
+    worker still exits by the grace plus the cold shutdown's few seconds (warm shutdown
+    alone would wait for the answers), and what it held is scanned once it is back.
+
+    EDGEMATCH_SHUTDOWN_GRACE_S is set below the API's answer time, as the deployment docs
+    tell operators to size it against their orchestrator's termination period."""
+    grace_s = 3.0
+    pipe = make_pipeline(
+        rate=10.0, settings={"EDGEMATCH_SHUTDOWN_GRACE_S": str(grace_s)}, broker=broker
+    )
+    pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
+    known = os.urandom(HASH)
+    pipe.add_known([known])
+    pipe.upload("slow/warm-up.bin", os.urandom(HASH))
+    pipe.wait_for_results(["slow/warm-up.bin"], timeout_s=60)
+    pipe.sandbox_faults(slow_rate=1.0, slow_s=9.0)
+    asked = int(pipe.sandbox_stats()["requests_total"])
+    keys = [f"slow/{i} +%.bin" for i in range(8)]
+    for i, key in enumerate(keys):
+        pipe.upload(key, known if i == 0 else os.urandom(HASH))
+    _wait(lambda: int(pipe.sandbox_stats()["requests_total"]) > asked, 60, "a request in flight")
+    assert pipe.processes is not None
+
+    worker = pipe.processes.procs["worker"]
+    started = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(grace_s + 20)
+    took = time.monotonic() - started
+    assert took <= grace_s + 5, f"the worker took {took:.1f} s to stop"
+    assert any("shutdown_grace_spent" in line for line in pipe.log_lines("worker"))
+
+    pipe.sandbox_faults(slow_rate=0.0)
+    pipe.processes.procs.pop("worker")
+    pipe.start_processes("worker", worker_args=["--concurrency", "2"])
+    results = pipe.wait_for_results(keys, timeout_s=120)
+    assert results[keys[0]]["verdict"] == "match"
+    assert all(results[k]["verdict"] == "clean" for k in keys[1:])
+    _wait(lambda: len(pipe.reports()) >= 1, 60, "the match's report")
+    assert [r["hash"]["key"] for r in pipe.reports()] == [keys[0]]
