@@ -108,8 +108,8 @@ class SettlingQoS(kombu_redis.QoS):
     Its records of a delivery are written and removed in one round trip without ``MULTI``
     (two commands, not four, twice a task): the index entry is written first and removed
     last, so a write cut between the two leaves at worst an index entry without its
-    message, which kombu's restore and the sweep (recovery/unacked.py) both drop; a
-    removal Redis did not take is done again (:func:`settle`).
+    message, which kombu's restore drops and the sweep (recovery/unacked.py) passes over;
+    a removal Redis did not take is done again (:func:`settle`).
     """
 
     @contextmanager
