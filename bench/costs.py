@@ -70,3 +70,37 @@ def cost_markdown(doc: dict[str, Any]) -> str:
         "every month it is stored."
     )
     return "\n".join(out) + "\n"
+
+
+#: Commands shown one by one in the by-command table (the rest are summed in "other").
+_TOP_COMMANDS = 12
+
+
+def redis_markdown(doc: dict[str, Any]) -> str:
+    """Redis commands a hash by command (``INFO commandstats``, commands run inside Lua
+    scripts included, ``evalsha`` counting the script calls themselves), one row per run
+    of the whole pipeline: where the round trips and the server's work go."""
+    rows = [
+        row
+        for row in [*doc["rows"], *doc.get("repeat_rows", [])]
+        if row.get("redis_commands_per_hash_by_name") and row["system"] in ("edgematch", "steady")
+    ]
+    if not rows:
+        return ""
+    out = [
+        "| run | R | workers | Redis cmds/hash | by command (a hash) |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        by_name: dict[str, float] = row["redis_commands_per_hash_by_name"]
+        ranked = sorted(by_name.items(), key=lambda kv: -kv[1])
+        parts = [f"{name} {n:.2f}" for name, n in ranked[:_TOP_COMMANDS]]
+        other = sum(n for _, n in ranked[_TOP_COMMANDS:])
+        if other >= 0.005:
+            parts.append(f"other {other:.2f}")
+        name = row["system"] + (f", {row['variant']}" if row.get("variant") else "")
+        out.append(
+            f"| {name} | {row.get('rate', doc['parameters']['rate']):g} | {row['workers']} "
+            f"| {row['redis_commands_per_hash']:.1f} | {', '.join(parts)} |"
+        )
+    return "\n".join(out) + "\n"

@@ -628,10 +628,12 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     args.out.with_suffix(".md").write_text(
-        markdown(doc) + "\n" + costs.cost_markdown(doc), encoding="utf-8"
+        markdown(doc) + "\n" + costs.cost_markdown(doc) + "\n" + costs.redis_markdown(doc),
+        encoding="utf-8",
     )
     print(table(doc))
     print("\n" + costs.cost_markdown(doc))
+    print(costs.redis_markdown(doc))
     if "harness" in doc:
         drain = doc["harness"]["sqs_drain"]
         floor = doc["harness"]["boto3_client_cpu_ms_per_call"]["per_hash_floor"]

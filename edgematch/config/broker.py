@@ -37,6 +37,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -101,7 +103,31 @@ unsettled = _Unsettled()
 
 class SettlingQoS(kombu_redis.QoS):
     """kombu's Redis QoS whose acknowledgements give their credit back even when Redis did
-    not take them, and are done again once it does."""
+    not take them, and are done again once it does.
+
+    Its records of a delivery are written and removed in one round trip without ``MULTI``
+    (two commands, not four, twice a task): the index entry is written first and removed
+    last, so a write cut between the two leaves at worst an index entry without its
+    message, which kombu's restore drops and the sweep (recovery/unacked.py) passes over;
+    a removal Redis did not take is done again (:func:`settle`).
+    """
+
+    @contextmanager
+    def pipe_or_acquire(self, pipe: Any = None, client: Any = None) -> Iterator[Any]:
+        if pipe is not None:
+            yield pipe  # kombu's restore, inside its own transaction
+            return
+        channel: Any = self.channel  # kombu's, undeclared in its stubs
+        with channel.conn_or_acquire(client) as conn:
+            yield conn.pipeline(transaction=False)
+
+    def _remove_from_indices(self, delivery_tag: str, pipe: Any = None) -> Any:
+        if pipe is not None:
+            return super()._remove_from_indices(delivery_tag, pipe)  # type: ignore[misc]
+        with self.pipe_or_acquire() as plain:
+            return plain.hdel(self.unacked_key, delivery_tag).zrem(
+                self.unacked_index_key, delivery_tag
+            )
 
     def ack(self, delivery_tag: str) -> None:
         try:
@@ -131,7 +157,7 @@ class SettlingQoS(kombu_redis.QoS):
         )
 
 
-def settle(qos: kombu_redis.QoS) -> int:
+def settle(qos: SettlingQoS) -> int:
     """Do again, oldest first, what Redis did not take, through ``qos``'s channel, until
     Redis refuses again. Returns how many are left. Never raises a broker error."""
     pending = unsettled.oldest_first()
@@ -149,8 +175,7 @@ def settle(qos: kombu_redis.QoS) -> int:
             if requeue:
                 qos.restore_by_tag(tag, leftmost=True)
             else:
-                with qos.pipe_or_acquire() as pipe:
-                    pipe.zrem(qos.unacked_index_key, tag).hdel(qos.unacked_key, tag).execute()
+                qos._remove_from_indices(tag).execute()
         except _BROKER_ERRORS:
             break  # still unreachable: the next attempt starts again from the oldest
         unsettled.discard(tag)

@@ -250,7 +250,8 @@ class BatchBuffer:
     def release_pump(self, pump_id: str) -> None:
         k = self.keys
 
-        pipe = self._r.pipeline()
+        # One round trip, no MULTI: a waiting entry left behind expires by its score.
+        pipe = self._r.pipeline(transaction=False)
         pipe.zrem(k.pumps, pump_id)
         pipe.zrem(k.pump_waiters, pump_id)
         pipe.execute()
@@ -271,7 +272,7 @@ class BatchBuffer:
     def lanes(self) -> dict[str, LaneState]:
         """Each lane's waiting items and the age of its oldest (seconds, on Redis's clock)."""
 
-        pipe = self._r.pipeline()
+        pipe = self._r.pipeline(transaction=False)  # an observation: no MULTI needed
         pipe.time()
         for key in self.keys.ready_lanes:
             pipe.zcard(key)

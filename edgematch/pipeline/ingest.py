@@ -45,6 +45,10 @@ ADDED, DUPLICATE, REFUSED, CACHED = "added", "duplicate", "refused", "cached"
 #: Answered from the result cache for clean verdicts (EDGEMATCH_CLEAN_CACHE_TTL_S).
 CACHED_CLEAN = "cached_clean"
 
+#: Keeps an item to push with the rest of its batch (pipeline/pushes.py): called with the
+#: item, its version as read and as the event named it; returns the event's outcome.
+Defer = Callable[[Item, str, str], str]
+
 
 def event_to_args(obj: ObjectCreated) -> dict[str, Any]:
     """The JSON arguments of an ingest task for ``obj``."""
@@ -83,12 +87,15 @@ def ingest(
     lane: str,
     publish: Callable[[Result], None],
     start_pump: Callable[[str], None] | None,
+    defer: Defer | None = None,
 ) -> str:
     """Fetch, validate and buffer the hash file ``obj`` names.
 
     Returns ADDED, DUPLICATE, REFUSED, or CACHED / CACHED_CLEAN when the verdict came from
     the match cache or the result cache for clean verdicts. ``start_pump`` None: the
     caller starts a pump if one is needed (:func:`kick`), once for a whole batch of events.
+    ``defer``: the item is pushed with the rest of its batch, and this returns what
+    ``defer`` does.
     """
     s = rt.settings
     # A cheap look before any S3 call; the atomic check is the push below.
@@ -130,7 +137,7 @@ def ingest(
     )
     if s.gate:
         _hold_for_scan(rt, item)
-    return _buffer(rt, obj, item, publish=publish, start_pump=start_pump)
+    return _buffer(rt, obj, item, publish=publish, start_pump=start_pump, defer=defer)
 
 
 def _read(rt: Runtime, obj: ObjectCreated) -> tuple[ObjectInfo, bytes, tuple[str, str]]:
@@ -157,6 +164,7 @@ def _buffer(
     *,
     publish: Callable[[Result], None],
     start_pump: Callable[[str], None] | None,
+    defer: Defer | None = None,
 ) -> str:
     """Answer ``item`` from the match cache, or add it to the batch buffer and start a
     pump when none is draining it (``start_pump`` None: the caller does)."""
@@ -164,6 +172,8 @@ def _buffer(
     cached = rt.match_cache.find(item.hash_sha256)  # the match first: matches always win
     if cached is not None:
         return _publish_cached(rt, item, cached.result_for(item), (as_read, obj.identity), publish)
+    if defer is not None:
+        return defer(item, as_read, obj.identity)
     if not rt.buffer.push(item, as_read, alias=obj.identity):
         log.info("ingest_duplicate", bucket=obj.bucket, key=obj.key, version_id=obj.version_id)
         return DUPLICATE

@@ -129,7 +129,7 @@ class Guard:
         entry left open only makes the sweep run the (idempotent) task once more."""
         if not run.task_id:
             return
-        if self.counts:
-            self.deliveries.finish(run.task_id)
+        # The count and the entry in one round trip; the count's TTL removes one left.
+        counted = (self.deliveries.key(run.task_id),) if self.counts else ()
         with contextlib.suppress(EdgematchError):
-            self.journal.done(run.task_id)
+            self.journal.done(run.task_id, also_delete=counted)

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
@@ -128,18 +128,26 @@ class Journal:
         if not self.enabled:
             return
         doc = json.dumps({"task": name, "kwargs": kwargs, "queue": queue}, separators=(",", ":"))
-        pipe = self._r.pipeline()
-        pipe.hset(self._entries, task_id, doc)
+        # One round trip, no MULTI (two commands, not four): the time first, so that a
+        # write cut between the two leaves only a time without its entry, which the sweep
+        # drops (:meth:`recover`); an entry without its time would never be looked at.
+        pipe = self._r.pipeline(transaction=False)
         pipe.zadd(self._at, {task_id: time.time()})
+        pipe.hset(self._entries, task_id, doc)
         pipe.execute()
 
-    def done(self, task_id: str) -> None:
-        """The task has ended (done, dead-lettered, split): nothing to recover."""
-        if not self.enabled:
+    def done(self, task_id: str, *, also_delete: Sequence[str] = ()) -> None:
+        """The task has ended (done, dead-lettered, split): nothing to recover. Deletes the
+        keys ``also_delete`` (the task's delivery count) in the same round trip."""
+        if not self.enabled and not also_delete:
             return
-        pipe = self._r.pipeline()
-        pipe.hdel(self._entries, task_id)
-        pipe.zrem(self._at, task_id)
+        # No MULTI, for the same reason as in :meth:`add`: the entry goes first.
+        pipe = self._r.pipeline(transaction=False)
+        if self.enabled:
+            pipe.hdel(self._entries, task_id)
+            pipe.zrem(self._at, task_id)
+        if also_delete:
+            pipe.delete(*also_delete)
         pipe.execute()
 
     def pending(self) -> int:
@@ -210,9 +218,13 @@ class Journal:
         ids = [task_id for task_id, _ in old]
         docs = dict(zip(ids, self._r.hmget(self._entries, ids), strict=True))
         by_queue: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        orphans = [task_id for task_id, _ in old if docs.get(task_id) is None]
+        if orphans:
+            # Closed meanwhile, or a write cut between its two commands: no entry, no task.
+            self._r.zrem(self._at, *orphans)
         for task_id, _ in old:
             raw = docs.get(task_id)
-            if raw is None:  # closed meanwhile
+            if raw is None:
                 continue
             doc = json.loads(raw)
             by_queue.setdefault(str(doc["queue"]), []).append((task_id, doc))

@@ -52,12 +52,18 @@ class Deliveries:
 
     def begin(self, task_id: str, retry: int) -> int:
         """Count one more start of attempt ``retry`` of ``task_id``; return which one (from 1)."""
-        key = self._k.deliveries(task_id)
-        pipe = self._r.pipeline()
+        key = self.key(task_id)
+        # No MULTI: the TTL is set again on every start, so a write cut between the two
+        # commands is mended by the next delivery, and the task's end deletes the count.
+        pipe = self._r.pipeline(transaction=False)
         pipe.hincrby(key, str(retry), 1)
         pipe.expire(key, self._ttl_s)
         count, _ = pipe.execute()
         return int(count)
+
+    def key(self, task_id: str) -> str:
+        """The Redis key of ``task_id``'s counts (deleted with its journal entry)."""
+        return self._k.deliveries(task_id)
 
     def finish(self, task_id: str) -> None:
         """The task ended (done, dead-lettered or given up): drop its count. Best effort:

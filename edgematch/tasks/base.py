@@ -20,6 +20,7 @@ from edgematch.config import rabbit
 from edgematch.errors import TransientError
 from edgematch.infra.fanout import fan_out
 from edgematch.infra.logs import get_logger
+from edgematch.pipeline.pushes import WAITING, HandOver
 from edgematch.recovery import policy
 from edgematch.recovery.guard import TaskRun, ride
 from edgematch.recovery.policy import DeadLetter
@@ -31,6 +32,9 @@ T = TypeVar("T")
 
 #: What a task that gave up returns (its dead letter is written).
 DEAD_LETTERED: Final = "dead_lettered"
+
+#: Ends the elements of a batch left ``WAITING``, given the hand-over to their own task.
+Finish = Callable[[HandOver], list[str]]
 
 #: Called with what made the task give up (None for a poison task) once its dead letter
 #: is written.
@@ -166,6 +170,7 @@ class StepTask(Task):  # type: ignore[type-arg]
         args: dict[str, Any],
         correlation_id: str | None,
         replayed_from: str | None,
+        finish: Finish | None = None,
     ) -> dict[str, int] | str:
         """Run ``work`` on every element of a batch task, side by side, under the policy.
 
@@ -175,6 +180,10 @@ class StepTask(Task):  # type: ignore[type-arg]
         delivered a second time (its worker died mid-way) is split into single tasks, so
         an element that kills workers cannot hold the others back. Returns the count of
         each outcome.
+
+        ``finish``: the elements whose ``work`` returned ``WAITING`` end together once every
+        element's work is done (pipeline/pushes.py); it is given the hand-over to the
+        ``single`` task and returns their outcomes.
         """
         rt = runtime()
 
@@ -186,9 +195,15 @@ class StepTask(Task):  # type: ignore[type-arg]
             except Exception as exc:  # noqa: BLE001 - its own task applies the policy
                 return _hand_over(step, exc, single, kwargs)
 
+        def hand_over(element: dict[str, Any], exc: BaseException) -> str:
+            return _hand_over(step, exc, single, single_kwargs(element))
+
         def run() -> dict[str, int]:
+            outcomes = fan_out(one, elements)
+            if finish is not None:
+                outcomes = [o for o in outcomes if o != WAITING] + finish(hand_over)
             counts: dict[str, int] = {}
-            for outcome in fan_out(one, elements):
+            for outcome in outcomes:
                 counts[outcome] = counts.get(outcome, 0) + 1
             return counts
 

@@ -35,6 +35,7 @@ from edgematch.names import (
 from edgematch.pipeline import backpressure
 from edgematch.pipeline import ingest as ingest_step
 from edgematch.pipeline import match as matcher
+from edgematch.pipeline.pushes import WAITING, Defer, Pushes
 from edgematch.pipeline.recording import consume
 from edgematch.pipeline.results import Result
 from edgematch.pipeline.tagging import verdict_tags
@@ -73,17 +74,22 @@ def start_pump(pump_id: str) -> None:
     runtime().publisher.send(match, {"pump_id": pump_id})
 
 
-def _ingest_one(event: dict[str, Any], correlation_id: str, lane: str, *, kick: bool = True) -> str:
-    """Ingest one event; ``kick`` False: the caller starts a pump if needed afterwards."""
+def _ingest_one(
+    event: dict[str, Any], correlation_id: str, lane: str, defer: Defer | None = None
+) -> str:
+    """Ingest one event; ``defer``: its item waits to be pushed with the rest of its batch
+    (pipeline/pushes.py), and the batch task starts a pump if needed afterwards."""
     outcome = ingest_step.ingest(
         runtime(),
         ingest_step.args_to_event(event),
         correlation_id=correlation_id,
         lane=lane,
         publish=publish_result,
-        start_pump=start_pump if kick else None,
+        start_pump=start_pump if defer is None else None,
+        defer=defer,
     )
-    metrics.INGESTED.labels(outcome).inc()
+    if outcome != WAITING:  # counted once pushed
+        metrics.INGESTED.labels(outcome).inc()
     return outcome
 
 
@@ -272,14 +278,15 @@ def ingest_many(
     back as cheap duplicates. Each event keeps its own correlation id; ``correlation_id`` and
     ``replayed_from`` are set only by ``edgematch dlq replay`` of a whole batch.
 
-    A pump is started (if the buffer needs one) once for the batch, after its events are
-    in the buffer, not after each: one script call instead of up to ``INGEST_BATCH``.
+    Its items join the buffer together (pipeline/pushes.py), and a pump is started (if the
+    buffer needs one) once for the batch, after its items are in the buffer.
     """
+    pushes = Pushes.of(runtime())
     try:
         return self.guarded_batch(
             STEP_INGEST,
             events,
-            lambda e: _ingest_one(e["event"], e["correlation_id"], lane, kick=False),
+            lambda e: _ingest_one(e["event"], e["correlation_id"], lane, pushes.defer(e)),
             single=ingest,
             single_kwargs=lambda e: {
                 "event": e["event"],
@@ -289,6 +296,7 @@ def ingest_many(
             args={"events": events, "lane": lane},
             correlation_id=correlation_id,
             replayed_from=replayed_from,
+            finish=pushes.finish,
         )
     finally:
         _kick_after_batch()

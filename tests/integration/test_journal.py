@@ -100,6 +100,28 @@ def test_an_ended_task_leaves_the_journal(journal: Journal, redis_client: redis.
     assert _recover(journal) == []
 
 
+def test_an_ended_task_takes_its_other_keys_with_it(
+    journal: Journal, redis_client: redis.Redis
+) -> None:
+    """The keys named with the end (the task's delivery count) go in the same step."""
+    journal.add("t1", "edgematch.ingest", {}, QUEUE)
+    redis_client.hset(f"{NS}:deliveries:t1", "0", 1)
+    journal.done("t1", also_delete=[f"{NS}:deliveries:t1"])
+    assert journal.pending() == 0
+    assert redis_client.exists(f"{NS}:deliveries:t1") == 0
+
+
+def test_a_time_without_its_entry_is_dropped_by_the_sweep(
+    journal: Journal, redis_client: redis.Redis
+) -> None:
+    """A write cut between an entry's time and the entry (no MULTI) leaves a time alone:
+    nothing to publish, and the sweep drops it once past the grace."""
+    _age(redis_client, "cut", 60)
+    assert journal.pending() == 1
+    assert _recover(journal) == []
+    assert journal.pending() == 0
+
+
 def test_a_long_queue_is_judged_by_its_order(
     journal: Journal, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:

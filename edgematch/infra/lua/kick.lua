@@ -8,35 +8,44 @@
 -- the horizon, so a backlog of a million items has only a handful of match tasks in
 -- flight, and nothing holds a worker process while the pool waits out a cooldown or an
 -- open breaker (the beat's sweep kicks a pump again when the wait is nearly over).
+--
+-- Called for every batch ingested and every request sent, and nearly always answers 0:
+-- the cheapest checks come first, the items are counted only until they are enough for
+-- one more pump, and expired pump entries are dropped only on the way to adding one.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local horizon = now + tonumber(ARGV[5])
-local blocked = math.max(tonumber(redis.call('GET', KEYS[2]) or '0'),
-                         tonumber(redis.call('GET', KEYS[3]) or '0'))
-if blocked > horizon then
-  return 0
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local live = '(' .. now
 -- A pump already waits for the next slot: it will send, then kick the next one.
-redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now)
-if redis.call('ZCARD', KEYS[8]) > 0 then
+if redis.call('ZCOUNT', KEYS[8], live, '+inf') > 0 then
   return 0
 end
-local running = redis.call('ZCARD', KEYS[1])
+local running = redis.call('ZCOUNT', KEYS[1], live, '+inf')
 if running >= tonumber(ARGV[2]) then
   return 0
 end
--- Items of a batch whose worker died count too: only a pump's take gives them back.
-local waiting = redis.call('ZCOUNT', KEYS[4], '-inf', now) * tonumber(ARGV[4])
+local horizon = now + tonumber(ARGV[5])
+local holds = redis.call('MGET', KEYS[2], KEYS[3])
+if math.max(tonumber(holds[1] or '0'), tonumber(holds[2] or '0')) > horizon then
+  return 0
+end
+-- One more pump is useful when the items exceed what the running ones take in a batch.
+local batch = tonumber(ARGV[4])
+local enough = running * batch
+local waiting = 0
 for i = 5, 7 do
   waiting = waiting + redis.call('ZCOUNT', KEYS[i], '-inf', horizon)
+  if waiting > enough then
+    break
+  end
 end
-if waiting == 0 then
-  return 0
+if waiting <= enough then
+  -- Items of a batch whose worker died count too: only a pump's take gives them back.
+  waiting = waiting + redis.call('ZCOUNT', KEYS[4], '-inf', now) * batch
+  if waiting <= enough then
+    return 0
+  end
 end
-local needed = math.ceil(waiting / tonumber(ARGV[4]))
-if running >= needed then
-  return 0
-end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
 return 1

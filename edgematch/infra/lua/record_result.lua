@@ -22,15 +22,16 @@ end
 if current_item ~= ARGV[2] then
   return -1
 end
+-- The marker is set and tested in one command; taken back when the log is full.
 local fresh = 1
-if current_item == ARGV[1] or redis.call('EXISTS', KEYS[3]) == 1 then
+if current_item == ARGV[1] or not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[6]) then
   fresh = 0
 end
 if fresh == 1 then
   if redis.call('LLEN', KEYS[4]) >= tonumber(ARGV[8]) then
+    redis.call('DEL', KEYS[3])
     return -2
   end
-  redis.call('SET', KEYS[3], '1', 'EX', ARGV[6])
   redis.call('RPUSH', KEYS[4], ARGV[7])
 end
 if ARGV[3] == '1' then

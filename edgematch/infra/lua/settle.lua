@@ -6,22 +6,37 @@
 -- Returns 1 when the lease was still ours, 0 when it had expired: the items may already
 -- have been handed to another batch, so finished ones still leave (no second send) but
 -- none is put back; the caller logs it, and results are idempotent.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local lanes = {KEYS[1], KEYS[2], KEYS[3]}
+--
+-- Finished ids leave with one command a key for the whole batch, not one an item: a
+-- batch's settle is the buffer's most frequent write.
+local CHUNK = 500  -- ids a command at most (Lua's unpack has a stack limit)
+local function each_chunk(first, last, call)
+  local i = first
+  while i <= last do
+    local j = math.min(last, i + CHUNK - 1)
+    call(unpack(ARGV, i, j))
+    i = j + 1
+  end
+end
 local owned = redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('HDEL', KEYS[6], ARGV[1])
 local finished = tonumber(ARGV[2])
-for i = 3, 2 + finished do
-  redis.call('HDEL', KEYS[4], ARGV[i])
-  for _, lane in ipairs(lanes) do
-    redis.call('ZREM', lane, ARGV[i])
+if finished > 0 then
+  -- Taken items left their lane at the take; one is back there only when its lease ran
+  -- out meanwhile, and must not be sent again.
+  each_chunk(3, 2 + finished, function(...) redis.call('HDEL', KEYS[4], ...) end)
+  for lane = 1, 3 do
+    each_chunk(3, 2 + finished, function(...) redis.call('ZREM', KEYS[lane], ...) end)
   end
+  redis.call('HINCRBY', KEYS[7], 'items_finished', finished)
 end
 local again = 0
 -- A batch whose lease ran out no longer owns its items: they were given back and may be
 -- in another batch already, whose own answer decides what happens to them next.
-if owned == 1 then
+if owned == 1 and 3 + finished + 3 <= #ARGV then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local lanes = {KEYS[1], KEYS[2], KEYS[3]}
   local i = 3 + finished
   while i + 3 <= #ARGV do
     redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 2])
@@ -29,7 +44,6 @@ if owned == 1 then
     again = again + 1
     i = i + 4
   end
+  redis.call('HINCRBY', KEYS[7], 'items_retried', again)
 end
-redis.call('HINCRBY', KEYS[7], 'items_finished', finished)
-redis.call('HINCRBY', KEYS[7], 'items_retried', again)
 return owned

@@ -84,13 +84,17 @@ local total = 0
 local oldest = nil
 local next_due = nil
 for i, key in ipairs(lanes) do
-  ready[i] = redis.call('ZCOUNT', key, '-inf', now)
-  total = total + ready[i]
+  -- The head first: an empty lane, or one whose head is not due, has nothing ready and
+  -- needs no count (the backfill and replay lanes are empty most of the time).
   local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
   if #first > 0 then
     local score = tonumber(first[2])
     if next_due == nil or score < next_due then next_due = score end
-    if ready[i] > 0 and (oldest == nil or score < oldest) then oldest = score end
+    if score <= now then
+      ready[i] = redis.call('ZCOUNT', key, '-inf', now)
+      total = total + ready[i]
+      if oldest == nil or score < oldest then oldest = score end
+    end
   end
 end
 if total == 0 then

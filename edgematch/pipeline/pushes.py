@@ -1,0 +1,120 @@
+"""The items of one ingest batch task, put in the batch buffer together.
+
+``ingest_many`` reads its events' hash files side by side; each item that passed its
+checks waits here instead of being pushed alone, and :meth:`Pushes.finish` pushes them all
+with one script call (``push_many.lua``: each object version accepted exactly once, as
+``push.lua`` does an item; 3 Redis commands an item and 5 a batch instead of 8 an item).
+The batch task finishes before it ends, so every item is in the buffer before the task's
+journal entry is closed, as with a push an item; an event whose item could not be pushed
+goes to its own task, as one whose ingest failed.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import redis
+import structlog
+
+from edgematch.infra import metrics
+from edgematch.infra.keys import LANES, Keys
+from edgematch.infra.logs import get_logger
+from edgematch.infra.redisclient import lua_script
+from edgematch.pipeline.ingest import ADDED, DUPLICATE, Defer
+from edgematch.pipeline.items import Item
+from edgematch.runtime import Runtime
+
+log = get_logger(__name__)
+
+#: What the ingest of an event returns while its item waits to be pushed.
+WAITING: Final = "waiting"
+#: Items pushed by one script call at most.
+CHUNK: Final = 100
+
+#: Hands an event (its ``token``) to its own task after ``exc``; returns the outcome.
+HandOver = Callable[[Any, BaseException], str]
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """An item waiting to be pushed: ``identity`` its version as read, ``alias`` as the
+    event named it, ``token`` what the batch task knows its event by."""
+
+    item: Item
+    identity: str
+    alias: str
+    token: Any
+
+
+__all__ = ["WAITING", "Defer", "HandOver", "Pushes", "Waiting"]
+
+
+class Pushes:
+    """Items waiting to be pushed together. Thread-safe (the batch's reads run side by
+    side); one per batch task."""
+
+    def __init__(self, client: redis.Redis, namespace: str, *, ttl_s: int) -> None:
+        self._k = Keys(namespace)
+        self._ttl_s = ttl_s
+        self._script = lua_script(client, "push_many")
+        self._waiting: list[Waiting] = []
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, rt: Runtime) -> Pushes:
+        """Pushes on ``rt``'s Redis, namespace and idempotency TTL."""
+        s = rt.settings
+        return cls(rt.redis, s.namespace, ttl_s=s.idempotency_ttl_s)
+
+    def defer(self, token: Any) -> Defer:
+        """What keeps the item of the event the batch task knows as ``token``."""
+        return functools.partial(self.add, token=token)
+
+    def add(self, item: Item, identity: str, alias: str, *, token: Any) -> str:
+        """Keep ``item`` until :meth:`finish`; returns ``WAITING``."""
+        with self._lock:
+            self._waiting.append(Waiting(item, identity, alias, token))
+        return WAITING
+
+    def finish(self, hand_over: HandOver) -> list[str]:
+        """Push every item kept; the outcome of each: ADDED, DUPLICATE (its object version
+        was accepted before), or what ``hand_over`` returned for an item whose push
+        failed. Raises only what ``hand_over`` raises."""
+        with self._lock:
+            waiting, self._waiting = self._waiting, []
+        outcomes: list[str] = []
+        for start in range(0, len(waiting), CHUNK):
+            chunk = waiting[start : start + CHUNK]
+            try:
+                added = self._push(chunk)
+            except Exception as exc:  # noqa: BLE001 - each event's own task applies the policy
+                outcomes += [hand_over(w.token, exc) for w in chunk]
+                continue
+            for w, new in zip(chunk, added, strict=True):
+                outcomes.append(_logged(w, new))
+                metrics.INGESTED.labels(outcomes[-1]).inc()
+        return outcomes
+
+    def _push(self, chunk: list[Waiting]) -> list[bool]:
+        keys = [*self._k.ready_lanes, self._k.items, self._k.stats]
+        args: list[Any] = [self._ttl_s]
+        for w in chunk:
+            keys += [self._k.seen(w.identity), self._k.seen(w.alias)]
+            args += [w.item.id, w.item.to_json(), LANES.index(w.item.lane) + 1]
+        return [bool(n) for n in self._script(keys=keys, args=args)]
+
+
+def _logged(w: Waiting, added: bool) -> str:
+    item = w.item
+    with structlog.contextvars.bound_contextvars(correlation_id=item.correlation_id):
+        if not added:
+            log.info(
+                "ingest_duplicate", bucket=item.bucket, key=item.key, version_id=item.version_id
+            )
+            return DUPLICATE
+        log.info("ingest_buffered", **item.log_fields(), content_key=item.content_key)
+        return ADDED

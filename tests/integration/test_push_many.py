@@ -1,0 +1,92 @@
+"""An ingest batch's items pushed together (pipeline/pushes.py, push_many.lua) on a real,
+private redis-server: each object version accepted exactly once, as a push an item."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+
+from edgematch.config.settings import Settings
+from edgematch.infra.redisclient import redis_client as build_redis_client
+from edgematch.pipeline.buffer import BatchBuffer
+from edgematch.pipeline.ingest import ADDED, DUPLICATE
+from edgematch.pipeline.items import Item
+from edgematch.pipeline.pushes import WAITING, Pushes
+from tests.support.hashes import HASH
+
+pytestmark = pytest.mark.integration
+
+MakeSettings = Callable[..., Settings]
+
+
+def _item(n: int, lane: str = "live") -> Item:
+    return Item.new(
+        bucket="b",
+        key=f"k{n}.bin",
+        version_id=None,
+        etag=f"e{n}",
+        content_bucket="b",
+        content_key=f"k{n}",
+        data=os.urandom(HASH),
+        correlation_id=f"c{n}",
+        lane=lane,
+    )
+
+
+def _refused(token: Any, exc: BaseException) -> str:
+    raise AssertionError(f"{token} handed over: {exc}")
+
+
+def test_a_batch_is_pushed_once_per_object_version(
+    redis_client: redis.Redis, make_settings: MakeSettings
+) -> None:
+    """New versions join their lanes; a version accepted before, by an earlier push or an
+    earlier item of the same batch, or named by an alias seen before, is a duplicate."""
+    settings = make_settings()
+    buf = BatchBuffer(redis_client, settings)
+    assert buf.push(_item(0), "before")
+    redis_client.set(buf.keys.seen("alias-before"), "1")
+    pushes = Pushes(redis_client, settings.namespace, ttl_s=settings.idempotency_ttl_s)
+    entries = [
+        (_item(1), "v1", "v1"),
+        (_item(2), "before", "e2"),
+        (_item(3), "v3", "v3"),
+        (_item(4), "v1", "other"),
+        (_item(5), "v5", "alias-before"),
+        (_item(6, lane="backfill"), "v6", "e6"),
+    ]
+    for n, (item, identity, alias) in enumerate(entries):
+        assert pushes.add(item, identity, alias, token=n) == WAITING
+    assert pushes.finish(_refused) == [ADDED, DUPLICATE, ADDED, DUPLICATE, DUPLICATE, ADDED]
+    lanes = buf.lanes()
+    assert (lanes["live"].waiting, lanes["backfill"].waiting) == (3, 1)
+    stats = buf.stats()
+    assert (stats["items_added"], stats["duplicates"]) == (4, 3)
+    # Every name of a version accepted is remembered, with the idempotency TTL.
+    for identity in ("v1", "e2", "v3", "other", "v6", "e6"):
+        assert redis_client.ttl(buf.keys.seen(identity)) > 0
+    assert pushes.finish(_refused) == []  # nothing kept twice
+
+
+def test_a_batch_whose_push_fails_hands_each_event_over(
+    redis_client: redis.Redis, make_settings: MakeSettings
+) -> None:
+    """Redis unreachable at the push: each waiting event goes to its own task."""
+    settings = make_settings()
+    away = build_redis_client("redis://127.0.0.1:9/0", timeout_s=0.5)
+    pushes = Pushes(away, settings.namespace, ttl_s=settings.idempotency_ttl_s)
+    pushes.add(_item(1), "v1", "v1", token="first")
+    pushes.add(_item(2), "v2", "v2", token="second")
+    handed: list[Any] = []
+
+    def hand_over(token: Any, exc: BaseException) -> str:
+        handed.append(token)
+        return "handed_over"
+
+    assert pushes.finish(hand_over) == ["handed_over", "handed_over"]
+    assert handed == ["first", "second"]
+    assert BatchBuffer(redis_client, settings).depth() == 0
