@@ -62,11 +62,12 @@ def exclusive(
             f"{what} is under way in another worker",
             retry_after_s=_remaining_s(client, name, ttl_s),
         )
-    keeping = _keeper().keep(lock, every_s=ttl_s / 3, what=what)
+    keeper = _keeper()
+    keeping = keeper.keep(lock, every_s=ttl_s / 3, what=what)
     try:
         yield
     finally:
-        _keeper().drop(keeping)
+        keeper.drop(keeping)
         # Not a translation: a lock that expired or cannot be released expires on its own.
         with contextlib.suppress(RedisUnavailable, LockNotOwned):
             lock.release()
