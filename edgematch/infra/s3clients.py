@@ -4,15 +4,24 @@ Endpoints come from boto3's own ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3`` /
 ``AWS_ENDPOINT_URL_SQS``; with a custom endpoint botocore addresses buckets path-style,
 which MinIO and moto need. Raises :class:`~edgematch.errors.ConfigurationError` when no
 region is configured.
+
+The S3 client parses the ``Last-Modified`` header of every GET and HEAD (one a hash) with
+:func:`http_date` instead of botocore's general timestamp parser (dateutil, about 0.15 ms
+of CPU a call): an equal ``datetime``, for a tenth of the work.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import NoRegionError
+from botocore.utils import parse_timestamp
 
 from edgematch.errors import ConfigurationError
 
@@ -22,7 +31,7 @@ if TYPE_CHECKING:
 
     from edgematch.config.settings import Settings
 
-__all__ = ["make_s3_client", "make_sqs_client"]
+__all__ = ["http_date", "make_s3_client", "make_sqs_client"]
 
 # Three attempts in all. botocore's Config key "max_attempts" counts retries (3 would
 # mean 4 attempts); "total_max_attempts" counts attempts, like AWS_MAX_ATTEMPTS does.
@@ -43,7 +52,7 @@ def make_s3_client(settings: Settings) -> S3Client:
         # Room for every item of every pump's batch to be read or tagged at once.
         max_pool_connections=max(_MIN_POOL_CONNECTIONS, settings.match_pumps * settings.batch_size),
     )
-    client: S3Client = _client("s3", config)
+    client: S3Client = _client("s3", config, timestamp_parser=http_date)
     return client
 
 
@@ -59,9 +68,39 @@ def make_sqs_client(settings: Settings) -> SQSClient:
     return client
 
 
-def _client(service: Literal["s3", "sqs"], config: Config) -> Any:
+def http_date(value: Any) -> dt.datetime:
+    """A timestamp of an S3 answer: the instant botocore's own parser gives, timezone-aware.
+
+    The HTTP-date form of headers (``Wed, 03 Dec 2026 18:57:46 GMT``) is read by the
+    standard library (in ``datetime.timezone.utc``, equal to botocore's ``tzutc`` value);
+    any other form (the ISO 8601 of XML bodies, epoch seconds) is left to botocore's
+    parser. Raises what that parser raises for text it cannot read.
+    """
+    if isinstance(value, str) and value.endswith(" GMT"):
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            parsed = None
+        if parsed is not None and parsed.utcoffset() == dt.timedelta(0):
+            return parsed
+    parsed_by_botocore: dt.datetime = parse_timestamp(value)
+    return parsed_by_botocore
+
+
+def _client(
+    service: Literal["s3", "sqs"],
+    config: Config,
+    *,
+    timestamp_parser: Callable[[Any], dt.datetime] | None = None,
+) -> Any:
+    # A session of the client's own, as boto3.client's default one (the same credential
+    # chain, region and endpoint settings), so its parser settings stay with this client.
+    session = botocore.session.get_session()
+    if timestamp_parser is not None:
+        factory = session.get_component("response_parser_factory")
+        factory.set_parser_defaults(timestamp_parser=timestamp_parser)
     try:
-        return boto3.client(service, config=config)
+        return boto3.session.Session(botocore_session=session).client(service, config=config)
     except NoRegionError:
         raise ConfigurationError(
             f"AWS_DEFAULT_REGION (or AWS_REGION) is required: no region is configured for {service}"

@@ -3,8 +3,8 @@
 Used where two deliveries of the same message could otherwise act twice at once (two
 copies of one quarantined version, two submissions of one report).
 
-The lock's TTL is short (``EDGEMATCH_LOCK_TTL_S``, 30 s) and a thread renews it every
-third of that while the work runs, so a holder that works for minutes keeps it and a
+The lock's TTL is short (``EDGEMATCH_LOCK_TTL_S``, 30 s) and one thread of the process
+renews it every third of that while the work runs, so a holder that works for minutes keeps it and a
 holder that was killed (SIGKILL, OOM, a lost node) strands it for one TTL at most. A lock
 already held is ``LockHeld``, a ``TransientError`` that carries the lock's remaining TTL:
 the task retries once the lock would have run out, by which time a live holder has
@@ -14,8 +14,11 @@ finished (the retry finds the work done) or a dead one's lock has expired.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
+import time
 from collections.abc import Iterator
+from typing import Final
 
 import redis
 
@@ -59,34 +62,101 @@ def exclusive(
             f"{what} is under way in another worker",
             retry_after_s=_remaining_s(client, name, ttl_s),
         )
-    stop = threading.Event()
-    keeper = threading.Thread(
-        target=_keep_alive, args=(lock, ttl_s / 3, stop, what), name="lock-keeper", daemon=True
-    )
-    keeper.start()
+    keeper = _keeper()
+    keeping = keeper.keep(lock, every_s=ttl_s / 3, what=what)
     try:
         yield
     finally:
-        stop.set()
-        keeper.join()
+        keeper.drop(keeping)
         # Not a translation: a lock that expired or cannot be released expires on its own.
         with contextlib.suppress(RedisUnavailable, LockNotOwned):
             lock.release()
 
 
-def _keep_alive(lock: Lock, every_s: float, stop: threading.Event, what: str) -> None:
-    """Reset the lock's TTL every ``every_s`` until ``stop``; say so if it was lost."""
-    while not stop.wait(every_s):
+class _Kept:
+    """One lock the keeper renews: when next, and how often."""
+
+    __slots__ = ("due", "every_s", "lock", "what")
+
+    def __init__(self, lock: Lock, every_s: float, what: str) -> None:
+        self.lock = lock
+        self.every_s = every_s
+        self.due = time.monotonic() + every_s
+        self.what = what
+
+
+class _Keeper:
+    """Renews every lock a process holds, from one thread started once per process.
+
+    A thread per lock cost a thread start and join around every tag write (one a result);
+    one thread serves them all. A lock is dropped from it before it is released, so it is
+    never renewed after its block has ended, except by a renewal already under way then —
+    which finds the lock released (not ours any more: nothing is extended) and says nothing.
+    """
+
+    def __init__(self) -> None:
+        self._kept: set[_Kept] = set()
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def keep(self, lock: Lock, *, every_s: float, what: str) -> _Kept:
+        """Renew ``lock`` every ``every_s`` seconds from now until :meth:`drop`."""
+        kept = _Kept(lock, every_s, what)
+        with self._changed:
+            self._kept.add(kept)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="lock-keeper", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+        return kept
+
+    def drop(self, kept: _Kept) -> None:
+        with self._changed:
+            self._kept.discard(kept)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                now = time.monotonic()
+                due = [k for k in self._kept if k.due <= now]
+                if not due:
+                    nxt = min((k.due for k in self._kept), default=now + _IDLE_WAIT_S)
+                    self._changed.wait(nxt - now)
+                    continue
+                for kept in due:
+                    kept.due = now + kept.every_s
+            for kept in due:
+                self._renew(kept)
+
+    def _renew(self, kept: _Kept) -> None:
+        """Reset the lock's TTL; say so if it was lost while still held."""
         try:
-            lock.reacquire()
+            kept.lock.reacquire()
         except LockNotOwned:
-            # Expired while this process could not renew it (frozen longer than a TTL,
-            # or Redis unreachable that long): another worker may now take it.
-            log.warning("lock_lost", what=what)
-            return
+            with self._changed:
+                still_held = kept in self._kept
+                self._kept.discard(kept)
+            if still_held:
+                # Expired while this process could not renew it (frozen longer than a TTL,
+                # or Redis unreachable that long): another worker may now take it.
+                log.warning("lock_lost", what=kept.what)
         except RedisUnavailable as exc:
             # Not a translation: the renewal is tried again within the TTL.
-            log.warning("lock_renewal_failed", what=what, error=str(exc))
+            log.warning("lock_renewal_failed", what=kept.what, error=str(exc))
+
+
+_IDLE_WAIT_S: Final = 60.0
+_keepers: dict[int, _Keeper] = {}
+
+
+def _keeper() -> _Keeper:
+    """This process's keeper: a forked child (a prefork pool process) gets its own, since
+    the parent's thread does not run in it."""
+    pid = os.getpid()
+    keeper = _keepers.get(pid)
+    if keeper is None:
+        keeper = _keepers.setdefault(pid, _Keeper())
+    return keeper
 
 
 def _remaining_s(client: redis.Redis, name: str, ttl_s: float) -> float:

@@ -3,11 +3,13 @@ gone one TTL after its holder is killed, and a retry that waits exactly that lon
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -85,3 +87,18 @@ def test_a_killed_holders_lock_is_free_within_one_ttl(redis_server: RedisServer)
             holder.kill()
         client.delete(NAME)
         client.close()
+
+
+def test_one_thread_keeps_every_lock_a_process_holds(redis_client: redis.Redis) -> None:
+    """Five locks held at once for several TTLs are all kept, by one keeper thread (not a
+    thread a lock), and each is free as soon as its block ends."""
+    ttl_s = 0.3
+    names = [f"{NAME}:{i}" for i in range(5)]
+    with contextlib.ExitStack() as held:
+        for name in names:
+            held.enter_context(exclusive(redis_client, name, ttl_s=ttl_s, what=name))
+        keepers = [t for t in threading.enumerate() if t.name == "lock-keeper"]
+        time.sleep(4 * ttl_s)
+        assert all(0 < redis_client.pttl(name) <= ttl_s * 1000 for name in names)
+    assert len(keepers) == 1
+    assert not any(redis_client.exists(name) for name in names)

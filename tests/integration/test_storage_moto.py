@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -513,3 +514,13 @@ def test_make_sqs_client_outlasts_the_long_poll(aws_env: None) -> None:
     config: Any = client.meta.config
     assert config.read_timeout > 20
     assert config.retries == {"mode": "standard", "total_max_attempts": 3}
+
+
+def test_make_s3_client_reads_last_modified_as_boto3_does(s3: S3Client) -> None:
+    """A HEAD's LastModified through edgematch's client (its own timestamp parser) is the
+    instant a default boto3 client reads from the same answer."""
+    s3.put_object(Bucket=BUCKET, Key="k", Body=b"x")
+    ours = s3.head_object(Bucket=BUCKET, Key="k")["LastModified"]
+    theirs = boto3.client("s3").head_object(Bucket=BUCKET, Key="k")["LastModified"]
+    assert ours == theirs
+    assert ours.utcoffset() == dt.timedelta(0)
