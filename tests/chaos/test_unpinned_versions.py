@@ -21,9 +21,11 @@ import pytest
 from devtools.localstack import LocalPipeline
 from devtools.localstack import wait_until as _wait
 from tests.support.hashes import HASH
+from tests.support.reviews import HOLD, decide
 from tests.support.pipelines import (
     MakePipeline,
     cli,
+    content_tags,
     dead_letters,
     log_events,
     next_second,
@@ -53,10 +55,14 @@ def _copied_from(pipe: LocalPipeline, key: str) -> set[str]:
     return found
 
 
-def test_ambiguous_versions_are_all_quarantined_and_reported(make_pipeline: MakePipeline) -> None:
+def test_ambiguous_versions_are_all_quarantined_reported_and_released(
+    make_pipeline: MakePipeline,
+) -> None:
     """v2 and v1's hash file are written in the same second: the hash may be v1's or v2's,
-    so both are moved to quarantine, each verified, and the report says why."""
-    pipe = make_pipeline(rate=RATE, quarantine_bucket=QUARANTINE)
+    so both are moved to quarantine, each verified, and the report says why. Rejected by a
+    reviewer (reports held for review, as the docs tell operators to), `edgematch release`
+    puts both back, v1 first, so v2 is the current version again."""
+    pipe = make_pipeline(rate=RATE, quarantine_bucket=QUARANTINE, settings=HOLD)
     pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
     s3 = pipe.s3()
     content_key, hash_key = "ambiguous/pic.jpg", "ambiguous/pic.jpg.bin"
@@ -84,6 +90,27 @@ def test_ambiguous_versions_are_all_quarantined_and_reported(make_pipeline: Make
     assert dead_letters(pipe) == []
     (warned,) = log_events(pipe, "quarantine_ambiguous")
     assert warned["versions"] == [c2, c1]
+
+    decide(pipe, report["report_id"], "rejected")
+    done = cli(pipe, "release", report["report_id"], "--operator", "ana")
+    assert done.returncode == 0, done.stderr
+    assert "and candidate version" in done.stdout
+    back = _versions(pipe, pipe.bucket, content_key)
+    bodies = [
+        s3.get_object(Bucket=pipe.bucket, Key=content_key, VersionId=v)["Body"].read() for v in back
+    ]
+    assert bodies == [b"v2 " + IMAGE, b"v1 " + IMAGE]  # newest first: v2 is current again
+    for version in back:
+        assert content_tags(pipe, pipe.bucket, content_key, version)["edgematch-status"] == (
+            "released"
+        )
+    (doc,) = pipe.reports()
+    assert doc["status"] == "released"
+    assert doc["release"]["version_id"] == back[0]
+    assert [c["version_id"] for c in doc["release"]["candidates"]] == [back[1]]
+    again = cli(pipe, "release", report["report_id"], "--operator", "ana")
+    assert again.returncode == 0, again.stderr
+    assert _versions(pipe, pipe.bucket, content_key) == back
 
 
 @contextmanager

@@ -92,6 +92,13 @@ def release(report_id: str, operator: str | None, discard_evidence: bool, as_jso
             f"{outcome.evidence}"
         )
     )
+    for other in where.get("candidates") or []:
+        click.echo(
+            printable(
+                f"  and candidate version {other.get('version_id') or '-'}: "
+                f"{other.get('state')} ({other.get('detail')})"
+            )
+        )
     return 0
 
 
