@@ -21,7 +21,6 @@ import pytest
 from devtools.localstack import LocalPipeline
 from devtools.localstack import wait_until as _wait
 from tests.support.hashes import HASH
-from tests.support.reviews import HOLD, decide
 from tests.support.pipelines import (
     MakePipeline,
     cli,
@@ -31,6 +30,7 @@ from tests.support.pipelines import (
     next_second,
     wait_settled,
 )
+from tests.support.reviews import HOLD, decide
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
