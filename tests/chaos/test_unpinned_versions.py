@@ -164,7 +164,7 @@ def test_refused_version_listing_dead_letters_unscannable_then_replays(
         for name in ("intake", "worker", "beat"):
             pipe.processes.start(name, env=credentials)
         _wait(lambda: len(dead_letters(pipe)) == 1, 60, "the dead letter")
-        _wait(lambda: log_events(pipe, "result_recorded"), 60, "the result")
+        _wait(lambda: bool(log_events(pipe, "result_recorded")), 60, "the result")
     (entry,) = dead_letters(pipe)
     assert entry["reason"] == "configuration"
     assert "cannot be told" in entry["message"]
