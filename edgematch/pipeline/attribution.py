@@ -18,8 +18,10 @@ the hash file may have come before or after it. Every version that could have be
 scanned one is then a *candidate*: each version of that second, and the newest version
 of an earlier second. More than one candidate, or a delete marker among them, is
 *ambiguous*: quarantine acts on every candidate, and the result and the report say why.
-Fail closed: a listing that is refused or fails raises (the ingest task retries, then
-dead-letters the hash file as unscannable); it never falls back to the current version.
+Fail closed: a listing that is refused raises :class:`VersionUnknown` (ingest makes the
+hash file unscannable, with a dead letter), one that fails for a while a
+``TransientError`` (retried, then dead-lettered); it never falls back to the current
+version.
 """
 
 from __future__ import annotations
@@ -33,9 +35,16 @@ from edgematch.infra.logs import get_logger
 from edgematch.infra.s3text import decode_metadata_value
 from edgematch.infra.storage import KeyVersion, ObjectInfo, ObjectStore
 
-__all__ = ["Attribution", "attribute", "content_version"]
+__all__ = ["Attribution", "VersionUnknown", "attribute", "content_version"]
 
 log = get_logger(__name__)
+
+
+class VersionUnknown(PermanentError):
+    """The versions of the content key may not be listed: which version the hash file
+    stands for cannot be told. Ingest makes the hash file unscannable (a dead letter)."""
+
+    reason = "content_version_unknown"
 
 
 @dataclass(frozen=True)
@@ -54,7 +63,8 @@ def content_version(store: ObjectStore, info: ObjectInfo, bucket: str, key: str)
 
     An empty Attribution when there is none to act on: the content is gone (not even an
     older version is listed), or we may not read it, which quarantine then records.
-    Raises what :meth:`ObjectStore.versions` raises when a listing is needed.
+    Raises VersionUnknown when a listing is needed and refused, and ``TransientError``
+    (retried) when it fails for a while.
     """
     metadata = {k.lower(): decode_metadata_value(v) for k, v in info.metadata.items()}
     if metadata.get("content-version-id"):
@@ -73,7 +83,12 @@ def content_version(store: ObjectStore, info: ObjectInfo, bucket: str, key: str)
         return Attribution()  # no sign of versioning: nothing older to look for
     if head is not None and written is not None and _before(head.last_modified, written):
         return Attribution(version_id=head.version_id, etag=head.etag)
-    found = attribute(store.versions(bucket, key), written)
+    try:
+        found = attribute(store.versions(bucket, key), written)
+    except (PermanentError, ConfigurationError) as exc:
+        raise VersionUnknown(
+            f"the scanned version of s3://{bucket}/{key} cannot be told: {exc}"
+        ) from exc
     if found.ambiguity:
         log.warning(
             "ingest_content_version_ambiguous",

@@ -102,6 +102,9 @@ def ingest(
         return _refuse(rt, obj, correlation_id, lane, publish, reason="bad_input", message=message)
     try:
         info, data, content = _read(rt, obj)
+        # Pinned by the hash file, else attributed by evidence; a listing refused for good
+        # is VersionUnknown: unscannable, never a guess (attribution.py).
+        version = content_version(rt.store, info, *content)
     except PermanentError as exc:
         return _refuse(
             rt,
@@ -115,15 +118,6 @@ def ingest(
             # and its result must not touch a newer upload's (verdicts.py).
             content_known=not isinstance(exc, ObjectMissing),
         )
-    # Pinned by the hash file, else attributed by evidence (attribution.py). A listing
-    # that fails for a while is retried (TransientError); one refused for good makes the
-    # hash file unscannable with a dead letter: never a guess, never clean.
-    try:
-        version = content_version(rt.store, info, *content)
-    except (PermanentError, ConfigurationError) as exc:
-        where = f"s3://{content[0]}/{content[1]}"
-        message = f"the scanned version of {where} cannot be told: {exc}"
-        return _refuse(rt, obj, correlation_id, lane, publish, reason=exc.reason, message=message)
     item = Item.new(
         bucket=obj.bucket,
         key=obj.key,

@@ -166,7 +166,7 @@ def test_refused_version_listing_dead_letters_unscannable_then_replays(
         _wait(lambda: len(dead_letters(pipe)) == 1, 60, "the dead letter")
         _wait(lambda: bool(log_events(pipe, "result_recorded")), 60, "the result")
     (entry,) = dead_letters(pipe)
-    assert entry["reason"] == "configuration"
+    assert entry["reason"] == "content_version_unknown"
     assert "cannot be told" in entry["message"]
     verdicts = [e["verdict"] for e in log_events(pipe, "result_recorded")]
     assert verdicts == ["unscannable"]
