@@ -91,6 +91,12 @@ def test_ambiguous_versions_are_all_quarantined_reported_and_released(
     (warned,) = log_events(pipe, "quarantine_ambiguous")
     assert warned["versions"] == [c2, c1]
 
+    shown = cli(pipe, "review", "show", report["report_id"], "--no-link")
+    assert shown.returncode == 0, shown.stderr
+    assert "ambiguous" in shown.stdout and f"also    moved version {other['version_id']}" in (
+        shown.stdout
+    )
+
     decide(pipe, report["report_id"], "rejected")
     done = cli(pipe, "release", report["report_id"], "--operator", "ana")
     assert done.returncode == 0, done.stderr
