@@ -9,10 +9,10 @@ accepted so that a redelivery does not fail again forever.
 Two things for what follows a match: the content version the hash file stands for is
 noted on the item (pinned by the hash file, else attributed by evidence, with every
 candidate when that is ambiguous: pipeline/attribution.py; quarantine acts on those
-versions only), and a hash whose SHA-256 is in
-the match cache gets its ``match`` result at once, without joining the buffer or
-spending API quota. With ``EDGEMATCH_CLEAN_CACHE_TTL_S`` > 0 (off by default) a hash found
-clean within that time gets its ``clean`` result the same way; a match always wins.
+versions only), and a hash whose SHA-256 is in the match cache gets its ``match`` result
+at once, without joining the buffer or spending API quota. With
+``EDGEMATCH_CLEAN_CACHE_TTL_S`` > 0 (off by default) a hash found clean within that time
+gets its ``clean`` result the same way; a match always wins.
 
 Raises ``TransientError`` for what is worth retrying (S3 throttling, Redis unreachable).
 """
