@@ -6,7 +6,8 @@ to the file (a hash file read after a newer upload of its content would otherwis
 newer version, and quarantine would move an innocent upload and leave the matched one
 reachable by its version id):
 
-* one HEAD of the content. No version id: the bucket is not versioned, there is one
+* one HEAD of the content. Gone, or not readable: unknown, as before (quarantine records
+  ``content_missing``). No version id: the bucket is not versioned, there is one
   version, and it is named by its ETag as before. A current version written in an
   earlier second than the hash file is the newest version written before it: attributed,
   without a listing.
@@ -30,7 +31,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from edgematch.errors import ConfigurationError, ObjectMissing, PermanentError
+from edgematch.errors import ConfigurationError, PermanentError
 from edgematch.infra.logs import get_logger
 from edgematch.infra.s3text import decode_metadata_value
 from edgematch.infra.storage import KeyVersion, ObjectInfo, ObjectStore
@@ -61,8 +62,9 @@ class Attribution:
 def content_version(store: ObjectStore, info: ObjectInfo, bucket: str, key: str) -> Attribution:
     """The content version the hash file ``info`` stands for (see the module doc).
 
-    An empty Attribution when there is none to act on: the content is gone (not even an
-    older version is listed), or we may not read it, which quarantine then records.
+    An empty Attribution when there is none to act on: the content is gone (no current
+    version: a delete marker, or never uploaded), or we may not read it, which quarantine
+    then records.
     Raises VersionUnknown when a listing is needed and refused, and ``TransientError``
     (retried) when it fails for a while.
     """
@@ -70,18 +72,17 @@ def content_version(store: ObjectStore, info: ObjectInfo, bucket: str, key: str)
     if metadata.get("content-version-id"):
         return Attribution(version_id=metadata["content-version-id"])
     try:
-        head: ObjectInfo | None = store.head(bucket, key)
-    except ObjectMissing:
-        head = None  # deleted since, or a delete marker on top of older versions
+        head = store.head(bucket, key)
     except (PermanentError, ConfigurationError) as exc:
+        # Gone (deleted before the scan, or never uploaded: some platforms keep their
+        # images elsewhere), or not ours to read: recorded as such by quarantine. Not
+        # listed: that would cost a request per hash file where content is never here.
         log.info("ingest_content_version_unknown", bucket=bucket, key=key, reason=exc.reason)
         return Attribution()
-    if head is not None and head.version_id is None:
+    if head.version_id is None:
         return Attribution(etag=head.etag)  # not versioned: the one version there is
     written = info.last_modified
-    if head is None and (info.version_id is None or bucket != info.bucket):
-        return Attribution()  # no sign of versioning: nothing older to look for
-    if head is not None and written is not None and _before(head.last_modified, written):
+    if written is not None and _before(head.last_modified, written):
         return Attribution(version_id=head.version_id, etag=head.etag)
     try:
         found = attribute(store.versions(bucket, key), written)

@@ -78,18 +78,30 @@ def test_a_newer_upload_is_passed_over_by_the_listing(s3: S3Client, listings: li
     assert listings == [KEY]
 
 
-def test_a_delete_marker_before_the_hash_file_is_ambiguous(
+def test_a_delete_marker_among_the_candidates_is_ambiguous(
     s3: S3Client, listings: list[str]
 ) -> None:
-    """The content was deleted (a delete marker) before its hash file came: the version
-    under the marker is still the candidate, named ambiguous."""
+    """v1, deleted (a delete marker) and uploaded again as v2 in the hash file's second:
+    v2 and v1 are both candidates, and the marker is named."""
     v1 = _put(s3, UPLOADS, b"v1")
     next_second()
     s3.delete_object(Bucket=UPLOADS, Key=KEY)
+    v2 = _put(s3, UPLOADS, b"v2")
     info = _hash_file(s3, UPLOADS)
     found = content_version(ObjectStore(s3), info, UPLOADS, KEY)
-    assert (found.version_id, found.candidates) == (v1["version"], ())
+    assert (found.version_id, found.candidates) == (v2["version"], (v1["version"],))
     assert found.ambiguity and "delete marker" in found.ambiguity
+    assert listings == [KEY]
+
+
+def test_content_gone_is_unknown_without_a_listing(s3: S3Client, listings: list[str]) -> None:
+    """No current version (deleted, or the platform keeps its images elsewhere): unknown,
+    which quarantine records as content_missing; no request per hash file to find out."""
+    _put(s3, UPLOADS, b"v1")
+    s3.delete_object(Bucket=UPLOADS, Key=KEY)
+    info = _hash_file(s3, UPLOADS)
+    assert content_version(ObjectStore(s3), info, UPLOADS, KEY) == Attribution()
+    assert listings == []
 
 
 def test_a_pinned_version_is_taken_as_it_is(s3: S3Client, listings: list[str]) -> None:
