@@ -53,6 +53,15 @@ class ContentVersion:
             result.content_etag,
         )
 
+    @classmethod
+    def candidates_of(cls, result: Result) -> list[ContentVersion]:
+        """The other versions ``result`` may have scanned (an ambiguous attribution)."""
+        return [
+            cls(result.content_bucket, result.content_key, version_id, None)
+            for version_id in result.content_candidates
+            if version_id and version_id != result.content_version_id
+        ]
+
     @property
     def identity(self) -> str:
         """Stable name of this version: one quarantine and one report each."""
@@ -76,6 +85,9 @@ class Evidence:
     ``bucket``/``key``/``version_id`` name the preserved bytes: the quarantined copy
     (``moved``), the tagged original (``tagged``), the untouched original (``shadow``,
     ``failed``), or nothing (``content_missing``). ``at`` is a Unix time in seconds.
+    When which version was scanned is ambiguous (pipeline/attribution.py), ``ambiguity``
+    says why and ``candidates`` holds the evidence of each other version that may have
+    been the scanned one, quarantined the same way (each a dict of these fields).
     """
 
     state: str
@@ -91,6 +103,8 @@ class Evidence:
     original_deleted: bool = False
     detail: str | None = None
     at: float = field(default_factory=time.time)
+    ambiguity: str | None = None
+    candidates: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,9 +115,21 @@ class Evidence:
         return cls(**{k: v for k, v in doc.items() if k in known})
 
     @classmethod
-    def failed(cls, content: ContentVersion, *, mode: str, reason: str) -> Evidence:
-        """A quarantine that gave up: the original stays where it was, tagged ``match``."""
-        return cls.naming(content, state=FAILED, mode=mode, detail=reason[:500])
+    def failed(cls, result: Result, *, mode: str, reason: str) -> Evidence:
+        """A quarantine of ``result``'s content that gave up: the original stays where it
+        was, tagged ``match``; so may every other candidate version."""
+        others = [
+            cls.naming(c, state=FAILED, mode=mode, detail=reason[:500]).to_dict()
+            for c in ContentVersion.candidates_of(result)
+        ]
+        return cls.naming(
+            ContentVersion.of(result),
+            state=FAILED,
+            mode=mode,
+            detail=reason[:500],
+            ambiguity=result.content_ambiguity,
+            candidates=others,
+        )
 
     @classmethod
     def naming(

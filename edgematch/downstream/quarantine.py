@@ -12,6 +12,10 @@ Modes (``EDGEMATCH_QUARANTINE_MODE``):
   version's tags, read back; the operator's bucket policy denies reading it.
 * ``off``: shadow mode — the decision is returned and recorded, nothing is touched.
 
+When the hash file did not pin its content version and the evidence leaves several
+versions that may have been the scanned one (pipeline/attribution.py), each of them is
+quarantined the same way and verified; the evidence of the first names the others and why.
+
 Idempotent on the content version: a finished quarantine is remembered in Redis (with a
 TTL), one worker at a time works on a version (a Redis lock), and without the memory the
 S3 state itself tells a repeat apart (the original gone and a verified copy in place).
@@ -33,6 +37,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import redis
 
@@ -115,8 +120,32 @@ class Quarantine:
         return self._s.effective_quarantine_mode
 
     def run(self, result: Result) -> Evidence:
-        """Quarantine the content version ``result`` scanned. Idempotent; see the module doc."""
+        """Quarantine the content version ``result`` scanned, and every other version it
+        may have scanned (an ambiguous attribution). Idempotent; see the module doc."""
         content = ContentVersion.of(result)
+        others = ContentVersion.candidates_of(result)
+        evidence = self._one(content, result)
+        if others or result.content_ambiguity:
+            # Fail closed: any of them may be the matched bytes, so none stays reachable.
+            # A failure on any raises, and the task retries (the ones done are remembered).
+            done = [self._one(c, result) for c in others]
+            evidence = replace(
+                evidence,
+                ambiguity=result.content_ambiguity,
+                candidates=[e.to_dict() for e in done],
+            )
+            log.warning(
+                "quarantine_ambiguous",
+                bucket=content.bucket,
+                key=content.key,
+                versions=[content.version_id, *(c.version_id for c in others)],
+                states=[evidence.state, *(e.state for e in done)],
+                why=result.content_ambiguity,
+            )
+        return evidence
+
+    def _one(self, content: ContentVersion, result: Result) -> Evidence:
+        """Quarantine one content version, under its lock, unless it is remembered done."""
         if self.mode == OFF:
             return self._shadow(content)
         with exclusive(

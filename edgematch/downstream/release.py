@@ -12,6 +12,11 @@ What "back" means follows what quarantine did (the report's evidence says):
   denies) and ``failed``: the scanned version itself is tagged ``released``, read back.
 * ``content_missing``: nothing to put back; the report is marked all the same.
 
+A report whose scanned version was ambiguous names other candidate versions, each
+quarantined the same way: each is put back as above, oldest first, the report's own
+version last, so the key's current version is the newest again (putback.py does the
+putting back). The release record lists them under ``candidates``.
+
 The report moves ``rejected → released``, its history naming the operator; a ``shadow``
 report (never submitted) needs no review first and records the release in its history.
 The evidence copy stays under its legal hold unless the operator asks to discard it and
@@ -33,7 +38,6 @@ edgematch errors.
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,46 +46,28 @@ from typing import Any
 import redis
 
 from edgematch.config.settings import Settings
-from edgematch.downstream.copies import QUARANTINED, CopyUnverified, copy_problems
-from edgematch.downstream.custody import CONTENT_MISSING, FAILED, MOVED, SHADOW, TAGGED, Evidence
-from edgematch.downstream.evidence import EvidenceStore, VersionInfo
+from edgematch.downstream.custody import MOVED
+from edgematch.downstream.evidence import EvidenceStore
 from edgematch.downstream.protection import EvidenceKept, Protection
+from edgematch.downstream.putback import NotReleasable, PutBack, evidence_of
 from edgematch.downstream.reports import ReportStore
-from edgematch.downstream.restored import (
-    META_RELEASED,
-    discarded,
-    is_released,
-    refusal,
-    released,
-    restored_metadata,
-    restored_tags,
-)
+from edgematch.downstream.restored import discarded, is_released, refusal, released
 from edgematch.errors import ObjectMissing, PermanentError
 from edgematch.infra.keys import Keys
 from edgematch.infra.logs import get_logger
-from edgematch.infra.s3text import decode_metadata_value
 from edgematch.infra.storage import ObjectStore
 from edgematch.pipeline.tagging import TAG_LOCK_WAIT_S, VerdictTags
-from edgematch.pipeline.verdicts import RELEASED as RELEASED_TAG
 from edgematch.recovery.locks import exclusive
 
 __all__ = ["EvidenceKept", "NotReleasable", "Outcome", "Release", "UnknownReport"]
 
 log = get_logger(__name__)
 
-RESTORED, RETAGGED, NOTHING = "restored", "retagged", CONTENT_MISSING
-
 
 class UnknownReport(PermanentError):
     """No report has this id."""
 
     reason = "unknown_report"
-
-
-class NotReleasable(PermanentError):
-    """The release is refused as asked; the message says why and what to do."""
-
-    reason = "not_releasable"
 
 
 @dataclass(frozen=True)
@@ -116,14 +102,14 @@ class Release:
         self._r = client
         self._reports = reports
         self._clock = clock
-        self._tag_key = settings.result_tag
-        self._tags = VerdictTags(
+        tags = VerdictTags(
             objects,
             client,
             settings.namespace,
             tag_key=settings.result_tag,
             lock_ttl_s=settings.lock_ttl_s,
         )
+        self._put_back = PutBack(settings=settings, evidence=evidence, objects=objects, tags=tags)
 
     def run(self, report_id: str, *, operator: str, discard_evidence: bool) -> Outcome:
         """Release the content of report ``report_id`` (see the module doc). Idempotent."""
@@ -133,11 +119,11 @@ class Release:
             raise NotReleasable(why)
         already = is_released(doc)
         if not already:
-            doc = self._mark(report_id, key, self._put_back(doc), operator)
-        elif doc["release"].get("state") == RETAGGED:
+            doc = self._mark(report_id, key, self._put_back.run(doc), operator)
+        else:
             # A match of that same version since (a redelivered result) blocked it again:
             # released again is what a person running this again asks for.
-            self._retag(Evidence.from_dict({**doc["release"], "mode": "", "at": 0.0}))
+            self._put_back.retag_again(doc["release"])
         evidence = self._evidence(key, doc, operator=operator, discard=discard_evidence)
         return Outcome(report_id, dict(doc["release"]), already, evidence)
 
@@ -181,140 +167,26 @@ class Release:
         log.info("release_marked", report_id=report_id, state=release["state"])
         return doc
 
-    # -- putting back ---------------------------------------------------------------------
-    def _put_back(self, doc: dict[str, Any]) -> dict[str, Any]:
-        evidence = Evidence.from_dict(doc.get("evidence") or {"state": "", "mode": ""})
-        if evidence.state == MOVED:
-            info = self._restore_copy(doc, evidence)
-            return _release(RESTORED, info, "restored from the evidence copy, verified")
-        if evidence.state in (TAGGED, SHADOW, FAILED):
-            found = self._retag(evidence)
-            tagged = f"tagged {self._tag_key}={RELEASED_TAG}"
-            if found is not None and evidence.state == SHADOW:
-                return _release(RETAGGED, found, f"quarantine was off, nothing was moved; {tagged}")
-            if found is not None:
-                return _release(RETAGGED, found, tagged)
-        return {"state": NOTHING, "detail": "the scanned content is gone: nothing to put back"}
-
-    def _restore_copy(self, doc: dict[str, Any], evidence: Evidence) -> VersionInfo:
-        bucket, key = doc["content"]["bucket"], doc["content"]["key"]
-        assert evidence.bucket and evidence.key  # a moved evidence names its copy
-        try:
-            source = self._store.head(
-                evidence.bucket,
-                evidence.key,
-                version_id=evidence.version_id,
-                if_match=None if evidence.version_id else evidence.etag,
-            )
-        except ObjectMissing as exc:
-            raise NotReleasable(f"the evidence copy is gone, nothing to put back: {exc}") from exc
-        restored = self._find_restored(
-            bucket, key, report_id=doc["report_id"], copied=source.last_modified
-        )
-        if restored is None:
-            tags = self._objects.get_tags(source.bucket, source.key, version_id=source.version_id)
-            version = self._store.copy(
-                source,
-                bucket=bucket,
-                key=key,
-                metadata=restored_metadata(source.metadata, doc["report_id"]),
-                tags=restored_tags(tags, self._tag_key, QUARANTINED),
-            )
-            restored = self._store.head(bucket, key, version_id=version)
-            log.info("release_copied", report_id=doc["report_id"], version_id=version)
-        self._verify(source, restored)
-        self._tag_released(restored)
-        return restored
-
-    def _find_restored(
-        self, bucket: str, key: str, *, report_id: str, copied: dt.datetime | None
-    ) -> VersionInfo | None:
-        """The version an earlier run put back for ``report_id``: the key's current one,
-        its marker naming the report. NotReleasable when the current one is an upload
-        written after the evidence copy (``copied``): putting the old one back would hide
-        it."""
-        try:
-            current = self._store.head(bucket, key)
-        except ObjectMissing:
-            return None
-        marker = current.metadata.get(META_RELEASED)
-        if marker is not None and decode_metadata_value(marker) == report_id:
-            return current
-        written = current.last_modified
-        # The copy was written after the original, so anything newer came since.
-        if written is not None and copied is not None and written > copied:
-            raise NotReleasable(
-                f"{current.uri} has a newer upload ({written.isoformat()}) than the "
-                "quarantined version; putting that one back would hide it. Copy the evidence "
-                "back by hand if that is what is wanted."
-            )
-        return None
-
-    def _verify(self, source: VersionInfo, restored: VersionInfo) -> None:
-        """The restored bytes are the evidence copy's; else the restored version goes."""
-        same_digest = None
-        if not (source.etag and restored.etag == source.etag):
-            same_digest = self._store.sha256(
-                source.bucket, source.key, version_id=source.version_id
-            ) == self._store.sha256(restored.bucket, restored.key, version_id=restored.version_id)
-        problems = copy_problems(
-            source, restored, expect_hold=False, retention_days=0, same_digest=same_digest
-        )
-        if problems:
-            self._store.delete(
-                restored.bucket,
-                restored.key,
-                version_id=restored.version_id,
-                if_match=None if restored.version_id else restored.etag,
-            )
-            raise CopyUnverified(
-                f"the version put back at {restored.uri} is not verified ({'; '.join(problems)}); "
-                "it was deleted again: run the release again"
-            )
-
-    def _tag_released(self, info: VersionInfo) -> None:
-        """``released`` on exactly this version, whatever verdict it holds; read back. A
-        person is waiting: another writer's lock is waited out, a killed one's included."""
-        with self._tags.lock(info.bucket, info.key, wait_s=self._s.lock_ttl_s):
-            self._tags.write(
-                info.bucket, info.key, RELEASED_TAG, version_id=info.version_id, force=True
-            )
-            now = self._objects.get_tags(info.bucket, info.key, version_id=info.version_id)
-        if now.get(self._tag_key) != RELEASED_TAG:
-            raise CopyUnverified(f"{info.uri} does not carry {self._tag_key}={RELEASED_TAG}")
-
-    def _retag(self, evidence: Evidence) -> VersionInfo | None:
-        """Tag mode, shadow, a failed quarantine: the scanned version, tagged released."""
-        if not evidence.bucket or not evidence.key:
-            return None
-        try:
-            info = self._store.head(
-                evidence.bucket,
-                evidence.key,
-                version_id=evidence.version_id,
-                if_match=None if evidence.version_id else evidence.etag,
-            )
-        except ObjectMissing:
-            return None
-        self._tag_released(info)
-        return info
-
     # -- the evidence copy ----------------------------------------------------------------
     def _evidence(self, key: str, doc: dict[str, Any], *, operator: str, discard: bool) -> str:
-        evidence = Evidence.from_dict(doc.get("evidence") or {"state": "", "mode": ""})
-        if evidence.state != MOVED:
+        copies = [e for e in evidence_of(doc) if e.state == MOVED and e.bucket and e.key]
+        if not copies:
             return "no evidence copy (the content was not moved)"
-        where = f"s3://{evidence.bucket}/{evidence.key}"
+        where = ", ".join(dict.fromkeys(f"s3://{e.bucket}/{e.key}" for e in copies))
+        if len(copies) > 1:
+            where = f"{where} ({len(copies)} versions)"
         if (doc.get("release") or {}).get("evidence_discarded_at"):
             return f"the evidence copy {where} was discarded"
         if not discard:
             return f"the evidence copy stays under its legal hold at {where}"
-        assert evidence.bucket and evidence.key
-        try:
-            info = self._store.head(evidence.bucket, evidence.key, version_id=evidence.version_id)
-        except ObjectMissing:
-            info = None  # an earlier run deleted it
-        if info is not None:
+        for evidence in copies:
+            assert evidence.bucket and evidence.key
+            try:
+                info = self._store.head(
+                    evidence.bucket, evidence.key, version_id=evidence.version_id
+                )
+            except ObjectMissing:
+                continue  # an earlier run deleted it
             self._protection.discard(info)
 
         def note(current: dict[str, Any]) -> dict[str, Any] | None:
@@ -325,15 +197,3 @@ class Release:
         self._update(doc["report_id"], key, note)
         log.info("release_evidence_discarded", report_id=doc["report_id"])
         return f"the evidence copy {where} was discarded"
-
-
-def _release(state: str, info: VersionInfo, detail: str) -> dict[str, Any]:
-    return {
-        "state": state,
-        "bucket": info.bucket,
-        "key": info.key,
-        "version_id": info.version_id,
-        "etag": info.etag,
-        "size": info.size,
-        "detail": detail,
-    }

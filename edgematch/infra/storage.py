@@ -12,7 +12,8 @@ The clients are built by :mod:`edgematch.infra.s3clients`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+import datetime as dt
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
@@ -21,6 +22,7 @@ from edgematch.errors import BadInput
 from edgematch.infra.s3clients import make_s3_client, make_sqs_client
 from edgematch.infra.s3errors import translated
 from edgematch.infra.s3text import decode_metadata_value, key_problem
+from edgematch.infra.versions import KeyVersion, key_versions
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 # own; they are re-exported here for the callers that name them through the store.
 __all__ = [
     "MAX_TAGS",
+    "KeyVersion",
     "ObjectInfo",
     "ObjectStore",
     "content_location",
@@ -48,7 +51,8 @@ _MAX_TAG_VALUE_CHARS: Final = 256
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """What a HEAD says about one object. ``etag`` without quotes."""
+    """What a HEAD says about one object. ``etag`` without quotes; ``last_modified`` as
+    the store gave it (S3: whole seconds)."""
 
     bucket: str
     key: str
@@ -57,6 +61,7 @@ class ObjectInfo:
     version_id: str | None
     metadata: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     content_type: str | None = None
+    last_modified: dt.datetime | None = None
 
 
 class ObjectStore:
@@ -72,6 +77,11 @@ class ObjectStore:
         only while its ETag is that). ObjectMissing when it is gone (``superseded:`` when
         the ETag differs)."""
         return self._head(bucket, key, version_id=version_id, if_match=if_match)
+
+    def versions(self, bucket: str, key: str) -> Iterator[KeyVersion]:
+        """Every version and delete marker of exactly ``key``, newest first, read page by
+        page as the caller goes on (s3:ListBucketVersions; see :mod:`versions`)."""
+        return key_versions(self._s3, bucket, key)
 
     def read_hash(
         self,
@@ -285,4 +295,5 @@ def _object_info(bucket: str, key: str, response: Mapping[str, Any], *, size: in
         version_id=None if returned_version in (None, "", "null") else returned_version,
         metadata=MappingProxyType(dict(response.get("Metadata", {}))),
         content_type=response.get("ContentType"),
+        last_modified=response.get("LastModified"),
     )

@@ -6,11 +6,13 @@ files are refused before download. An object that can never be scanned gets an
 ``unscannable`` result (so its content is tagged) and a dead letter, and is marked as
 accepted so that a redelivery does not fail again forever.
 
-Two things for what follows a match: the content object's version as of the scan is
-noted on the item (quarantine acts on that version only), and a hash whose SHA-256 is in
-the match cache gets its ``match`` result at once, without joining the buffer or
-spending API quota. With ``EDGEMATCH_CLEAN_CACHE_TTL_S`` > 0 (off by default) a hash found
-clean within that time gets its ``clean`` result the same way; a match always wins.
+Two things for what follows a match: the content version the hash file stands for is
+noted on the item (pinned by the hash file, else attributed by evidence, with every
+candidate when that is ambiguous: pipeline/attribution.py; quarantine acts on those
+versions only), and a hash whose SHA-256 is in the match cache gets its ``match`` result
+at once, without joining the buffer or spending API quota. With
+``EDGEMATCH_CLEAN_CACHE_TTL_S`` > 0 (off by default) a hash found clean within that time
+gets its ``clean`` result the same way; a match always wins.
 
 Raises ``TransientError`` for what is worth retrying (S3 throttling, Redis unreachable).
 """
@@ -28,9 +30,9 @@ from edgematch.errors import (
     PermanentError,
 )
 from edgematch.infra.logs import get_logger
-from edgematch.infra.s3text import decode_metadata_value
 from edgematch.infra.storage import ObjectInfo, content_location
 from edgematch.names import DEAD_LETTER_INGEST_PREFIX, STEP_INGEST, TASK_INGEST
+from edgematch.pipeline.attribution import content_version
 from edgematch.pipeline.events import ObjectCreated
 from edgematch.pipeline.items import Item
 from edgematch.pipeline.results import MATCH, UNSCANNABLE, Result
@@ -107,6 +109,9 @@ def ingest(
         return _refuse(rt, obj, correlation_id, lane, publish, reason="bad_input", message=message)
     try:
         info, data, content = _read(rt, obj)
+        # Pinned by the hash file, else attributed by evidence; a listing refused for good
+        # is VersionUnknown: unscannable, never a guess (attribution.py).
+        version = content_version(rt.store, info, *content)
     except PermanentError as exc:
         return _refuse(
             rt,
@@ -120,7 +125,6 @@ def ingest(
             # and its result must not touch a newer upload's (verdicts.py).
             content_known=not isinstance(exc, ObjectMissing),
         )
-    content_version_id, content_etag = _content_version(rt, info, *content)
     item = Item.new(
         bucket=obj.bucket,
         key=obj.key,
@@ -132,8 +136,10 @@ def ingest(
         correlation_id=correlation_id,
         lane=lane,
         event_time=obj.event_time,
-        content_version_id=content_version_id,
-        content_etag=content_etag,
+        content_version_id=version.version_id,
+        content_etag=version.etag,
+        content_candidates=version.candidates,
+        content_ambiguity=version.ambiguity,
     )
     if s.gate:
         _hold_for_scan(rt, item)
@@ -221,26 +227,6 @@ def _hold_for_scan(rt: Runtime, item: Item) -> None:
         )
     if now is None:
         log.info("gate_content_missing", bucket=item.content_bucket, key=item.content_key)
-
-
-def _content_version(
-    rt: Runtime, info: ObjectInfo, bucket: str, key: str
-) -> tuple[str | None, str | None]:
-    """The content object's version as of this scan: what quarantine will act on.
-
-    Named by the hash file's ``content-version-id`` metadata when the platform pins it,
-    else the current version (one HEAD). None, None when it cannot be known — gone
-    already, or not readable by us — which quarantine then records rather than guesses.
-    """
-    metadata = {k.lower(): decode_metadata_value(v) for k, v in info.metadata.items()}
-    if metadata.get("content-version-id"):
-        return metadata["content-version-id"], None
-    try:
-        head = rt.store.head(bucket, key)
-    except (PermanentError, ConfigurationError) as exc:
-        log.info("ingest_content_version_unknown", bucket=bucket, key=key, reason=exc.reason)
-        return None, None
-    return head.version_id, head.etag
 
 
 def _publish_cached(

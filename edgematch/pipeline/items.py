@@ -38,6 +38,11 @@ class Item:
     # The content object's version as of ingest: quarantine acts on that version only.
     content_version_id: str | None = None
     content_etag: str | None = None
+    #: When the hash file did not pin its content version and the evidence leaves more
+    #: than one possible (pipeline/attribution.py): the other versions that may have been
+    #: the scanned one, and why. Quarantine acts on each of them too.
+    content_candidates: tuple[str, ...] = ()
+    content_ambiguity: str | None = None
     #: Set when an answer that could not be read may have said this item matched (which
     #: request, and why it could not be read). It travels with the item through its
     #: retries: such an item ends ``match`` or ``unscannable``, never ``clean``.
@@ -59,6 +64,8 @@ class Item:
         event_time: str | None = None,
         content_version_id: str | None = None,
         content_etag: str | None = None,
+        content_candidates: tuple[str, ...] = (),
+        content_ambiguity: str | None = None,
     ) -> Item:
         return cls(
             id=uuid.uuid4().hex,
@@ -76,6 +83,8 @@ class Item:
             enqueued_at=time.time(),
             content_version_id=content_version_id,
             content_etag=content_etag,
+            content_candidates=content_candidates,
+            content_ambiguity=content_ambiguity,
         )
 
     @property
@@ -104,7 +113,9 @@ class Item:
         doc: dict[str, Any] = json.loads(raw)
         # Fields a newer release added are ignored, so old and new workers can overlap.
         known = {f.name for f in fields(cls)}
-        return cls(**{name: value for name, value in doc.items() if name in known})
+        values = {name: value for name, value in doc.items() if name in known}
+        values["content_candidates"] = tuple(values.get("content_candidates") or ())
+        return cls(**values)
 
     def log_fields(self) -> dict[str, Any]:
         """What may be logged about an item: locations and ids, never the hash bytes."""

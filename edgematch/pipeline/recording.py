@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from edgematch.errors import TransientError
 from edgematch.infra import metrics
-from edgematch.pipeline.results import ALLOWLISTED, HandOn, Result
+from edgematch.pipeline.results import ALLOWLISTED, CLEAN, HandOn, Result
 from edgematch.pipeline.resultstore import ResultStore
 from edgematch.pipeline.verdicts import ON_CALL_LANES, Decision, Facts, decide, needs_hash_check
 
@@ -163,8 +163,13 @@ def _decide(
         hash_current = tags.is_current_write(
             result.bucket, result.key, version_id=result.version_id, etag=result.etag
         )
+    # A verdict that lets content be read is written only on a version known to be the
+    # scanned one: with an ambiguous attribution (attribution.py) it tags nothing, and the
+    # content keeps what it holds (`pending` under the publication gate). Fail closed.
+    opens = result.verdict in (CLEAN, ALLOWLISTED) and bool(result.content_ambiguity)
     reachable = (
         tagged
+        and not opens
         and new.content_version is not None
         and tags.reachable(
             result.content_bucket,

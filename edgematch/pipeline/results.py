@@ -60,6 +60,9 @@ class Result:
     hash_sha256: str | None = None
     #: True when the verdict came from the match cache, without an API call.
     from_cache: bool = False
+    #: Other content versions that may have been the scanned one, and why (items.py).
+    content_candidates: tuple[str, ...] = ()
+    content_ambiguity: str | None = None
 
     @classmethod
     def for_item(
@@ -103,13 +106,15 @@ class Result:
             content_version_id=item.content_version_id,
             content_etag=item.content_etag,
             hash_sha256=item.hash_sha256 if item.hash_b64 else None,
+            content_candidates=item.content_candidates,
+            content_ambiguity=item.content_ambiguity,
         )
 
     def to_dict(self) -> dict[str, Any]:
         # Every field is a plain value or a tuple of strings: a shallow copy is the whole
         # document (dataclasses.asdict deep-copies each value, for nothing here).
         doc = {f.name: getattr(self, f.name) for f in _FIELDS}
-        for name in ("match_ids", "sources", "violations"):
+        for name in _LISTS:
             doc[name] = list(doc[name])
         return doc
 
@@ -120,12 +125,13 @@ class Result:
         # Fields a newer release added are ignored, so old and new workers can overlap.
         known = {f.name for f in dataclasses.fields(cls)}
         values = {name: value for name, value in doc.items() if name in known}
-        for name in ("match_ids", "sources", "violations"):
+        for name in _LISTS:
             values[name] = tuple(values.get(name) or ())
         return cls(**values)
 
 
 _FIELDS = dataclasses.fields(Result)
+_LISTS = ("match_ids", "sources", "violations", "content_candidates")
 
 #: What takes every recorded result on from here (quarantine, reporting …).
 HandOn = Callable[[Result], None]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgematch.downstream.quarantine import ContentVersion, Evidence
+from edgematch.downstream.quarantine import Evidence
 from edgematch.errors import EdgematchError
 from edgematch.infra import metrics
 from edgematch.infra.logs import get_logger
@@ -74,9 +74,10 @@ def quarantine(
     def report_unpreserved(failure: BaseException | None) -> None:
         # Reported all the same: the report says the evidence was not preserved.
         why = f"{failure.reason}: {failure}" if isinstance(failure, EdgematchError) else None
-        content = ContentVersion.of(Result.from_dict(result))
         mode = runtime().downstream.quarantine.mode
-        evidence = Evidence.failed(content, mode=mode, reason=why or "unexpected error")
+        evidence = Evidence.failed(
+            Result.from_dict(result), mode=mode, reason=why or "unexpected error"
+        )
         # Not replayed_from: sending the report must not resolve the quarantine's entry,
         # and its own failure is a separate dead letter, not an overwrite of that one.
         self.guarded(

@@ -29,6 +29,7 @@ from tests.support.pipelines import (
     MakePipeline,
     dead_letters,
     log_events,
+    next_second,
     results_count,
     wait_settled,
 )
@@ -295,18 +296,14 @@ def test_repeated_and_reordered_events(
     assert {(hash_key, "match"), (hash_key, "clean")} <= verdicts
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known issue: without content-version-id metadata, ingest notes the content "
-        "version current at ingest; a hash file ingested after a newer upload of its "
-        "content key is attributed to the newer version, which quarantine then moves"
-    ),
-)
 def test_unpinned_versions_out_of_order_quarantine_the_scanned_version(
     make_pipeline: MakePipeline,
 ) -> None:
-    """Without content-version-id, v1's match still quarantines v1, not the newer v2."""
+    """Without content-version-id, v1's match still quarantines v1, not the newer v2.
+
+    v2 is written in a later second than v1's hash file (S3 keeps LastModified to the
+    second), so the evidence is unambiguous; the same second is test_unpinned_versions.py's.
+    """
     pipe = make_pipeline(rate=RATE, quarantine_bucket=QUARANTINE)
     _silence_notifications(pipe)
     pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
@@ -316,6 +313,7 @@ def test_unpinned_versions_out_of_order_quarantine_the_scanned_version(
     pipe.add_known([v1_hash])
     c1 = s3.put_object(Bucket=pipe.bucket, Key=content_key, Body=b"v1 " + IMAGE)["VersionId"]
     e1 = _put_hash(pipe, hash_key, v1_hash)
+    next_second()
     c2 = s3.put_object(Bucket=pipe.bucket, Key=content_key, Body=b"v2 " + IMAGE)["VersionId"]
     e2 = _put_hash(pipe, hash_key, os.urandom(HASH))
     _send(pipe, [json.dumps(e2)])
@@ -325,7 +323,13 @@ def test_unpinned_versions_out_of_order_quarantine_the_scanned_version(
     (report,) = pipe.reports()
     versions = s3.list_object_versions(Bucket=pipe.bucket, Prefix=content_key)["Versions"]
     assert report["content"]["version_id"] == c1
+    assert report["evidence"]["state"] == "moved"
+    assert report["evidence"]["ambiguity"] is None
     assert [v["VersionId"] for v in versions if v["Key"] == content_key] == [c2]
+    target = f"{pipe.bucket}/{content_key}"
+    (copy,) = s3.list_object_versions(Bucket=QUARANTINE, Prefix=target)["Versions"]
+    head = s3.head_object(Bucket=QUARANTINE, Key=target, VersionId=copy["VersionId"])
+    assert head["Metadata"]["edgematch-source-version-id"] == c1
 
 
 def _files_in(raw: bytes) -> int:

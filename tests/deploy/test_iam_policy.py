@@ -29,6 +29,7 @@ ACTIONS = {
     "s3.put_object_retention": {"s3:PutObjectRetention"},
     "s3.get_object_lock_configuration": {"s3:GetBucketObjectLockConfiguration"},
     "s3.list_objects_v2": {"s3:ListBucket"},
+    "s3.list_object_versions": {"s3:ListBucketVersions"},
     # The reviewer's browser GETs the evidence with the signer's permissions.
     "s3.generate_presigned_url": {"s3:GetObject", "s3:GetObjectVersion"},
     "sqs.receive_message": {"sqs:ReceiveMessage"},

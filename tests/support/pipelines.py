@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -36,6 +37,15 @@ def log_events(pipe: LocalPipeline, name: str, process: str = "worker") -> list[
         if doc.get("event") == name:
             found.append(doc)
     return found
+
+
+def next_second() -> None:
+    """Wait for the clock to turn to its next whole second: S3 (and moto) keep
+    LastModified to the second, so what is written next is dated after all that was
+    written before. A wait on the clock, at most a second."""
+    start = int(time.time())
+    while int(time.time()) == start:
+        time.sleep(0.01)
 
 
 def dead_letters(pipe: LocalPipeline) -> list[dict[str, Any]]:

@@ -46,6 +46,7 @@ from edgematch.infra.redisclient import (
     RedisUnavailable,
     ScriptMissing,
 )
+from edgematch.pipeline.attribution import VersionUnknown
 from edgematch.pipeline.resultstore import LogBehind
 from edgematch.recovery.deadletters import DeadLetterStoreFull
 from edgematch.recovery.locks import LockHeld
@@ -93,6 +94,7 @@ FINAL: dict[type[EdgematchError], Callable[[], EdgematchError]] = {
     BadInput: lambda: BadInput("empty hash file"),
     ObjectMissing: lambda: ObjectMissing("gone"),
     QuarantineUnavailable: lambda: QuarantineUnavailable("no bucket"),
+    VersionUnknown: lambda: VersionUnknown("versions listing refused"),
     UnknownReport: lambda: UnknownReport("no report rpt-x"),
     NotReleasable: lambda: NotReleasable("report rpt-x is confirmed"),
     EvidenceKept: lambda: EvidenceKept("legal hold stays: access denied"),

@@ -8,6 +8,8 @@ or the evidence could not be discarded (the content is released), 2 refused as a
 from __future__ import annotations
 
 import getpass
+from collections.abc import Mapping
+from typing import Any
 
 import click
 
@@ -92,7 +94,19 @@ def release(report_id: str, operator: str | None, discard_evidence: bool, as_jso
             f"{outcome.evidence}"
         )
     )
+    _echo_candidates(where)
     return 0
+
+
+def _echo_candidates(release: Mapping[str, Any]) -> None:
+    """The other candidate versions an ambiguous report's release put back."""
+    for other in release.get("candidates") or []:
+        click.echo(
+            printable(
+                f"  and candidate version {other.get('version_id') or '-'}: "
+                f"{other.get('state')} ({other.get('detail')})"
+            )
+        )
 
 
 def _login_name() -> str:

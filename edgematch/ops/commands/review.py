@@ -155,9 +155,13 @@ def _render(doc: Mapping[str, Any], link: Link | None, *, linked: bool) -> str:
         f"{', '.join(doc.get('sources') or ()) or '-'}; violations "
         f"{', '.join(doc.get('violations') or ()) or '-'}",
         f"evidence  {ev.get('state')} {where} version {ev.get('version_id')}{hold}",
-        f"why       {doc.get('status_reason') or '-'}",
-        "history",
     ]
+    if ev.get("ambiguity"):
+        # Which version was scanned is not known: every candidate was quarantined.
+        lines.append(f"ambiguous {ev['ambiguity']}")
+        for other in ev.get("candidates") or []:
+            lines.append(f"  also    {other.get('state')} version {other.get('version_id')}")
+    lines += [f"why       {doc.get('status_reason') or '-'}", "history"]
     for entry in doc.get("history", []):
         what = entry.get("event") or entry.get("status")
         who = f" by {entry['actor']}" if entry.get("actor") else ""
