@@ -9,25 +9,33 @@ at all. So just before the bytes go, :meth:`Departures.depart` moves the request
 to Redis's now, checked against the window as a take is (``lua/depart.lua``), and says
 how long to wait when it does not fit, or when the pool cools down after a 429 drawn since
 the take. :func:`leave` waits briefly, or gives up so that the batch is handed back.
+Once the exchange is over, :func:`writing` moves the entry again, to the moment the body
+had been written (``lua/left.lua``): a process descheduled in the middle of the write
+sends its request later than it started.
 
-What is left between this stamp and the API's count (the HTTP exchange itself) is what
-``EDGEMATCH_RATE_LIMIT_MARGIN`` covers.
+What is left between that moment and the API's count (the network, the API's own queue)
+is what ``EDGEMATCH_RATE_LIMIT_MARGIN`` covers.
 
 Raises ``RedisUnavailable`` (a ``TransientError``) when Redis cannot be reached.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from edgematch.config.settings import Settings
+from edgematch.errors import TransientError
 from edgematch.infra import metrics
 from edgematch.infra.keys import Keys
+from edgematch.infra.logs import get_logger
 from edgematch.infra.redisclient import Redis, lua_script
 from edgematch.pipeline.window import limiter_window
 
-__all__ = ["Departures", "leave"]
+__all__ = ["Departures", "leave", "writing"]
+
+log = get_logger(__name__)
 
 
 class Departures:
@@ -40,6 +48,7 @@ class Departures:
         )
         self._window_ms = window_ms
         self._script = lua_script(client, "depart")
+        self._left = lua_script(client, "left")
         self._r = client
 
     @property
@@ -55,6 +64,14 @@ class Departures:
             keys=[k.rate_log, k.cooldown], args=[batch_id, self._per_window, self._window_ms]
         )
         return max(0.0, int(waited) / 1000)
+
+    def left(self, batch_id: str, ago_s: float) -> bool:
+        """The request's body left ``ago_s`` seconds ago: move its entry there, if that
+        is later and still within a window of its stamp (``lua/left.lua``). True if moved."""
+        moved = self._left(
+            keys=[self._keys.rate_log], args=[batch_id, max(0, int(ago_s * 1000)), self._window_ms]
+        )
+        return bool(moved)
 
     def withdraw(self, batch_id: str) -> None:
         """The request will not leave: its slot is free again. Idempotent."""
@@ -82,3 +99,23 @@ def leave(
         metrics.LIMITER_WAIT.labels("depart").observe(wait_s)
         sleep(wait_s)
         budget -= wait_s
+
+
+@contextlib.contextmanager
+def writing(departures: Departures, batch_id: str) -> Iterator[Callable[[float], None]]:
+    """Around the HTTP exchange of a request that has left: yields the callback that
+    notes when its body was written (``PhotoDNAClient.match(on_written=...)``); once the
+    exchange is over, answered or not, the request's entry moves to that moment.
+
+    A failure to move it (Redis unreachable) is logged, not raised: the answer must still
+    be settled, and the entry then only stays where depart.lua put it.
+    """
+    written: list[float] = []
+    try:
+        yield written.append
+    finally:
+        if written:
+            try:
+                departures.left(batch_id, time.monotonic() - written[-1])
+            except TransientError as exc:
+                log.warning("request_left_unrecorded", batch_id=batch_id, error=str(exc))

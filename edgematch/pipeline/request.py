@@ -60,13 +60,13 @@ def send_batch(
     metrics.BATCH_SIZE.observe(len(request))
     if before_send is not None:
         before_send()
-    # The last step before the bytes go: nothing but the HTTP exchange may lie between the
-    # stamp in the rate log and the API's count (see pipeline/departure.py).
+    # Last before the bytes go: only the HTTP exchange lies between the stamp and the API.
     if not _leave(rt, batch, publish=publish, blog=blog, settled_by=settled_by):
         return
     started = time.monotonic()
     try:
-        response = rt.api.match(request)
+        with departure.writing(rt.departures, batch.id) as on_written:
+            response = rt.api.match(request, on_written=on_written)
     except EdgematchError as exc:
         metrics.API_REQUESTS.labels(*_outcome(exc)).inc()
         if not isinstance(exc, TransportError):
