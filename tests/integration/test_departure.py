@@ -22,6 +22,7 @@ import redis
 
 from devtools.sandbox.server import Sandbox, SandboxConfig
 from edgematch.config.settings import Secret, Settings
+from edgematch.photodna.client import HashItem
 from edgematch.pipeline import request
 from edgematch.pipeline.buffer import Batch, Empty, Wait
 from edgematch.pipeline.items import Item
@@ -186,4 +187,19 @@ def test_the_entry_moves_to_when_the_body_was_written_only_within_a_window(
     assert second_stamp is not None
     time.sleep(rt.departures.window_s + 0.3)
     assert not rt.departures.left(second.id, ago_s=0.0)
+    rt.close()
+
+
+def test_the_client_says_when_the_body_was_written(settings: Settings) -> None:
+    """Over real HTTP, ``on_written`` is called once per request, after it started and
+    before its answer was back."""
+    rt = Runtime(settings)
+    written: list[float] = []
+    before = time.monotonic()
+    response = rt.api.match(
+        [HashItem(content_id="a", data=os.urandom(HASH))], on_written=written.append
+    )
+    after = time.monotonic()
+    assert response.http_status == 200
+    assert len(written) == 1 and before <= written[0] <= after
     rt.close()
