@@ -31,6 +31,7 @@ from edgematch.photodna.client import PhotoDNAClient
 from edgematch.photodna.matchcache import MatchCache
 from edgematch.pipeline.allowlist import Allowlist
 from edgematch.pipeline.buffer import BatchBuffer
+from edgematch.pipeline.departure import Departures
 from edgematch.pipeline.logpaths import PREFIX as VERDICT_LOG_PREFIX
 from edgematch.pipeline.resultstore import ResultStore
 from edgematch.pipeline.verdictlog import VerdictLog
@@ -107,6 +108,10 @@ class Runtime:
     @cached_property
     def buffer(self) -> BatchBuffer:
         return BatchBuffer(self.redis, self.settings)
+
+    @cached_property
+    def departures(self) -> Departures:
+        return Departures(self.redis, self.settings)
 
     @cached_property
     def dead_letters(self) -> DeadLetters:

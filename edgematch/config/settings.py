@@ -143,7 +143,7 @@ class Settings(Derived):
     rate_limit_margin: float = setting(
         0.02, RATE, p.fraction, unit="fraction",
         help="extra spacing between the pool's requests beyond 1/rate, as a fraction of the "
-        "interval, for the network jitter between taking a slot and reaching the API")
+        "interval, for the jitter between a request leaving and the API counting it")
     match_pumps: int = setting(
         4, RATE, p.positive_int, unit="tasks",
         help="match tasks draining the buffer at once (≈ rate × API latency is enough)")

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import httpx
@@ -173,11 +173,16 @@ class PhotoDNAClient:
     def max_batch(self) -> int:
         return self._max_batch
 
-    def match(self, items: Sequence[HashItem]) -> BatchResponse:
+    def match(
+        self, items: Sequence[HashItem], *, on_written: Callable[[float], None] | None = None
+    ) -> BatchResponse:
         """Send one request of 1..max_batch items; see the module docstring for what it raises.
 
         Per-item failures (3002, 3004, 3206, 3208, unknown codes, items missing from the
-        answer) are returned in the outcomes, not raised.
+        answer) are returned in the outcomes, not raised. ``on_written`` is called with
+        ``time.monotonic()`` once the whole request has been handed to the socket (httpx's
+        trace; a transport that reports none, such as a test's, never calls it); it must
+        be quick and must not raise.
         """
         check_items(items, self._max_batch)
         ids = [item.content_id for item in items]
@@ -185,7 +190,7 @@ class PhotoDNAClient:
         tracking_id: str | None = None
         started = time.perf_counter()
         try:
-            status, headers, body = self._send(items)
+            status, headers, body = self._send(items, on_written)
             http_status = status
             response = parse_response(
                 status, headers, body, ids, time.perf_counter() - started, redact=self._redact
@@ -219,12 +224,16 @@ class PhotoDNAClient:
         )
 
     # The one boundary where httpx exceptions become ours.
-    def _send(self, items: Sequence[HashItem]) -> tuple[int, httpx.Headers, bytes]:
+    def _send(
+        self, items: Sequence[HashItem], on_written: Callable[[float], None] | None = None
+    ) -> tuple[int, httpx.Headers, bytes]:
         kwargs: dict[str, Any]
         if self._operation == "MatchHash":
             kwargs = {"json": build_hash_request(items)}
         else:
             kwargs = {"files": build_edge_request(items)}
+        if on_written is not None:
+            kwargs["extensions"] = {"trace": _written_trace(on_written)}
         try:
             with self._http.stream("POST", self._url, **kwargs) as response:
                 body = self._read_capped(response)
@@ -261,3 +270,13 @@ class PhotoDNAClient:
         # The second (and last) use of reveal(): keep an echoed key out of our messages.
         secret = self._key.reveal()
         return text.replace(secret, "[redacted]") if secret else text
+
+
+def _written_trace(on_written: Callable[[float], None]) -> Callable[[str, Any], None]:
+    """An httpx trace callback that reports when the request body has left (HTTP/1.1 and 2)."""
+
+    def trace(event: str, _info: Any) -> None:
+        if event.endswith("send_request_body.complete"):
+            on_written(time.monotonic())
+
+    return trace

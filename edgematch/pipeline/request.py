@@ -24,7 +24,7 @@ from edgematch.errors import (
 from edgematch.infra import metrics, outages
 from edgematch.infra.logs import get_logger
 from edgematch.photodna.client import HashItem
-from edgematch.pipeline import settling
+from edgematch.pipeline import departure, settling
 from edgematch.pipeline.buffer import Batch
 from edgematch.runtime import Runtime
 
@@ -45,8 +45,9 @@ def send_batch(
 ) -> None:
     """Send one leased batch and settle every item in it. Never raises for API outcomes.
 
-    ``publish`` gets the batch's results in one call. ``before_send`` runs once the
-    request's slot is recorded, just before it goes out.
+    ``publish`` gets the batch's results in one call. ``before_send`` runs first; then
+    the request's slot is taken again at the moment it leaves (pipeline/departure.py),
+    and a request that may not leave within a window is handed back to the buffer.
 
     Once the API has answered, the answer is settled even through a short Redis or broker
     outage (a restart, a failover): see :func:`_settle_through_outage`.
@@ -57,12 +58,15 @@ def send_batch(
     blog = log.bind(batch_id=batch.id, items=len(batch.items), probe=batch.probe)
     request = [HashItem(content_id=i.id, data=i.data) for i in batch.items]
     metrics.BATCH_SIZE.observe(len(request))
-    buf.mark_sent(batch.id)
     if before_send is not None:
         before_send()
+    # Last before the bytes go: only the HTTP exchange lies between the stamp and the API.
+    if not _leave(rt, batch, publish=publish, blog=blog, settled_by=settled_by):
+        return
     started = time.monotonic()
     try:
-        response = rt.api.match(request)
+        with departure.writing(rt.departures, batch.id) as on_written:
+            response = rt.api.match(request, on_written=on_written)
     except EdgematchError as exc:
         metrics.API_REQUESTS.labels(*_outcome(exc)).inc()
         if not isinstance(exc, TransportError):
@@ -156,6 +160,27 @@ def _on_failure(
         settling.settle_all(rt, batch, exc, results=results)
         return
     raise exc
+
+
+def _leave(
+    rt: Runtime, batch: Batch, *, publish: settling.PublishMany, blog: Any, settled_by: float
+) -> bool:
+    """Stamp the request as leaving now (pipeline/departure.py): True. False when it may
+    not leave within a window (a long cooldown, a slot missed by far): its items then wait
+    in the buffer again, as they were, for a later take, and no quota is spent."""
+    held_s = departure.leave(rt.departures, batch.id)
+    if held_s <= 0:
+        return True
+
+    def hand_back() -> None:
+        rt.buffer.count("requests_handed_back")
+        blog.info("request_handed_back", wait_s=round(held_s, 3))
+        results = settling.BatchResults(publish)
+        settling.settle(rt, batch, (), [(item, 0.0) for item in batch.items], results)
+        _end_probe(rt, batch)
+
+    _settle_through_outage(hand_back, blog=blog, for_s=max(0.0, settled_by - time.monotonic()))
+    return False
 
 
 def _end_probe(rt: Runtime, batch: Batch) -> None:
