@@ -52,10 +52,10 @@ def _worker(redis_url: str, api_url: str, rate: float) -> None:
 
 
 def main(rate: float, workers: int, items: int) -> dict[str, object]:
-    redis = RedisServer().start()
+    redis_server = RedisServer().start()
     sandbox = Sandbox(SandboxConfig(key=KEY, rate=rate)).start()
     try:
-        rt = Runtime(_settings(redis.url, sandbox.url, rate))
+        rt = Runtime(_settings(redis_server.url, sandbox.url, rate))
         for n in range(items):
             item = Item.new(
                 bucket="uploads",
@@ -69,7 +69,7 @@ def main(rate: float, workers: int, items: int) -> dict[str, object]:
             )
             rt.buffer.push(item, f"id-{n}")
         procs = [
-            multiprocessing.Process(target=_worker, args=(redis.url, sandbox.url, rate))
+            multiprocessing.Process(target=_worker, args=(redis_server.url, sandbox.url, rate))
             for _ in range(workers)
         ]
         for proc in procs:
@@ -93,7 +93,7 @@ def main(rate: float, workers: int, items: int) -> dict[str, object]:
         }
     finally:
         sandbox.stop()
-        redis.stop()
+        redis_server.stop()
 
 
 if __name__ == "__main__":

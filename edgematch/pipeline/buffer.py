@@ -72,7 +72,6 @@ class BatchBuffer:
         self._kick = lua_script(client, "kick")
         self._hold = lua_script(client, "hold_until")
         self._cool_down = lua_script(client, "cool_down")
-        self._mark_sent = lua_script(client, "mark_sent")
         self._renew = lua_script(client, "renew_lease")
         # Renews the leases of the batches this process is sending.
         self._keeper = LeaseKeeper(self.renew, period_s=settings.lease_s / 3)
@@ -140,10 +139,6 @@ class BatchBuffer:
         if kind == "wait":
             return Wait(seconds=max(0.0, int(reply[1]) / 1000.0), reason=_text(reply[2]))
         return Empty()
-
-    def mark_sent(self, batch_id: str) -> None:
-        """Record that the batch's request is leaving now (see ``lua/mark_sent.lua``)."""
-        self._call(self._mark_sent, [self.keys.rate_log], [batch_id])
 
     def renew(self, batch_id: str) -> bool:
         """Extend the batch's lease (and its probe mark) to ``lease_s`` from now. False

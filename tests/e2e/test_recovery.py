@@ -56,7 +56,7 @@ def _tag_of(client: redis.Redis, unacked: str, task_id: str) -> bytes | None:
     (kombu's unacked hash: tag -> [message, exchange, routing key])."""
     for tag, raw in client.hgetall(unacked).items():
         if json.loads(raw)[0]["headers"]["id"] == task_id:
-            return bytes(tag)
+            return tag if isinstance(tag, bytes) else tag.encode()
     return None
 
 
@@ -92,7 +92,7 @@ def test_a_countdown_held_by_a_killed_worker_comes_back_within_seconds(
     )
     app.send_task("edgematch.ingest", kwargs=kwargs, task_id=task_id, countdown=countdown_s)
     published, published_at = time.monotonic(), time.time()
-    _wait(lambda: _tag_of(client, unacked, task_id), 30, "the worker to take the task")
+    _wait(lambda: _tag_of(client, unacked, task_id) is not None, 30, "the worker to take the task")
 
     # Held by a live worker for longer than STALE_S: kept fresh, never handed back. (The
     # beat's own tasks come and go beside it: the task's delivery is found by its id.)
