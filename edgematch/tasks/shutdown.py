@@ -43,14 +43,15 @@ class ShutdownDeadline:
         self.app = app
         self.grace_s = grace_s
         self._started = False
-        self._lock = threading.Lock()
 
     def on_shutting_down(self, sig: str = "", how: str = "", **_: Any) -> None:
-        """Celery's ``worker_shutting_down``: runs in the main process's signal handler."""
-        with self._lock:
-            if self._started:
-                return
-            self._started = True
+        """Celery's ``worker_shutting_down``: runs in the main process's signal handler.
+
+        Only ever on the main thread (signal handlers run there), so the flag needs no
+        lock; a lock could deadlock a handler re-entered by a second signal."""
+        if self._started:
+            return
+        self._started = True
         log.info("worker_shutting_down", signal=sig, how=how, grace_s=self.grace_s)
         threading.Thread(target=self._watch, name="shutdown-deadline", daemon=True).start()
 
