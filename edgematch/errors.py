@@ -125,6 +125,14 @@ class BadInput(PermanentError):
 
 
 class ObjectMissing(PermanentError):
-    """The object an event names is gone (deleted before we could read it)."""
+    """The object an event names is gone (deleted before we could read it).
+
+    ``delete_marker``: S3 said the key's current version is a delete marker, so older
+    versions of it may still be stored (and readable by version id).
+    """
 
     reason = "object_missing"
+
+    def __init__(self, message: str, *, delete_marker: bool = False) -> None:
+        super().__init__(message)
+        self.delete_marker = delete_marker

@@ -5,7 +5,8 @@ Raised (from :mod:`edgematch.errors`):
 
 * :class:`ObjectMissing` — NoSuchKey, NoSuchVersion, 404, NoSuchBucket, a version that is
   a delete marker (MethodNotAllowed), or an object replaced since the event named it
-  (the message then starts with ``superseded:``);
+  (the message then starts with ``superseded:``); its ``delete_marker`` is set when S3
+  answered that the current version is a delete marker (``x-amz-delete-marker: true``);
 * :class:`BadInput` — requests S3 refuses for good (InvalidArgument, KeyTooLongError,
   InvalidObjectState …) and requests botocore refuses to send;
 * :class:`ConfigurationError` — AccessDenied/403 and refused or missing credentials: a
@@ -100,7 +101,12 @@ def _from_client_error(  # noqa: PLR0911 - one return per row of the translation
     where = f"s3://{bucket}/{key}" + (f" version {version_id}" if version_id else "")
 
     if code in _MISSING_CODES:
-        return ObjectMissing(f"{where} does not exist ({code})")
+        headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        marker = str(headers.get("x-amz-delete-marker", "")).lower() == "true"
+        return ObjectMissing(
+            f"{where} does not exist ({code}{', a delete marker' if marker else ''})",
+            delete_marker=marker,
+        )
     if code == "NoSuchBucket":
         # Kept with ObjectMissing, not ConfigurationError: bucket names come from events,
         # and a bucket deleted after its event is as gone as a deleted object.

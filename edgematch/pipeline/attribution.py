@@ -6,11 +6,13 @@ to the file (a hash file read after a newer upload of its content would otherwis
 newer version, and quarantine would move an innocent upload and leave the matched one
 reachable by its version id):
 
-* one HEAD of the content. Gone, or not readable: unknown, as before (quarantine records
-  ``content_missing``). No version id: the bucket is not versioned, there is one
-  version, and it is named by its ETag as before. A current version written in an
-  earlier second than the hash file is the newest version written before it: attributed,
-  without a listing.
+* one HEAD of the content. Gone, or not readable: unknown (quarantine records
+  ``content_missing``) — except when S3 answers that the current version is a delete
+  marker: the versions deleted under it are still stored, and the listing below finds
+  the scanned one (a match must not stay readable by version id). No version id: the
+  bucket is not versioned, there is one version, and it is named by its ETag as before.
+  A current version written in an earlier second than the hash file is the newest
+  version written before it: attributed, without a listing.
 * otherwise ListObjectVersions on exactly the content key (:mod:`edgematch.infra.versions`),
   and :func:`attribute`: the newest version written before the hash file.
 
@@ -31,7 +33,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from edgematch.errors import ConfigurationError, PermanentError
+from edgematch.errors import ConfigurationError, ObjectMissing, PermanentError
 from edgematch.infra.logs import get_logger
 from edgematch.infra.s3text import decode_metadata_value
 from edgematch.infra.storage import KeyVersion, ObjectInfo, ObjectStore
@@ -59,31 +61,46 @@ class Attribution:
     ambiguity: str | None = None
 
 
-def content_version(store: ObjectStore, info: ObjectInfo, bucket: str, key: str) -> Attribution:
+def content_version(  # noqa: PLR0911 - one return per case of the module doc
+    store: ObjectStore, info: ObjectInfo, bucket: str, key: str
+) -> Attribution:
     """The content version the hash file ``info`` stands for (see the module doc).
 
-    An empty Attribution when there is none to act on: the content is gone (no current
-    version: a delete marker, or never uploaded), or we may not read it, which quarantine
-    then records.
+    An empty Attribution when there is none to act on: the content was never uploaded (or
+    is gone for good: no version is stored), or we may not read it, which quarantine then
+    records. Content deleted in a versioned bucket (a delete marker) is listed.
     Raises VersionUnknown when a listing is needed and refused, and ``TransientError``
     (retried) when it fails for a while.
     """
     metadata = {k.lower(): decode_metadata_value(v) for k, v in info.metadata.items()}
     if metadata.get("content-version-id"):
         return Attribution(version_id=metadata["content-version-id"])
+    written = info.last_modified
     try:
         head = store.head(bucket, key)
+    except ObjectMissing as exc:
+        if not exc.delete_marker:
+            # Never uploaded (some platforms keep their images elsewhere) or in a bucket
+            # without versions: recorded as content_missing by quarantine. Not listed: that
+            # would cost a request per hash file where content is never here.
+            log.info("ingest_content_version_unknown", bucket=bucket, key=key, reason=exc.reason)
+            return Attribution()
+        # Deleted, but a versioned bucket keeps what was deleted, still readable by
+        # version id: the scanned version is looked for like any other.
+        return _listed(store, bucket, key, written)
     except (PermanentError, ConfigurationError) as exc:
-        # Gone (deleted before the scan, or never uploaded: some platforms keep their
-        # images elsewhere), or not ours to read: recorded as such by quarantine. Not
-        # listed: that would cost a request per hash file where content is never here.
+        # Not ours to read: recorded as such by quarantine.
         log.info("ingest_content_version_unknown", bucket=bucket, key=key, reason=exc.reason)
         return Attribution()
     if head.version_id is None:
         return Attribution(etag=head.etag)  # not versioned: the one version there is
-    written = info.last_modified
     if written is not None and _before(head.last_modified, written):
         return Attribution(version_id=head.version_id, etag=head.etag)
+    return _listed(store, bucket, key, written)
+
+
+def _listed(store: ObjectStore, bucket: str, key: str, written: dt.datetime | None) -> Attribution:
+    """The attribution from a listing of the content key's versions (fail closed)."""
     try:
         found = attribute(store.versions(bucket, key), written)
     except (PermanentError, ConfigurationError) as exc:

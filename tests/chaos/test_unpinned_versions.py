@@ -119,6 +119,35 @@ def test_ambiguous_versions_are_all_quarantined_reported_and_released(
     assert _versions(pipe, pipe.bucket, content_key) == back
 
 
+def test_content_deleted_before_the_scan_is_found_under_its_delete_marker(
+    make_pipeline: MakePipeline,
+) -> None:
+    """The owner deletes a matching upload (a delete marker in the versioned bucket)
+    before ingest reads its hash file: the deleted version is still stored and readable by
+    its id, so it is the one quarantined (moved, verified) and reported — not recorded
+    `content_missing` and left in the bucket."""
+    pipe = make_pipeline(rate=RATE, quarantine_bucket=QUARANTINE)
+    s3 = pipe.s3()
+    content_key, hash_key = "deleted/pic.jpg", "deleted/pic.jpg.bin"
+    matching = os.urandom(HASH)
+    pipe.add_known([matching])
+    pipe.upload(hash_key, matching, content=IMAGE)
+    (c1,) = _versions(pipe, pipe.bucket, content_key)
+    next_second()
+    s3.delete_object(Bucket=pipe.bucket, Key=content_key)  # the event waits in SQS meanwhile
+    pipe.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
+
+    _wait(lambda: len(pipe.reports()) == 1, 60, "the report")
+    _wait(lambda: not _versions(pipe, pipe.bucket, content_key), 60, "the version moved")
+    wait_settled(pipe)
+    (report,) = pipe.reports()
+    assert report["content"]["version_id"] == c1
+    assert report["evidence"]["state"] == "moved"
+    assert report["evidence"]["original_deleted"] is True
+    assert _copied_from(pipe, content_key) == {c1}
+    assert dead_letters(pipe) == []
+
+
 @contextmanager
 def _listing_refused(pipe: LocalPipeline) -> Iterator[dict[str, str]]:
     """moto enforcing IAM, with a user allowed everything but s3:ListBucketVersions; yields

@@ -94,13 +94,54 @@ def test_a_delete_marker_among_the_candidates_is_ambiguous(
     assert listings == [KEY]
 
 
-def test_content_gone_is_unknown_without_a_listing(s3: S3Client, listings: list[str]) -> None:
-    """No current version (deleted, or the platform keeps its images elsewhere): unknown,
-    which quarantine records as content_missing; no request per hash file to find out."""
-    _put(s3, UPLOADS, b"v1")
-    s3.delete_object(Bucket=UPLOADS, Key=KEY)
+def test_content_never_uploaded_is_unknown_without_a_listing(
+    s3: S3Client, listings: list[str]
+) -> None:
+    """No version at all (the platform keeps its images elsewhere): unknown, which
+    quarantine records as content_missing; no request per hash file to find out."""
     info = _hash_file(s3, UPLOADS)
     assert content_version(ObjectStore(s3), info, UPLOADS, KEY) == Attribution()
+    assert listings == []
+
+
+def test_content_deleted_behind_a_delete_marker_is_found_by_the_listing(
+    s3: S3Client, listings: list[str]
+) -> None:
+    """Deleted before the scan in a versioned bucket: the version under the delete marker
+    is still stored (readable by its id), so it is the one attributed — a match must not
+    stay reachable because its owner deleted the current version."""
+    v1 = _put(s3, UPLOADS, b"v1")
+    next_second()
+    info = _hash_file(s3, UPLOADS)
+    next_second()
+    s3.delete_object(Bucket=UPLOADS, Key=KEY)
+    found = content_version(ObjectStore(s3), info, UPLOADS, KEY)
+    assert found == Attribution(v1["version"], v1["etag"])
+    assert listings == [KEY]
+
+
+def test_content_deleted_in_the_hash_files_second_is_ambiguous_and_kept(
+    s3: S3Client, listings: list[str]
+) -> None:
+    """Uploaded and deleted in the hash file's own second: the deleted version is the
+    candidate, and the marker is named."""
+    v1 = _put(s3, UPLOADS, b"v1")
+    s3.delete_object(Bucket=UPLOADS, Key=KEY)
+    info = _hash_file(s3, UPLOADS)
+    found = content_version(ObjectStore(s3), info, UPLOADS, KEY)
+    assert (found.version_id, found.candidates) == (v1["version"], ())
+    assert found.ambiguity and "delete marker" in found.ambiguity
+    assert listings == [KEY]
+
+
+def test_a_deleted_object_of_an_unversioned_bucket_is_unknown_without_a_listing(
+    s3: S3Client, listings: list[str]
+) -> None:
+    s3.create_bucket(Bucket="plain")
+    _put(s3, "plain", b"v1")
+    s3.delete_object(Bucket="plain", Key=KEY)
+    info = _hash_file(s3, "plain")
+    assert content_version(ObjectStore(s3), info, "plain", KEY) == Attribution()
     assert listings == []
 
 
