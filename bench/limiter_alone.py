@@ -18,15 +18,14 @@ import sys
 import time
 
 from devtools.devstack import RedisServer
+from devtools.items import fill
 from devtools.sandbox.server import Sandbox, SandboxConfig
 from edgematch.config.settings import Secret, Settings
 from edgematch.pipeline import request
 from edgematch.pipeline.buffer import Empty, Wait
-from edgematch.pipeline.items import Item
 from edgematch.runtime import Runtime
 
 KEY = "KEY-limiter-0123456789"
-HASH_BYTES = 924
 
 
 def _settings(redis_url: str, api_url: str, rate: float) -> Settings:
@@ -56,18 +55,7 @@ def main(rate: float, workers: int, items: int) -> dict[str, object]:
     sandbox = Sandbox(SandboxConfig(key=KEY, rate=rate)).start()
     try:
         rt = Runtime(_settings(redis_server.url, sandbox.url, rate))
-        for n in range(items):
-            item = Item.new(
-                bucket="uploads",
-                key=f"k/{n}.bin",
-                version_id=f"v{n}",
-                etag=f"e{n}",
-                content_bucket="uploads",
-                content_key=f"k/{n}",
-                data=os.urandom(HASH_BYTES),
-                correlation_id=f"c{n}",
-            )
-            rt.buffer.push(item, f"id-{n}")
+        fill(rt.buffer, items)
         procs = [
             multiprocessing.Process(target=_worker, args=(redis_server.url, sandbox.url, rate))
             for _ in range(workers)

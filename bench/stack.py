@@ -25,10 +25,13 @@ from devtools.localstack import LocalPipeline
 from devtools.rabbitserver import RabbitServer
 from edgematch.config.settings import Settings
 from edgematch.infra.redisclient import redis_client
+from edgematch.names import TASK_RECORD_RESULT, TASK_RECORD_RESULTS
 from edgematch.pipeline.buffer import BatchBuffer
 from edgematch.pipeline.items import Item
 
 HASH_BYTES = 924  # an Edge V2 hash
+#: The tasks on the results queue that carry results (the beat's flush_verdicts does not).
+_RESULT_TASKS = frozenset({TASK_RECORD_RESULT, TASK_RECORD_RESULTS})
 
 
 class CountingRedis:
@@ -237,17 +240,11 @@ class Stack:
 
         Each entry is a kombu message whose base64 JSON body is ``[args, kwargs, embed]``;
         a ``record_results`` task carries the results of one request, ``record_result``
-        one.
+        one. The beat's ``flush_verdicts`` (every EDGEMATCH_VERDICT_LOG_FLUSH_S) shares the
+        queue and carries none.
         """
         self.redis.commands += 1
-        raw = self.redis.client.lrange(self.pipe.keys.queue("results"), 0, -1)
-        found: dict[str, dict[str, Any]] = {}
-        for message in raw:
-            envelope = json.loads(message)
-            _, kwargs, _ = json.loads(base64.b64decode(envelope["body"]))
-            for result in kwargs.get("results") or [kwargs["result"]]:
-                found[result["key"]] = result
-        return found
+        return results_in(self.redis.client.lrange(self.pipe.keys.queue("results"), 0, -1))
 
     def wait_results(
         self,
@@ -268,3 +265,17 @@ class Stack:
             if pending:
                 time.sleep(poll_s)
         return found
+
+
+def results_in(messages: Iterable[bytes | str]) -> dict[str, dict[str, Any]]:
+    """The results the kombu messages of the results queue carry, by hash key (see
+    :meth:`Stack.queued_results`); a message of another task is passed over."""
+    found: dict[str, dict[str, Any]] = {}
+    for message in messages:
+        envelope = json.loads(message)
+        if envelope.get("headers", {}).get("task") not in _RESULT_TASKS:
+            continue
+        _, kwargs, _ = json.loads(base64.b64decode(envelope["body"]))
+        for result in kwargs.get("results") or [kwargs["result"]]:
+            found[result["key"]] = result
+    return found

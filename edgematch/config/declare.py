@@ -25,6 +25,9 @@ T = TypeVar("T")
 PREFIX: Final = "EDGEMATCH_"
 #: The suffix of the variable naming a file that holds a secret (read once at start-up).
 FILE_SUFFIX: Final = "_FILE"
+#: Seconds in an hour and in a day, for the defaults (and the reference's "(N days)").
+HOUR_S: Final = 3600
+DAY_S: Final = 24 * HOUR_S
 _SPEC = "edgematch.setting"
 
 

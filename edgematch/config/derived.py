@@ -3,7 +3,7 @@
 :class:`Derived` is a mixin of :class:`~edgematch.config.settings.Settings`, which declares
 every field; it holds the methods, so that the declarations stay one list read top to
 bottom. The fields it reads are named here for the type checker only: they are declared,
-read and documented in ``settings.py``.
+read and documented in ``settings.py`` and ``downstream.py``.
 """
 
 from __future__ import annotations

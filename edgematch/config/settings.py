@@ -1,7 +1,8 @@
 """Settings: read once from the environment into one typed, validated object.
 
 Each field is declared once, with its variable, default, parser, unit and help
-(:func:`~edgematch.config.declare.setting`); reading (:meth:`Settings.from_env`) and the
+(:func:`~edgematch.config.declare.setting`), here or, for quarantine, reports and review,
+in :mod:`edgematch.config.downstream`; reading (:meth:`Settings.from_env`) and the
 reference in ``docs/configuration.md`` (``python -m edgematch.config.docs``) are generated
 from the declarations. A field's variable is ``EDGEMATCH_`` + its name upper-cased; the one
 exception is ``rate_limit_per_s``, read from ``EDGEMATCH_RATE_LIMIT`` (the name deployments
@@ -25,15 +26,26 @@ from typing import Final
 
 from edgematch.config import parsers as p
 from edgematch.config.checks import CHECKS
-from edgematch.config.declare import Concern, Variable, declared, secret_setting, setting
+from edgematch.config.declare import (
+    DAY_S,
+    HOUR_S,
+    Concern,
+    Variable,
+    declared,
+    secret_setting,
+    setting,
+)
 from edgematch.config.derived import Derived
+from edgematch.config.downstream import DownstreamSettings
 from edgematch.config.elsewhere import READ_ELSEWHERE
 from edgematch.config.environ import read, warn_unknown
 from edgematch.config.parsers import OPERATIONS
 from edgematch.config.secret import Secret
 
 __all__ = [
+    "DAY_S",
     "DEFAULT_API_URL",
+    "HOUR_S",
     "OPERATIONS",
     "READ_ELSEWHERE",
     "Secret",
@@ -43,26 +55,26 @@ __all__ = [
 ]
 
 DEFAULT_API_URL: Final = "https://api.microsoftmoderator.com/photodna/v1.0"
-HOUR_S: Final = 3600
-DAY_S: Final = 24 * HOUR_S
 
 API, RATE, REDIS, INTAKE = Concern.API, Concern.RATE, Concern.REDIS, Concern.INTAKE
 WEBHOOK = Concern.WEBHOOK
-RESULTS, DOWNSTREAM, RECOVERY = Concern.RESULTS, Concern.DOWNSTREAM, Concern.RECOVERY
+RESULTS, RECOVERY = Concern.RESULTS, Concern.RECOVERY
 PROCESSES = Concern.PROCESSES
 
 
 @dataclass(frozen=True)
-class Settings(Derived):
+class Settings(Derived, DownstreamSettings):
     """Everything an edgematch process is configured with. Units are in the names.
 
-    Every field is declared here; the methods worked out from them are in
-    :class:`~edgematch.config.derived.Derived`.
+    Every field is declared here, but for those of quarantine, reports and review
+    (:class:`~edgematch.config.downstream.DownstreamSettings`, whose fields come first); the
+    methods worked out from them are in :class:`~edgematch.config.derived.Derived`.
     """
 
     # fmt: off
     # One declaration a setting, laid out by hand: default, concern and parser first, then
-    # the docs. Read top to bottom as the order `edgematch config` prints.
+    # the docs. Read top to bottom (after downstream.py's) as the order `edgematch config`
+    # prints.
     redis_url: str = setting(
         "redis://127.0.0.1:6379/0", REDIS, p.redis_url,
         help="Redis for the rate limiter, batch buffer, idempotency keys, results and dead "
@@ -251,22 +263,6 @@ class Settings(Derived):
     metrics_port: int | None = setting(
         None, PROCESSES, p.port,
         help="serve Prometheus metrics on this port (or `--metrics-port` per process)")
-    quarantine_mode: str | None = setting(
-        None, DOWNSTREAM, p.quarantine_mode,
-        default_doc="`move` with a quarantine bucket, else `tag`",
-        help="`move`, `tag` or `off` (shadow): "
-        "[what each does](quarantine-and-reports.md)")
-    quarantine_bucket: str | None = setting(
-        None, DOWNSTREAM, p.bucket_name,
-        help="where `move` copies matched content (create it with Object Lock)")
-    evidence_retention_days: int = setting(
-        365, DOWNSTREAM, p.retention_days, unit="days",
-        help="Object Lock retention of a quarantined copy, besides its legal hold (`0`: legal "
-        "hold only)")
-    reports_bucket: str | None = setting(
-        None, DOWNSTREAM, p.bucket_name,
-        default_doc="required to report ([without it](#without-a-reports-bucket))",
-        help="where report documents are written, under `reports/`")
     verdict_log_bucket: str | None = setting(
         None, RESULTS, p.bucket_name, same_as="reports_bucket",
         default_doc="same as `EDGEMATCH_REPORTS_BUCKET`; required by a worker that consumes "
@@ -281,51 +277,6 @@ class Settings(Derived):
         100_000, RESULTS, p.positive_int, unit="results",
         help="results recorded but not yet in the verdict log (the object store cannot be "
         "written) past which no result is recorded: they are retried instead")
-    reports_kms_key_id: str | None = setting(
-        None, DOWNSTREAM, p.non_empty,
-        help="encrypt reports and the verdict log with this KMS key (`aws:kms`) instead of "
-        "`AES256`")
-    reporter: str = setting(
-        "record", DOWNSTREAM, p.reporter,
-        help="`record`, `webhook` or `photodna`: "
-        "[what each does](quarantine-and-reports.md)")
-    report_webhook_url: str | None = setting(
-        None, DOWNSTREAM, p.webhook_url, default_doc="required for `webhook`",
-        help="the webhook's URL (`https://`; `http://` only to localhost)")
-    report_webhook_secret: Secret | None = secret_setting(  # noqa: RUF009 (a field)
-        DOWNSTREAM, help="the HMAC-SHA256 key of the signature header",
-        default_doc="required for `webhook`")
-    report_user: Secret | None = secret_setting(  # noqa: RUF009 (a field)
-        DOWNSTREAM, help="the `x-usr` reporting credential", default_doc="required for `photodna`")
-    report_password: Secret | None = secret_setting(  # noqa: RUF009 (a field)
-        DOWNSTREAM, help="the `x-pwd` reporting credential", default_doc="required for `photodna`")
-    report_org_name: str | None = setting(
-        None, DOWNSTREAM, p.non_empty, default_doc="required for `photodna`",
-        help="`OrgName` of a PhotoDNA report")
-    report_reporter_name: str | None = setting(
-        None, DOWNSTREAM, p.non_empty, default_doc="required for `photodna`",
-        help="`ReporterName` of a PhotoDNA report")
-    report_test: bool = setting(
-        False, DOWNSTREAM, p.boolean, help="send PhotoDNA reports with `IsTest`")
-    review: str = setting(
-        "auto", DOWNSTREAM, p.review,
-        default_doc="`auto`: `required` with the `webhook` or `photodna` reporter, `off` with "
-        "`record`",
-        help="`required`: a report waits in `pending_review` until a person confirms it "
-        "(`edgematch review confirm`); `off`: it is submitted at once; `auto`: by reporter "
-        "([why review by default](quarantine-and-reports.md#review-before-a-report))")
-    review_link_s: int = setting(
-        900, DOWNSTREAM, p.review_link_s, unit="s",
-        help="how long the pre-signed link to a quarantined copy that `edgematch review show` "
-        "issues stays valid (1 to 3600)")
-    flood_matches: int = setting(
-        50, DOWNSTREAM, p.positive_int, unit="objects",
-        help="distinct content objects one match id may match within "
-        "`EDGEMATCH_FLOOD_WINDOW_S`; the reports of its further matches are held for review "
-        "([the flood guard](quarantine-and-reports.md#the-flood-guard))")
-    flood_window_s: int = setting(
-        DAY_S, DOWNSTREAM, p.positive_int, unit="s",
-        help="the sliding window of the flood guard")
     match_cache_ttl_s: int = setting(
         90 * DAY_S, RESULTS, p.positive_int, unit="s",
         help="how long a matched hash is remembered, to match its re-uploads without an API "

@@ -29,6 +29,7 @@ from edgematch.config.settings import Settings
 from edgematch.downstream import reporters
 from edgematch.downstream.evidence import EvidenceStore
 from edgematch.downstream.flood import FloodGuard, hold_reason
+from edgematch.downstream.mover import head_version
 from edgematch.downstream.quarantine import CONTENT_MISSING, Evidence, Quarantine
 from edgematch.downstream.quarantine import FAILED as EVIDENCE_FAILED
 from edgematch.downstream.quarantine import SHADOW as EVIDENCE_SHADOW
@@ -154,11 +155,8 @@ class Downstream:
         evidence = Evidence.from_dict(doc.get("evidence") or {"state": "", "mode": ""})
         if evidence.state == CONTENT_MISSING or not evidence.bucket or not evidence.key:
             raise reporters.no_image(doc)
-        info = self.evidence.head(
-            evidence.bucket,
-            evidence.key,
-            version_id=evidence.version_id,
-            if_match=None if evidence.version_id else evidence.etag,
+        info = head_version(
+            self.evidence, evidence.bucket, evidence.key, evidence.version_id, evidence.etag
         )
         image = self.evidence.read(
             evidence.bucket,

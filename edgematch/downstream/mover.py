@@ -10,6 +10,9 @@ gone with a verified copy in place was moved by an earlier attempt.
 Raises :class:`~edgematch.downstream.copies.CopyUnverified` (transient: the original
 stays) and :class:`QuarantineUnavailable` (permanent: the quarantine bucket is missing),
 besides the S3 errors of :class:`~edgematch.downstream.evidence.EvidenceStore`.
+
+:func:`head_version`, :func:`delete_version` and :func:`checked_copy_problems` serve the
+release's putting back (putback.py) and the reports' evidence reads too.
 """
 
 from __future__ import annotations
@@ -37,7 +40,15 @@ from edgematch.infra.logs import get_logger
 from edgematch.infra.storage import ObjectStore
 from edgematch.pipeline.results import Result
 
-__all__ = ["MOVE", "Mover", "QuarantineUnavailable", "content_missing"]
+__all__ = [
+    "MOVE",
+    "Mover",
+    "QuarantineUnavailable",
+    "checked_copy_problems",
+    "content_missing",
+    "delete_version",
+    "head_version",
+]
 
 log = get_logger(__name__)
 
@@ -107,37 +118,25 @@ class Mover:
             copy = self._store.head(dest_bucket, dest_key, version_id=version)
         if locked:
             copy = self._protect(copy)
-        same_digest = None
-        if not (source.etag and copy.etag == source.etag):
-            # Multipart and SSE-KMS ETags are not digests of the bytes: compare the bytes.
-            same_digest = self._store.sha256(
-                source.bucket, source.key, version_id=source.version_id
-            ) == self._store.sha256(copy.bucket, copy.key, version_id=copy.version_id)
-        problems = copy_problems(
+        problems = checked_copy_problems(
+            self._store,
             source,
             copy,
             expect_hold=locked,
             retention_days=self._s.evidence_retention_days,
-            same_digest=same_digest,
         )
         if problems:
             raise CopyUnverified(
                 f"copy of {content.uri} at {copy.uri} is not verified ({'; '.join(problems)}); "
                 "the original stays"
             )
-        self._store.delete(
-            content.bucket,
-            content.key,
-            version_id=source.version_id,
-            if_match=None if source.version_id else source.etag,
-        )
+        delete_version(self._store, source)
         return self._moved(copy, detail="copied, verified, original version deleted")
 
     def head_scanned(self, content: ContentVersion) -> VersionInfo:
         """The scanned version itself: by version id, else by ETag, else the current one."""
-        if_match = None if content.version_id else content.etag
-        return self._store.head(
-            content.bucket, content.key, version_id=content.version_id, if_match=if_match
+        return head_version(
+            self._store, content.bucket, content.key, content.version_id, content.etag
         )
 
     def _lock_enabled(self, bucket: str) -> bool:
@@ -233,3 +232,47 @@ class Mover:
             retain_until=copy.retain_until.isoformat() if copy.retain_until else None,
             original_deleted=True,
         )
+
+
+def head_version(
+    store: EvidenceStore, bucket: str, key: str, version_id: str | None, etag: str | None
+) -> VersionInfo:
+    """Exactly that version: by its version id, else the current object while its ETag is
+    ``etag`` (else the current one). ObjectMissing once it is gone or superseded."""
+    return store.head(bucket, key, version_id=version_id, if_match=None if version_id else etag)
+
+
+def delete_version(store: EvidenceStore, info: VersionInfo) -> None:
+    """Delete exactly that version: by its version id, else the object while its ETag is
+    still the one read."""
+    store.delete(
+        info.bucket,
+        info.key,
+        version_id=info.version_id,
+        if_match=None if info.version_id else info.etag,
+    )
+
+
+def checked_copy_problems(
+    store: EvidenceStore,
+    source: VersionInfo,
+    copy: VersionInfo,
+    *,
+    expect_hold: bool,
+    retention_days: int,
+) -> list[str]:
+    """Why ``copy`` cannot stand in for ``source`` (:func:`copy_problems`); empty when it
+    is verified. Where the ETags differ, the bytes of both are read and compared."""
+    same_digest = None
+    if not (source.etag and copy.etag == source.etag):
+        # Multipart and SSE-KMS ETags are not digests of the bytes: compare the bytes.
+        same_digest = store.sha256(
+            source.bucket, source.key, version_id=source.version_id
+        ) == store.sha256(copy.bucket, copy.key, version_id=copy.version_id)
+    return copy_problems(
+        source,
+        copy,
+        expect_hold=expect_hold,
+        retention_days=retention_days,
+        same_digest=same_digest,
+    )

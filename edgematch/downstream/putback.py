@@ -25,9 +25,10 @@ import datetime as dt
 from typing import Any, Final
 
 from edgematch.config.settings import Settings
-from edgematch.downstream.copies import QUARANTINED, CopyUnverified, copy_problems
+from edgematch.downstream.copies import QUARANTINED, CopyUnverified
 from edgematch.downstream.custody import CONTENT_MISSING, FAILED, MOVED, SHADOW, TAGGED, Evidence
 from edgematch.downstream.evidence import EvidenceStore, VersionInfo
+from edgematch.downstream.mover import checked_copy_problems, delete_version, head_version
 from edgematch.downstream.restored import META_RELEASED, restored_metadata, restored_tags
 from edgematch.errors import ObjectMissing, PermanentError
 from edgematch.infra.logs import get_logger
@@ -118,11 +119,8 @@ class PutBack:
         bucket, key = doc["content"]["bucket"], doc["content"]["key"]
         assert evidence.bucket and evidence.key  # a moved evidence names its copy
         try:
-            source = self._store.head(
-                evidence.bucket,
-                evidence.key,
-                version_id=evidence.version_id,
-                if_match=None if evidence.version_id else evidence.etag,
+            source = head_version(
+                self._store, evidence.bucket, evidence.key, evidence.version_id, evidence.etag
             )
         except ObjectMissing as exc:
             raise NotReleasable(f"the evidence copy is gone, nothing to put back: {exc}") from exc
@@ -174,21 +172,11 @@ class PutBack:
 
     def _verify(self, source: VersionInfo, restored: VersionInfo) -> None:
         """The restored bytes are the evidence copy's; else the restored version goes."""
-        same_digest = None
-        if not (source.etag and restored.etag == source.etag):
-            same_digest = self._store.sha256(
-                source.bucket, source.key, version_id=source.version_id
-            ) == self._store.sha256(restored.bucket, restored.key, version_id=restored.version_id)
-        problems = copy_problems(
-            source, restored, expect_hold=False, retention_days=0, same_digest=same_digest
+        problems = checked_copy_problems(
+            self._store, source, restored, expect_hold=False, retention_days=0
         )
         if problems:
-            self._store.delete(
-                restored.bucket,
-                restored.key,
-                version_id=restored.version_id,
-                if_match=None if restored.version_id else restored.etag,
-            )
+            delete_version(self._store, restored)
             raise CopyUnverified(
                 f"the version put back at {restored.uri} is not verified ({'; '.join(problems)}); "
                 "it was deleted again: run the release again"
@@ -210,11 +198,8 @@ class PutBack:
         if not evidence.bucket or not evidence.key:
             return None
         try:
-            info = self._store.head(
-                evidence.bucket,
-                evidence.key,
-                version_id=evidence.version_id,
-                if_match=None if evidence.version_id else evidence.etag,
+            info = head_version(
+                self._store, evidence.bucket, evidence.key, evidence.version_id, evidence.etag
             )
         except ObjectMissing:
             return None

@@ -173,6 +173,8 @@ def _leave(
         return True
 
     def hand_back() -> None:
+        # The stats' `requests` and `batch_items` count takes (take_batch.lua), this batch
+        # among them: `requests_handed_back` is how many of those takes never left.
         rt.buffer.count("requests_handed_back")
         blog.info("request_handed_back", wait_s=round(held_s, 3))
         results = settling.BatchResults(publish)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
 import signal
 import subprocess
 import sys
@@ -13,35 +12,14 @@ from collections.abc import Callable
 import pytest
 import redis
 
+from devtools.items import fill, new_item
 from edgematch.config.settings import Settings
 from edgematch.infra.redisclient import redis_client as build_redis_client
 from edgematch.pipeline.buffer import Batch, BatchBuffer, Empty, Wait, limiter_window
-from edgematch.pipeline.items import Item
-from tests.support.hashes import HASH
 
 pytestmark = pytest.mark.integration
 
 MakeSettings = Callable[..., Settings]
-
-
-def _item(n: int) -> Item:
-    return Item.new(
-        bucket="b",
-        key=f"k{n}.bin",
-        version_id=None,
-        etag=f"e{n}",
-        content_bucket="b",
-        content_key=f"k{n}",
-        data=os.urandom(HASH),
-        correlation_id=f"c{n}",
-    )
-
-
-def _fill(buf: BatchBuffer, count: int) -> list[Item]:
-    items = [_item(n) for n in range(count)]
-    for item in items:
-        assert buf.push(item, f"id-{item.key}")
-    return items
 
 
 def test_push_is_idempotent_per_identity(
@@ -49,8 +27,8 @@ def test_push_is_idempotent_per_identity(
 ) -> None:
     """A second push of the same object version adds nothing."""
     buf = BatchBuffer(redis_client, make_settings())
-    assert buf.push(_item(1), "same") is True
-    assert buf.push(_item(2), "same") is False
+    assert buf.push(new_item(1), "same") is True
+    assert buf.push(new_item(2), "same") is False
     assert buf.depth() == 1
 
 
@@ -59,7 +37,7 @@ def test_twelve_items_make_batches_of_five_five_two(
 ) -> None:
     """With 12 waiting and slots free, batches are 5, 5, then 2 once the linger has passed."""
     buf = BatchBuffer(redis_client, make_settings(batch_linger_ms=300, rate_limit_per_s=100.0))
-    _fill(buf, 12)
+    fill(buf, 12)
     sizes = []
     for _ in range(2):
         taken = buf.take()
@@ -80,7 +58,7 @@ def test_batch_carries_the_items_pushed(
 ) -> None:
     """What comes out of a batch is what went in, hash bytes included."""
     buf = BatchBuffer(redis_client, make_settings())
-    items = _fill(buf, 5)
+    items = fill(buf, 5)
     taken = buf.take()
     assert isinstance(taken, Batch)
     assert {i.id: i.data for i in taken.items} == {i.id: i.data for i in items}
@@ -91,7 +69,7 @@ def test_rate_limit_says_how_long_to_wait(
 ) -> None:
     """Past the limit, take() spends nothing and names the wait until the next slot."""
     buf = BatchBuffer(redis_client, make_settings(rate_limit_per_s=2.0, rate_limit_margin=0.0))
-    _fill(buf, 15)
+    fill(buf, 15)
     assert isinstance(buf.take(), Batch)
     assert isinstance(buf.take(), Batch)
     third = buf.take()
@@ -106,7 +84,7 @@ def test_expired_lease_gives_items_back(
     """A batch whose worker died returns to the buffer when its lease runs out."""
     settings = make_settings(batch_linger_ms=0)
     buf = BatchBuffer(redis_client, settings)
-    items = _fill(buf, 3)
+    items = fill(buf, 3)
     taken = buf.take()
     assert isinstance(taken, Batch)
     # Expire the lease now instead of waiting for it: the worker "died".
@@ -124,7 +102,7 @@ def test_a_live_senders_batch_outlasts_its_lease(
     is renewed, nobody else is handed those items, and the sender's settle is accepted."""
     lease_s = 0.6
     buf = BatchBuffer(redis_client, make_settings(batch_linger_ms=0, lease_s=lease_s))
-    _fill(buf, 3)
+    fill(buf, 3)
     taken = buf.take()
     assert isinstance(taken, Batch)
     others: list[object] = []
@@ -147,7 +125,7 @@ def test_a_probe_kept_by_its_sender_stays_the_only_one(
     buf = BatchBuffer(
         redis_client, make_settings(batch_linger_ms=0, rate_limit_per_s=100.0, lease_s=lease_s)
     )
-    _fill(buf, 10)
+    fill(buf, 10)
     buf.open_breaker(0.05)
     time.sleep(0.1)
     probe = buf.take()
@@ -181,7 +159,7 @@ def test_a_killed_senders_batch_comes_back_within_one_lease(
     lease_s = 1.5
     settings = make_settings(batch_linger_ms=0, lease_s=lease_s)
     buf = BatchBuffer(redis_client, settings)
-    items = _fill(buf, 3)
+    items = fill(buf, 3)
     sender = subprocess.Popen(
         [sys.executable, "-c", _SENDER, settings.redis_url, str(lease_s)],
         stdout=subprocess.PIPE,
@@ -212,7 +190,7 @@ def test_settle_removes_finished_and_delays_retries(
 ) -> None:
     """Finished items leave; retried ones wait out their delay, then come back."""
     buf = BatchBuffer(redis_client, make_settings(batch_linger_ms=0, rate_limit_per_s=100.0))
-    _fill(buf, 2)
+    fill(buf, 2)
     taken = buf.take()
     assert isinstance(taken, Batch)
     done, retry = taken.items
@@ -229,7 +207,7 @@ def test_settle_removes_finished_and_delays_retries(
 def test_cooldown_holds_the_pool(redis_client: redis.Redis, make_settings: MakeSettings) -> None:
     """After a 429, no batch is taken until the cooldown ends."""
     buf = BatchBuffer(redis_client, make_settings())
-    _fill(buf, 5)
+    fill(buf, 5)
     buf.set_cooldown(0.4)
     held = buf.take()
     assert isinstance(held, Wait) and held.reason == "cooldown"
@@ -242,7 +220,7 @@ def test_breaker_lets_one_probe_through(
 ) -> None:
     """An open breaker blocks the pool, then admits exactly one probe until closed."""
     buf = BatchBuffer(redis_client, make_settings(batch_linger_ms=0, rate_limit_per_s=100.0))
-    _fill(buf, 10)
+    fill(buf, 10)
     buf.open_breaker(0.3)
     blocked = buf.take()
     assert isinstance(blocked, Wait) and blocked.reason == "breaker"
@@ -262,12 +240,10 @@ def test_kick_is_bounded_by_work_and_maximum(
     """Pumps start only while batches wait, never more than the configured maximum."""
     buf = BatchBuffer(redis_client, make_settings(match_pumps=3))
     assert buf.kick() is None  # nothing waits
-    _fill(buf, 7)  # two batches' worth
+    fill(buf, 7)  # two batches' worth
     first, second, third = buf.kick(), buf.kick(), buf.kick()
     assert first is not None and second is not None and third is None
-    _fill_more = [_item(100 + n) for n in range(20)]
-    for item in _fill_more:
-        buf.push(item, f"more-{item.key}")
+    fill(buf, 20, prefix="more-")
     assert buf.kick() is not None
     assert buf.kick() is None  # maximum of 3 reached
     buf.release_pump(first)
@@ -305,7 +281,7 @@ def test_limit_holds_across_processes(
     rate, seconds = 5.0, 3.0
     settings = make_settings(rate_limit_per_s=rate)
     buf = BatchBuffer(redis_client, settings)
-    _fill(buf, 400)
+    fill(buf, 400)
     ctx = multiprocessing.get_context("spawn")
     out: multiprocessing.Queue[list[int]] = ctx.Queue()
     procs = [
@@ -332,7 +308,7 @@ def test_a_burst_comes_free_one_interval_at_a_time(
     buf = BatchBuffer(
         redis_client, make_settings(batch_linger_ms=0, rate_limit_per_s=5.0, rate_limit_margin=0.0)
     )
-    _fill(buf, 100)
+    fill(buf, 100)
     burst = 0
     while isinstance(buf.take(), Batch):
         burst += 1

@@ -9,7 +9,6 @@ whose probe is accepted, one whose probe is refused again.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,15 +17,14 @@ import httpx
 import pytest
 import redis
 
+from devtools.items import fill
 from devtools.sandbox.server import Sandbox, SandboxConfig
 from edgematch.config.settings import Secret, Settings
 from edgematch.infra.scrape import RedisLevels
 from edgematch.pipeline import request
 from edgematch.pipeline.buffer import Batch, Empty, Wait
-from edgematch.pipeline.items import Item
 from edgematch.pipeline.results import CLEAN, Result
 from edgematch.runtime import Runtime
-from tests.support.hashes import HASH
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -58,20 +56,6 @@ class Pool:
     def __init__(self, settings: Settings) -> None:
         self.rt = Runtime(settings)
         self.results: list[Result] = []
-
-    def push(self, count: int) -> None:
-        for n in range(count):
-            item = Item.new(
-                bucket="uploads",
-                key=f"photos/{self.rt.settings.namespace}-{n:03d}.jpg.bin",
-                version_id=f"v{n}",
-                etag=f"etag-{n}",
-                content_bucket="uploads",
-                content_key=f"photos/{n:03d}.jpg",
-                data=os.urandom(HASH),
-                correlation_id=f"corr-{n}",
-            )
-            assert self.rt.buffer.push(item, f"id-{item.key}")
 
     def next_batch(self, timeout_s: float = 10.0) -> Batch:
         """The next batch, waiting out rate and linger as a pump does (not a cooldown)."""
@@ -130,7 +114,7 @@ def test_a_capped_cooldown_ends_with_one_probe_then_resumes_or_cools_down_again(
 
     _faults(sandbox, throttle_next=2, throttle_retry_after_s=ASKED_S)
     for pool in (accepted, refused):
-        pool.push(12)
+        fill(pool.rt.buffer, 12, prefix=f"{pool.rt.settings.namespace}/")
         pool.send(pool.next_batch())
         window = pool.rt.buffer.window_use()
         assert ceiling_s - 2 < window.cooldown_s <= ceiling_s

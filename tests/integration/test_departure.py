@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 import redis
 
+from devtools.items import fill
 from devtools.sandbox.server import Sandbox, SandboxConfig
 from edgematch.config.settings import Secret, Settings
 from edgematch.photodna.client import HashItem
 from edgematch.pipeline import request
 from edgematch.pipeline.buffer import Batch, Empty, Wait
-from edgematch.pipeline.items import Item
 from edgematch.pipeline.results import Result
 from edgematch.runtime import Runtime
 from tests.support.hashes import HASH
@@ -48,21 +48,6 @@ def sandbox() -> Iterator[Sandbox]:
 def settings(redis_client: redis.Redis, make_settings: MakeSettings, sandbox: Sandbox) -> Settings:
     """The default settings but for the key, the API URL and the rate the sandbox enforces."""
     return make_settings(subscription_key=Secret(KEY), api_url=sandbox.url, rate_limit_per_s=RATE)
-
-
-def _push(rt: Runtime, count: int) -> None:
-    for n in range(count):
-        item = Item.new(
-            bucket="uploads",
-            key=f"photos/{n:03d}.jpg.bin",
-            version_id=f"v{n}",
-            etag=f"etag-{n}",
-            content_bucket="uploads",
-            content_key=f"photos/{n:03d}.jpg",
-            data=os.urandom(HASH),
-            correlation_id=f"corr-{n}",
-        )
-        assert rt.buffer.push(item, f"id-{item.key}")
 
 
 def _take(rt: Runtime) -> Batch:
@@ -103,7 +88,7 @@ def test_requests_held_up_after_their_slot_draw_no_429(
     sees at most 5 requests in any second, answers no 429, and every hash is answered by
     one request."""
     rt = Runtime(settings)
-    _push(rt, 150)
+    fill(rt.buffer, 150)
     results: list[Result] = []
     pattern = iter([0.0, 0.3] * 50)
     lock = threading.Lock()
@@ -136,7 +121,7 @@ def test_a_request_late_by_more_than_a_window_waits_for_a_free_slot(settings: Se
     window, and five others were taken meanwhile) does not leave unaccounted: it waits
     until the window has room, then is in the log at the moment it leaves."""
     rt = Runtime(settings)
-    _push(rt, 30)
+    fill(rt.buffer, 30)
     late = _take(rt)
     time.sleep(rt.departures.window_s + 0.05)
     for _ in range(5):
@@ -155,7 +140,7 @@ def test_a_429_since_the_take_holds_a_request_that_has_not_left(settings: Settin
     """Another worker drew a 429 after this batch was taken: the request waits out the
     pool's cooldown (the Retry-After) before it leaves."""
     rt = Runtime(settings)
-    _push(rt, 5)
+    fill(rt.buffer, 5)
     batch = _take(rt)
     rt.buffer.set_cooldown(1.0)
     wait_s = rt.departures.depart(batch.id)
@@ -170,7 +155,7 @@ def test_the_entry_moves_to_when_the_body_was_written_only_within_a_window(
     stamp; never earlier, and not once the stamp is a window old (a take since may have
     left it out of its count)."""
     rt = Runtime(settings)
-    _push(rt, 10)
+    fill(rt.buffer, 10)
     first, second = _take(rt), _take(rt)
     log_key = rt.buffer.keys.rate_log
     assert rt.departures.depart(first.id) == 0.0

@@ -2,43 +2,25 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Callable
 
 import pytest
 import redis
 
+from devtools.items import fill
 from edgematch.config.celery import celery_config
 from edgematch.config.settings import Settings
 from edgematch.pipeline.buffer import Batch, BatchBuffer
 from edgematch.pipeline.items import Item
-from tests.support.hashes import HASH
 
 pytestmark = pytest.mark.integration
 
 MakeSettings = Callable[..., Settings]
 
 
-def _item(n: int, lane: str) -> Item:
-    return Item.new(
-        bucket="b",
-        key=f"{lane}/{n}.bin",
-        version_id=None,
-        etag=f"e{n}",
-        content_bucket="b",
-        content_key=f"{lane}/{n}",
-        data=os.urandom(HASH),
-        correlation_id=f"c{n}",
-        lane=lane,
-    )
-
-
 def _push(buf: BatchBuffer, count: int, lane: str) -> list[Item]:
-    items = [_item(n, lane) for n in range(count)]
-    for item in items:
-        assert buf.push(item, f"{lane}-{item.key}")
-    return items
+    return fill(buf, count, prefix=f"{lane}/", lane=lane)
 
 
 def _fast(make_settings: MakeSettings, **extra: object) -> Settings:

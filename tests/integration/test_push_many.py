@@ -3,38 +3,22 @@ private redis-server: each object version accepted exactly once, as a push an it
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
 
+from devtools.items import new_item
 from edgematch.config.settings import Settings
 from edgematch.infra.redisclient import redis_client as build_redis_client
 from edgematch.pipeline.buffer import BatchBuffer
 from edgematch.pipeline.ingest import ADDED, DUPLICATE
-from edgematch.pipeline.items import Item
 from edgematch.pipeline.pushes import WAITING, Pushes
-from tests.support.hashes import HASH
 
 pytestmark = pytest.mark.integration
 
 MakeSettings = Callable[..., Settings]
-
-
-def _item(n: int, lane: str = "live") -> Item:
-    return Item.new(
-        bucket="b",
-        key=f"k{n}.bin",
-        version_id=None,
-        etag=f"e{n}",
-        content_bucket="b",
-        content_key=f"k{n}",
-        data=os.urandom(HASH),
-        correlation_id=f"c{n}",
-        lane=lane,
-    )
 
 
 def _refused(token: Any, exc: BaseException) -> str:
@@ -48,16 +32,16 @@ def test_a_batch_is_pushed_once_per_object_version(
     earlier item of the same batch, or named by an alias seen before, is a duplicate."""
     settings = make_settings()
     buf = BatchBuffer(redis_client, settings)
-    assert buf.push(_item(0), "before")
+    assert buf.push(new_item(0), "before")
     redis_client.set(buf.keys.seen("alias-before"), "1")
     pushes = Pushes(redis_client, settings.namespace, ttl_s=settings.idempotency_ttl_s)
     entries = [
-        (_item(1), "v1", "v1"),
-        (_item(2), "before", "e2"),
-        (_item(3), "v3", "v3"),
-        (_item(4), "v1", "other"),
-        (_item(5), "v5", "alias-before"),
-        (_item(6, lane="backfill"), "v6", "e6"),
+        (new_item(1), "v1", "v1"),
+        (new_item(2), "before", "e2"),
+        (new_item(3), "v3", "v3"),
+        (new_item(4), "v1", "other"),
+        (new_item(5), "v5", "alias-before"),
+        (new_item(6, lane="backfill"), "v6", "e6"),
     ]
     for n, (item, identity, alias) in enumerate(entries):
         assert pushes.add(item, identity, alias, token=n) == WAITING
@@ -79,8 +63,8 @@ def test_a_batch_whose_push_fails_hands_each_event_over(
     settings = make_settings()
     away = build_redis_client("redis://127.0.0.1:9/0", timeout_s=0.5)
     pushes = Pushes(away, settings.namespace, ttl_s=settings.idempotency_ttl_s)
-    pushes.add(_item(1), "v1", "v1", token="first")
-    pushes.add(_item(2), "v2", "v2", token="second")
+    pushes.add(new_item(1), "v1", "v1", token="first")
+    pushes.add(new_item(2), "v2", "v2", token="second")
     handed: list[Any] = []
 
     def hand_over(token: Any, exc: BaseException) -> str:

@@ -122,7 +122,7 @@ def test_work_is_published_before_it_is_accepted(broker: Broker, enqueuer: Enque
     """The future resolves after the publish returned, with every correlation id in it."""
     assert enqueuer.submit(work(1, 3)).result(timeout=10) == ENQUEUED
     assert broker.published == [["c1-0", "c1-1", "c1-2"]]
-    assert enqueuer.redis_ok
+    assert enqueuer.backends_ok
 
 
 def test_waiting_requests_share_one_publish(broker: Broker, enqueuer: Enqueuer) -> None:

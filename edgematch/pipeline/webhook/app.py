@@ -5,8 +5,9 @@ the ``Authorization`` header must present the token (401 otherwise) and a declar
 ``Content-Length`` must be within ``EDGEMATCH_WEBHOOK_MAX_BODY_BYTES`` (413); a body sent
 without one is read only until it passes the limit (413). Every answer given before the
 body was read to its end closes the connection, so the rest of it is never read.
-``GET /healthz`` (the publishing thread is alive), ``GET /readyz`` (it also reached Redis
-lately) and ``GET /metrics`` (Prometheus) need no token.
+``GET /healthz`` (the publishing thread is alive), ``GET /readyz`` (its last reading of the
+backlog was answered too: Redis, and RabbitMQ when it is the broker) and ``GET /metrics``
+(Prometheus) need no token.
 
 Each answer is counted in ``edgematch_webhook_requests_total{code}`` and timed in
 ``edgematch_webhook_request_duration_seconds``. Nothing here logs a body or a header.
@@ -129,7 +130,7 @@ class WebhookApp:
             ok = self.enqueuer.alive()
             await self._send(send, Reply(200 if ok else 503, {"alive": ok}), close=False)
         else:
-            ready = self.enqueuer.alive() and self.enqueuer.redis_ok
+            ready = self.enqueuer.alive() and self.enqueuer.backends_ok
             await self._send(send, Reply(200 if ready else 503, {"ready": ready}), close=False)
 
     async def _send(self, send: Send, reply: Reply, *, close: bool, allow: bytes = b"POST") -> None:

@@ -44,9 +44,9 @@ log = get_logger(__name__)
 
 #: ``(object, correlation id)`` pairs, published all together or raising.
 Work = Sequence[tuple[ObjectCreated, str]]
-#: Seconds the thread waits for work before it beats and looks at Redis anyway.
+#: Seconds the thread waits for work before it beats and reads the backlog anyway.
 TICK_S = 1.0
-#: Seconds between idle looks at the backlog (they keep ``redis_ok`` current).
+#: Seconds between idle looks at the backlog (they keep ``backends_ok`` current).
 IDLE_PROBE_S = 5.0
 #: Seconds a backlog reading is reused for (plus what was published since).
 BACKLOG_TTL_S = 0.25
@@ -91,8 +91,9 @@ class Enqueuer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="webhook-enqueuer", daemon=True)
         self.last_tick = time.monotonic()
-        #: Whether the last look at Redis got an answer (for /readyz).
-        self.redis_ok = False
+        #: Whether the last reading of the backlog got an answer (for /readyz): from Redis,
+        #: and from RabbitMQ when it is the broker (it counts the queues there).
+        self.backends_ok = False
         self._last_probe = 0.0
         #: The last backlog reading plus what was published since, and when it was read.
         self._estimate = 0
@@ -176,7 +177,7 @@ class Enqueuer:
         try:
             backlog = self._read_backlog()
         except TransientError as exc:
-            self.redis_ok = False
+            self.backends_ok = False
             log.warning("webhook_backlog_unknown", error=f"{type(exc).__name__}: {exc}"[:300])
             _resolve(batch, Outcome(False, "unavailable"))
             return
@@ -186,7 +187,7 @@ class Enqueuer:
             log.exception("webhook_backlog_failed")
             _resolve(batch, Outcome(False, "unavailable"))
             return
-        self.redis_ok = True
+        self.backends_ok = True
         self._last_probe = self._read_at = time.monotonic()
         self._estimate = backlog
         self._publish(batch, backlog)
@@ -227,12 +228,12 @@ class Enqueuer:
         try:
             self._read_backlog()
         except TransientError:
-            self.redis_ok = False
+            self.backends_ok = False
         except Exception:
             log.exception("webhook_backlog_failed")
-            self.redis_ok = False
+            self.backends_ok = False
         else:
-            self.redis_ok = True
+            self.backends_ok = True
 
 
 def _resolve(batch: Sequence[_Submission], outcome: Outcome) -> None:
