@@ -48,6 +48,16 @@ def next_second() -> None:
         time.sleep(0.01)
 
 
+def discard(pipe: LocalPipeline) -> None:
+    """Close a pipeline whose test is over: SIGKILL its processes first, not SIGTERM.
+    Graceful shutdown is not what teardown checks (tests/e2e/test_operations.py checks it,
+    explicitly); SIGTERM would cost each test seconds of soft-shutdown grace."""
+    if pipe.processes is not None:
+        for name in list(pipe.processes.procs):
+            pipe.processes.kill(name)
+    pipe.close()
+
+
 def dead_letters(pipe: LocalPipeline) -> list[dict[str, Any]]:
     """Every dead-letter entry, as stored."""
     client = redis_client(pipe.redis.url)
