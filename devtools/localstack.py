@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -122,6 +123,8 @@ class LocalPipeline:
         )
         self.processes: Processes | None = None
         self.queue_url = ""
+        self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
 
     @property
     def keys(self) -> Keys:
@@ -191,22 +194,38 @@ class LocalPipeline:
         return env
 
     def s3(self) -> Any:
-        return boto3.client(
+        return self._cached(
             "s3",
-            endpoint_url=self.moto.url,
-            region_name="us-east-1",
-            aws_access_key_id="edgematch-local",
-            aws_secret_access_key="edgematch-local",
+            lambda: boto3.client(
+                "s3",
+                endpoint_url=self.moto.url,
+                region_name="us-east-1",
+                aws_access_key_id="edgematch-local",
+                aws_secret_access_key="edgematch-local",
+            ),
         )
 
     def sqs(self) -> Any:
-        return boto3.client(
+        return self._cached(
             "sqs",
-            endpoint_url=self.moto.url,
-            region_name="us-east-1",
-            aws_access_key_id="edgematch-local",
-            aws_secret_access_key="edgematch-local",
+            lambda: boto3.client(
+                "sqs",
+                endpoint_url=self.moto.url,
+                region_name="us-east-1",
+                aws_access_key_id="edgematch-local",
+                aws_secret_access_key="edgematch-local",
+            ),
         )
+
+    def _cached(self, service: str, make: Callable[[], Any]) -> Any:
+        """One boto3 client per service for the pipeline's life, made on first use under a
+        lock (boto3's default session is not safe to make clients from in two threads at
+        once). A client is safe to share between threads; making one costs milliseconds of
+        CPU, which the tests' polls paid ten times a second."""
+        with self._clients_lock:
+            if service not in self._clients:
+                self._clients[service] = make()
+            return self._clients[service]
 
     def _create_bucket_and_queue(self) -> None:
         s3, sqs = self.s3(), self.sqs()
