@@ -55,6 +55,12 @@ def discard(pipe: LocalPipeline) -> None:
     if pipe.processes is not None:
         for name in list(pipe.processes.procs):
             pipe.processes.kill(name)
+    # moto's server answers SIGTERM with sys.exit and then takes a second and a half to
+    # wind down its interpreter; nothing in it is wanted any more.
+    for server in (pipe.moto.proc, pipe.sandbox.proc):
+        if server is not None and server.poll() is None:
+            server.kill()
+            server.wait(10)
     pipe.close()
 
 
