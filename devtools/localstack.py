@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -122,6 +123,8 @@ class LocalPipeline:
         )
         self.processes: Processes | None = None
         self.queue_url = ""
+        self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
 
     @property
     def keys(self) -> Keys:
@@ -191,22 +194,38 @@ class LocalPipeline:
         return env
 
     def s3(self) -> Any:
-        return boto3.client(
+        return self._cached(
             "s3",
-            endpoint_url=self.moto.url,
-            region_name="us-east-1",
-            aws_access_key_id="edgematch-local",
-            aws_secret_access_key="edgematch-local",
+            lambda: boto3.client(
+                "s3",
+                endpoint_url=self.moto.url,
+                region_name="us-east-1",
+                aws_access_key_id="edgematch-local",
+                aws_secret_access_key="edgematch-local",
+            ),
         )
 
     def sqs(self) -> Any:
-        return boto3.client(
+        return self._cached(
             "sqs",
-            endpoint_url=self.moto.url,
-            region_name="us-east-1",
-            aws_access_key_id="edgematch-local",
-            aws_secret_access_key="edgematch-local",
+            lambda: boto3.client(
+                "sqs",
+                endpoint_url=self.moto.url,
+                region_name="us-east-1",
+                aws_access_key_id="edgematch-local",
+                aws_secret_access_key="edgematch-local",
+            ),
         )
+
+    def _cached(self, service: str, make: Callable[[], Any]) -> Any:
+        """One boto3 client per service for the pipeline's life, made on first use under a
+        lock (boto3's default session is not safe to make clients from in two threads at
+        once). A client is safe to share between threads; making one costs milliseconds of
+        CPU, which the tests' polls paid ten times a second."""
+        with self._clients_lock:
+            if service not in self._clients:
+                self._clients[service] = make()
+            return self._clients[service]
 
     def _create_bucket_and_queue(self) -> None:
         s3, sqs = self.s3(), self.sqs()
@@ -342,19 +361,36 @@ class LocalPipeline:
         doc: dict[str, Any] = json.loads(raw)
         return doc
 
+    def results(self, keys: Iterable[str], bucket: str | None = None) -> dict[str, dict[str, Any]]:
+        """The recorded results of those of ``keys`` (in ``bucket``) that have one: one
+        connection and one round trip for all of them."""
+        names = list(keys)
+        client = redis_client(self.redis.url)
+        try:
+            reply = client.pipeline(transaction=False)
+            for key in names:
+                reply.get(self.keys.result(bucket or self.bucket, key))
+            raws = reply.execute()
+        finally:
+            client.close()
+        return {
+            key: json.loads(raw) for key, raw in zip(names, raws, strict=True) if raw is not None
+        }
+
     def wait_for_results(
         self, keys: Iterable[str], timeout_s: float = 60.0, bucket: str | None = None
     ) -> dict[str, dict[str, Any]]:
-        """The recorded results of ``keys`` (in ``bucket``), waiting up to ``timeout_s``."""
+        """The recorded results of ``keys`` (in ``bucket``), waiting up to ``timeout_s``.
+
+        Each poll reads every pending key in one round trip: a connection per key per poll
+        (a few ms of CPU each) kept a core busy while hundreds of results were awaited, on
+        the machine the pipeline under test shares."""
         pending = set(keys)
         found: dict[str, dict[str, Any]] = {}
         deadline = time.monotonic() + timeout_s
         while pending and time.monotonic() < deadline:
-            for key in list(pending):
-                doc = self.result(key, bucket)
-                if doc is not None:
-                    found[key] = doc
-                    pending.discard(key)
+            found.update(self.results(pending, bucket))
+            pending.difference_update(found)
             if pending:
                 time.sleep(0.1)
         return found

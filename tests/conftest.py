@@ -24,7 +24,7 @@ from devtools.rabbitserver import RabbitServer
 from edgematch.config.settings import Secret, Settings
 from edgematch.infra.redisclient import redis_client as build_redis_client
 from tests.support import ports, schedule, tiers
-from tests.support.pipelines import MakePipeline
+from tests.support.pipelines import MakePipeline, discard
 
 TESTS = Path(__file__).resolve().parent
 
@@ -173,13 +173,7 @@ def make_pipeline(request: pytest.FixtureRequest) -> Iterator[MakePipeline]:
 
     yield make
     for pipe in made:
-        # SIGKILL, not SIGTERM: the test is over and graceful shutdown is not what it checks
-        # (tests/e2e/test_operations.py does, explicitly); this saves seconds of
-        # soft-shutdown grace per test.
-        if pipe.processes is not None:
-            for name in list(pipe.processes.procs):
-                pipe.processes.kill(name)
-        pipe.close()
+        discard(pipe)
 
 
 @pytest.fixture(autouse=True)

@@ -20,6 +20,7 @@ import pytest
 from devtools.localstack import LocalPipeline
 from devtools.localstack import wait_until as _wait
 from tests.support.hashes import HASH
+from tests.support.pipelines import discard
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -32,7 +33,7 @@ def pipe() -> Iterator[LocalPipeline]:
     pipeline = LocalPipeline(rate=10.0).start()
     pipeline.start_processes("intake", "worker", "beat", worker_args=["--concurrency", "2"])
     yield pipeline
-    pipeline.close()
+    discard(pipeline)
 
 
 def _recorded(pipe: LocalPipeline, key: str) -> list[str]:

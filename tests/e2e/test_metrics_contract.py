@@ -23,6 +23,7 @@ from devtools.devstack import ROOT, wait_for_port
 from devtools.localstack import LocalPipeline
 from devtools.localstack import wait_until as _wait
 from tests.support.hashes import HASH
+from tests.support.pipelines import discard
 from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -82,7 +83,7 @@ def pipe(tmp_path: Path) -> Iterator[LocalPipeline]:
     pipeline = LocalPipeline(rate=10.0, settings={"EDGEMATCH_HEARTBEAT_DIR": str(tmp_path)})
     pipeline.start()
     yield pipeline
-    pipeline.close()
+    discard(pipeline)
 
 
 def test_every_documented_metric_is_served_and_follows_the_pipeline(

@@ -27,6 +27,7 @@ from edgematch.config.settings import Settings
 from edgematch.recovery.journal import Journal
 from edgematch.recovery.unacked import REFRESH_S, STALE_S
 from tests.support.hashes import HASH
+from tests.support.pipelines import discard
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -35,7 +36,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 def pipe() -> Iterator[LocalPipeline]:
     pipeline = LocalPipeline(rate=10.0).start()
     yield pipeline
-    pipeline.close()
+    discard(pipeline)
 
 
 def _handed_back(pipe: LocalPipeline) -> list[str]:

@@ -26,6 +26,7 @@ from devtools.localstack import wait_until as _wait
 from edgematch.config.settings import Settings
 from edgematch.infra.keys import Keys
 from edgematch.infra.redisclient import redis_client
+from tests.support.pipelines import discard
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -46,7 +47,7 @@ GB = 1_000_000_000
 def pipe() -> Iterator[LocalPipeline]:
     pipeline = LocalPipeline(rate=10.0).start()
     yield pipeline
-    pipeline.close()
+    discard(pipeline)
 
 
 def _cli(pipe: LocalPipeline, *args: str) -> subprocess.CompletedProcess[str]:

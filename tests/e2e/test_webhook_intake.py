@@ -15,6 +15,7 @@ import pytest
 
 from devtools.localstack import LocalPipeline
 from devtools.localstack import wait_until as _wait
+from tests.support.pipelines import discard
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -44,7 +45,7 @@ def make_pipeline() -> Iterator[MakePipeline]:
 
     yield make
     for pipe in made:
-        pipe.close()
+        discard(pipe)
 
 
 def _summary(pipe: LocalPipeline, results: dict[str, dict[str, Any]]) -> dict[str, Any]:

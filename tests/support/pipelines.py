@@ -48,6 +48,22 @@ def next_second() -> None:
         time.sleep(0.01)
 
 
+def discard(pipe: LocalPipeline) -> None:
+    """Close a pipeline whose test is over: SIGKILL its processes first, not SIGTERM.
+    Graceful shutdown is not what teardown checks (tests/e2e/test_operations.py checks it,
+    explicitly); SIGTERM would cost each test seconds of soft-shutdown grace."""
+    if pipe.processes is not None:
+        for name in list(pipe.processes.procs):
+            pipe.processes.kill(name)
+    # moto's server answers SIGTERM with sys.exit and then takes a second and a half to
+    # wind down its interpreter; nothing in it is wanted any more.
+    for server in (pipe.moto.proc, pipe.sandbox.proc):
+        if server is not None and server.poll() is None:
+            server.kill()
+            server.wait(10)
+    pipe.close()
+
+
 def dead_letters(pipe: LocalPipeline) -> list[dict[str, Any]]:
     """Every dead-letter entry, as stored."""
     client = redis_client(pipe.redis.url)
