@@ -204,7 +204,7 @@ class S3Wire:
             return AWSResponse(request.url, 200, HTTPHeaders(), io.BytesIO())
 
         event = "before-send.s3.GetObject"
-        self._client.meta.events.register_first(event, answer, unique_id=token)  # type: ignore[arg-type]
+        self._client.meta.events.register_last(event, answer, unique_id=token)  # type: ignore[arg-type]
         try:
             self._client.get_object(Bucket=bucket, Key=key)["Body"].close()
         except (BotoCoreError, ClientError):
