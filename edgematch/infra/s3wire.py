@@ -1,29 +1,23 @@
 """The hot path's S3 requests — GetObject, GetObjectTagging, PutObjectTagging — signed and
-sent without botocore's client pipeline: about half its CPU a call, the same on the wire.
+sent without botocore's client pipeline (about half its CPU a call), the same on the wire.
 
-What boto3 would do is kept, and taken from the boto3 client itself: the endpoint of each
-bucket is resolved once by the client (a GetObject it prepares and signs, answered
-locally, never sent), so addressing style, custom endpoints and region are the client's;
-requests are signed by botocore's ``S3SigV4Auth`` with the client's credentials, frozen
-afresh each request (rotating role credentials keep working); they go through the
-client's own HTTP session (its pool, timeouts, TLS verification and CA bundle, proxies);
-retries are botocore's standard policy, its attempts, backoff and retry quota; keys and
-query strings are encoded by botocore's function. Errors come out as botocore's
-exceptions — ``ClientError`` with the parsed S3 error, its status and headers — so that
-:func:`~edgematch.infra.s3errors.translated` stays the one boundary.
+From the boto3 client itself: each bucket's endpoint, resolved once by the client (a
+GetObject it prepares and signs, answered locally, never sent); the credentials, frozen
+afresh each request; its HTTP session (pool, timeouts, TLS, CA bundle, proxies); botocore's
+standard retries, ``S3SigV4Auth`` and key encoding. Errors are botocore's exceptions
+(``ClientError`` as botocore parses it), so :func:`s3errors.translated` stays the boundary.
 
-Anything this path cannot reproduce exactly goes to the boto3 client instead, for the
-bucket or for the call: an ARN or S3 Express bucket name, a client that does not retry
-in standard mode, a resolved request not signed with SigV4 for ``s3`` or carrying a header
-this path does not send, a redirect to another region, parameters other than bucket, key,
-version and If-Match. A GET body is read once (``read(amt)``); when that reaches its end
-the length is checked against Content-Length and the checksum S3 sent is verified.
+What this path cannot reproduce exactly is left to the boto3 client: ARN and directory
+buckets, retries not in standard mode, a resolved request not SigV4-signed for ``s3`` or
+with a header this path does not send, a request answered by another before-send handler
+(in-process moto), a redirect to another region, parameters other than bucket, key,
+version and If-Match. A GET's body is read once; when the read reaches its end, its
+length is checked against Content-Length and the checksum S3 sent is verified.
 """
 
 from __future__ import annotations
 
 import base64
-import http.client
 import io
 import threading
 import time
@@ -31,58 +25,38 @@ import uuid
 import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
-from xml.etree import ElementTree
 
 import structlog
-from botocore import httpchecksum
 from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSPreparedRequest, AWSRequest, AWSResponse, HTTPHeaders
+from botocore.awsrequest import AWSPreparedRequest, AWSRequest, AWSResponse
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    FlexibleChecksumError,
     HTTPClientError,
-    IncompleteReadError,
-    ReadTimeoutError,
-    ResponseStreamingError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.retries import quota, standard
 from botocore.utils import percent_encode
-from urllib3.exceptions import ProtocolError
-from urllib3.exceptions import ReadTimeoutError as URLLib3ReadTimeoutError
 
-from edgematch.infra.s3clients import http_date
+from edgematch.infra.s3answers import error_response, object_answer, tag_set, tagging_body
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["S3Wire"]
+__all__ = ["ROUTE_PROBE", "S3Wire"]
 
 log = structlog.get_logger(__name__)
 
-_NS: Final = "http://s3.amazonaws.com/doc/2006-03-01/"
+#: The key of the GetObject that resolves a bucket's route (never sent) starts with this.
+ROUTE_PROBE: Final = "edgematch-route-probe-"
 # The headers boto3's GetObject may carry for this path to stand in for it (lower case).
-_KNOWN_HEADERS: Final = frozenset(
-    {
-        "authorization", "x-amz-date", "x-amz-content-sha256", "x-amz-security-token",
-        "x-amz-checksum-mode", "user-agent", "amz-sdk-invocation-id", "amz-sdk-request",
-    }
-)  # fmt: skip
+_KNOWN_HEADERS: Final = frozenset({
+    "authorization", "x-amz-date", "x-amz-content-sha256", "x-amz-security-token",
+    "x-amz-checksum-mode", "user-agent", "amz-sdk-invocation-id", "amz-sdk-request"})  # fmt: skip
 _REDIRECT_CODES: Final = frozenset(
     {"PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"}
 )
 _USER_AGENT: Final = "edgematch-s3wire"
-# botocore's checksum classes and its order of preference for a response's checksum.
-_CHECKSUMS: Final[dict[str, Any]] = httpchecksum._CHECKSUM_CLS  # type: ignore[attr-defined]
-_CHECKSUM_ORDER: Final[list[str]] = httpchecksum._ALGORITHMS_PRIORITY_LIST  # type: ignore[attr-defined]
-
-
-class UnreadableAnswer(BotoCoreError):
-    """An S3 answer that is not the XML it should be (a BotoCoreError: retried, then
-    unscannable)."""
-
-    fmt = "unreadable S3 answer: {detail}"
 
 
 @dataclass(frozen=True)
@@ -95,6 +69,16 @@ class _Route:
     checksums: bool
 
 
+@dataclass(frozen=True)
+class _Request:
+    operation: str
+    bucket: str
+    route: _Route
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
 class S3Wire:
     """``get_object``, ``get_object_tagging`` and ``put_object_tagging`` as on the boto3
     client (keyword parameters, the parts of the answer ObjectStore reads), lean when the
@@ -104,73 +88,81 @@ class S3Wire:
         self._client = client
         self._routes: dict[str, _Route | None] = {}
         self._lock = threading.Lock()
-        endpoint = getattr(client, "_endpoint", None)
-        self._http: Any = getattr(endpoint, "http_session", None)
+        self._http: Any = getattr(getattr(client, "_endpoint", None), "http_session", None)
         # The credentials the client signs with (refreshable ones refresh themselves).
         get_credentials = getattr(client, "_get_credentials", None)
         self._credentials = get_credentials() if get_credentials is not None else None
         retries: dict[str, Any] = getattr(client.meta.config, "retries", None) or {}
         attempts = retries.get("total_max_attempts")
-        self._lean = bool(
-            lean and self._http is not None and retries.get("mode") == "standard" and attempts
-        )
+        standard_retries = retries.get("mode") == "standard" and attempts
+        self._lean = bool(lean and self._http is not None and standard_retries)
+        # botocore's standard retries, as register_retry_handler builds them for a client.
         detector = standard.ThrottlingErrorDetector(standard.RetryEventAdapter())
         self._quota = standard.RetryQuotaChecker(quota.RetryQuota(), detector)
+        backoff = standard.ExponentialBackoff(service_name="s3", throttling_detector=detector)
+        conditions = standard.StandardRetryConditions(max_attempts=attempts or 1)
         self._retry = standard.RetryHandler(
-            retry_policy=standard.RetryPolicy(
-                retry_checker=standard.StandardRetryConditions(max_attempts=attempts or 1),
-                retry_backoff=standard.ExponentialBackoff(
-                    service_name="s3", throttling_detector=detector
-                ),
-            ),
+            retry_policy=standard.RetryPolicy(conditions, backoff),
             retry_event_adapter=standard.RetryEventAdapter(),
             retry_quota=self._quota,  # type: ignore[arg-type]
             service_name="s3",
         )
 
     def get_object(self, **params: Any) -> Any:
-        """GetObject: ``Body`` (read once, then closed), ``ContentLength``, ``ETag``,
-        ``VersionId``, ``Metadata``, ``ContentType``, ``LastModified``."""
-        route = self._route(params, {"VersionId", "IfMatch"})
-        if route is None:
-            return self._client.get_object(**params)
-        query = _version_query("", params.get("VersionId"))
+        """GetObject: ``Body`` (one ``read(amt)``, then ``close()``), ``ContentLength``,
+        ``ETag``, ``VersionId``, ``Metadata``, ``ContentType``, ``LastModified``."""
         headers = {"If-Match": params["IfMatch"]} if params.get("IfMatch") else {}
-        if route.checksums:
-            headers["x-amz-checksum-mode"] = "ENABLED"
-        response = self._send("GetObject", route, "GET", params, query, headers, b"")
-        if response is None:
+        sent = self._call("GetObject", params, {"IfMatch"}, "", headers, b"")
+        if sent is None:
             return self._client.get_object(**params)
-        return _object_answer(response, checksums=route.checksums)
+        return object_answer(sent[0], checksums=sent[1].checksums)
 
     def get_object_tagging(self, **params: Any) -> Any:
         """GetObjectTagging: ``TagSet``, a list of ``{"Key", "Value"}``."""
-        route = self._route(params, {"VersionId"})
-        if route is None:
+        sent = self._call("GetObjectTagging", params, set(), "?tagging", {}, b"")
+        if sent is None:
             return self._client.get_object_tagging(**params)
-        query = _version_query("?tagging", params.get("VersionId"))
-        response = self._send("GetObjectTagging", route, "GET", params, query, {}, b"")
-        if response is None:
-            return self._client.get_object_tagging(**params)
-        return {"TagSet": _tag_set(_xml(response.content))}
+        return {"TagSet": tag_set(sent[0].content)}
 
     def put_object_tagging(self, **params: Any) -> Any:
         """PutObjectTagging of ``Tagging={"TagSet": [...]}``, with the CRC32 checksum
         botocore sends (S3 requires one)."""
-        route = self._route(params, {"VersionId", "Tagging"})
-        if route is None or set(params["Tagging"]) != {"TagSet"}:
-            return self._client.put_object_tagging(**params)
-        body = _tagging_body(params["Tagging"]["TagSet"])
-        crc = zlib.crc32(body).to_bytes(4, "big")
+        body = tagging_body(params["Tagging"]["TagSet"])
         headers = {
-            "x-amz-checksum-crc32": base64.b64encode(crc).decode(),
+            "x-amz-checksum-crc32": base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode(),
             "x-amz-sdk-checksum-algorithm": "CRC32",
         }
-        query = _version_query("?tagging", params.get("VersionId"))
-        response = self._send("PutObjectTagging", route, "PUT", params, query, headers, body)
-        if response is None:
+        lean = set(params["Tagging"]) == {"TagSet"}
+        sent = lean and self._call(
+            "PutObjectTagging", params, {"Tagging"}, "?tagging", headers, body
+        )
+        if not sent:
             return self._client.put_object_tagging(**params)
         return {}
+
+    def _call(  # noqa: PLR0917 - the parts of one request
+        self,
+        operation: str,
+        params: dict[str, Any],
+        optional: set[str],
+        query: str,
+        headers: dict[str, str],
+        body: bytes,
+    ) -> tuple[AWSResponse, _Route] | None:
+        """Send one request the lean way: its 2xx answer and route, or None when the call
+        is the boto3 client's to make."""
+        route = self._route(params, optional | {"VersionId"})
+        if route is None:
+            return None
+        if params.get("VersionId"):
+            version = f"versionId={percent_encode(params['VersionId'])}"
+            query = f"{query}&{version}" if query else f"?{version}"
+        if operation == "GetObject" and route.checksums:
+            headers = {**headers, "x-amz-checksum-mode": "ENABLED"}
+        url = route.base + percent_encode(params["Key"], safe="/~") + query
+        request = _Request(operation, params["Bucket"], route, url, headers, body)
+        response = self._send(request)
+        return None if response is None else (response, route)
 
     # -- the route of a bucket ---------------------------------------------------------------
     def _route(self, params: dict[str, Any], optional: set[str]) -> _Route | None:
@@ -194,43 +186,41 @@ class S3Wire:
         if ":" in bucket or bucket.endswith(("--x-s3", "--xa-s3")):
             return None, "ARN or directory bucket"
         token = uuid.uuid4().hex
-        key = f"/{token}//ü +%?#~&=;"  # every class of character the encoding treats apart
+        # Every class of character the encoding treats apart.
+        key = f"/{ROUTE_PROBE}{token}//ü +%?#~&=;"
         seen: list[AWSPreparedRequest] = []
 
         def answer(request: AWSPreparedRequest, **_: Any) -> AWSResponse | None:
             if token not in (request.url or ""):
                 return None
             seen.append(request)
-            return AWSResponse(request.url, 200, HTTPHeaders(), io.BytesIO())
+            probe: Any = {"x-edgematch-probe": token}
+            return AWSResponse(request.url, 200, probe, io.BytesIO())
 
-        event = "before-send.s3.GetObject"
+        # Last of all before-send handlers: when another answers (in-process moto), its
+        # answer is the one the client reads, and the bucket stays with the client.
+        event = "before-send"
         self._client.meta.events.register_last(event, answer, unique_id=token)  # type: ignore[arg-type]
         try:
-            self._client.get_object(Bucket=bucket, Key=key)["Body"].close()
-        except (BotoCoreError, ClientError):
+            got = self._client.get_object(Bucket=bucket, Key=key)
+            got["Body"].close()
+        except ClientError:
+            return None, "answered by another before-send handler"
+        except BotoCoreError:
             return None, "unresolved"
         finally:
             self._client.meta.events.unregister(event, unique_id=token)
-        if len(seen) != 1:
-            return None, "not resolved by one request"
+        headers = got.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        if len(seen) != 1 or headers.get("x-edgematch-probe") != token:
+            return None, "answered by another handler"
         return _route_of(seen[0], key)
 
     # -- one request, with botocore's retries -------------------------------------------------
-    def _send(  # noqa: PLR0917 - the parts of one request
-        self,
-        operation: str,
-        route: _Route,
-        method: str,
-        params: dict[str, Any],
-        query: str,
-        headers: dict[str, str],
-        body: bytes,
-    ) -> AWSResponse | None:
+    def _send(self, request: _Request) -> AWSResponse | None:
         """The 2xx answer, or None when S3 sends the bucket elsewhere (the route is then
         dropped and the call left to boto3). Raises ClientError or botocore's transport
         errors after botocore's standard retries."""
-        url = route.base + percent_encode(params["Key"], safe="/~") + query
-        model = self._client.meta.service_model.operation_model(operation)
+        model = self._client.meta.service_model.operation_model(request.operation)
         context: dict[str, Any] = {}
         attempt = 0
         while True:
@@ -239,9 +229,9 @@ class S3Wire:
             error: Exception | None = None
             parsed: dict[str, Any] = {}
             try:
-                response = self._http.send(self._signed(route, method, url, headers, body))
+                response = self._http.send(self._signed(request))
                 if response.status_code >= 300:
-                    parsed = _error(response, attempt)
+                    parsed = error_response(response, attempt)
             except (BotoConnectionError, HTTPClientError) as exc:
                 error = exc
             delay = self._retry.needs_retry(
@@ -265,66 +255,33 @@ class S3Wire:
                 or parsed["Error"]["Code"] in _REDIRECT_CODES
             ):
                 with self._lock:
-                    self._routes[params["Bucket"]] = None
-                log.info("s3wire.boto3_bucket", bucket=params["Bucket"], reason="redirected")
+                    self._routes[request.bucket] = None
+                log.info("s3wire.boto3_bucket", bucket=request.bucket, reason="redirected")
                 return None
-            raise ClientError(parsed, operation)  # type: ignore[arg-type]
+            raise ClientError(parsed, request.operation)  # type: ignore[arg-type]
         self._quota.release_retry_quota(context, response)  # type: ignore[arg-type]
         return response
 
-    def _signed(
-        self, route: _Route, method: str, url: str, headers: dict[str, str], body: bytes
-    ) -> AWSPreparedRequest:
-        request = AWSRequest(method=method, url=url, headers=headers, data=body or None)
-        request.headers["User-Agent"] = _USER_AGENT
-        request.context["client_config"] = self._client.meta.config
+    def _signed(self, request: _Request) -> AWSPreparedRequest:
+        method = "PUT" if request.body else "GET"
+        signed = AWSRequest(method, request.url, request.headers, request.body or None)
+        signed.headers["User-Agent"] = _USER_AGENT
+        signed.context["client_config"] = self._client.meta.config
         credentials = self._credentials.get_frozen_credentials() if self._credentials else None
-        S3SigV4Auth(credentials, "s3", route.region).add_auth(request)  # type: ignore[arg-type]
-        prepared = request.prepare()
-        prepared.stream_output = method == "GET"
+        S3SigV4Auth(credentials, "s3", request.route.region).add_auth(signed)  # type: ignore[arg-type]
+        prepared = signed.prepare()
+        prepared.stream_output = request.operation == "GetObject"
         return prepared
-
-
-class _Body:
-    """A GET's body, read once: length and checksum verified when the read ends it."""
-
-    def __init__(self, response: AWSResponse, length: int | None, checksum: tuple[str, str] | None):
-        self._response = response
-        self._length = length
-        self._checksum = checksum
-        self._ended = False
-
-    def read(self, amt: int) -> bytes:
-        try:
-            data: bytes = bytes(self._response.raw.read(amt))
-        except URLLib3ReadTimeoutError as exc:
-            raise ReadTimeoutError(endpoint_url=self._response.url, error=exc) from exc
-        except ProtocolError as exc:
-            raise ResponseStreamingError(error=exc) from exc
-        self._ended = len(data) < amt
-        if self._ended and self._length is not None and len(data) != self._length:
-            raise IncompleteReadError(actual_bytes=len(data), expected_bytes=self._length)
-        if self._ended and self._checksum is not None:
-            algorithm, expected = self._checksum
-            digest = _CHECKSUMS[algorithm]()
-            digest.update(data)
-            if digest.digest() != base64.b64decode(expected):
-                raise FlexibleChecksumError(error_msg=f"the body's {algorithm} does not match")
-        return data
-
-    def close(self) -> None:
-        """Give the connection back when the body was read to its end, else drop it."""
-        if self._ended:
-            self._response.raw.release_conn()
-        else:
-            self._response.raw.close()
 
 
 def _route_of(request: AWSPreparedRequest, key: str) -> tuple[_Route | None, str]:
     """The route boto3 took for ``key``, when this path can take it exactly."""
     encoded = percent_encode(key, safe="/~")
     url = request.url or ""
-    headers = {name.lower(): _text(value) for name, value in request.headers.items()}
+    raw: dict[str, Any] = dict(request.headers.items())
+    headers = {
+        k.lower(): v.decode("latin-1") if isinstance(v, bytes) else v for k, v in raw.items()
+    }
     scope = headers.get("authorization", "").removeprefix("AWS4-HMAC-SHA256 Credential=")
     parts = scope.split(",", 1)[0].split("/")
     if not url.endswith(encoded) or "?" in url or request.body:
@@ -335,111 +292,3 @@ def _route_of(request: AWSPreparedRequest, key: str) -> tuple[_Route | None, str
         return None, "headers this path does not send"
     checksums = headers.get("x-amz-checksum-mode") == "ENABLED"
     return _Route(base=url[: -len(encoded)], region=parts[2], checksums=checksums), "ok"
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode("latin-1") if isinstance(value, bytes) else value
-
-
-def _version_query(query: str, version_id: str | None) -> str:
-    if not version_id:
-        return query
-    encoded = f"versionId={percent_encode(version_id)}"
-    return f"{query}&{encoded}" if query else f"?{encoded}"
-
-
-def _object_answer(response: AWSResponse, *, checksums: bool) -> dict[str, Any]:
-    """The parts of a GetObject answer ObjectStore reads, as boto3 names them."""
-    headers = response.headers
-    length = int(headers["content-length"]) if "content-length" in headers else None
-    checksum = None
-    if checksums:
-        for algorithm in _CHECKSUM_ORDER:
-            value = headers.get(f"x-amz-checksum-{algorithm}")
-            if value and "-" not in value and algorithm in _CHECKSUMS:
-                checksum = (algorithm, value)
-                break
-    answer: dict[str, Any] = {
-        "Body": _Body(response, length, checksum),
-        "Metadata": {
-            name[len("x-amz-meta-") :]: value
-            for name, value in headers.items()
-            if name.lower().startswith("x-amz-meta-")
-        },
-    }
-    if length is not None:
-        answer["ContentLength"] = length
-    for name, header in (("ETag", "etag"), ("VersionId", "x-amz-version-id")):
-        if header in headers:
-            answer[name] = headers[header]
-    if "content-type" in headers:
-        answer["ContentType"] = headers["content-type"]
-    if "last-modified" in headers:
-        answer["LastModified"] = http_date(headers["last-modified"])
-    return answer
-
-
-def _xml(body: bytes) -> ElementTree.Element:
-    """Parse an S3 answer. S3 never sends a DTD: one is refused, so no entity is declared
-    and none expanded (xml.etree resolves no external entity either)."""
-    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
-        raise UnreadableAnswer(detail="a DTD")
-    parser = ElementTree.XMLParser(encoding="utf-8")  # noqa: S314 - no DTD, checked above
-    try:
-        parser.feed(body)
-        root: ElementTree.Element = parser.close()
-    except ElementTree.ParseError as exc:
-        raise UnreadableAnswer(detail=str(exc)) from exc
-    return root
-
-
-def _local(element: ElementTree.Element) -> str:
-    return element.tag.rsplit("}", 1)[-1]
-
-
-def _tag_set(root: ElementTree.Element) -> list[dict[str, str]]:
-    tags = []
-    for tag_set in (child for child in root if _local(child) == "TagSet"):
-        for tag in tag_set:
-            fields = {_local(field): field.text or "" for field in tag}
-            if _local(tag) != "Tag" or "Key" not in fields:
-                raise UnreadableAnswer(detail="a tag without its key")
-            tags.append({"Key": fields["Key"], "Value": fields.get("Value", "")})
-    return tags
-
-
-def _tagging_body(tag_set: list[dict[str, str]]) -> bytes:
-    """The XML botocore serialises for PutObjectTagging (ElementTree escapes the text)."""
-    root = ElementTree.Element("Tagging", xmlns=_NS)
-    tags = ElementTree.SubElement(root, "TagSet")
-    for item in tag_set:
-        tag = ElementTree.SubElement(tags, "Tag")
-        ElementTree.SubElement(tag, "Key").text = item["Key"]
-        ElementTree.SubElement(tag, "Value").text = item["Value"]
-    body: bytes = ElementTree.tostring(root, encoding="utf-8")
-    return body
-
-
-def _error(response: AWSResponse, attempt: int) -> dict[str, Any]:
-    """An S3 error answer as botocore parses it: ``Error`` from the XML body, or the status
-    as its code when there is none, and ``ResponseMetadata``."""
-    body = response.content
-    error: dict[str, Any] = {}
-    if body:
-        try:
-            root = _xml(body)
-            error = {_local(child): child.text or "" for child in root if not len(child)}
-        except UnreadableAnswer:
-            error = {}
-    if not error.get("Code"):
-        status = response.status_code
-        error = {"Code": str(status), "Message": http.client.responses.get(status, "")}
-    headers = dict(response.headers.items())
-    metadata = {
-        "RequestId": error.pop("RequestId", None) or headers.get("x-amz-request-id", ""),
-        "HostId": error.pop("HostId", None) or headers.get("x-amz-id-2", ""),
-        "HTTPStatusCode": response.status_code,
-        "HTTPHeaders": {name.lower(): value for name, value in headers.items()},
-        "RetryAttempts": attempt - 1,
-    }
-    return {"Error": error, "ResponseMetadata": metadata}
