@@ -10,7 +10,7 @@ import hashlib
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
@@ -141,7 +141,7 @@ def test_lean_urls_are_the_ones_boto3_sends(s3: S3Client) -> None:
         sent.append(request.url)
         return AWSResponse(request.url, 200, HTTPHeaders(), _Empty())
 
-    s3.meta.events.register_first("before-send.s3", answer)
+    s3.meta.events.register_first("before-send.s3", answer)  # type: ignore[arg-type]
     for key in KEYS:
         s3.get_object(Bucket=BUCKET, Key=key, VersionId="v+1/=")
         s3.get_object_tagging(Bucket=BUCKET, Key=key)
@@ -161,7 +161,7 @@ def test_version_pinned_get_reads_the_old_bytes(s3: S3Client) -> None:
 def test_if_match_mismatch_is_superseded(s3: S3Client) -> None:
     first = s3.put_object(Bucket=BUCKET, Key="k.bin", Body=b"first")
     s3.put_object(Bucket=BUCKET, Key="k.bin", Body=b"second")
-    with pytest.raises(ObjectMissing, match="^superseded:"):
+    with pytest.raises(ObjectMissing, match=r"^superseded:"):
         ObjectStore(s3).read_hash(
             BUCKET, "k.bin", version_id=None, max_bytes=64,
             expected_etag=first["ETag"], expected_size=5,
@@ -223,8 +223,8 @@ def test_unusual_buckets_and_clients_go_through_boto3(
 class _Script(BaseHTTPRequestHandler):
     """Answers each request with the next of ``answers`` (status, headers, body)."""
 
-    answers: list[tuple[int, dict[str, str], bytes]] = []
-    seen: list[str] = []
+    answers: ClassVar[list[tuple[int, dict[str, str], bytes]]] = []
+    seen: ClassVar[list[str]] = []
 
     def _answer(self) -> None:
         type(self).seen.append(f"{self.command} {self.path}")
@@ -235,7 +235,7 @@ class _Script(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    do_GET = do_PUT = _answer  # noqa: N815 - http.server's names
+    do_GET = do_PUT = _answer
 
     def log_message(self, *_: Any) -> None:
         return None
@@ -244,8 +244,8 @@ class _Script(BaseHTTPRequestHandler):
 @pytest.fixture
 def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[_Script]]:
     class Script(_Script):
-        answers: list[tuple[int, dict[str, str], bytes]] = []
-        seen: list[str] = []
+        answers: ClassVar[list[tuple[int, dict[str, str], bytes]]] = []
+        seen: ClassVar[list[str]] = []
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Script)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
