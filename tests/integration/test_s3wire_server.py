@@ -7,16 +7,21 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import boto3
 import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.config import Config
-from botocore.utils import percent_encode
 
+from devtools import devstack
 from devtools.devstack import MotoServer
 from edgematch.config.settings import Settings
 from edgematch.errors import (
@@ -129,24 +134,42 @@ def test_every_kind_of_key_round_trips_on_the_lean_path(
     assert boto3_calls == ["PutObjectTagging", "GetObject", "GetObjectTagging"]
 
 
-def test_lean_urls_are_the_ones_boto3_sends(s3: S3Client) -> None:
-    """For every kind of key, with and without a version: the URL boto3 prepares (its
-    signature covers it) is the lean path's."""
+def test_lean_requests_are_the_ones_boto3_sends(s3: S3Client) -> None:
+    """For every kind of key, with and without a version, each of the three calls: the
+    lean path sends the method, URL (which the signature covers) and body boto3 sends."""
     wire = S3Wire(s3)
-    route = wire._route({"Bucket": BUCKET, "Key": "k"}, set())
-    assert route is not None
-    sent: list[str] = []
+    lean: list[tuple[str, str, bytes]] = []
+    session = wire._http
+
+    class Spy:
+        def send(self, request: Any) -> Any:
+            lean.append((request.method, request.url, request.body or b""))
+            return session.send(request)
+
+    wire._http = Spy()
+    tags = {"TagSet": [{"Key": "a b+c=d", "Value": "x:y/z@w"}]}
+    calls: list[tuple[str, dict[str, Any]]] = []
+    for key in KEYS:
+        version = s3.put_object(Bucket=BUCKET, Key=key, Body=b"x")["VersionId"]
+        for pin in ({}, {"VersionId": version}):
+            calls += [
+                ("get_object", {"Key": key, **pin}),
+                ("get_object_tagging", {"Key": key, **pin}),
+                ("put_object_tagging", {"Key": key, **pin, "Tagging": tags}),
+            ]
+    for name, params in calls:
+        getattr(wire, name)(Bucket=BUCKET, **params)
+    sent: list[tuple[str, str, bytes]] = []
 
     def answer(request: Any, **_: Any) -> AWSResponse:
-        sent.append(request.url)
+        sent.append((request.method, request.url, request.body or b""))
         return AWSResponse(request.url, 200, HTTPHeaders(), _Empty())
 
     s3.meta.events.register_first("before-send.s3", answer)  # type: ignore[arg-type]
-    for key in KEYS:
-        s3.get_object(Bucket=BUCKET, Key=key, VersionId="v+1/=")
-        s3.get_object_tagging(Bucket=BUCKET, Key=key)
-        encoded = route.base + percent_encode(key, safe="/~")
-        assert sent[-2:] == [encoded + "?versionId=v%2B1%2F%3D", encoded + "?tagging"]
+    for name, params in calls:
+        getattr(s3, name)(Bucket=BUCKET, **params)
+    assert len(lean) == len(calls) == len(sent)
+    assert lean == sent
 
 
 def test_version_pinned_get_reads_the_old_bytes(s3: S3Client) -> None:
@@ -215,6 +238,63 @@ def test_unusual_buckets_and_clients_go_through_boto3(
 
     legacy = _client("s3", Config(retries={"mode": "legacy", "total_max_attempts": 3}))
     assert S3Wire(legacy)._route({"Bucket": BUCKET, "Key": "k"}, set()) is None
+
+
+# --- moto checking signatures and permissions --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checking_moto() -> Iterator[tuple[str, str, str]]:
+    """moto's server checking every request's signature and IAM permissions after its
+    first three (which make a user allowed everything but PutObjectTagging, and its key):
+    its URL, the key id and the secret."""
+    port = devstack.free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        devstack.wait_for_port(port, 30.0)
+        url = f"http://127.0.0.1:{port}"
+        iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1",
+                           aws_access_key_id="setup", aws_secret_access_key="setup")  # fmt: skip
+        iam.create_user(UserName="worker")
+        statements = [
+            {"Effect": "Allow", "Action": "*", "Resource": "*"},
+            {"Effect": "Deny", "Action": "s3:PutObjectTagging", "Resource": "*"},
+        ]
+        policy = json.dumps({"Version": "2012-10-17", "Statement": statements})
+        iam.put_user_policy(UserName="worker", PolicyName="p", PolicyDocument=policy)
+        key = iam.create_access_key(UserName="worker")["AccessKey"]
+        yield url, key["AccessKeyId"], key["SecretAccessKey"]
+    finally:
+        devstack._stop(proc)
+
+
+def test_moto_accepts_the_lean_paths_signatures_and_refuses_a_wrong_one(
+    checking_moto: tuple[str, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto recomputes each request's SigV4 signature from what it received: the lean
+    path's GETs pass for every kind of key; a wrong secret and a denied action come back as
+    boto3's would (ConfigurationError)."""
+    url, key_id, secret = checking_moto
+    _env(monkeypatch, url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    s3 = make_s3_client(Settings())
+    s3.create_bucket(Bucket=BUCKET)
+    store = ObjectStore(s3)
+    for key in KEYS:
+        etag = s3.put_object(Bucket=BUCKET, Key=key, Body=b"hash!", Tagging="a=1")["ETag"]
+        _, data = store.read_hash(
+            BUCKET, key, version_id=None, max_bytes=8, expected_etag=etag, expected_size=5
+        )
+        assert data == b"hash!" and store.get_tags(BUCKET, key) == {"a": "1"}
+        with pytest.raises(ConfigurationError, match="AccessDenied"):
+            store.merge_tags(BUCKET, key, {"edgematch-status": "clean"})
+    assert store._wire._routes[BUCKET] is not None  # the lean path made those calls
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    with pytest.raises(ConfigurationError, match="SignatureDoesNotMatch"):
+        ObjectStore(make_s3_client(Settings())).get_tags(BUCKET, KEYS[0])
 
 
 # --- against a server of the test's own ---------------------------------------------------
