@@ -1,14 +1,16 @@
 """The hot path's S3 calls, boto3 against the lean path, CPU of the calling process a call.
 
 Against moto's server in its own process (path-style, as edgematch and the benchmark use
-it): a versioned bucket with hash files under keys of every kind (unicode, spaces, ``+``,
-``%``, a 1,024-byte key), one client as ``make_s3_client`` builds it, and two
+it): a versioned bucket with 924-byte hash files under keys with unicode, spaces, ``+``,
+``%``, ``?``, ``#`` (and a 1,024-byte key, measured apart), one client as
+``make_s3_client`` builds it, and two
 :class:`~edgematch.infra.storage.ObjectStore` on it — the default (lean) and
 ``lean=False`` (every call through boto3). Rounds alternate the two, call by call kind:
 
 * ``get_hash`` — ``read_hash`` pinned by version with the event's size (one GET a hash);
 * ``get_tags`` — ``get_tags`` (GetObjectTagging);
-* ``put_tags`` — the tag write alone (PutObjectTagging of two tags, alternating values).
+* ``put_tags`` — the tag write alone (PutObjectTagging of two tags, alternating values);
+* ``get_hash_long_key`` — ``get_hash`` of a 1,024-byte key.
 
 CPU is ``time.process_time`` of this process (moto's own is not counted); the figure of a
 kind is the median over rounds of CPU ms a call. Prints the JSON, and writes it with
@@ -40,17 +42,19 @@ KEYS = [
     "photos/ünï cödé ☃.jpg.bin",
     "写真/猫 + 犬 100%.jpg.bin",
     "a b/c+d%20e?#.bin",
-    "long/" + "写" * 336 + ".bin",
 ]
+#: A 1,024-byte key, measured apart: urllib3 normalises the percent-encoding of every
+#: request's URL character by character, in either path (about 3,000 of them here).
+LONG_KEY = "long/" + "写" * 338 + "a"
 HASH = os.urandom(924)
-KINDS = ("get_hash", "get_tags", "put_tags")
+KINDS = ("get_hash", "get_tags", "put_tags", "get_hash_long_key")
 
 
 def _calls(store: ObjectStore, versions: dict[str, str]) -> dict[str, Callable[[int], None]]:
     wire = store._wire  # lean=False: straight to the client
 
-    def get_hash(i: int) -> None:
-        key = KEYS[i % len(KEYS)]
+    def get_hash(i: int, keys: list[str] = KEYS) -> None:
+        key = keys[i % len(keys)]
         store.read_hash(
             BUCKET, key, version_id=versions[key], max_bytes=4096, expected_size=len(HASH)
         )
@@ -63,7 +67,12 @@ def _calls(store: ObjectStore, versions: dict[str, str]) -> dict[str, Callable[[
         # The write merge_tags makes, alone (merge_tags reads the tags first).
         wire.put_object_tagging(Bucket=BUCKET, Key=KEYS[i % len(KEYS)], Tagging={"TagSet": tags})
 
-    return {"get_hash": get_hash, "get_tags": get_tags, "put_tags": put_tags}
+    return {
+        "get_hash": get_hash,
+        "get_tags": get_tags,
+        "put_tags": put_tags,
+        "get_hash_long_key": lambda i: get_hash(i, [LONG_KEY]),
+    }
 
 
 def _cpu_ms_a_call(call: Callable[[int], None], calls: int) -> float:
@@ -74,6 +83,7 @@ def _cpu_ms_a_call(call: Callable[[int], None], calls: int) -> float:
 
 
 def run(rounds: int, calls: int) -> dict[str, Any]:
+    machine = _machine()
     moto = MotoServer().start()
     try:
         os.environ.update(
@@ -85,7 +95,10 @@ def run(rounds: int, calls: int) -> dict[str, Any]:
         s3 = make_s3_client(Settings())
         s3.create_bucket(Bucket=BUCKET)
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-        versions = {k: s3.put_object(Bucket=BUCKET, Key=k, Body=HASH)["VersionId"] for k in KEYS}
+        versions = {
+            k: s3.put_object(Bucket=BUCKET, Key=k, Body=HASH)["VersionId"]
+            for k in [*KEYS, LONG_KEY]
+        }
         variants = {
             "boto3": _calls(ObjectStore(s3, lean=False), versions),
             "lean": _calls(ObjectStore(s3), versions),
@@ -111,7 +124,7 @@ def run(rounds: int, calls: int) -> dict[str, Any]:
         "schema": "edgematch.bench.s3calls/v1",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "git": {"commit": _git("rev-parse", "--short", "HEAD")},
-        "machine": _machine(),
+        "machine": machine,
         "command": f".venv/bin/python -m bench.s3calls --rounds {rounds} --calls {calls}",
         "what": "CPU ms a call of this process (median over rounds), moto server over HTTP",
         "rounds": rounds,
