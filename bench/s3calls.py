@@ -31,9 +31,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.run import _git, _machine
+from bench.run import git, machine
 from devtools.devstack import MotoServer
 from edgematch.config.settings import Settings
+from edgematch.infra.s3wire import S3Wire
 from edgematch.infra.storage import ObjectStore, make_s3_client
 
 BUCKET = "uploads"
@@ -50,8 +51,9 @@ HASH = os.urandom(924)
 KINDS = ("get_hash", "get_tags", "put_tags", "get_hash_long_key")
 
 
-def _calls(store: ObjectStore, versions: dict[str, str]) -> dict[str, Callable[[int], None]]:
-    wire = store._wire  # lean=False: straight to the client
+def _calls(
+    store: ObjectStore, wire: S3Wire, versions: dict[str, str]
+) -> dict[str, Callable[[int], None]]:
 
     def get_hash(i: int, keys: list[str] = KEYS) -> None:
         key = keys[i % len(keys)]
@@ -83,7 +85,7 @@ def _cpu_ms_a_call(call: Callable[[int], None], calls: int) -> float:
 
 
 def run(rounds: int, calls: int) -> dict[str, Any]:
-    machine = _machine()
+    measured_on = machine()
     moto = MotoServer().start()
     try:
         os.environ.update(
@@ -100,8 +102,8 @@ def run(rounds: int, calls: int) -> dict[str, Any]:
             for k in [*KEYS, LONG_KEY]
         }
         variants = {
-            "boto3": _calls(ObjectStore(s3, lean=False), versions),
-            "lean": _calls(ObjectStore(s3), versions),
+            "boto3": _calls(ObjectStore(s3, lean=False), S3Wire(s3, lean=False), versions),
+            "lean": _calls(ObjectStore(s3), S3Wire(s3), versions),
         }
         for kinds in variants.values():  # warm up: routes, connections, caches
             for call in kinds.values():
@@ -123,8 +125,8 @@ def run(rounds: int, calls: int) -> dict[str, Any]:
     return {
         "schema": "edgematch.bench.s3calls/v1",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git": {"commit": _git("rev-parse", "--short", "HEAD")},
-        "machine": machine,
+        "git": {"commit": git("rev-parse", "--short", "HEAD")},
+        "machine": measured_on,
         "command": f".venv/bin/python -m bench.s3calls --rounds {rounds} --calls {calls}",
         "what": "CPU ms a call of this process (median over rounds), moto server over HTTP",
         "rounds": rounds,
