@@ -11,7 +11,6 @@ unscannable).
 
 from __future__ import annotations
 
-import base64
 import http.client
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -126,7 +125,7 @@ def error_response(response: AWSResponse, attempt: int) -> dict[str, Any]:
 def object_answer(response: AWSResponse, *, checksums: bool) -> dict[str, Any]:
     """The parts of a GetObject answer ObjectStore reads, as boto3 names them."""
     headers = response.headers
-    length = int(headers["content-length"]) if "content-length" in headers else None
+    length = _length(headers.get("content-length"))
     # The first of botocore's preferred checksums S3 sent whole (not one of parts: "-").
     sent = [(a, headers.get(f"x-amz-checksum-{a}", "")) for a in _CHECKSUM_ORDER if checksums]
     checksum = next(((a, v) for a, v in sent if v and "-" not in v and a in _CHECKSUMS), None)
@@ -145,6 +144,14 @@ def object_answer(response: AWSResponse, *, checksums: bool) -> dict[str, Any]:
     if "last-modified" in headers:
         answer["LastModified"] = http_date(headers["last-modified"])
     return answer
+
+
+def _length(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise UnreadableAnswer(detail="a Content-Length that is not a number")
+    return int(value)
 
 
 @dataclass
@@ -170,7 +177,7 @@ class _Body:
             algorithm, expected = self._checksum
             digest = _CHECKSUMS[algorithm]()
             digest.update(data)
-            if digest.digest() != base64.b64decode(expected):
+            if digest.b64digest() != expected:
                 raise FlexibleChecksumError(error_msg=f"the body's {algorithm} does not match")
         return data
 

@@ -379,6 +379,12 @@ def test_checksum_and_length_of_the_body_are_verified(scripted: type[_Script]) -
     scripted.answers = [(200, {"Content-Length": "9"}, b"hash!")]  # then the socket closes
     with pytest.raises(TransportError, match="IncompleteReadError"):
         _read()
+    scripted.answers = [(200, {"x-amz-checksum-sha256": "not base64!"}, b"hash!")]
+    with pytest.raises(TransientError, match="FlexibleChecksumError"):
+        _read()
+    scripted.answers = [(200, {"Content-Length": "5x"}, b"hash!")]
+    with pytest.raises(TransientError, match="UnreadableAnswer"):
+        _read()
 
 
 def test_refused_connection_is_a_transport_error(monkeypatch: pytest.MonkeyPatch) -> None:
