@@ -251,7 +251,8 @@ def _settings(args: argparse.Namespace, **extra: str) -> dict[str, str]:
     return env
 
 
-def _git(*cmd: str) -> str:
+def git(*cmd: str) -> str:
+    """What git prints for ``cmd`` in this repository (empty when git cannot tell)."""
     try:
         out = subprocess.run(
             ["git", *cmd], cwd=ROOT, capture_output=True, text=True, check=True, timeout=10
@@ -261,7 +262,8 @@ def _git(*cmd: str) -> str:
     return out.stdout.strip()
 
 
-def _machine() -> dict[str, Any]:
+def machine() -> dict[str, Any]:
+    """The machine a result was measured on, and its load when the run began."""
     model = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -290,10 +292,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "schema": "edgematch.bench/v1",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "git": {
-            "commit": _git("rev-parse", "HEAD"),
-            "uncommitted_files": _git("status", "--porcelain", "--untracked-files=no").splitlines(),
+            "commit": git("rev-parse", "HEAD"),
+            "uncommitted_files": git("status", "--porcelain", "--untracked-files=no").splitlines(),
         },
-        "machine": _machine(),
+        "machine": machine(),
         "parameters": {
             "rate": args.rate,
             "workers": args.workers,

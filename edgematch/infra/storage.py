@@ -7,7 +7,10 @@ tags, over-long key or value) and an unusable ``content-key``/``content-bucket``
 :class:`ObjectMissing` with a ``superseded:`` message for an object replaced since the
 event named it. Messages never carry object bytes or credentials.
 
-The clients are built by :mod:`edgematch.infra.s3clients`.
+The clients are built by :mod:`edgematch.infra.s3clients`. The hot path's three calls —
+the hash file's GET, the tags' GET and PUT — go through :mod:`edgematch.infra.s3wire`:
+signed and sent without botocore's client pipeline where the bucket allows it, through
+the client otherwise, with the same answers and errors.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from edgematch.errors import BadInput
 from edgematch.infra.s3clients import make_s3_client, make_sqs_client
 from edgematch.infra.s3errors import translated
 from edgematch.infra.s3text import decode_metadata_value, key_problem
+from edgematch.infra.s3wire import S3Wire
 from edgematch.infra.versions import KeyVersion, key_versions
 
 if TYPE_CHECKING:
@@ -67,8 +71,10 @@ class ObjectInfo:
 class ObjectStore:
     """The S3 calls edgematch makes, each raising only edgematch errors."""
 
-    def __init__(self, s3: S3Client) -> None:
+    def __init__(self, s3: S3Client, *, lean: bool = True) -> None:
+        """``lean=False`` sends every call through the boto3 client (for comparison)."""
         self._s3 = s3
+        self._wire = S3Wire(s3, lean=lean)
 
     def head(
         self, bucket: str, key: str, *, version_id: str | None = None, if_match: str | None = None
@@ -135,7 +141,7 @@ class ObjectStore:
         """GET a hash file pinned by version id or If-Match; refuse it past ``max_bytes``."""
         action = "s3:GetObjectVersion" if version_id else "s3:GetObject"
         with translated(action, bucket, key, version_id):
-            response = self._s3.get_object(**_pinned(bucket, key, version_id, if_match))
+            response = self._wire.get_object(**_pinned(bucket, key, version_id, if_match))
             stream = response["Body"]
             try:
                 # The object may differ from what the HEAD or the event said; refuse
@@ -161,9 +167,11 @@ class ObjectStore:
         action = "s3:GetObjectVersionTagging" if version_id else "s3:GetObjectTagging"
         with translated(action, bucket, key, version_id):
             if version_id:
-                response = self._s3.get_object_tagging(Bucket=bucket, Key=key, VersionId=version_id)
+                response = self._wire.get_object_tagging(
+                    Bucket=bucket, Key=key, VersionId=version_id
+                )
             else:
-                response = self._s3.get_object_tagging(Bucket=bucket, Key=key)
+                response = self._wire.get_object_tagging(Bucket=bucket, Key=key)
         return {tag["Key"]: tag["Value"] for tag in response.get("TagSet", [])}
 
     def merge_tags(
@@ -202,11 +210,11 @@ class ObjectStore:
         action = "s3:PutObjectVersionTagging" if version_id else "s3:PutObjectTagging"
         with translated(action, bucket, key, version_id):
             if version_id:
-                self._s3.put_object_tagging(
+                self._wire.put_object_tagging(
                     Bucket=bucket, Key=key, VersionId=version_id, Tagging=tag_set
                 )
             else:
-                self._s3.put_object_tagging(Bucket=bucket, Key=key, Tagging=tag_set)
+                self._wire.put_object_tagging(Bucket=bucket, Key=key, Tagging=tag_set)
         return merged
 
     def _head(

@@ -37,7 +37,9 @@ ACTIONS = {
 }
 #: The one thing the code does not call by name: SSE-KMS of reports (a key, not an API).
 KMS_FOR_REPORTS = {"kms:GenerateDataKey", "kms:Decrypt"}
-_CALL = re.compile(r"\b_?(s3|sqs)\.([a-z_0-9]+)\(")
+#: A call on a client (``s3.``, ``self._s3.``) or on ObjectStore's lean S3 path (``_wire.``,
+#: infra/s3wire.py: the same S3 operations, signed with the same credentials).
+_CALL = re.compile(r"\b_?(s3|sqs|wire)\.([a-z_0-9]+)\(")
 
 
 def _calls() -> set[str]:
@@ -45,7 +47,7 @@ def _calls() -> set[str]:
     # The application only: the local stack in devtools/ creates buckets and queues it owns.
     for path in (ROOT / "edgematch").rglob("*.py"):
         for service, operation in _CALL.findall(path.read_text(encoding="utf-8")):
-            found.add(f"{service}.{operation}")
+            found.add(f"{'s3' if service == 'wire' else service}.{operation}")
     return found
 
 

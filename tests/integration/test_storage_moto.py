@@ -24,6 +24,7 @@ from edgematch.errors import (
     TransientError,
     TransportError,
 )
+from edgematch.infra.s3wire import ROUTE_PROBE
 from edgematch.infra.storage import (
     ObjectInfo,
     ObjectStore,
@@ -50,11 +51,13 @@ def s3(aws_env: None) -> Iterator[S3Client]:
 
 @pytest.fixture
 def gets(s3: S3Client) -> list[dict[str, Any]]:
-    """The API parameters of every GetObject call made on the client."""
+    """The API parameters of every GetObject call made on the client (but the one that
+    resolves the bucket's route for the lean path, answered locally, never sent)."""
     calls: list[dict[str, Any]] = []
 
     def record(params: dict[str, Any], **_: Any) -> None:
-        calls.append(dict(params))
+        if ROUTE_PROBE not in params["Key"]:
+            calls.append(dict(params))
 
     s3.meta.events.register("before-parameter-build.s3.GetObject", record)
     return calls
@@ -279,7 +282,7 @@ def test_event_size_that_understates_the_object_is_refused_before_the_body(
     stream = _CountingStream(b"x" * 5000)
     stub.add_response("get_object", {"Body": StreamingBody(stream, 5000), "ContentLength": 5000})
     with stub, pytest.raises(BadInput, match="5000 bytes, over the limit of 16"):
-        ObjectStore(client).read_hash(
+        ObjectStore(client, lean=False).read_hash(
             BUCKET, "k.bin", version_id=None, max_bytes=16, expected_etag="e", expected_size=10
         )
     assert stream.requested == []
@@ -311,6 +314,10 @@ class _CountingStream(io.BytesIO):
 
 
 def _stubbed() -> tuple[S3Client, Stubber]:
+    """A client answered by botocore's Stubber. Its ObjectStore must be made with
+    ``lean=False``: the lean path would resolve the bucket with a call of its own (taking
+    a stubbed answer), then send over HTTP; tests/integration/test_s3wire_server.py has
+    the lean path's equivalents."""
     client: S3Client = boto3.client(
         "s3",
         region_name="us-east-1",
@@ -330,7 +337,7 @@ def test_object_grown_between_head_and_get_is_refused_after_a_bounded_read(
     stub.add_response("head_object", {"ContentLength": 10, "ETag": '"e"'})
     stub.add_response("get_object", {"Body": StreamingBody(stream, 5000)})
     with stub, pytest.raises(BadInput, match="grew past the limit of 16 bytes"):
-        ObjectStore(client).read_hash(BUCKET, "k.bin", version_id=None, max_bytes=16)
+        ObjectStore(client, lean=False).read_hash(BUCKET, "k.bin", version_id=None, max_bytes=16)
     assert stream.requested == [17]
 
 
