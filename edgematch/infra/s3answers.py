@@ -38,8 +38,12 @@ _NS: Final = "http://s3.amazonaws.com/doc/2006-03-01/"
 
 
 # botocore's checksum classes and its order of preference for a response's checksum.
-_CHECKSUMS: Final[dict[str, Any]] = httpchecksum._CHECKSUM_CLS  # type: ignore[attr-defined]
-_CHECKSUM_ORDER: Final[list[str]] = httpchecksum._ALGORITHMS_PRIORITY_LIST  # type: ignore[attr-defined]
+# botocore's own checksum tables (private: a botocore without them leaves the lean path
+# off, see CHECKSUMS_KNOWN and S3Wire, rather than failing at import).
+_CHECKSUMS: Final[dict[str, Any]] = getattr(httpchecksum, "_CHECKSUM_CLS", {})
+_CHECKSUM_ORDER: Final[list[str]] = getattr(httpchecksum, "_ALGORITHMS_PRIORITY_LIST", [])
+#: Whether the GET's checksum can be verified as botocore would.
+CHECKSUMS_KNOWN: Final = bool(_CHECKSUMS) and bool(_CHECKSUM_ORDER)
 
 
 class UnreadableAnswer(BotoCoreError):

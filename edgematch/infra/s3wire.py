@@ -38,12 +38,18 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.retries import quota, standard
 from botocore.utils import percent_encode
 
-from edgematch.infra.s3answers import error_response, object_answer, tag_set, tagging_body
+from edgematch.infra.s3answers import (
+    CHECKSUMS_KNOWN,
+    error_response,
+    object_answer,
+    tag_set,
+    tagging_body,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["ROUTE_PROBE", "S3Wire"]
+__all__ = ["MAX_ROUTES", "ROUTE_PROBE", "S3Wire"]
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +63,8 @@ _REDIRECT_CODES: Final = frozenset(
     {"PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"}
 )
 _USER_AGENT: Final = "edgematch-s3wire"
+#: Buckets whose route is kept (bucket names come from events: bounded, oldest dropped).
+MAX_ROUTES: Final = 1024
 
 
 @dataclass(frozen=True)
@@ -95,7 +103,7 @@ class S3Wire:
         retries: dict[str, Any] = getattr(client.meta.config, "retries", None) or {}
         attempts = retries.get("total_max_attempts")
         standard_retries = retries.get("mode") == "standard" and attempts
-        self._lean = bool(lean and self._http is not None and standard_retries)
+        self._lean = bool(lean and self._http is not None and standard_retries and CHECKSUMS_KNOWN)
         # botocore's standard retries, as register_retry_handler builds them for a client.
         detector = standard.ThrottlingErrorDetector(standard.RetryEventAdapter())
         self._quota = standard.RetryQuotaChecker(quota.RetryQuota(), detector)
@@ -174,11 +182,18 @@ class S3Wire:
             return self._routes[bucket]
         route, reason = self._resolve(bucket)
         if reason != "unresolved":  # a failed resolution (no credentials...) is tried again
-            with self._lock:
-                self._routes[bucket] = route
+            self._keep(bucket, route)
             if route is None:
                 log.info("s3wire.boto3_bucket", bucket=bucket, reason=reason)
         return route
+
+    def _keep(self, bucket: str, route: _Route | None) -> None:
+        """Remember ``bucket``'s route, dropping the oldest past MAX_ROUTES buckets."""
+        with self._lock:
+            self._routes.pop(bucket, None)
+            while len(self._routes) >= MAX_ROUTES:
+                self._routes.pop(next(iter(self._routes)))
+            self._routes[bucket] = route
 
     def _resolve(self, bucket: str) -> tuple[_Route | None, str]:
         """Let the client prepare and sign one GetObject for ``bucket`` (answered here,
@@ -254,8 +269,7 @@ class S3Wire:
                 response.status_code in (301, 302, 307)
                 or parsed["Error"]["Code"] in _REDIRECT_CODES
             ):
-                with self._lock:
-                    self._routes[request.bucket] = None
+                self._keep(request.bucket, None)
                 log.info("s3wire.boto3_bucket", bucket=request.bucket, reason="redirected")
                 return None
             raise ClientError(parsed, request.operation)  # type: ignore[arg-type]

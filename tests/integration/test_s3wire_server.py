@@ -32,6 +32,7 @@ from edgematch.errors import (
     TransientError,
     TransportError,
 )
+from edgematch.infra import s3wire
 from edgematch.infra.s3clients import _client
 from edgematch.infra.s3wire import S3Wire
 from edgematch.infra.storage import ObjectStore, make_s3_client
@@ -405,3 +406,19 @@ class _Empty:
 
     def close(self) -> None:
         return None
+
+
+def test_the_routes_kept_are_bounded(
+    s3: S3Client, boto3_calls: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bucket names come from events: past MAX_ROUTES buckets the oldest route is dropped
+    (and resolved again when its bucket comes back), so the cache cannot grow without end."""
+    monkeypatch.setattr(s3wire, "MAX_ROUTES", 2)
+    wire = S3Wire(s3)
+    for bucket in ("bucket-1", "bucket-2", "bucket-3", "bucket-3"):
+        assert wire._route({"Bucket": bucket, "Key": "k"}, set()) is not None
+    assert list(wire._routes) == ["bucket-2", "bucket-3"]
+    assert boto3_calls.count("GetObject") == 3  # one resolution a bucket
+    wire._route({"Bucket": "bucket-1", "Key": "k"}, set())
+    assert list(wire._routes) == ["bucket-3", "bucket-1"]
+    assert boto3_calls.count("GetObject") == 4
