@@ -261,8 +261,14 @@ class BatchBuffer:
 
     # -- observation ---------------------------------------------------------------------
     def depth(self) -> int:
-        """Items waiting in every lane (ready now or later), not counting those in flight."""
-        return sum(lane.waiting for lane in self.lanes().values())
+        """Items waiting in every lane (ready now or later), not counting those in flight.
+
+        A count a lane only (intake reads it before every receive): not :meth:`lanes`,
+        which reads the clock and each lane's oldest item too."""
+        pipe = self._r.pipeline(transaction=False)  # an observation: no MULTI needed
+        for key in self.keys.ready_lanes:
+            pipe.zcard(key)
+        return sum(int(n) for n in pipe.execute())
 
     def lanes(self) -> dict[str, LaneState]:
         """Each lane's waiting items and the age of its oldest (seconds, on Redis's clock)."""

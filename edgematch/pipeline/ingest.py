@@ -90,6 +90,7 @@ def ingest(
     publish: Callable[[Result], None],
     start_pump: Callable[[str], None] | None,
     defer: Defer | None = None,
+    seen_before: bool | None = None,
 ) -> str:
     """Fetch, validate and buffer the hash file ``obj`` names.
 
@@ -97,11 +98,14 @@ def ingest(
     the match cache or the result cache for clean verdicts. ``start_pump`` None: the
     caller starts a pump if one is needed (:func:`kick`), once for a whole batch of events.
     ``defer``: the item is pushed with the rest of its batch, and this returns what
-    ``defer`` does.
+    ``defer`` does. ``seen_before``: the cheap look's answer, when the batch task made it
+    for all its events at once (pipeline/pushes.py); None to look here.
     """
     s = rt.settings
     # A cheap look before any S3 call; the atomic check is the push below.
-    if rt.redis.exists(rt.buffer.keys.seen(obj.identity)):
+    if seen_before is None:
+        seen_before = bool(rt.redis.exists(rt.buffer.keys.seen(obj.identity)))
+    if seen_before:
         log.info("ingest_duplicate", bucket=obj.bucket, key=obj.key, version_id=obj.version_id)
         return DUPLICATE
     if obj.size is not None and obj.size > s.max_hash_bytes:

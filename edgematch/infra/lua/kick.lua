@@ -31,11 +31,15 @@ end
 -- One more pump is useful when the items exceed what the running ones take in a batch.
 local batch = tonumber(ARGV[4])
 local enough = running * batch
-local waiting = 0
-for i = 5, 7 do
-  waiting = waiting + redis.call('ZCOUNT', KEYS[i], '-inf', horizon)
-  if waiting > enough then
-    break
+-- The live lane first; the replay and backfill lanes, empty most of the time, are counted
+-- only when one of them exists (one EXISTS for both, not two counts).
+local waiting = redis.call('ZCOUNT', KEYS[5], '-inf', horizon)
+if waiting <= enough and redis.call('EXISTS', KEYS[6], KEYS[7]) > 0 then
+  for i = 6, 7 do
+    waiting = waiting + redis.call('ZCOUNT', KEYS[i], '-inf', horizon)
+    if waiting > enough then
+      break
+    end
   end
 end
 if waiting <= enough then
