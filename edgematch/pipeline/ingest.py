@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from edgematch.errors import (
     ConfigurationError,
@@ -47,9 +47,15 @@ ADDED, DUPLICATE, REFUSED, CACHED = "added", "duplicate", "refused", "cached"
 #: Answered from the result cache for clean verdicts (EDGEMATCH_CLEAN_CACHE_TTL_S).
 CACHED_CLEAN = "cached_clean"
 
-#: Keeps an item to push with the rest of its batch (pipeline/pushes.py): called with the
-#: item, its version as read and as the event named it; returns the event's outcome.
-Defer = Callable[[Item, str, str], str]
+
+class Defer(Protocol):
+    """Keeps an item to push with the rest of its batch (pipeline/pushes.py): called with
+    the item, its version as read and as the event named it; returns the event's outcome."""
+
+    def __call__(self, item: Item, identity: str, alias: str) -> str: ...
+
+    def seen_before(self) -> bool | None:
+        """The cheap look's answer, made for the whole batch at once; None: look here."""
 
 
 def event_to_args(obj: ObjectCreated) -> dict[str, Any]:
@@ -90,7 +96,6 @@ def ingest(
     publish: Callable[[Result], None],
     start_pump: Callable[[str], None] | None,
     defer: Defer | None = None,
-    seen_before: bool | None = None,
 ) -> str:
     """Fetch, validate and buffer the hash file ``obj`` names.
 
@@ -98,11 +103,11 @@ def ingest(
     the match cache or the result cache for clean verdicts. ``start_pump`` None: the
     caller starts a pump if one is needed (:func:`kick`), once for a whole batch of events.
     ``defer``: the item is pushed with the rest of its batch, and this returns what
-    ``defer`` does. ``seen_before``: the cheap look's answer, when the batch task made it
-    for all its events at once (pipeline/pushes.py); None to look here.
+    ``defer`` does (its batch may have made the cheap look for all its events at once).
     """
     s = rt.settings
     # A cheap look before any S3 call; the atomic check is the push below.
+    seen_before = defer.seen_before() if defer is not None else None
     if seen_before is None:
         seen_before = bool(rt.redis.exists(rt.buffer.keys.seen(obj.identity)))
     if seen_before:

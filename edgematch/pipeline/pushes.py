@@ -14,7 +14,6 @@ goes to its own task, as one whose ingest failed.
 from __future__ import annotations
 
 import contextlib
-import functools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from edgematch.infra import metrics
 from edgematch.infra.keys import LANES, Keys
 from edgematch.infra.logs import get_logger
 from edgematch.infra.redisclient import RedisUnavailable, lua_script
-from edgematch.pipeline.ingest import ADDED, DUPLICATE, Defer
+from edgematch.pipeline.ingest import ADDED, DUPLICATE, Defer, args_to_event
 from edgematch.pipeline.items import Item
 from edgematch.runtime import Runtime
 
@@ -75,15 +74,20 @@ class Pushes:
         self._seen: dict[str, bool] | None = None
 
     @classmethod
-    def of(cls, rt: Runtime, *, looks: Sequence[str] = ()) -> Pushes:
-        """Pushes on ``rt``'s Redis, namespace and idempotency TTL."""
+    def of(cls, rt: Runtime, *, events: Sequence[dict[str, Any]] = ()) -> Pushes:
+        """Pushes on ``rt``'s Redis, namespace and idempotency TTL, for the batch of
+        ``events`` (ingest task arguments: their versions are looked at together)."""
         s = rt.settings
-        return cls(rt.redis, s.namespace, ttl_s=s.idempotency_ttl_s, looks=looks)
+        return cls(rt.redis, s.namespace, ttl_s=s.idempotency_ttl_s, looks=_identities(events))
 
-    def seen_before(self, identity: str) -> bool | None:
-        """Ingest's cheap look (was this object version accepted before?) for every event of
-        the batch in one ``MGET``, made once; None when it could not be made, or
-        ``identity`` was not among them: the event then looks for itself."""
+    def seen(self, event: dict[str, Any]) -> bool | None:
+        """Ingest's cheap look (was the object version ``event`` names accepted before?) for
+        every event of the batch in one ``MGET``, made once; None when it could not be made,
+        or the event was not among them: its ingest then looks for itself."""
+        try:
+            identity = args_to_event(event).identity
+        except (KeyError, TypeError):
+            return None
         with self._lock:
             if self._seen is None:
                 self._seen = {}
@@ -96,8 +100,9 @@ class Pushes:
             return self._seen.get(identity)
 
     def defer(self, token: Any) -> Defer:
-        """What keeps the item of the event the batch task knows as ``token``."""
-        return functools.partial(self.add, token=token)
+        """What keeps the item of the event the batch task knows as ``token`` (an
+        ``ingest_many`` element: ``{"event", "correlation_id"}``)."""
+        return _Deferred(self, token)
 
     def add(self, item: Item, identity: str, alias: str, *, token: Any) -> str:
         """Keep ``item`` until :meth:`finish`; returns ``WAITING``."""
@@ -131,6 +136,33 @@ class Pushes:
             keys += [self._k.seen(w.identity), self._k.seen(w.alias)]
             args += [w.item.id, w.item.to_json(), LANES.index(w.item.lane) + 1]
         return [bool(n) for n in self._script(keys=keys, args=args)]
+
+
+@dataclass(frozen=True)
+class _Deferred:
+    """One event's :class:`Defer`: its item kept by ``pushes``, its look made with all."""
+
+    pushes: Pushes
+    token: Any
+
+    def __call__(self, item: Item, identity: str, alias: str) -> str:
+        return self.pushes.add(item, identity, alias, token=self.token)
+
+    def seen_before(self) -> bool | None:
+        event = self.token.get("event") if isinstance(self.token, dict) else None
+        return self.pushes.seen(event) if isinstance(event, dict) else None
+
+
+def _identities(events: Sequence[dict[str, Any]]) -> list[str]:
+    """The object versions the events name (one that cannot be read is left out: its own
+    ingest says why)."""
+    out: list[str] = []
+    for event in events:
+        try:
+            out.append(args_to_event(event).identity)
+        except (KeyError, TypeError):
+            continue
+    return out
 
 
 def _logged(w: Waiting, added: bool) -> str:

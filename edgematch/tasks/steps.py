@@ -35,7 +35,7 @@ from edgematch.names import (
 from edgematch.pipeline import backpressure
 from edgematch.pipeline import ingest as ingest_step
 from edgematch.pipeline import match as matcher
-from edgematch.pipeline.pushes import WAITING, Pushes
+from edgematch.pipeline.pushes import WAITING, Defer, Pushes
 from edgematch.pipeline.recording import consume
 from edgematch.pipeline.results import Result
 from edgematch.pipeline.tagging import verdict_tags
@@ -75,25 +75,18 @@ def start_pump(pump_id: str) -> None:
 
 
 def _ingest_one(
-    event: dict[str, Any],
-    correlation_id: str,
-    lane: str,
-    pushes: Pushes | None = None,
-    token: Any = None,
+    event: dict[str, Any], correlation_id: str, lane: str, defer: Defer | None = None
 ) -> str:
-    """Ingest one event; ``pushes``: its item (the batch task knows its event as ``token``)
-    waits to be pushed with the rest of its batch (pipeline/pushes.py), which looks at every
-    event's version in one command, and the batch task starts a pump if needed afterwards."""
-    obj = ingest_step.args_to_event(event)
+    """Ingest one event; ``defer``: its item waits to be pushed with the rest of its batch
+    (pipeline/pushes.py), and the batch task starts a pump if needed afterwards."""
     outcome = ingest_step.ingest(
         runtime(),
-        obj,
+        ingest_step.args_to_event(event),
         correlation_id=correlation_id,
         lane=lane,
         publish=publish_result,
-        start_pump=start_pump if pushes is None else None,
-        defer=pushes.defer(token) if pushes is not None else None,
-        seen_before=pushes.seen_before(obj.identity) if pushes is not None else None,
+        start_pump=start_pump if defer is None else None,
+        defer=defer,
     )
     if outcome != WAITING:  # counted once pushed
         metrics.INGESTED.labels(outcome).inc()
@@ -288,12 +281,12 @@ def ingest_many(
     Its items join the buffer together (pipeline/pushes.py), and a pump is started (if the
     buffer needs one) once for the batch, after its items are in the buffer.
     """
-    pushes = Pushes.of(runtime(), looks=_identities(events))
+    pushes = Pushes.of(runtime(), events=[e["event"] for e in events])
     try:
         return self.guarded_batch(
             STEP_INGEST,
             events,
-            lambda e: _ingest_one(e["event"], e["correlation_id"], lane, pushes, e),
+            lambda e: _ingest_one(e["event"], e["correlation_id"], lane, pushes.defer(e)),
             single=ingest,
             single_kwargs=lambda e: {
                 "event": e["event"],
@@ -307,18 +300,6 @@ def ingest_many(
         )
     finally:
         _kick_after_batch()
-
-
-def _identities(events: list[dict[str, Any]]) -> list[str]:
-    """The object versions the events name (an event that cannot be read is left out:
-    its own ingest says why)."""
-    out: list[str] = []
-    for e in events:
-        try:
-            out.append(ingest_step.args_to_event(e["event"]).identity)
-        except (KeyError, TypeError):
-            continue
-    return out
 
 
 def _kick_after_batch() -> None:

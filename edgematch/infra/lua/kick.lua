@@ -1,7 +1,9 @@
 -- Decide whether one more pump (a match task draining the buffer) should start.
 --
 -- KEYS: 1 pumps, 2 cooldown, 3 breaker, 4 leases, 5-7 ready lanes, 8 waiting pumps
--- ARGV: 1 pump id, 2 max pumps, 3 pump TTL (ms), 4 batch size, 5 horizon (ms)
+-- ARGV: 1 pump id, 2 max pumps, 3 pump TTL (ms), 4 batch size, 5 horizon (ms),
+--       6 '0' not to count the items of expired leases (a running pump's kick: its own
+--       takes give them back); absent or '1' to count them (ingest, the sweep)
 -- Returns 1 when the caller must enqueue a pump with that id, else 0.
 --
 -- Pumps are bounded by the configured maximum and by the batches that can go out within
@@ -42,12 +44,12 @@ if waiting <= enough and redis.call('EXISTS', KEYS[6], KEYS[7]) > 0 then
     end
   end
 end
-if waiting <= enough then
+if waiting <= enough and ARGV[6] ~= '0' then
   -- Items of a batch whose worker died count too: only a pump's take gives them back.
   waiting = waiting + redis.call('ZCOUNT', KEYS[4], '-inf', now) * batch
-  if waiting <= enough then
-    return 0
-  end
+end
+if waiting <= enough then
+  return 0
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now)

@@ -89,8 +89,13 @@ local ready = {0, 0, 0}
 local total = 0
 local oldest = nil
 local next_due = nil
+-- The replay and backfill lanes are empty most of the time: one EXISTS for both first.
+local background_lanes = redis.call('EXISTS', KEYS[2], KEYS[3]) > 0
 for i, key in ipairs(lanes) do
-  local head = redis.call('ZRANGE', key, 0, batch_size - 1, 'WITHSCORES')
+  local head = {}
+  if i == 1 or background_lanes then
+    head = redis.call('ZRANGE', key, 0, batch_size - 1, 'WITHSCORES')
+  end
   heads[i] = head
   if #head > 0 then
     local score = tonumber(head[2])
