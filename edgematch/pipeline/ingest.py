@@ -32,6 +32,7 @@ from edgematch.errors import (
 from edgematch.infra.logs import get_logger
 from edgematch.infra.storage import ObjectInfo, content_location
 from edgematch.names import DEAD_LETTER_INGEST_PREFIX, STEP_INGEST, TASK_INGEST
+from edgematch.photodna.matchcache import CachedClean, CachedMatch
 from edgematch.pipeline.attribution import content_version
 from edgematch.pipeline.events import ObjectCreated
 from edgematch.pipeline.items import Item
@@ -56,6 +57,10 @@ class Defer(Protocol):
 
     def seen_before(self) -> bool | None:
         """The cheap look's answer, made for the whole batch at once; None: look here."""
+
+    def finds_cached(self) -> bool:
+        """Whether the batch looks its items up in the match cache (and the result cache
+        for clean verdicts) itself, and serves the ones found (:func:`serve_cached`)."""
 
 
 def event_to_args(obj: ObjectCreated) -> dict[str, Any]:
@@ -184,6 +189,9 @@ def _buffer(
     """Answer ``item`` from the match cache, or add it to the batch buffer and start a
     pump when none is draining it (``start_pump`` None: the caller does)."""
     as_read = replace(obj, version_id=item.version_id, etag=item.etag).identity
+    if defer is not None and defer.finds_cached():
+        # The batch looks its items up in the caches together, before it pushes them.
+        return defer(item, as_read, obj.identity)
     cached = rt.match_cache.find(item.hash_sha256)  # the match first: matches always win
     if cached is not None:
         return _publish_cached(rt, item, cached.result_for(item), (as_read, obj.identity), publish)
@@ -236,6 +244,17 @@ def _hold_for_scan(rt: Runtime, item: Item) -> None:
         )
     if now is None:
         log.info("gate_content_missing", bucket=item.content_bucket, key=item.content_key)
+
+
+def serve_cached(
+    rt: Runtime,
+    item: Item,
+    cached: CachedMatch | CachedClean,
+    identities: tuple[str, ...],
+    publish: Callable[[Result], None],
+) -> str:
+    """Publish the cached verdict of a batch's item (pipeline/pushes.py). Idempotent."""
+    return _publish_cached(rt, item, cached.result_for(item), identities, publish)
 
 
 def _publish_cached(

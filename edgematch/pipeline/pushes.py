@@ -14,6 +14,7 @@ goes to its own task, as one whose ingest failed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,8 +27,9 @@ from edgematch.infra import metrics
 from edgematch.infra.keys import LANES, Keys
 from edgematch.infra.logs import get_logger
 from edgematch.infra.redisclient import RedisUnavailable, lua_script
-from edgematch.pipeline.ingest import ADDED, DUPLICATE, Defer, args_to_event
+from edgematch.pipeline.ingest import ADDED, DUPLICATE, Defer, args_to_event, serve_cached
 from edgematch.pipeline.items import Item
+from edgematch.pipeline.results import Result
 from edgematch.runtime import Runtime
 
 log = get_logger(__name__)
@@ -72,13 +74,30 @@ class Pushes:
         self._lock = threading.Lock()
         self._looks = list(looks)
         self._seen: dict[str, bool] | None = None
+        #: Serves the items found in the caches (None: each event looked them up itself).
+        self._serve: Callable[[list[Waiting], HandOver], list[str | None]] | None = None
 
     @classmethod
-    def of(cls, rt: Runtime, *, events: Sequence[dict[str, Any]] = ()) -> Pushes:
+    def of(
+        cls,
+        rt: Runtime,
+        *,
+        events: Sequence[dict[str, Any]] = (),
+        publish: Callable[[Result], None] | None = None,
+    ) -> Pushes:
         """Pushes on ``rt``'s Redis, namespace and idempotency TTL, for the batch of
-        ``events`` (ingest task arguments: their versions are looked at together)."""
+        ``events`` (ingest task arguments: their versions are looked at together). With
+        ``publish``, the items are looked up in the caches together before they are pushed,
+        and ``publish`` gets the results of those found."""
         s = rt.settings
-        return cls(rt.redis, s.namespace, ttl_s=s.idempotency_ttl_s, looks=_identities(events))
+        pushes = cls(rt.redis, s.namespace, ttl_s=s.idempotency_ttl_s, looks=_identities(events))
+        if publish is not None:
+            pushes._serve = functools.partial(_serve_cached, rt, publish)
+        return pushes
+
+    def finds_cached(self) -> bool:
+        """Whether :meth:`finish` looks the items up in the caches (see :meth:`of`)."""
+        return self._serve is not None
 
     def seen(self, event: dict[str, Any]) -> bool | None:
         """Ingest's cheap look (was the object version ``event`` names accepted before?) for
@@ -120,7 +139,10 @@ class Pushes:
         for start in range(0, len(waiting), CHUNK):
             chunk = waiting[start : start + CHUNK]
             try:
-                added = self._push(chunk)
+                served = self._serve(chunk, hand_over) if self._serve else [None] * len(chunk)
+                outcomes += [o for o in served if o is not None]
+                chunk = [w for w, o in zip(chunk, served, strict=True) if o is None]
+                added = self._push(chunk) if chunk else []
             except Exception as exc:  # noqa: BLE001 - each event's own task applies the policy
                 outcomes += [hand_over(w.token, exc) for w in chunk]
                 continue
@@ -151,6 +173,31 @@ class _Deferred:
     def seen_before(self) -> bool | None:
         event = self.token.get("event") if isinstance(self.token, dict) else None
         return self.pushes.seen(event) if isinstance(event, dict) else None
+
+    def finds_cached(self) -> bool:
+        return self.pushes.finds_cached()
+
+
+def _serve_cached(
+    rt: Runtime, publish: Callable[[Result], None], chunk: list[Waiting], hand_over: HandOver
+) -> list[str | None]:
+    """Serve the items of ``chunk`` found in the caches, in one ``MGET`` for all: the
+    outcome of each served (its own task's, if serving failed), None for the others.
+    Raises TransientError when the caches cannot be read (then nothing was served)."""
+    found = rt.match_cache.find_many([w.item.hash_sha256 for w in chunk])
+    out: list[str | None] = []
+    for w, cached in zip(chunk, found, strict=True):
+        if cached is None:
+            out.append(None)
+            continue
+        with structlog.contextvars.bound_contextvars(correlation_id=w.item.correlation_id):
+            try:
+                outcome = serve_cached(rt, w.item, cached, (w.identity, w.alias), publish)
+            except Exception as exc:  # noqa: BLE001 - its own task applies the policy
+                outcome = hand_over(w.token, exc)
+        metrics.INGESTED.labels(outcome).inc()
+        out.append(outcome)
+    return out
 
 
 def _identities(events: Sequence[dict[str, Any]]) -> list[str]:
