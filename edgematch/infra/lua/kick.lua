@@ -12,8 +12,10 @@
 -- open breaker (the beat's sweep kicks a pump again when the wait is nearly over).
 --
 -- Called for every batch ingested and every request sent, and nearly always answers 0:
--- the cheapest checks come first, the items are counted only until they are enough for
--- one more pump, and expired pump entries are dropped only on the way to adding one.
+-- the checks that usually say no come first (a pump waiting, the pumps' maximum, too few
+-- items), the items are counted only until they are enough for one more pump, the pool's
+-- holds are read only then, and expired pump entries are dropped only on the way to
+-- adding one.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local live = '(' .. now
@@ -26,10 +28,6 @@ if running >= tonumber(ARGV[2]) then
   return 0
 end
 local horizon = now + tonumber(ARGV[5])
-local holds = redis.call('MGET', KEYS[2], KEYS[3])
-if math.max(tonumber(holds[1] or '0'), tonumber(holds[2] or '0')) > horizon then
-  return 0
-end
 -- One more pump is useful when the items exceed what the running ones take in a batch.
 local batch = tonumber(ARGV[4])
 local enough = running * batch
@@ -49,6 +47,11 @@ if waiting <= enough and ARGV[6] ~= '0' then
   waiting = waiting + redis.call('ZCOUNT', KEYS[4], '-inf', now) * batch
 end
 if waiting <= enough then
+  return 0
+end
+-- The pool's holds last: the answer is nearly always no before them.
+local holds = redis.call('MGET', KEYS[2], KEYS[3])
+if math.max(tonumber(holds[1] or '0'), tonumber(holds[2] or '0')) > horizon then
   return 0
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
