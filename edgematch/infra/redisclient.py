@@ -146,7 +146,9 @@ class Lock(redis.lock.Lock):
     which only matters once the TTL may have run out and another holder may have the key.
     A lock acquired or renewed less than half its TTL ago, counted from before the command
     was sent, cannot have expired (the server starts the TTL later still), so it is ours and
-    a ``DEL`` is the same release; an older one goes through redis-py's checked release.
+    a ``DEL`` is the same release; an older one, or one whose renewal found it gone, goes
+    through redis-py's checked release. (A key lost otherwise — a failover to a replica that
+    never had it — already let another holder in; the ``DEL`` may then end that one's lock.)
     """
 
     # Registered again through this boundary's client on first use (redis-py keeps them on
@@ -166,7 +168,11 @@ class Lock(redis.lock.Lock):
 
     def do_reacquire(self) -> Literal[True]:
         sent = time.monotonic()
-        super().do_reacquire()
+        try:
+            super().do_reacquire()
+        except redis.exceptions.LockError:
+            self._confirmed_at = None  # not ours any more: the checked release says so
+            raise
         self._confirmed_at = sent
         return True
 
