@@ -27,9 +27,10 @@ never the server's full message: a script's error text may quote the data it ran
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterable, Iterator
 from importlib import resources
-from typing import Any, Literal, NoReturn, cast
+from typing import Any, Final, Literal, NoReturn, cast
 from urllib.parse import urlsplit
 
 import amqp.exceptions
@@ -133,14 +134,47 @@ class Script(redis.commands.core.Script):
             return client.evalsha(self.sha, len(keys), *keys, *args)
 
 
+#: Share of a lock's TTL within which it is released by a plain ``DEL`` (see :class:`Lock`).
+_SURELY_HELD: Final = 0.5
+
+
 class Lock(redis.lock.Lock):
-    """redis-py's lock, with its own ``LockError`` (the lock is not held) translated."""
+    """redis-py's lock, with its own ``LockError`` (the lock is not held) translated.
+
+    Released with one command while it is surely still held: redis-py's release is a script
+    that reads the token and deletes the key (three commands a lock, one a tagged result),
+    which only matters once the TTL may have run out and another holder may have the key.
+    A lock acquired or renewed less than half its TTL ago, counted from before the command
+    was sent, cannot have expired (the server starts the TTL later still), so it is ours and
+    a ``DEL`` is the same release; an older one, or one whose renewal found it gone, goes
+    through redis-py's checked release. (A key lost otherwise — a failover to a replica that
+    never had it — already let another holder in; the ``DEL`` may then end that one's lock.)
+    """
 
     # Registered again through this boundary's client on first use (redis-py keeps them on
     # the class; inheriting redis-py's would run them through whichever client came first).
     lua_release = None
     lua_extend = None
     lua_reacquire = None
+    #: ``time.monotonic()`` before the last successful acquire or renewal was sent.
+    _confirmed_at: float | None = None
+
+    def do_acquire(self, token: str) -> bool:
+        sent = time.monotonic()
+        acquired = bool(super().do_acquire(token))
+        if acquired:
+            self._confirmed_at = sent
+        return acquired
+
+    def do_reacquire(self) -> Literal[True]:
+        sent = time.monotonic()
+        try:
+            super().do_reacquire()
+        except redis.exceptions.LockError:
+            self._confirmed_at = None  # not ours any more: the checked release says so
+            raise
+        self._confirmed_at = sent
+        return True
 
     def __enter__(self) -> Lock:
         with _lock_errors():
@@ -151,6 +185,13 @@ class Lock(redis.lock.Lock):
             return bool(super().acquire(*args, **kwargs))
 
     def release(self) -> None:
+        confirmed, ttl = self._confirmed_at, self.timeout
+        held = self.local.token is not None and confirmed is not None and bool(ttl)
+        if held and time.monotonic() - cast(float, confirmed) < cast(float, ttl) * _SURELY_HELD:
+            self.local.token = None
+            self._confirmed_at = None
+            self.redis.delete(self.name)
+            return
         with _lock_errors():
             super().release()
 

@@ -155,6 +155,22 @@ class MatchCache:
         raw_match, raw_clean = self._r.mget(
             [self._k.match_cache(hash_sha256), self._k.clean_cache(hash_sha256)]
         )
+        return self._verdict(raw_match, raw_clean)
+
+    def find_many(self, digests: list[str]) -> list[CachedMatch | CachedClean | None]:
+        """:meth:`find` for each digest, in one ``MGET`` (an ingest batch's items)."""
+        if not digests:
+            return []
+        keys = [self._k.match_cache(d) for d in digests]
+        if self._clean_ttl_s > 0:
+            keys += [self._k.clean_cache(d) for d in digests]
+        raw = self._r.mget(keys)
+        cleans = raw[len(digests) :] if self._clean_ttl_s > 0 else [None] * len(digests)
+        return [self._verdict(m, c) for m, c in zip(raw[: len(digests)], cleans, strict=True)]
+
+    def _verdict(
+        self, raw_match: bytes | str | None, raw_clean: bytes | str | None
+    ) -> CachedMatch | CachedClean | None:
         if raw_match is not None:
             return _match(raw_match)
         if raw_clean is None:

@@ -214,8 +214,11 @@ class BatchBuffer:
         self._r.hincrby(self.keys.stats, field, by)
 
     # -- pumps -----------------------------------------------------------------------
-    def kick(self, *, horizon_s: float | None = None) -> str | None:
-        """Reserve a pump slot if one more match task is useful; returns its id or None."""
+    def kick(self, *, horizon_s: float | None = None, leases: bool = True) -> str | None:
+        """Reserve a pump slot if one more match task is useful; returns its id or None.
+
+        ``leases`` False: the items of expired leases are not counted (a running pump's
+        kick: its own takes give them back; ingest's and the sweep's kicks count them)."""
         pump_id = uuid.uuid4().hex
         k = self.keys
         horizon = self._s.pump_max_s if horizon_s is None else horizon_s
@@ -228,6 +231,7 @@ class BatchBuffer:
                 int(self.pump_ttl_s * 1000),
                 self._s.batch_size,
                 int(horizon * 1000),
+                1 if leases else 0,
             ],
         )
         return pump_id if started else None
@@ -261,8 +265,14 @@ class BatchBuffer:
 
     # -- observation ---------------------------------------------------------------------
     def depth(self) -> int:
-        """Items waiting in every lane (ready now or later), not counting those in flight."""
-        return sum(lane.waiting for lane in self.lanes().values())
+        """Items waiting in every lane (ready now or later), not counting those in flight.
+
+        A count a lane only (intake reads it before every receive): not :meth:`lanes`,
+        which reads the clock and each lane's oldest item too."""
+        pipe = self._r.pipeline(transaction=False)  # an observation: no MULTI needed
+        for key in self.keys.ready_lanes:
+            pipe.zcard(key)
+        return sum(int(n) for n in pipe.execute())
 
     def lanes(self) -> dict[str, LaneState]:
         """Each lane's waiting items and the age of its oldest (seconds, on Redis's clock)."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from edgematch.errors import (
     ConfigurationError,
@@ -32,6 +32,7 @@ from edgematch.errors import (
 from edgematch.infra.logs import get_logger
 from edgematch.infra.storage import ObjectInfo, content_location
 from edgematch.names import DEAD_LETTER_INGEST_PREFIX, STEP_INGEST, TASK_INGEST
+from edgematch.photodna.matchcache import CachedClean, CachedMatch
 from edgematch.pipeline.attribution import content_version
 from edgematch.pipeline.events import ObjectCreated
 from edgematch.pipeline.items import Item
@@ -47,9 +48,19 @@ ADDED, DUPLICATE, REFUSED, CACHED = "added", "duplicate", "refused", "cached"
 #: Answered from the result cache for clean verdicts (EDGEMATCH_CLEAN_CACHE_TTL_S).
 CACHED_CLEAN = "cached_clean"
 
-#: Keeps an item to push with the rest of its batch (pipeline/pushes.py): called with the
-#: item, its version as read and as the event named it; returns the event's outcome.
-Defer = Callable[[Item, str, str], str]
+
+class Defer(Protocol):
+    """Keeps an item to push with the rest of its batch (pipeline/pushes.py): called with
+    the item, its version as read and as the event named it; returns the event's outcome."""
+
+    def __call__(self, item: Item, identity: str, alias: str) -> str: ...
+
+    def seen_before(self) -> bool | None:
+        """The cheap look's answer, made for the whole batch at once; None: look here."""
+
+    def finds_cached(self) -> bool:
+        """Whether the batch looks its items up in the match cache (and the result cache
+        for clean verdicts) itself, and serves the ones found (:func:`serve_cached`)."""
 
 
 def event_to_args(obj: ObjectCreated) -> dict[str, Any]:
@@ -97,11 +108,14 @@ def ingest(
     the match cache or the result cache for clean verdicts. ``start_pump`` None: the
     caller starts a pump if one is needed (:func:`kick`), once for a whole batch of events.
     ``defer``: the item is pushed with the rest of its batch, and this returns what
-    ``defer`` does.
+    ``defer`` does (its batch may have made the cheap look for all its events at once).
     """
     s = rt.settings
     # A cheap look before any S3 call; the atomic check is the push below.
-    if rt.redis.exists(rt.buffer.keys.seen(obj.identity)):
+    seen_before = defer.seen_before() if defer is not None else None
+    if seen_before is None:
+        seen_before = bool(rt.redis.exists(rt.buffer.keys.seen(obj.identity)))
+    if seen_before:
         log.info("ingest_duplicate", bucket=obj.bucket, key=obj.key, version_id=obj.version_id)
         return DUPLICATE
     if obj.size is not None and obj.size > s.max_hash_bytes:
@@ -175,6 +189,9 @@ def _buffer(
     """Answer ``item`` from the match cache, or add it to the batch buffer and start a
     pump when none is draining it (``start_pump`` None: the caller does)."""
     as_read = replace(obj, version_id=item.version_id, etag=item.etag).identity
+    if defer is not None and defer.finds_cached():
+        # The batch looks its items up in the caches together, before it pushes them.
+        return defer(item, as_read, obj.identity)
     cached = rt.match_cache.find(item.hash_sha256)  # the match first: matches always win
     if cached is not None:
         return _publish_cached(rt, item, cached.result_for(item), (as_read, obj.identity), publish)
@@ -227,6 +244,17 @@ def _hold_for_scan(rt: Runtime, item: Item) -> None:
         )
     if now is None:
         log.info("gate_content_missing", bucket=item.content_bucket, key=item.content_key)
+
+
+def serve_cached(
+    rt: Runtime,
+    item: Item,
+    cached: CachedMatch | CachedClean,
+    identities: tuple[str, ...],
+    publish: Callable[[Result], None],
+) -> str:
+    """Publish the cached verdict of a batch's item (pipeline/pushes.py). Idempotent."""
+    return _publish_cached(rt, item, cached.result_for(item), identities, publish)
 
 
 def _publish_cached(

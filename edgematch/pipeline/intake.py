@@ -8,7 +8,9 @@ idempotency makes that harmless. A message
 that cannot be read is recorded as a dead letter with its reason and deleted, so it never
 blocks those behind it and never crashes the loop. When the pipeline's backlog (the
 ingest queue plus the batch buffer) passes the high-water mark, intake stops receiving and
-SQS holds the rest: memory stays bounded whatever the burst.
+SQS holds the rest: memory stays bounded whatever the burst. While the backlog is under
+half the mark it is weighed again only once what intake enqueued since may have used up
+the room it saw, or after ``UNWEIGHED_RECEIVES`` receives (:class:`Room`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from edgematch.errors import BadInput, EdgematchError
 from edgematch.infra import health, metrics
@@ -33,6 +35,43 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 log = get_logger(__name__)
+
+#: Receives made at most without weighing the backlog again (see :class:`Room`).
+UNWEIGHED_RECEIVES: Final = 4
+
+
+class Room:
+    """What this intake may still enqueue before it weighs the backlog again.
+
+    The backlog is weighed (five Redis commands) before a receive unless the last weight
+    found it at half the mark or under, fewer than ``UNWEIGHED_RECEIVES`` receives ago, and
+    what intake enqueued since, weighed as the backlog weighs it (``INGEST_BATCH`` a task),
+    has not used up the room it saw: the backlog is then below the mark as surely as a
+    fresh weight would say (workers only drain it), so the mark is passed by one receive
+    at most, as before.
+    """
+
+    def __init__(self, mark: int) -> None:
+        self._mark = mark
+        self._room = 0
+        self._unread = 0
+
+    def known(self) -> bool:
+        """True when this receive may go without weighing the backlog."""
+        if self._unread > 0 and self._room > 0:
+            self._unread -= 1
+            return True
+        return False
+
+    def weighed(self, backlog: int) -> None:
+        self._room = self._mark - backlog
+        self._unread = UNWEIGHED_RECEIVES if backlog <= self._mark // 2 else 0
+
+    def spent(self, objects: int) -> None:
+        """``objects`` hash files enqueued, in tasks of up to ``INGEST_BATCH``."""
+        batch = backpressure.INGEST_BATCH
+        self._room -= -(-objects // batch) * batch
+
 
 #: Enqueues ingest work for ``(object, correlation id)`` pairs, all or nothing as far as
 #: the caller can tell: an exception means the messages stay in SQS.
@@ -80,14 +119,19 @@ class Intake:
         idle = 0
         paused_since: float | None = None
         log.info("intake_started", queue_url=self.queue_url, high_water=s.intake_high_water)
+        room = Room(s.intake_high_water)
         while not self._stop.is_set():
             health.beat("intake")
-            try:
-                backlog = self.backlog()
-            except Exception as exc:  # noqa: BLE001 - Redis down must not end the loop
-                log.warning("backlog_unknown", error=type(exc).__name__)
-                self._stop.wait(1.0)
-                continue
+            if room.known():
+                backlog = 0  # under the mark by what room says; not paused
+            else:
+                try:
+                    backlog = self.backlog()
+                except Exception as exc:  # noqa: BLE001 - Redis down must not end the loop
+                    log.warning("backlog_unknown", error=type(exc).__name__)
+                    self._stop.wait(1.0)
+                    continue
+                room.weighed(backlog)
             if backlog >= s.intake_high_water:
                 if paused_since is None:
                     paused_since = time.monotonic()
@@ -98,12 +142,15 @@ class Intake:
                 self.stats.paused_s += time.monotonic() - paused_since
                 log.info("intake_resumed", backlog=backlog)
                 paused_since = None
+            before = self.stats.enqueued
             try:
                 got = self.poll_once()
             except Exception as exc:  # noqa: BLE001 - SQS or broker trouble: back off, go on
                 log.warning("intake_poll_failed", error=f"{type(exc).__name__}: {exc}"[:300])
                 self._stop.wait(2.0)
                 continue
+            finally:
+                room.spent(self.stats.enqueued - before)
             idle = 0 if got else idle + 1
             if max_idle_polls is not None and idle >= max_idle_polls:
                 break

@@ -73,8 +73,11 @@ def pump(
                 break
     finally:
         buf.release_pump(pump_id)
-    # Released first, then kicked: an item pushed meanwhile is seen by one of the two.
-    _kick(rt, start_pump)
+    # Released first, then kicked: an item pushed meanwhile is seen by one of the two. A
+    # pump that ended because another one waits for the next slot leaves the kick to that
+    # one: it kicks when it takes its batch, and again when it ends.
+    if stopped != "another_waits":
+        _kick(rt, start_pump)
     return PumpReport(batches=batches, items=items, stopped=stopped)
 
 
@@ -117,6 +120,7 @@ def _wait(
 
 
 def _kick(rt: Runtime, start_pump: Callable[[str], None]) -> None:
-    pump_id = rt.buffer.kick()
+    # A running pump's kick: this pump's takes give back the items of expired leases.
+    pump_id = rt.buffer.kick(leases=False)
     if pump_id is not None:
         start_pump(pump_id)

@@ -281,7 +281,7 @@ def ingest_many(
     Its items join the buffer together (pipeline/pushes.py), and a pump is started (if the
     buffer needs one) once for the batch, after its items are in the buffer.
     """
-    pushes = Pushes.of(runtime())
+    pushes = Pushes.of(runtime(), events=[e["event"] for e in events], publish=publish_result)
     try:
         return self.guarded_batch(
             STEP_INGEST,

@@ -10,11 +10,14 @@ import pytest
 import redis
 
 from devtools.items import new_item
+from edgematch import runtime as runtime_module
 from edgematch.config.settings import Settings
 from edgematch.infra.redisclient import redis_client as build_redis_client
 from edgematch.pipeline.buffer import BatchBuffer
-from edgematch.pipeline.ingest import ADDED, DUPLICATE
+from edgematch.pipeline.ingest import ADDED, CACHED, DUPLICATE, args_to_event
 from edgematch.pipeline.pushes import WAITING, Pushes
+from edgematch.pipeline.results import Result
+from edgematch.runtime import Runtime
 
 pytestmark = pytest.mark.integration
 
@@ -74,3 +77,38 @@ def test_a_batch_whose_push_fails_hands_each_event_over(
     assert pushes.finish(hand_over) == ["handed_over", "handed_over"]
     assert handed == ["first", "second"]
     assert BatchBuffer(redis_client, settings).depth() == 0
+
+
+def test_a_batch_looks_up_and_serves_its_cached_items_together(
+    redis_client: redis.Redis, make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``publish`` (as ``ingest_many`` makes it), a batch looks its items up in the
+    match cache together: one found gets its cached result, published, and is not pushed;
+    the others are pushed. The events' cheap looks are one read too."""
+    settings = make_settings()
+    rt = Runtime(settings)
+    monkeypatch.setattr(runtime_module, "_current", rt)
+    try:
+        cached, fresh = new_item(1), new_item(2)
+        rt.redis.set(rt.buffer.keys.match_cache(cached.hash_sha256), '{"match_ids": ["m-1"]}')
+        seen_event = {"bucket": "b", "key": "seen.bin", "etag": "s"}
+        new_event = {"bucket": "b", "key": "new.bin", "etag": "n"}
+        rt.redis.set(rt.buffer.keys.seen(args_to_event(seen_event).identity), "1")
+        published: list[Result] = []
+        pushes = Pushes.of(rt, events=[seen_event, new_event], publish=published.append)
+        assert pushes.finds_cached()
+        assert pushes.seen(seen_event) is True and pushes.seen(new_event) is False
+        assert pushes.seen({"bucket": "b", "key": "other.bin"}) is None  # not in the batch
+        pushes.add(cached, "v1", "v1", token=1)
+        pushes.add(fresh, "v2", "v2", token=2)
+        assert pushes.finish(_refused) == [CACHED, ADDED]
+        assert [(r.item_id, r.verdict, r.match_ids) for r in published] == [
+            (cached.id, "match", ("m-1",))
+        ]
+        buf = rt.buffer
+        assert buf.depth() == 1 and buf.stats()["items_from_match_cache"] == 1
+        assert redis_client.exists(buf.keys.seen("v1"), buf.keys.seen("v2")) == 2
+        # Without ``publish`` the batch leaves the caches to each event's ingest.
+        assert not Pushes.of(rt).finds_cached()
+    finally:
+        rt.close()

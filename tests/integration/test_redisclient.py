@@ -209,6 +209,30 @@ def test_a_lock_that_is_no_longer_held_is_lock_not_owned(server: RedisServer) ->
         lock.release()
 
 
+def test_a_lock_is_released_by_del_only_while_it_is_surely_held(
+    server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock acquired (or renewed) less than half its TTL ago is released by one ``DEL``;
+    past that, the checked release: a key another holder has by then is left to it."""
+    client = redis_client(server.url)
+    admin = _admin(server)
+    fresh = client.lock("fresh", timeout=30, blocking=False, thread_local=False)
+    assert fresh.acquire()
+    admin.config_resetstat()
+    fresh.release()
+    assert admin.exists("fresh") == 0
+    stats = admin.info("commandstats")
+    assert "cmdstat_del" in stats and "cmdstat_evalsha" not in stats
+    old = client.lock("old", timeout=30, blocking=False, thread_local=False)
+    assert old.acquire()
+    now = time.monotonic()
+    monkeypatch.setattr(time, "monotonic", lambda: now + 16.0)  # half the TTL and more since
+    admin.set("old", "another holder's token")  # it expired and was taken, say
+    with pytest.raises(LockNotOwned):
+        old.release()
+    assert admin.get("old") in (b"another holder's token", "another holder's token")
+
+
 def test_a_wrong_password_is_translated(server: RedisServer) -> None:
     """A server that refuses the client's credentials raises RedisUnavailable."""
     _admin(server).config_set("requirepass", "right")

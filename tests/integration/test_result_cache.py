@@ -277,6 +277,35 @@ def test_match_entry_is_looked_at_before_a_clean_one(make_rt: MakeRuntime) -> No
     assert isinstance(found, CachedMatch) and found.match_ids == ("m-2",)
 
 
+def test_a_batch_finds_its_items_in_one_read(make_rt: MakeRuntime) -> None:
+    """find_many answers as find does an item (the match first, a clean entry within its
+    TTL, nothing else), in the order asked."""
+    rt = make_rt(clean_cache_ttl_s=HOUR)
+    both, match, clean, stale, none = (f"{n:02d}" * 32 for n in range(5))
+    for digest in (both, clean):
+        rt.redis.set(
+            rt.buffer.keys.clean_cache(digest), json.dumps({"scanned_at": time.time()}), ex=HOUR
+        )
+    rt.redis.set(
+        rt.buffer.keys.clean_cache(stale), json.dumps({"scanned_at": time.time() - 2 * HOUR})
+    )
+    for digest in (both, match):
+        rt.redis.set(rt.buffer.keys.match_cache(digest), '{"match_ids": ["m-1"]}', ex=HOUR)
+    cache = MatchCache(rt.redis, NS, ttl_s=HOUR, clean_ttl_s=HOUR)
+    found = cache.find_many([both, match, clean, stale, none])
+    assert found == [cache.find(d) for d in (both, match, clean, stale, none)]
+    assert [type(f).__name__ for f in found] == [
+        "CachedMatch",
+        "CachedMatch",
+        "CachedClean",
+        "NoneType",
+        "NoneType",
+    ]
+    off = MatchCache(rt.redis, NS, ttl_s=HOUR, clean_ttl_s=0)
+    assert [type(f).__name__ for f in off.find_many([both, clean])] == ["CachedMatch", "NoneType"]
+    assert cache.find_many([]) == []
+
+
 # --- (4) the entry expires per TTL --------------------------------------------------------
 
 

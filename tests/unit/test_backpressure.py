@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from edgematch.pipeline.backpressure import Backlog, Gate, high_water_for
+from edgematch.pipeline.intake import UNWEIGHED_RECEIVES, Room
 
 
 def test_live_counts_what_competes_with_live_uploads() -> None:
@@ -78,3 +79,25 @@ def test_gate_rechecks_as_room_runs_out() -> None:
     gate2 = Gate(read, lane="backfill", high_water=10, stop=stop, sleep=lambda s: stop.set())
     gate2.wait()  # the backlog is at the mark: it pauses until stopped
     assert stop.is_set()
+
+
+def test_intake_weighs_the_backlog_again_before_its_room_may_run_out() -> None:
+    """Live intake skips weighing the backlog only while it was at half the mark or under,
+    for a few receives, and only while what it enqueued since (ten a task, as the backlog
+    counts a live ingest task) cannot have used up the room it saw."""
+    room = Room(100)
+    assert not room.known()  # never weighed: weigh
+    room.weighed(50)
+    assert room.known()  # room 50
+    room.spent(25)  # three tasks: 30
+    assert room.known()  # room 20
+    room.spent(20)  # two tasks: 20
+    assert not room.known()  # room 0: weigh again
+    room.weighed(51)  # over half the mark: weigh before every receive
+    assert not room.known()
+    room.weighed(0)
+    seen = 0
+    while room.known():
+        seen += 1
+        room.spent(1)
+    assert seen == UNWEIGHED_RECEIVES  # at most that many receives without a weight

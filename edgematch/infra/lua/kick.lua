@@ -1,7 +1,9 @@
 -- Decide whether one more pump (a match task draining the buffer) should start.
 --
 -- KEYS: 1 pumps, 2 cooldown, 3 breaker, 4 leases, 5-7 ready lanes, 8 waiting pumps
--- ARGV: 1 pump id, 2 max pumps, 3 pump TTL (ms), 4 batch size, 5 horizon (ms)
+-- ARGV: 1 pump id, 2 max pumps, 3 pump TTL (ms), 4 batch size, 5 horizon (ms),
+--       6 '0' not to count the items of expired leases (a running pump's kick: its own
+--       takes give them back); absent or '1' to count them (ingest, the sweep)
 -- Returns 1 when the caller must enqueue a pump with that id, else 0.
 --
 -- Pumps are bounded by the configured maximum and by the batches that can go out within
@@ -10,8 +12,10 @@
 -- open breaker (the beat's sweep kicks a pump again when the wait is nearly over).
 --
 -- Called for every batch ingested and every request sent, and nearly always answers 0:
--- the cheapest checks come first, the items are counted only until they are enough for
--- one more pump, and expired pump entries are dropped only on the way to adding one.
+-- the checks that usually say no come first (a pump waiting, the pumps' maximum, too few
+-- items), the items are counted only until they are enough for one more pump, the pool's
+-- holds are read only then, and expired pump entries are dropped only on the way to
+-- adding one.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local live = '(' .. now
@@ -24,26 +28,31 @@ if running >= tonumber(ARGV[2]) then
   return 0
 end
 local horizon = now + tonumber(ARGV[5])
-local holds = redis.call('MGET', KEYS[2], KEYS[3])
-if math.max(tonumber(holds[1] or '0'), tonumber(holds[2] or '0')) > horizon then
-  return 0
-end
 -- One more pump is useful when the items exceed what the running ones take in a batch.
 local batch = tonumber(ARGV[4])
 local enough = running * batch
-local waiting = 0
-for i = 5, 7 do
-  waiting = waiting + redis.call('ZCOUNT', KEYS[i], '-inf', horizon)
-  if waiting > enough then
-    break
+-- The live lane first; the replay and backfill lanes, empty most of the time, are counted
+-- only when one of them exists (one EXISTS for both, not two counts).
+local waiting = redis.call('ZCOUNT', KEYS[5], '-inf', horizon)
+if waiting <= enough and redis.call('EXISTS', KEYS[6], KEYS[7]) > 0 then
+  for i = 6, 7 do
+    waiting = waiting + redis.call('ZCOUNT', KEYS[i], '-inf', horizon)
+    if waiting > enough then
+      break
+    end
   end
 end
-if waiting <= enough then
+if waiting <= enough and ARGV[6] ~= '0' then
   -- Items of a batch whose worker died count too: only a pump's take gives them back.
   waiting = waiting + redis.call('ZCOUNT', KEYS[4], '-inf', now) * batch
-  if waiting <= enough then
-    return 0
-  end
+end
+if waiting <= enough then
+  return 0
+end
+-- The pool's holds last: the answer is nearly always no before them.
+local holds = redis.call('MGET', KEYS[2], KEYS[3])
+if math.max(tonumber(holds[1] or '0'), tonumber(holds[2] or '0')) > horizon then
+  return 0
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now)

@@ -27,12 +27,14 @@ local fresh = 1
 if current_item == ARGV[1] or not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[6]) then
   fresh = 0
 end
+-- The line is pushed first and taken back when it made the log too long: one command, not
+-- a length read and a push (the script is atomic, so the last line is this one).
 if fresh == 1 then
-  if redis.call('LLEN', KEYS[4]) >= tonumber(ARGV[8]) then
+  if redis.call('RPUSH', KEYS[4], ARGV[7]) > tonumber(ARGV[8]) then
+    redis.call('RPOP', KEYS[4])
     redis.call('DEL', KEYS[3])
     return -2
   end
-  redis.call('RPUSH', KEYS[4], ARGV[7])
 end
 if ARGV[3] == '1' then
   redis.call('SET', KEYS[1], ARGV[4], 'EX', ARGV[6])

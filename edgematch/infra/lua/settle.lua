@@ -22,11 +22,14 @@ local owned = redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('HDEL', KEYS[6], ARGV[1])
 local finished = tonumber(ARGV[2])
 if finished > 0 then
-  -- Taken items left their lane at the take; one is back there only when its lease ran
-  -- out meanwhile, and must not be sent again.
   each_chunk(3, 2 + finished, function(...) redis.call('HDEL', KEYS[4], ...) end)
-  for lane = 1, 3 do
-    each_chunk(3, 2 + finished, function(...) redis.call('ZREM', KEYS[lane], ...) end)
+  -- Taken items left their lane at the take; one is back there only when its lease ran
+  -- out and a take gave it back, which removes the lease too (take_batch.lua, step 1): a
+  -- batch that still owned its lease has none of its items in a lane, and needs no ZREM.
+  if owned == 0 then
+    for lane = 1, 3 do
+      each_chunk(3, 2 + finished, function(...) redis.call('ZREM', KEYS[lane], ...) end)
+    end
   end
   redis.call('HINCRBY', KEYS[7], 'items_finished', finished)
 end

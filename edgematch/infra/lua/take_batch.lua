@@ -45,8 +45,10 @@ end
 
 -- 2. A 429 asked the whole pool to wait. When the wait was capped below what the server
 --    asked (cool_down.lua), one probe request goes first once it is over, and the others
---    wait for its answer, as after the breaker's pause (3).
-local cooldown = tonumber(redis.call('GET', KEYS[8]) or '0')
+--    wait for its answer, as after the breaker's pause (3). The three holds are read in
+--    one command (all three are strings).
+local holds = redis.call('MGET', KEYS[8], KEYS[13], KEYS[9])
+local cooldown = tonumber(holds[1] or '0')
 if cooldown > now then
   return {'wait', cooldown - now, 'cooldown'}
 end
@@ -60,14 +62,14 @@ local function probe_in_flight()
   return nil
 end
 local probe = 0
-if redis.call('EXISTS', KEYS[13]) == 1 then
+if holds[2] then
   local in_flight = probe_in_flight()
   if in_flight then return in_flight end
   probe = 1
 end
 
 -- 3. The key was refused: wait, then let exactly one probe request through.
-local breaker = redis.call('GET', KEYS[9])
+local breaker = holds[3]
 if breaker then
   breaker = tonumber(breaker)
   if breaker > now then
@@ -78,21 +80,31 @@ if breaker then
   probe = 1
 end
 
--- 4. Is there anything to send, and is it worth sending now?
+-- 4. Is there anything to send, and is it worth sending now? One read a lane: its first
+--    `batch_size` items by due time, with their scores (the same order as ZRANGEBYSCORE's),
+--    tell what is ready now (counted up to a batch: no more is ever needed), the oldest,
+--    and when the next one is due; step 6 takes from them.
+local heads = {}
 local ready = {0, 0, 0}
 local total = 0
 local oldest = nil
 local next_due = nil
+-- The replay and backfill lanes are empty most of the time: one EXISTS for both first.
+local background_lanes = redis.call('EXISTS', KEYS[2], KEYS[3]) > 0
 for i, key in ipairs(lanes) do
-  -- The head first: an empty lane, or one whose head is not due, has nothing ready and
-  -- needs no count (the backfill and replay lanes are empty most of the time).
-  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-  if #first > 0 then
-    local score = tonumber(first[2])
+  local head = {}
+  if i == 1 or background_lanes then
+    head = redis.call('ZRANGE', key, 0, batch_size - 1, 'WITHSCORES')
+  end
+  heads[i] = head
+  if #head > 0 then
+    local score = tonumber(head[2])
     if next_due == nil or score < next_due then next_due = score end
     if score <= now then
-      ready[i] = redis.call('ZCOUNT', key, '-inf', now)
-      total = total + ready[i]
+      local n = 0
+      while 2 * n + 2 <= #head and tonumber(head[2 * n + 2]) <= now do n = n + 1 end
+      ready[i] = n
+      total = total + n
       if oldest == nil or score < oldest then oldest = score end
     end
   end
@@ -108,11 +120,13 @@ if total < batch_size and now - oldest < linger then
 end
 
 -- 5. The pool-wide limit: at most per_window requests in any window of `window` ms (the
---    log's stamps may lie ahead of now: see 7; every one of them counts).
+--    log's stamps may lie ahead of now: see 7; every one of them counts). What is left in
+--    the log is read whole (at most per_window entries and the stamps ahead): its size,
+--    its first and its latest stamp in one command.
 redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - window)
-if redis.call('ZCARD', KEYS[7]) >= per_window then
-  local first = redis.call('ZRANGE', KEYS[7], 0, 0, 'WITHSCORES')
-  return {'wait', math.max(1, tonumber(first[2]) + window - now), 'rate'}
+local stamps = redis.call('ZRANGE', KEYS[7], 0, -1, 'WITHSCORES')
+if #stamps / 2 >= per_window then
+  return {'wait', math.max(1, tonumber(stamps[2]) + window - now), 'rate'}
 end
 
 -- 6. Fill the batch across lanes: live first, then replay, then backfill. While live
@@ -134,7 +148,10 @@ for _, lane in ipairs(order) do
   local room = batch_size - #ids
   if room <= 0 then break end
   if ready[lane] > 0 then
-    local got = redis.call('ZRANGEBYSCORE', lanes[lane], '-inf', now, 'LIMIT', 0, room)
+    local got = {}
+    for n = 1, math.min(room, ready[lane]) do
+      got[n] = heads[lane][2 * n - 1]
+    end
     if #got > 0 then
       redis.call('ZREM', lanes[lane], unpack(got))
       for _, id in ipairs(got) do
@@ -153,9 +170,8 @@ end
 --    an interval apart (a saturated pool) are stamped when taken, as before: the 0.1 of
 --    slack keeps a late wake-up from pushing every later slot back.
 local stamp = now
-local latest = redis.call('ZRANGE', KEYS[7], -1, -1, 'WITHSCORES')
-if #latest > 0 then
-  stamp = math.max(now, math.floor(tonumber(latest[2]) + 0.9 * window / per_window))
+if #stamps > 0 then
+  stamp = math.max(now, math.floor(tonumber(stamps[#stamps]) + 0.9 * window / per_window))
 end
 redis.call('ZADD', KEYS[5], now + lease, batch_id)
 redis.call('HSET', KEYS[6], batch_id, table.concat(members, ','))
