@@ -77,6 +77,10 @@ class _Route:
     checksums: bool
 
 
+#: What the routes answer for a bucket whose route was never resolved (or was dropped).
+_UNKNOWN: Final = _Route(base="", region="", checksums=False)
+
+
 @dataclass(frozen=True)
 class _Request:
     operation: str
@@ -123,7 +127,11 @@ class S3Wire:
         sent = self._call("GetObject", params, {"IfMatch"}, "", headers, b"")
         if sent is None:
             return self._client.get_object(**params)
-        return object_answer(sent[0], checksums=sent[1].checksums)
+        try:
+            return object_answer(sent[0], checksums=sent[1].checksums)
+        except BaseException:
+            sent[0].raw.close()  # its headers could not be read: the body never will be
+            raise
 
     def get_object_tagging(self, **params: Any) -> Any:
         """GetObjectTagging: ``TagSet``, a list of ``{"Key", "Value"}``."""
@@ -178,8 +186,10 @@ class S3Wire:
         if not self._lean or not params.get("Key") or set(params) - optional - {"Bucket", "Key"}:
             return None
         bucket = params["Bucket"]
-        if bucket in self._routes:
-            return self._routes[bucket]
+        # One look (another thread may drop or replace the entry between two).
+        kept = self._routes.get(bucket, _UNKNOWN)
+        if kept is not _UNKNOWN:
+            return kept
         route, reason = self._resolve(bucket)
         if reason != "unresolved":  # a failed resolution (no credentials...) is tried again
             self._keep(bucket, route)
@@ -267,7 +277,7 @@ class S3Wire:
         if response.status_code >= 300:
             if (
                 response.status_code in (301, 302, 307)
-                or parsed["Error"]["Code"] in _REDIRECT_CODES
+                or parsed["Error"].get("Code") in _REDIRECT_CODES
             ):
                 self._keep(request.bucket, None)
                 log.info("s3wire.boto3_bucket", bucket=request.bucket, reason="redirected")

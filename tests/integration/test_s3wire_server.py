@@ -388,6 +388,24 @@ def test_checksum_and_length_of_the_body_are_verified(scripted: type[_Script]) -
         _read()
 
 
+@pytest.mark.parametrize("lean", [True, False])
+@pytest.mark.parametrize("body", [_error("InternalError"), b"<html><body>proxy</body></html>"])
+def test_a_tagging_answer_that_is_not_one_is_never_no_tags(
+    scripted: type[_Script], lean: bool, body: bytes
+) -> None:
+    """A 200 whose body is not S3's <Tagging> (a store's error sent with 200, a proxy's
+    page) is unreadable, on either path: the object's tags are never taken for none, and
+    merging ours writes nothing (a whole new set would wipe the others, a stronger
+    verdict among them)."""
+    scripted.answers = [(200, {}, body)] * 6  # botocore retries a 200 InternalError
+    store = ObjectStore(make_s3_client(Settings()), lean=lean)
+    with pytest.raises(TransientError):
+        store.get_tags(BUCKET, "k.bin")
+    with pytest.raises(TransientError):
+        store.merge_tags(BUCKET, "k.bin", {"edgematch-status": "clean"})
+    assert set(scripted.seen) == {"GET /uploads/k.bin?tagging"}  # never a PUT
+
+
 def test_refused_connection_is_a_transport_error(monkeypatch: pytest.MonkeyPatch) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Script)
     port = server.server_address[1]
