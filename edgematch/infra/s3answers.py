@@ -32,7 +32,14 @@ from edgematch.infra.s3clients import http_date
 if TYPE_CHECKING:
     from botocore.awsrequest import AWSResponse
 
-__all__ = ["UnreadableAnswer", "error_response", "object_answer", "tag_set", "tagging_body"]
+__all__ = [
+    "UnreadableAnswer",
+    "error_in_200",
+    "error_response",
+    "object_answer",
+    "tag_set",
+    "tagging_body",
+]
 
 _NS: Final = "http://s3.amazonaws.com/doc/2006-03-01/"
 
@@ -120,6 +127,18 @@ def _parse(body: bytes) -> ElementTree.Element:
 
 def _local(element: ElementTree.Element) -> str:
     return str(element.tag).rsplit("}", 1)[-1]
+
+
+def error_in_200(response: AWSResponse) -> bool:
+    """Whether a 200 answer (not a GET's body) is an error in disguise, as botocore tells
+    it for S3: a body that is not XML (cut short) or is an ``<Error>``. botocore then
+    takes the answer for a 500 (retried as such)."""
+    if response.status_code != 200 or not response.content:
+        return False
+    try:
+        return _local(_parse(response.content)) == "Error"
+    except UnreadableAnswer:
+        return True
 
 
 def error_response(response: AWSResponse, attempt: int) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from botocore.utils import percent_encode
 
 from edgematch.infra.s3answers import (
     CHECKSUMS_KNOWN,
+    error_in_200,
     error_response,
     object_answer,
     tag_set,
@@ -255,6 +256,8 @@ class S3Wire:
             parsed: dict[str, Any] = {}
             try:
                 response = self._http.send(self._signed(request))
+                if request.operation != "GetObject" and error_in_200(response):
+                    response.status_code = 500  # as botocore's S3 handlers make it
                 if response.status_code >= 300:
                     parsed = error_response(response, attempt)
             except (BotoConnectionError, HTTPClientError) as exc:
