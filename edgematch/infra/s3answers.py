@@ -32,7 +32,14 @@ from edgematch.infra.s3clients import http_date
 if TYPE_CHECKING:
     from botocore.awsrequest import AWSResponse
 
-__all__ = ["UnreadableAnswer", "error_response", "object_answer", "tag_set", "tagging_body"]
+__all__ = [
+    "UnreadableAnswer",
+    "error_in_200",
+    "error_response",
+    "object_answer",
+    "tag_set",
+    "tagging_body",
+]
 
 _NS: Final = "http://s3.amazonaws.com/doc/2006-03-01/"
 
@@ -55,8 +62,14 @@ class UnreadableAnswer(BotoCoreError):
 def tag_set(body: bytes) -> list[dict[str, str]]:
     """The ``TagSet`` of a GetObjectTagging answer, as boto3 gives it: ``[{"Key",
     "Value"}]`` (an empty element is an empty string)."""
+    root = _parse(body)
+    # S3 always answers <Tagging><TagSet/></Tagging>, empty or not: any other document
+    # (a proxy's page, an error sent with 200) is not "no tags".
+    sets = [child for child in root if _local(child) == "TagSet"]
+    if _local(root) != "Tagging" or len(sets) != 1:
+        raise UnreadableAnswer(detail="not a Tagging document with one TagSet")
     tags = []
-    for tags_element in (child for child in _parse(body) if _local(child) == "TagSet"):
+    for tags_element in sets:
         for tag in tags_element:
             fields = {_local(field): field.text or "" for field in tag}
             if _local(tag) != "Tag" or "Key" not in fields:
@@ -78,18 +91,26 @@ def tagging_body(tags: list[dict[str, str]]) -> bytes:
     return body
 
 
-def _error_fields(body: bytes) -> dict[str, str]:
-    """The fields of an S3 ``<Error>`` answer (Code, Message, RequestId …); empty when
-    the body is empty or not such XML."""
-    if not body:
-        return {}
+def _error_fields(response: AWSResponse) -> dict[str, str] | None:
+    """The fields of an S3 error answer (Code, Message, RequestId …) as botocore reads
+    them; None when the status is to be the code (an empty body, one that is not XML, a
+    5xx's HTML page). Another XML document (a proxy's page) has an empty Code, as in
+    botocore, unless it wraps an ``<Error>`` (the ``ErrorResponse`` form)."""
+    body: bytes = response.content
+    if not body.strip() or (response.status_code >= 500 and body.strip().startswith(b"<html>")):
+        return None
+    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
+        return {"Code": "", "Message": ""}  # not S3's: S3 never sends a DTD
     try:
         root = _parse(body)
     except UnreadableAnswer:
-        return {}
-    if _local(root) != "Error":
-        return {}
-    return {_local(child): child.text or "" for child in root if not len(child)}
+        return None
+    if _local(root) == "Error":
+        return {_local(child): child.text or "" for child in root if not len(child)}
+    fields = {"Code": "", "Message": ""}
+    for error in (child for child in root if _local(child) == "Error"):
+        fields.update({_local(field): field.text or "" for field in error if not len(field)})
+    return fields
 
 
 def _parse(body: bytes) -> ElementTree.Element:
@@ -108,13 +129,28 @@ def _local(element: ElementTree.Element) -> str:
     return str(element.tag).rsplit("}", 1)[-1]
 
 
+def error_in_200(response: AWSResponse) -> bool:
+    """Whether a 200 answer (not a GET's body) is an error in disguise, as botocore tells
+    it for S3: a body that is not XML (cut short) or is an ``<Error>``. botocore then
+    takes the answer for a 500 (retried as such)."""
+    if response.status_code != 200 or not response.content:
+        return False
+    try:
+        return _local(_parse(response.content)) == "Error"
+    except UnreadableAnswer:
+        return True
+
+
 def error_response(response: AWSResponse, attempt: int) -> dict[str, Any]:
     """An S3 error answer as botocore parses it: ``Error`` from the XML body, or the status
     as its code when there is none, and ``ResponseMetadata``."""
-    error: dict[str, Any] = _error_fields(response.content)
-    if not error.get("Code"):
-        status = response.status_code
-        error = {"Code": str(status), "Message": http.client.responses.get(status, "")}
+    fields = _error_fields(response)
+    status = response.status_code
+    error: dict[str, Any] = (
+        {"Code": str(status), "Message": http.client.responses.get(status, "")}
+        if fields is None
+        else fields
+    )
     headers = {name.lower(): value for name, value in response.headers.items()}
     metadata = {
         "RequestId": error.pop("RequestId", None) or headers.get("x-amz-request-id", ""),

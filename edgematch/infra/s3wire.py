@@ -40,6 +40,7 @@ from botocore.utils import percent_encode
 
 from edgematch.infra.s3answers import (
     CHECKSUMS_KNOWN,
+    error_in_200,
     error_response,
     object_answer,
     tag_set,
@@ -75,6 +76,10 @@ class _Route:
     base: str
     region: str
     checksums: bool
+
+
+#: What the routes answer for a bucket whose route was never resolved (or was dropped).
+_UNKNOWN: Final = _Route(base="", region="", checksums=False)
 
 
 @dataclass(frozen=True)
@@ -123,7 +128,11 @@ class S3Wire:
         sent = self._call("GetObject", params, {"IfMatch"}, "", headers, b"")
         if sent is None:
             return self._client.get_object(**params)
-        return object_answer(sent[0], checksums=sent[1].checksums)
+        try:
+            return object_answer(sent[0], checksums=sent[1].checksums)
+        except BaseException:
+            sent[0].raw.close()  # its headers could not be read: the body never will be
+            raise
 
     def get_object_tagging(self, **params: Any) -> Any:
         """GetObjectTagging: ``TagSet``, a list of ``{"Key", "Value"}``."""
@@ -178,8 +187,10 @@ class S3Wire:
         if not self._lean or not params.get("Key") or set(params) - optional - {"Bucket", "Key"}:
             return None
         bucket = params["Bucket"]
-        if bucket in self._routes:
-            return self._routes[bucket]
+        # One look (another thread may drop or replace the entry between two).
+        kept = self._routes.get(bucket, _UNKNOWN)
+        if kept is not _UNKNOWN:
+            return kept
         route, reason = self._resolve(bucket)
         if reason != "unresolved":  # a failed resolution (no credentials...) is tried again
             self._keep(bucket, route)
@@ -245,6 +256,8 @@ class S3Wire:
             parsed: dict[str, Any] = {}
             try:
                 response = self._http.send(self._signed(request))
+                if request.operation != "GetObject" and error_in_200(response):
+                    response.status_code = 500  # as botocore's S3 handlers make it
                 if response.status_code >= 300:
                     parsed = error_response(response, attempt)
             except (BotoConnectionError, HTTPClientError) as exc:
@@ -267,7 +280,7 @@ class S3Wire:
         if response.status_code >= 300:
             if (
                 response.status_code in (301, 302, 307)
-                or parsed["Error"]["Code"] in _REDIRECT_CODES
+                or parsed["Error"].get("Code") in _REDIRECT_CODES
             ):
                 self._keep(request.bucket, None)
                 log.info("s3wire.boto3_bucket", bucket=request.bucket, reason="redirected")

@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
 from edgematch.errors import BadInput
+from edgematch.infra.s3answers import UnreadableAnswer
 from edgematch.infra.s3clients import make_s3_client, make_sqs_client
 from edgematch.infra.s3errors import translated
 from edgematch.infra.s3text import decode_metadata_value, key_problem
@@ -172,7 +173,10 @@ class ObjectStore:
                 )
             else:
                 response = self._wire.get_object_tagging(Bucket=bucket, Key=key)
-        return {tag["Key"]: tag["Value"] for tag in response.get("TagSet", [])}
+            if "TagSet" not in response:
+                # Not S3's tagging answer (botocore leaves the member out): never "no tags".
+                raise UnreadableAnswer(detail="a tagging answer without its TagSet")
+        return {tag["Key"]: tag["Value"] for tag in response["TagSet"]}
 
     def merge_tags(
         self,

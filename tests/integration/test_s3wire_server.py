@@ -388,6 +388,48 @@ def test_checksum_and_length_of_the_body_are_verified(scripted: type[_Script]) -
         _read()
 
 
+@pytest.mark.parametrize("lean", [True, False])
+@pytest.mark.parametrize("body", [_error("InternalError"), b"<html><body>proxy</body></html>"])
+def test_a_tagging_answer_that_is_not_one_is_never_no_tags(
+    scripted: type[_Script], lean: bool, body: bytes
+) -> None:
+    """A 200 whose body is not S3's <Tagging> (a store's error sent with 200, a proxy's
+    page) is unreadable, on either path: the object's tags are never taken for none, and
+    merging ours writes nothing (a whole new set would wipe the others, a stronger
+    verdict among them)."""
+    scripted.answers = [(200, {}, body)] * 6  # botocore retries a 200 InternalError
+    store = ObjectStore(make_s3_client(Settings()), lean=lean)
+    with pytest.raises(TransientError):
+        store.get_tags(BUCKET, "k.bin")
+    with pytest.raises(TransientError):
+        store.merge_tags(BUCKET, "k.bin", {"edgematch-status": "clean"})
+    assert set(scripted.seen) == {"GET /uploads/k.bin?tagging"}  # never a PUT
+
+
+_TAGGING = b'<Tagging xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><TagSet/></Tagging>'
+
+
+@pytest.mark.parametrize("lean", [True, False])
+def test_a_tag_write_answered_200_with_an_error_is_retried_not_done(
+    scripted: type[_Script], lean: bool
+) -> None:
+    """S3 may answer 200 with an <Error> body: botocore takes it for a 500 and retries, and
+    so does the lean path; a tag write S3 refused is never taken for written."""
+    put = "PUT /uploads/k.bin?tagging"
+    scripted.answers = [(200, {}, _TAGGING), (200, {}, _error("InternalError")), (200, {}, b"")]
+    store = ObjectStore(make_s3_client(Settings()), lean=lean)
+    assert store.merge_tags(BUCKET, "k.bin", {"edgematch-status": "match"}) == {
+        "edgematch-status": "match"
+    }
+    assert scripted.seen == ["GET /uploads/k.bin?tagging", put, put]
+    scripted.seen.clear()
+    refused: tuple[int, dict[str, str], bytes] = (200, {}, _error("InternalError"))
+    scripted.answers = [(200, {}, _TAGGING), refused, refused, refused]
+    with pytest.raises(ServerError, match="InternalError"):
+        store.merge_tags(BUCKET, "k.bin", {"edgematch-status": "match"})
+    assert scripted.seen == ["GET /uploads/k.bin?tagging", put, put, put]
+
+
 def test_refused_connection_is_a_transport_error(monkeypatch: pytest.MonkeyPatch) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Script)
     port = server.server_address[1]

@@ -9,6 +9,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from edgematch.infra.s3answers import UnreadableAnswer, error_response, tag_set, tagging_body
 
@@ -53,6 +55,12 @@ def test_tag_set_reads_what_was_written() -> None:
         b"<Tagging><TagSet><Tag><Value>v</Value></Tag></TagSet></Tagging>",
         b"<Tagging><TagSet>",
         b"not xml",
+        # Answered with 200 but not S3's tagging document: never "no tags".
+        b"<Error><Code>InternalError</Code><Message>m</Message></Error>",
+        b"<html><body>proxy</body></html>",
+        b"<Tagging/>",
+        b"<Tagging><TagSet/><TagSet/></Tagging>",
+        b"<Other><TagSet><Tag><Key>k</Key><Value>v</Value></Tag></TagSet></Other>",
     ],
 )
 def test_tag_set_refuses_what_is_not_a_plain_tag_set(body: bytes) -> None:
@@ -97,3 +105,37 @@ def test_error_answer_without_an_s3_error_body_is_its_status(
 ) -> None:
     """A HEAD's 404, a proxy's HTML: the status is the code, as botocore makes it."""
     assert error_response(_response(status, body), attempt=1)["Error"]["Code"] == code
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (404, b"<html><body>no such page</body></html>"),
+        (403, b"<Foo><Bar>1</Bar></Foo>"),
+        (404, b"<ErrorResponse><Error><Code>NoSuchKey</Code></Error></ErrorResponse>"),
+        (404, b"<Error><Message>no code</Message></Error>"),
+        (502, b"<Foo/>"),
+        (502, b"  <html>busy</html>"),
+        (404, b"not xml"),
+        (412, b""),
+    ],
+)
+def test_error_code_is_botocores_for_any_body(status: int, body: bytes) -> None:
+    """An XML body that is not S3's <Error> has no code, as botocore parses it (retried
+    as unknown): a proxy's 404 page is not a missing object, nor its 403 a denial."""
+    client = boto3.client(
+        "s3",
+        region_name="us-east-1",
+        aws_access_key_id="a",
+        aws_secret_access_key="b",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+    def answer(**_: Any) -> AWSResponse:
+        return _response(status, body)
+
+    client.meta.events.register_first("before-send.s3", answer)  # type: ignore[arg-type]
+    with pytest.raises(ClientError) as raised:
+        client.get_object(Bucket="b-1", Key="k")
+    botocores = raised.value.response["Error"].get("Code")
+    assert error_response(_response(status, body), attempt=1)["Error"].get("Code") == botocores
