@@ -194,37 +194,25 @@ class LocalPipeline:
         return env
 
     def s3(self) -> Any:
-        return self._cached(
-            "s3",
-            lambda: boto3.client(
-                "s3",
-                endpoint_url=self.moto.url,
-                region_name="us-east-1",
-                aws_access_key_id="edgematch-local",
-                aws_secret_access_key="edgematch-local",
-            ),
-        )
+        return self._client("s3")
 
     def sqs(self) -> Any:
-        return self._cached(
-            "sqs",
-            lambda: boto3.client(
-                "sqs",
-                endpoint_url=self.moto.url,
-                region_name="us-east-1",
-                aws_access_key_id="edgematch-local",
-                aws_secret_access_key="edgematch-local",
-            ),
-        )
+        return self._client("sqs")
 
-    def _cached(self, service: str, make: Callable[[], Any]) -> Any:
+    def _client(self, service: str) -> Any:
         """One boto3 client per service for the pipeline's life, made on first use under a
         lock (boto3's default session is not safe to make clients from in two threads at
         once). A client is safe to share between threads; making one costs milliseconds of
         CPU, which the tests' polls paid ten times a second."""
         with self._clients_lock:
             if service not in self._clients:
-                self._clients[service] = make()
+                self._clients[service] = boto3.client(
+                    service,  # type: ignore[call-overload]
+                    endpoint_url=self.moto.url,
+                    region_name="us-east-1",
+                    aws_access_key_id="edgematch-local",
+                    aws_secret_access_key="edgematch-local",
+                )
             return self._clients[service]
 
     def _create_bucket_and_queue(self) -> None:
