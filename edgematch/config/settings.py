@@ -158,7 +158,8 @@ class Settings(Derived, DownstreamSettings):
         "interval, for the jitter between a request leaving and the API counting it")
     match_pumps: int = setting(
         4, RATE, p.positive_int, unit="tasks",
-        help="match tasks draining the buffer at once (≈ rate × API latency is enough)")
+        help="match tasks draining the buffer at once, and requests each keeps in flight "
+        "(≈ rate × API latency is enough)")
     pump_max_s: float = setting(
         2.0, RATE, p.positive_float, unit="s",
         help="how long one match task drains the buffer (and holds a worker process) before "

@@ -1,7 +1,7 @@
 """The moment a request leaves: its rate-limit slot taken again at that moment.
 
 A batch spends its slot when it is taken (``lua/take_batch.lua``), but its request leaves
-later: the pump first kicks the next pump (a Redis script and a broker publish), and on a
+later: the pump hands it to a thread of its process (pipeline/flights.py), and on a
 busy host the process may not run for tens of milliseconds. The API counts a request when
 it arrives, so two requests whose slots were a window apart could arrive closer than that
 and draw a 429; a request late by more than a window would leave with no entry in the log

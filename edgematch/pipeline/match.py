@@ -1,10 +1,13 @@
 """The match step: drain the batch buffer into the API under the pool-wide limit.
 
 A *pump* is one match task that loops for at most ``pump_max_s``: take a batch when a
-slot is free, send it, settle it, repeat. Pumps are few (bounded by ``match_pumps`` and by
-the batches waiting), short, and never wait long inside a worker process: when the pool
-must wait longer than a pump may run (a 429 cooldown, an open breaker), the pump ends
-and the beat's sweep starts a new one when the wait is nearly over.
+slot is free, hand it to a thread that sends and settles it (pipeline/flights.py), take
+the next. A pump keeps up to ``match_pumps`` requests in flight, so one pump alone can
+use every slot of the pool's limit, in a worker of one process too. Pumps are few
+(bounded by ``match_pumps`` and by the batches waiting), short, and never wait long
+inside a worker process: when the pool must wait longer than a pump may run (a 429
+cooldown, an open breaker), the pump ends and the beat's sweep starts a new one when the
+wait is nearly over. A pump's task returns once every request it sent is settled.
 
 One request is sent and settled by pipeline/request.py; what each item's answer becomes is
 pipeline/settling.py.
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from edgematch.infra import metrics
 from edgematch.pipeline import request, settling
 from edgematch.pipeline.buffer import Batch, Empty, Wait
+from edgematch.pipeline.flights import Flights, serialized
 from edgematch.runtime import Runtime
 
 
@@ -52,18 +56,28 @@ def pump(
     deadline = time.monotonic() + rt.settings.pump_max_s
     batches = items = 0
     stopped = "deadline"
+    flights = Flights(rt.settings.match_pumps)
+    publish_one = serialized(publish)
+    ended = False
     try:
         while True:
+            # Room first: a batch taken is a slot spent, and goes out at once.
+            flights.make_room()
             taken = buf.take()
             if isinstance(taken, Batch):
-                sent = _send_taken(rt, taken, publish=publish, start_pump=start_pump)
-                if sent:
+                if _launch(rt, taken, flights, publish=publish_one):
                     batches += 1
-                    items += sent
+                    items += len(taken.items)
                 if time.monotonic() >= deadline:
                     break
                 continue
             if isinstance(taken, Empty):
+                # What is in flight may come back (a retry, a 429's cooldown): the pump
+                # ends empty only once its own requests are settled and the buffer is too.
+                if flights.land_one():
+                    if time.monotonic() >= deadline:
+                        break
+                    continue
                 stopped = "empty"
                 break
             assert isinstance(taken, Wait)
@@ -71,28 +85,37 @@ def pump(
             if why is not None:
                 stopped = why
                 break
+        ended = True
     finally:
-        buf.release_pump(pump_id)
-    # Released first, then kicked: an item pushed meanwhile is seen by one of the two. A
-    # pump that ended because another one waits for the next slot leaves the kick to that
-    # one: it kicks when it takes its batch, and again when it ends.
-    if stopped != "another_waits":
-        _kick(rt, start_pump)
+        try:
+            buf.release_pump(pump_id)
+            # Released first, then kicked: an item pushed meanwhile is seen by one of the
+            # two. A pump that ended because another one waits for the next slot leaves
+            # the kick to that one. Kicked before this pump's last answers are in, so that
+            # in a worker of several processes the next pump takes the next slot meanwhile.
+            if ended and stopped != "another_waits":
+                _kick(rt, start_pump)
+        finally:
+            # Every request sent is settled before the task returns, even when the loop
+            # failed (a Redis outage in a take): the answers are in flight already.
+            flights.land()
     return PumpReport(batches=batches, items=items, stopped=stopped)
 
 
-def _send_taken(
-    rt: Runtime, batch: Batch, *, publish: settling.PublishMany, start_pump: Callable[[str], None]
-) -> int:
-    """Send a taken batch and settle it; the number of items sent (0: an empty batch)."""
+def _launch(rt: Runtime, batch: Batch, flights: Flights, *, publish: settling.PublishMany) -> bool:
+    """Send a taken batch on a flight thread, which settles it; False for an empty batch
+    (settled here: nothing to send)."""
     if not batch.items:
         rt.buffer.settle(batch.id, (), ())
-        return 0
-    # Another pump waits for the next slot while this request is in flight; the lease is
-    # renewed until the batch is settled.
-    with rt.buffer.keeping(batch.id):
-        request.send_batch(rt, batch, publish=publish, before_send=lambda: _kick(rt, start_pump))
-    return len(batch.items)
+        return False
+
+    def send() -> None:
+        # The lease is renewed until the batch is settled.
+        with rt.buffer.keeping(batch.id):
+            request.send_batch(rt, batch, publish=publish)
+
+    flights.launch(send)
+    return True
 
 
 def _wait(

@@ -45,7 +45,8 @@ def send_batch(
 ) -> None:
     """Send one leased batch and settle every item in it. Never raises for API outcomes.
 
-    ``publish`` gets the batch's results in one call. ``before_send`` runs first; then
+    ``publish`` gets the batch's results in one call. ``before_send`` (for tests: a
+    delay between the take and the send) runs first; then
     the request's slot is taken again at the moment it leaves (pipeline/departure.py),
     and a request that may not leave within a window is handed back to the buffer.
 

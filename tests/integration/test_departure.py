@@ -4,8 +4,8 @@ The real match step (``request.send_batch``), the buffer's and the departure's L
 on the private Redis, and the sandbox over HTTP with its own 5 request/s sliding window,
 which counts a request when it arrives. Everything runs on the default settings
 (``EDGEMATCH_RATE_LIMIT_MARGIN`` included). The delay between a take and the request
-leaving is the pump's own ``before_send`` step (kicking the next pump), made slow here as
-a busy host makes it: a descheduled process, a broker publish that takes a while.
+leaving is ``before_send``, made slow here as a busy host makes it: a sending thread
+that does not run for a while, a process descheduled between the take and the send.
 """
 
 from __future__ import annotations

@@ -10,9 +10,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from typing import Any, cast
 
 import httpx
@@ -531,7 +532,8 @@ def test_refused_key_opens_breaker_and_a_good_probe_closes_it(
     h.send(rest)
     assert isinstance(h.rt.buffer.take(), Empty)
 
-    assert [len(ids) for ids in h.api.requests] == [5, 5, 2]
+    # Sent on the pump's flight threads: answered in either order.
+    assert sorted(len(ids) for ids in h.api.requests) == [2, 5, 5]
     assert {r.item_id: (r.verdict, r.attempts) for r in h.results} == {
         i.id: (CLEAN, 1) for i in items
     }
@@ -562,7 +564,8 @@ def test_401_on_the_probe_reopens_the_breaker(make_harness: MakeHarness) -> None
 def test_pump_drains_twelve_items_in_three_requests(
     make_harness: MakeHarness, match_pumps: int
 ) -> None:
-    """One pump sends 5, 5, 2, reports it, stops on empty and releases its slot."""
+    """One pump sends 5, 5, 2, reports it, stops on empty and releases its slot, with every
+    request settled when it returns."""
     h = make_harness(match_pumps=match_pumps)
     items = h.push(12)
     pump_id = h.rt.buffer.kick()
@@ -574,7 +577,8 @@ def test_pump_drains_twelve_items_in_three_requests(
     )
 
     assert report == matcher.PumpReport(batches=3, items=12, stopped="empty")
-    assert [len(ids) for ids in h.api.requests] == [5, 5, 2]
+    # Sent on the pump's flight threads: answered in either order.
+    assert sorted(len(ids) for ids in h.api.requests) == [2, 5, 5]
     assert h.api.sent_per_item() == {i.id: 1 for i in items}
     assert len(h.results) == 12 and {r.verdict for r in h.results} == {CLEAN}
     _assert_drained(h)
@@ -608,6 +612,74 @@ def test_pump_stops_on_a_long_cooldown_and_starts_no_other(make_harness: MakeHar
     assert h.results == []
     assert h.rt.buffer.depth() == 3
     assert h.rt.buffer.kick() is None
+
+
+def test_one_pump_keeps_several_requests_in_flight_and_settles_them_before_it_returns(
+    make_harness: MakeHarness,
+) -> None:
+    """With the API slow to answer, one pump sends its next batches while the first is
+    still unanswered (up to ``match_pumps``), and returns only once all are settled."""
+    h = make_harness()
+    assert h.rt.settings.match_pumps >= 3  # the default
+    items = h.push(15)
+    answer = ok_answer()
+    lock = threading.Lock()
+    inside = 0
+    most = 0
+    three_in = threading.Event()
+
+    def slow(ids: list[str]) -> httpx.Response:
+        nonlocal inside, most
+        with lock:
+            inside += 1
+            most = max(most, inside)
+            if inside == 3:
+                three_in.set()
+        # Each answer waits until three requests are unanswered at once (or 10 s).
+        three_in.wait(10)
+        with lock:
+            inside -= 1
+        return answer(ids)
+
+    h.api.answer = slow
+    pump_id = h.rt.buffer.kick()
+    assert pump_id is not None
+
+    report = matcher.pump(h.rt, pump_id, publish=h.results.extend, start_pump=lambda _: None)
+
+    assert most == 3
+    assert report == matcher.PumpReport(batches=3, items=15, stopped="empty")
+    assert {r.item_id for r in h.results} == {i.id for i in items}
+    assert h.api.sent_per_item() == {i.id: 1 for i in items}
+    _assert_drained(h)
+
+
+def test_a_pump_whose_request_fails_unexpectedly_settles_the_others_then_raises(
+    make_harness: MakeHarness,
+) -> None:
+    """A flight that raises (here: publishing its results) leaves its own batch leased, as a
+    pump that failed always did; the pump's other requests are settled before it raises."""
+    h = make_harness()
+    h.push(10)
+    published: list[Result] = []
+    failed = threading.Event()
+
+    def publish(results: Sequence[Result]) -> None:
+        if not failed.is_set():
+            failed.set()
+            raise RuntimeError("publishing failed")
+        published.extend(results)
+
+    pump_id = h.rt.buffer.kick()
+    assert pump_id is not None
+
+    with pytest.raises(RuntimeError, match="publishing failed"):
+        matcher.pump(h.rt, pump_id, publish=publish, start_pump=lambda _: None)
+
+    assert len(published) == 5  # the other batch: settled before the pump raised
+    assert h.rt.buffer.in_flight() == 1  # the failed one: leased until its lease runs out
+    assert h.rt.buffer.depth() == 0
+    assert h.rt.redis.zcard(h.rt.buffer.keys.pumps) == 0
 
 
 # --------------------------------------------------------------------------- lost lease

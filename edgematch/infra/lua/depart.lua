@@ -6,7 +6,7 @@
 -- Returns 0 when the request may leave now, else the ms to wait before asking again.
 --
 -- The slot was spent when the batch was taken (take_batch.lua); the API counts the request
--- when it arrives. In between the pump kicks the next pump and the process may not run for
+-- when it arrives. In between the batch goes to a sending thread, which may not run for
 -- a while, so a log stamped at the take lets requests whose slots were a window apart
 -- arrive closer than that. Here the entry is moved to now and checked as a take is: fewer
 -- than `per_window` other entries in the window ending now (stamps ahead of now count too).

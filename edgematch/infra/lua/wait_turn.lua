@@ -4,9 +4,9 @@
 -- Returns 1 when this pump may wait, 0 when another pump is already waiting.
 --
 -- A waiting pump holds a worker process while it sleeps. One waiter is enough to use
--- every slot: when it takes its batch it stops waiting and kicks the next pump, which
--- waits for the following slot while the first request is in flight. More waiters would
--- only pin processes that ingest and results need.
+-- every slot: when it takes its batch it hands it to a sending thread and waits for the
+-- following slot itself while the first request is in flight (pipeline/flights.py). More
+-- waiters would only pin processes that ingest and results need.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
