@@ -187,12 +187,32 @@ def settle(qos: SettlingQoS) -> int:
 
 
 class FetchingChannel(kombu_redis.Channel):
-    """Settles its acknowledgements (:class:`SettlingQoS`) and counts the fetches
-    (``BRPOP``) it sends."""
+    """Settles its acknowledgements (:class:`SettlingQoS`), counts the fetches (``BRPOP``)
+    it sends, and keeps one Redis client for its connection pool.
+
+    kombu builds a new ``redis.Redis`` (its response callbacks copied, the pool's
+    arguments read) for every publish and every acknowledgement; a client holds no
+    connection of its own (each command takes one from the pool), so one serves them all,
+    from any thread. A new pool (after a fork, or once kombu disconnected the old one) gets
+    a new client.
+    """
 
     QoS = SettlingQoS
     #: Fetches sent by this channel since it was opened.
     fetches = 0
+    _sync_client: Any = None
+    _sync_client_pool: Any = None
+
+    @contextmanager
+    def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
+        if client:
+            yield client
+            return
+        pool = self.pool
+        if self._sync_client is None or self._sync_client_pool is not pool:
+            self._sync_client = self._create_client()  # type: ignore[attr-defined]
+            self._sync_client_pool = pool
+        yield self._sync_client
 
     def _brpop_start(self, timeout: float | None = None) -> None:
         self.fetches += 1

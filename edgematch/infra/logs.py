@@ -8,6 +8,7 @@ secret is masked in every rendered line, whatever field it hides in.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
@@ -22,37 +23,47 @@ _MASK = "**********"
 
 
 def register_secret(value: str | None) -> None:
-    """Mask ``value`` wherever it would appear in a log line. Short values are ignored."""
+    """Mask ``value`` wherever it would appear in a log line. Short values are ignored.
+
+    Lines are masked once rendered, so the forms a renderer writes a string in are
+    registered too: JSON's escaping and ``repr``'s (the console renderer, reprs of
+    containers and exceptions).
+    """
     if value and len(value) >= 6:
+        forms = {value, json.dumps(value)[1:-1], repr(value)[1:-1]}
         with _lock:
-            _secrets.add(value)
+            _secrets.update(forms)
 
 
-def _mask(text: str) -> str:
+def _mask_rendered(_: Any, __: str, line: Any) -> str:
+    """Mask every registered secret in a rendered line, whatever field it was in.
+
+    One ``in`` scan of the line a secret: cheaper than walking (and repr-ing) every field
+    of the event, and it cannot miss a field, a key or a nested value.
+    """
+    text = str(line)  # the renderer's output: a str, typed as an event dict by structlog
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, _MASK)
     return text
 
 
-def _mask_secrets(
-    _: Any, __: str, event_dict: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
-    if not _secrets:
-        return event_dict
-    for key, value in list(event_dict.items()):
-        if isinstance(value, str):
-            event_dict[key] = _mask(value)
-        elif not isinstance(value, int | float | bool | type(None)):
-            rendered = repr(value)
-            masked = _mask(rendered)
-            if masked != rendered:
-                event_dict[key] = masked
-    return event_dict
+# One encoder made once: ``json.dumps`` with any argument builds a new encoder a call.
+# Values JSON cannot hold are written as their repr (masked afterwards like the rest).
+_ENCODER = json.JSONEncoder(default=repr)
+
+
+def _render_json(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> str:
+    return _ENCODER.encode(event_dict)
 
 
 def configure(level: str = "INFO", fmt: str = "json", *, process: str | None = None) -> None:
-    """Configure structlog and the stdlib root logger. Safe to call more than once."""
+    """Configure structlog and the stdlib root logger. Safe to call more than once.
+
+    Our events below the root logger's level are dropped before any processor runs
+    (``filter_by_level`` first); the rest are formatted once, by the handler's formatter,
+    and masked once, as a rendered line.
+    """
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -62,16 +73,13 @@ def configure(level: str = "INFO", fmt: str = "json", *, process: str | None = N
     if process:
         shared.append(_add_process(process))
     renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        _render_json if fmt == "json" else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     structlog.configure(
         processors=[
+            structlog.stdlib.filter_by_level,
             *shared,
             structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info,
-            _mask_secrets,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -83,8 +91,8 @@ def configure(level: str = "INFO", fmt: str = "json", *, process: str | None = N
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
-            _mask_secrets,
             renderer,
+            _mask_rendered,
         ],
     )
     handler = logging.StreamHandler(sys.stderr)

@@ -15,6 +15,7 @@ from edgematch.ops.progress import Progress
 from edgematch.ops.support import printable
 from edgematch.pipeline.backpressure import Backlog, Gate, backlog
 from edgematch.recovery.deadletters import DeadLetter, DeadLetters, Filter
+from edgematch.recovery.publishing import names_only
 from edgematch.recovery.replay import NotReplayable, Replayer, ReplayReport
 from edgematch.runtime import Runtime
 
@@ -66,7 +67,9 @@ def replayer(rt: Runtime, rate_per_s: float | None, progress: Progress | None) -
     def enqueue(name: str, kwargs: dict[str, Any], task_id: str) -> None:
         # Journaled first: a replay lost with a killed worker is sent again.
         rt.publisher.journal(name, kwargs, task_id)
-        app.send_task(name, kwargs=kwargs, task_id=task_id)
+        app.send_task(
+            name, kwargs=kwargs, task_id=task_id, argsrepr="()", kwargsrepr=names_only(kwargs)
+        )
 
     def accepts(name: str) -> bool:
         task = app.tasks.get(name)

@@ -4,6 +4,10 @@ Work tasks are written to the journal (recovery/journal.py) under their task id 
 they reach the broker; one lost by a killed worker is published again by the sweep. Pumps
 and sweeps are not: the batch buffer is their state. A broker that cannot take the task
 raises ``BrokerUnavailable`` (transient), never a crash.
+
+A published task's ``kwargsrepr`` names its arguments only (``{'keys': ...}``): Celery
+would otherwise repr the payload into the message headers a task, which costs CPU and
+puts object keys and batch contents into broker and Flower metadata.
 """
 
 from __future__ import annotations
@@ -41,13 +45,15 @@ class Publisher:
         task_id = uuid.uuid4().hex
         if task.name not in UNJOURNALED:
             self.journal(task.name, kwargs, task_id)
+        # Options celery-types does not declare; Celery takes them (apply_async's **options).
+        reprs: dict[str, Any] = {"argsrepr": "()", "kwargsrepr": names_only(kwargs)}
         with publishing():
             if countdown > 0:
                 if self._amqp:
                     countdown = rabbit.countdown(countdown)
-                task.apply_async(kwargs=kwargs, countdown=countdown, task_id=task_id)
+                task.apply_async(kwargs=kwargs, countdown=countdown, task_id=task_id, **reprs)
             else:
-                task.apply_async(kwargs=kwargs, task_id=task_id)
+                task.apply_async(kwargs=kwargs, task_id=task_id, **reprs)
 
     def journal(self, name: str, kwargs: Mapping[str, Any], task_id: str) -> None:
         """Write the journal entry of a task about to be published under ``task_id``.
@@ -58,3 +64,8 @@ class Publisher:
         if queue is None:
             raise ValueError(f"no queue for task {name}")
         self._journal.add(task_id, name, kwargs, queue)
+
+
+def names_only(kwargs: Mapping[str, Any]) -> str:
+    """``kwargsrepr`` of a task: its argument names, none of their values."""
+    return "{" + ", ".join(f"{name!r}: ..." for name in kwargs) + "}"

@@ -15,7 +15,7 @@ from edgematch.config.settings import Settings
 from edgematch.infra import logs
 from edgematch.infra.heartbeat import Heartbeat
 from edgematch.runtime import runtime
-from edgematch.tasks import lifecycle, shutdown
+from edgematch.tasks import lifecycle, shutdown, tasklines
 
 
 def run_celery(celery: Celery, argv: list[str]) -> int:
@@ -53,6 +53,7 @@ def _setup_logging(**_: Any) -> None:
     # Connecting here stops Celery from configuring the root logger its own way.
     process = os.environ.get("EDGEMATCH_PROCESS", "worker")
     logs.configure(_settings.log_level, _settings.log_format, process=process)
+    tasklines.install(_settings.log_level)
     # The subscription key and the reporting credentials and webhook secret.
     for secret in _settings.secrets():
         logs.register_secret(secret.reveal())

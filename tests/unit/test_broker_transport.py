@@ -6,6 +6,7 @@ import itertools
 from typing import Any
 
 import pytest
+import redis
 from celery import Celery
 from hypothesis import given
 from hypothesis import strategies as st
@@ -100,3 +101,32 @@ def test_stalled_only_after_enough_quiet_checks_in_a_row(steps: list[tuple[int, 
             for (before, _), (count, free_now) in itertools.pairwise(recent)
         )
         assert said == quiet
+
+
+def _bare_channel() -> Any:
+    """A Redis channel over a pool that has connected nowhere (no Redis needed)."""
+    channel: Any = RedisChannel.__new__(RedisChannel)
+    channel._pool = redis.ConnectionPool(host="redis.invalid")
+    channel.Client = redis.Redis  # what kombu's __init__ sets, after connecting
+    return channel
+
+
+def test_channel_keeps_one_client_per_pool() -> None:
+    """Publishes and acknowledgements through one channel share one Redis client over its
+    pool; a new pool (after a fork or a disconnect) gets a new client over the new pool."""
+    channel = _bare_channel()
+    with channel.conn_or_acquire() as first, channel.conn_or_acquire() as again:
+        assert first is again
+        assert first.connection_pool is channel._pool
+    channel._pool = redis.ConnectionPool(host="redis.invalid")
+    with channel.conn_or_acquire() as after:
+        assert after is not first
+        assert after.connection_pool is channel._pool
+
+
+def test_channel_yields_a_client_it_is_given() -> None:
+    """A client passed in (kombu's own transactions) is used as it is."""
+    channel = _bare_channel()
+    given_client = redis.Redis(connection_pool=redis.ConnectionPool(host="redis.invalid"))
+    with channel.conn_or_acquire(given_client) as client:
+        assert client is given_client

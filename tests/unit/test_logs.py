@@ -138,7 +138,8 @@ def test_secret_in_structlog_field_is_masked(capsys: pytest.CaptureFixture[str])
 
 
 def test_secret_in_nested_structures_is_masked(capsys: pytest.CaptureFixture[str]) -> None:
-    """A registered secret inside a nested dict, list or bytes field is masked."""
+    """A registered secret inside a nested dict, list or bytes field is masked, the
+    structure kept as JSON."""
     _setup()
     logs.get_logger("edgematch.test").info(
         "request",
@@ -150,8 +151,8 @@ def test_secret_in_nested_structures_is_masked(capsys: pytest.CaptureFixture[str
     out = capsys.readouterr().err
     assert SECRET not in out
     doc = json.loads(out)
-    assert "**********" in doc["headers"]
-    assert "**********" in doc["args"]
+    assert doc["headers"] == {"outer": {"Ocp-Apim-Subscription-Key": "**********"}}
+    assert doc["args"] == ["x", ["y", "**********"]]
     assert "**********" in doc["raw"]
     assert doc["clean"] == {"a": 1}
 
@@ -256,3 +257,14 @@ def test_console_format_masks_secrets(capsys: pytest.CaptureFixture[str]) -> Non
     lines = _lines(capsys)
     assert any("console_event" in line for line in lines)
     assert all(SECRET not in line for line in lines)
+
+
+def test_secret_with_escaped_characters_is_masked(capsys: pytest.CaptureFixture[str]) -> None:
+    """A secret holding characters JSON escapes is masked in its escaped form as well."""
+    logs.configure("INFO", "json")
+    secret = 'pa"ss\\word-\u00e9'
+    logs.register_secret(secret)
+    logs.get_logger("edgematch.test").info("login", password=secret, nested={"p": secret})
+    (doc,) = _json_lines(capsys)
+    assert doc["password"] == "**********"
+    assert doc["nested"] == {"p": "**********"}
