@@ -159,6 +159,46 @@ class Lock(redis.lock.Lock):
     #: ``time.monotonic()`` before the last successful acquire or renewal was sent.
     _confirmed_at: float | None = None
 
+    @classmethod
+    def adopt(
+        cls, client: redis.Redis, name: str, token: bytes, *, timeout_s: float, sent_at: float
+    ) -> Lock:
+        """The lock ``name`` already taken with ``token`` by a ``SET NX PX`` the caller sent
+        itself (several locks in one round trip: recovery/locks.exclusive_many), as a held
+        lock: renewed, extended and released as one :meth:`acquire` took. ``sent_at``:
+        ``time.monotonic()`` before that command was sent."""
+        lock = cls(client, name, timeout=timeout_s, thread_local=False)
+        lock.local.token = token
+        lock._confirmed_at = sent_at
+        return lock
+
+    @staticmethod
+    def release_many(client: redis.Redis, locks: Iterable[Lock]) -> None:
+        """Release ``locks``: those surely still held (see the class) with one ``DEL`` for
+        all, the others one by one through the checked release. A lock that expired or
+        cannot be released expires on its own: that is not raised."""
+        now = time.monotonic()
+        surely: list[Lock] = []
+        for lock in locks:
+            confirmed, ttl = lock._confirmed_at, lock.timeout
+            if (
+                lock.local.token is not None
+                and confirmed is not None
+                and ttl
+                and now - confirmed < ttl * _SURELY_HELD
+            ):
+                surely.append(lock)
+            else:
+                with contextlib.suppress(RedisUnavailable, LockNotOwned):
+                    lock.release()
+        if not surely:
+            return
+        for lock in surely:
+            lock.local.token = None
+            lock._confirmed_at = None
+        with contextlib.suppress(RedisUnavailable):
+            client.delete(*(lock.name for lock in surely))
+
     def do_acquire(self, token: str) -> bool:
         sent = time.monotonic()
         acquired = bool(super().do_acquire(token))

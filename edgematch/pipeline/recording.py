@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from edgematch.pipeline.tagging import VerdictTags
 
 #: Times a decision is made again when another writer recorded a result meanwhile.
-_COMMIT_TRIES: Final = 3
+COMMIT_TRIES: Final = 3
 
 
 def _event_epoch(event_time: str | None) -> float | None:
@@ -87,7 +87,7 @@ def consume(
     if tags.tags_verdict(result.verdict):
         with tags.lock(result.content_bucket, result.content_key):
             fresh, decision = _commit(result, store=store, tags=tags)
-            tag = _tag(result, tags=tags, log=log) if decision.tag else None
+            tag = write_tag(result, tags=tags, log=log) if decision.tag else None
     else:
         # Not tagged (EDGEMATCH_TAG_CLEAN off): no tag to guard, and the record is a
         # compare-and-set of its own.
@@ -100,7 +100,13 @@ def consume(
     if not fresh:
         log.info("result_repeat", verdict=result.verdict)
         return False
-    _measure(result)
+    measure(result)
+    log_recorded(result, decision, tag=tag, log=log)
+    return True
+
+
+def log_recorded(result: Result, decision: Decision, *, tag: str | None, log: Any) -> None:
+    """The ``result_recorded`` event of a result's first recording."""
     log.info(
         "result_recorded",
         item_id=result.item_id,
@@ -116,7 +122,6 @@ def consume(
         decision=decision.why,
         tag=tag,
     )
-    return True
 
 
 def _commit(
@@ -131,10 +136,10 @@ def _commit(
     """
     new = Facts.of(result.to_dict())
     late = is_late(result, hot_window_s=store.ttl_s, now=time.time())
-    for _ in range(_COMMIT_TRIES):
+    for _ in range(COMMIT_TRIES):
         previous = store.current(result.bucket, result.key)
         recorded = Facts.of(previous) if previous is not None else None
-        decision = _decide(result, new, recorded, tags=tags, late=late, tagged=tagged)
+        decision = decide_for(result, new, recorded, tags=tags, late=late, tagged=tagged)
         fresh = store.commit(
             result,
             record=decision.record,
@@ -148,7 +153,7 @@ def _commit(
     )
 
 
-def _decide(
+def decide_for(
     result: Result,
     new: Facts,
     recorded: Facts | None,
@@ -181,7 +186,7 @@ def _decide(
     return decide(new, recorded, hash_current=hash_current, content_reachable=reachable)
 
 
-def _tag(result: Result, *, tags: VerdictTags, log: Any) -> str | None:
+def write_tag(result: Result, *, tags: VerdictTags, log: Any) -> str | None:
     """Write the verdict tag on the scanned content version; None when it is gone."""
     tag = tags.write(
         result.content_bucket,
@@ -196,7 +201,7 @@ def _tag(result: Result, *, tags: VerdictTags, log: Any) -> str | None:
     return tag
 
 
-def _measure(result: Result) -> None:
+def measure(result: Result) -> None:
     """Count a newly recorded result, and the time since its upload."""
     metrics.HASHES_SCANNED.labels(result.verdict, result.lane).inc()
     if result.verdict == ALLOWLISTED:

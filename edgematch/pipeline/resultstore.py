@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 import redis
@@ -30,6 +32,16 @@ class LogBehind(TransientError):
     the object store: no more are recorded until it catches up (the task retries)."""
 
 
+@dataclass(frozen=True)
+class Commit:
+    """One item of :meth:`ResultStore.commit_many`: the arguments of :meth:`ResultStore.commit`."""
+
+    result: Result
+    record: bool
+    expected_item: str | None
+    decision: str = ""
+
+
 class ResultStore:
     """Where results are recorded (and staged for the verdict log) and found again.
 
@@ -44,6 +56,7 @@ class ResultStore:
         self.ttl_s = ttl_s
         self._max_staged = max_staged
         self._commit = lua_script(client, "record_result")
+        self._commit_many = lua_script(client, "record_results")
 
     def current(self, bucket: str, key: str) -> dict[str, Any] | None:
         """The result of the hash object bucket/key recorded within the hot window, if any."""
@@ -65,9 +78,7 @@ class ResultStore:
         result was recorded since the caller read it (decide again). Raises LogBehind when
         the log cannot take it yet.
         """
-        doc = result.to_dict()
-        doc["recorded_at"] = time.time()
-        line = {**doc, "current": record, "decision": decision}
+        doc, pointer, line = self._documents(Commit(result, record, expected_item, decision))
         outcome = int(
             self._commit(
                 keys=[
@@ -80,20 +91,73 @@ class ResultStore:
                     result.item_id,
                     expected_item or "",
                     "1" if record else "0",
-                    json.dumps(doc, separators=(",", ":")),
-                    location_digest(result.bucket, result.key),
+                    doc,
+                    pointer,
                     self.ttl_s,
-                    json.dumps(line, separators=(",", ":")),
+                    line,
                     self._max_staged,
                 ],
             )
         )
         if outcome == _LOG_BEHIND:
-            raise LogBehind(
-                f"the verdict log has {self._max_staged} results not yet written to the "
-                "object store (EDGEMATCH_VERDICT_LOG_MAX_STAGED); recording waits for it"
-            )
+            raise self._behind()
         return None if outcome < 0 else bool(outcome)
+
+    def current_many(self, locations: Sequence[tuple[str, str]]) -> list[dict[str, Any] | None]:
+        """:meth:`current` of each hash object (bucket, key), in order, with one MGET."""
+        if not locations:
+            return []
+        raws = self._r.mget([self._k.result(bucket, key) for bucket, key in locations])
+        return [json.loads(raw) if raw is not None else None for raw in raws]
+
+    def commit_many(self, commits: Sequence[Commit]) -> list[bool | LogBehind | None]:
+        """:meth:`commit` of each of ``commits`` (of distinct hash objects) in one script
+        call, each its own compare-and-set. The verdict log's room goes to the items in
+        order; one it has none for is not written and gets ``LogBehind`` (not raised), so
+        the others stand. Returns one outcome a commit, in order, as :meth:`commit` would.
+        """
+        if not commits:
+            return []
+        keys: list[str] = [self._k.log_staged]
+        args: list[Any] = [len(commits), self.ttl_s, self._max_staged]
+        for commit in commits:
+            r = commit.result
+            keys += [
+                self._k.result(r.bucket, r.key),
+                self._k.content_result(r.content_bucket, r.content_key),
+                self._k.result_item(r.item_id),
+            ]
+            doc, pointer, line = self._documents(commit)
+            args += [
+                r.item_id,
+                commit.expected_item or "",
+                "1" if commit.record else "0",
+                doc,
+                pointer,
+                line,
+            ]
+        outcomes = [int(o) for o in self._commit_many(keys=keys, args=args)]
+        return [
+            self._behind() if o == _LOG_BEHIND else None if o < 0 else bool(o) for o in outcomes
+        ]
+
+    def _documents(self, commit: Commit) -> tuple[str, str, str]:
+        """The recorded result (JSON), its content object's pointer, and its log line."""
+        r = commit.result
+        doc = r.to_dict()
+        doc["recorded_at"] = time.time()
+        line = {**doc, "current": commit.record, "decision": commit.decision}
+        return (
+            json.dumps(doc, separators=(",", ":")),
+            location_digest(r.bucket, r.key),
+            json.dumps(line, separators=(",", ":")),
+        )
+
+    def _behind(self) -> LogBehind:
+        return LogBehind(
+            f"the verdict log has {self._max_staged} results not yet written to the "
+            "object store (EDGEMATCH_VERDICT_LOG_MAX_STAGED); recording waits for it"
+        )
 
     def get(self, bucket: str, key: str) -> dict[str, Any] | None:
         """The result for a hash object, or for a content object (looked up through it),

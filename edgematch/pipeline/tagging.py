@@ -19,7 +19,7 @@ S3 and Redis errors as edgematch errors (see storage.py, locks.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Final
 
@@ -29,7 +29,7 @@ from edgematch.errors import ObjectMissing
 from edgematch.infra.keys import Keys
 from edgematch.infra.storage import ObjectStore
 from edgematch.pipeline.verdicts import CLEAN, may_replace
-from edgematch.recovery.locks import exclusive
+from edgematch.recovery.locks import LockHeld, exclusive, exclusive_many
 
 if TYPE_CHECKING:
     from edgematch.runtime import Runtime
@@ -77,6 +77,23 @@ class VerdictTags:
             wait_s=wait_s,
         ):
             yield
+
+    @contextmanager
+    def lock_many(
+        self, objects: Sequence[tuple[str, str]], *, wait_s: float = TAG_LOCK_WAIT_S
+    ) -> Iterator[list[LockHeld | None]]:
+        """:meth:`lock` of several distinct objects (bucket, key) at once, taken in one round
+        trip: yields, in order, None for each object whose lock is held here for the block
+        and ``LockHeld`` for each one another writer kept past ``wait_s``."""
+        names = [self._k.tag_lock(bucket, key) for bucket, key in objects]
+        what = {
+            name: f"tagging of s3://{bucket}/{key}"
+            for name, (bucket, key) in zip(names, objects, strict=True)
+        }
+        with exclusive_many(
+            self._r, names, ttl_s=self._lock_ttl_s, what=what, wait_s=wait_s
+        ) as held:
+            yield [held[name] for name in names]
 
     def reachable(self, bucket: str, key: str, *, version_id: str | None, etag: str | None) -> bool:
         """Whether a tag write reaches exactly this content version.

@@ -17,7 +17,8 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Final
 
 import redis
@@ -71,6 +72,100 @@ def exclusive(
         # Not a translation: a lock that expired or cannot be released expires on its own.
         with contextlib.suppress(RedisUnavailable, LockNotOwned):
             lock.release()
+
+
+@contextlib.contextmanager
+def exclusive_many(
+    client: redis.Redis,
+    names: Sequence[str],
+    *,
+    ttl_s: float,
+    what: Mapping[str, str],
+    wait_s: float = 0.0,
+) -> Iterator[dict[str, LockHeld | None]]:
+    """Hold as many of the locks ``names`` (distinct) as can be taken, for the block: all
+    tried in one round trip, then those held by another holder again every 50 ms for up to
+    ``wait_s``. Yields, for each name, None when it is held here and ``LockHeld`` when
+    another holder kept it — the caller skips that name's work, never the others'. Held
+    locks are renewed as :func:`exclusive`'s, and released together at the end of the block
+    (one command while surely still held). ``what`` names each name's work, for LockHeld.
+
+    Raises ``RedisUnavailable`` when Redis cannot be reached (what was taken is released
+    or expires on its own).
+    """
+    keeper = _keeper()
+    held: dict[str, _Kept] = {}
+    outcome: dict[str, LockHeld | None] = {}
+    missing = list(names)
+    deadline = time.monotonic() + wait_s
+    try:
+        while True:
+            missing = _take(client, missing, ttl_s=ttl_s, what=what, keeper=keeper, held=held)
+            if not missing or time.monotonic() + _RETRY_S > deadline:
+                break
+            time.sleep(_RETRY_S)
+        remaining = _remaining_many(client, missing, ttl_s) if missing else {}
+        for name in names:
+            outcome[name] = (
+                LockHeld(
+                    f"{what[name]} is under way in another worker",
+                    retry_after_s=remaining[name],
+                )
+                if name in remaining
+                else None
+            )
+        yield outcome
+    finally:
+        for kept in held.values():
+            keeper.drop(kept)
+        Lock.release_many(client, [kept.lock for kept in held.values()])
+
+
+#: How often a lock another holder has is tried again while waiting for it.
+_RETRY_S: Final = 0.05
+
+
+def _take(
+    client: redis.Redis,
+    names: Sequence[str],
+    *,
+    ttl_s: float,
+    what: Mapping[str, str],
+    keeper: _Keeper,
+    held: dict[str, _Kept],
+) -> list[str]:
+    """Try ``names`` in one round trip (a ``SET NX PX`` each, as redis-py's lock does); the
+    ones taken go in ``held``, kept by ``keeper``. Returns the names not taken."""
+    tokens = {name: uuid.uuid1().hex.encode() for name in names}
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.set(name, tokens[name], nx=True, px=int(ttl_s * 1000))
+    sent = time.monotonic()
+    answers = pipe.execute()
+    missing = []
+    for name, taken in zip(names, answers, strict=True):
+        if not taken:
+            missing.append(name)
+            continue
+        lock = Lock.adopt(client, name, tokens[name], timeout_s=ttl_s, sent_at=sent)
+        held[name] = keeper.keep(lock, every_s=ttl_s / 3, what=what[name])
+    return missing
+
+
+def _remaining_many(client: redis.Redis, names: Sequence[str], ttl_s: float) -> dict[str, float]:
+    """:func:`_remaining_s` of each of ``names``, in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.pttl(name)
+    try:
+        answers = pipe.execute()
+    except RedisUnavailable:
+        # Not a translation: the caller raises LockHeld, and a full TTL is a safe wait.
+        return dict.fromkeys(names, ttl_s)
+    return {
+        name: max(int(ms), 0) / 1000 if int(ms) != -1 else ttl_s
+        for name, ms in zip(names, answers, strict=True)
+    }
 
 
 class _Kept:

@@ -10,7 +10,7 @@ letter with the task's arguments, so that nothing is acknowledged and forgotten.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Protocol, TypeVar
 
 import structlog
@@ -35,6 +35,8 @@ DEAD_LETTERED: Final = "dead_lettered"
 
 #: Ends the elements of a batch left ``WAITING``, given the hand-over to their own task.
 Finish = Callable[[HandOver], list[str]]
+#: The work of a batch's elements all at once: an outcome, or the failure, of each in order.
+Together = Callable[[list[dict[str, Any]]], Sequence[str | BaseException]]
 
 #: Called with what made the task give up (None for a poison task) once its dead letter
 #: is written.
@@ -163,7 +165,7 @@ class StepTask(Task):  # type: ignore[type-arg]
         self,
         step: str,
         elements: list[dict[str, Any]],
-        work: Callable[[dict[str, Any]], str],
+        work: Callable[[dict[str, Any]], str] | None,
         *,
         single: Publishable,
         single_kwargs: Callable[[dict[str, Any]], dict[str, Any]],
@@ -171,6 +173,7 @@ class StepTask(Task):  # type: ignore[type-arg]
         correlation_id: str | None,
         replayed_from: str | None,
         finish: Finish | None = None,
+        together: Together | None = None,
     ) -> dict[str, int] | str:
         """Run ``work`` on every element of a batch task, side by side, under the policy.
 
@@ -188,6 +191,7 @@ class StepTask(Task):  # type: ignore[type-arg]
         rt = runtime()
 
         def one(element: dict[str, Any]) -> str:
+            assert work is not None  # run() calls it only then
             kwargs = single_kwargs(element)
             structlog.contextvars.bind_contextvars(correlation_id=kwargs.get("correlation_id"))
             try:
@@ -198,8 +202,29 @@ class StepTask(Task):  # type: ignore[type-arg]
         def hand_over(element: dict[str, Any], exc: BaseException) -> str:
             return _hand_over(step, exc, single, single_kwargs(element))
 
+        def all_at_once(together: Together) -> list[str]:
+            try:
+                done = together(elements)
+            except Exception as exc:  # noqa: BLE001 - each element's own task applies the policy
+                done = [exc] * len(elements)
+            outcomes = []
+            for element, outcome in zip(elements, done, strict=True):
+                if isinstance(outcome, BaseException):
+                    kwargs = single_kwargs(element)
+                    cid = kwargs.get("correlation_id")
+                    structlog.contextvars.bind_contextvars(correlation_id=cid)
+                    outcomes.append(_hand_over(step, outcome, single, kwargs))
+                else:
+                    outcomes.append(outcome)
+            return outcomes
+
         def run() -> dict[str, int]:
-            outcomes = fan_out(one, elements)
+            if together is not None:
+                outcomes = all_at_once(together)
+            elif work is not None:
+                outcomes = fan_out(one, elements)
+            else:
+                raise TypeError("guarded_batch needs work or together")
             if finish is not None:
                 outcomes = [o for o in outcomes if o != WAITING] + finish(hand_over)
             counts: dict[str, int] = {}

@@ -36,6 +36,7 @@ from edgematch.pipeline import backpressure
 from edgematch.pipeline import ingest as ingest_step
 from edgematch.pipeline import match as matcher
 from edgematch.pipeline.pushes import WAITING, Defer, Pushes
+from edgematch.pipeline.recordbatch import consume_many
 from edgematch.pipeline.recording import consume
 from edgematch.pipeline.results import Result
 from edgematch.pipeline.tagging import verdict_tags
@@ -318,33 +319,50 @@ def record_results(
     correlation_id: str | None = None,
     replayed_from: str | None = None,
 ) -> dict[str, int] | str:
-    """Record, tag and hand on the results of one API request in one task, their S3 tag
-    writes side by side. A failing result goes to its own ``record_result`` task, and a
-    redelivered batch is split (see ``StepTask.guarded_batch``); recording is idempotent.
-    ``correlation_id`` and ``replayed_from`` are set only by ``edgematch dlq replay``.
+    """Record, tag and hand on the results of one API request in one task: their tag locks,
+    recorded results and records each in one Redis round trip for all, their S3 tag writes
+    side by side (pipeline/recordbatch.py). A failing result goes to its own
+    ``record_result`` task, and a redelivered batch is split (see
+    ``StepTask.guarded_batch``); recording is idempotent. ``correlation_id`` and
+    ``replayed_from`` are set only by ``edgematch dlq replay``.
     """
     rt = runtime()
 
-    def work(doc: dict[str, Any]) -> str:
-        fresh = consume(
-            Result.from_dict(doc),
-            store=rt.results,
-            tags=verdict_tags(rt),
-            log=log,
-            hand_on=on_result,
-            allowlist=rt.allowlist,
+    def together(docs: list[dict[str, Any]]) -> list[str | BaseException]:
+        # An unreadable document fails alone: its own task retries, then dead-letters it.
+        parsed: list[Result | BaseException] = []
+        for doc in docs:
+            try:
+                parsed.append(Result.from_dict(doc))
+            except Exception as exc:  # noqa: BLE001 - its own task applies the policy
+                parsed.append(exc)
+        readable = [r for r in parsed if isinstance(r, Result)]
+        recorded = iter(
+            consume_many(
+                readable,
+                store=rt.results,
+                tags=verdict_tags(rt),
+                log=log,
+                hand_on=on_result,
+                allowlist=rt.allowlist,
+            )
         )
-        return "recorded" if fresh else "repeat"
+        outcomes: list[str | BaseException] = []
+        for r in parsed:
+            o = next(recorded) if isinstance(r, Result) else r
+            outcomes.append(o if isinstance(o, BaseException) else "recorded" if o else "repeat")
+        return outcomes
 
     outcome = self.guarded_batch(
         STEP_RESULTS,
         results,
-        work,
+        None,
         single=record_result,
         single_kwargs=lambda doc: {"result": doc, "correlation_id": doc.get("correlation_id")},
         args={"results": results},
         correlation_id=correlation_id,
         replayed_from=replayed_from,
+        together=together,
     )
     _flush_verdict_log(budget_s=INLINE_FLUSH_BUDGET_S)
     return outcome
