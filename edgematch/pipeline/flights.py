@@ -85,8 +85,17 @@ class Flights:
     def __len__(self) -> int:
         return len(self._pending)
 
+    @property
+    def failed(self) -> bool:
+        """Has a request of this pump raised (seen by :meth:`make_room` or a landing)?"""
+        return self._failure is not None
+
     def make_room(self) -> None:
         """Wait until fewer than ``limit`` requests are in flight."""
+        done = {future for future in self._pending if future.done()}
+        if done:
+            self._pending -= done
+            self._note(done)
         while len(self._pending) >= self._limit:
             self._wait(FIRST_COMPLETED)
 
@@ -117,6 +126,9 @@ class Flights:
 
     def _wait(self, how: str) -> None:
         done, self._pending = wait(self._pending, return_when=how)
+        self._note(done)
+
+    def _note(self, done: set[Future[None]]) -> None:
         for future in done:
             error = future.exception()
             if error is not None and self._failure is None:

@@ -63,6 +63,10 @@ def pump(
         while True:
             # Room first: a batch taken is a slot spent, and goes out at once.
             flights.make_room()
+            if flights.failed:
+                # Something unexpected: take no more; what is in flight is still settled.
+                stopped = "failed"
+                break
             taken = buf.take()
             if isinstance(taken, Batch):
                 if _launch(rt, taken, flights, publish=publish_one):

@@ -19,7 +19,7 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local live = '(' .. now
--- A pump already waits for the next slot: it will send, then kick the next one.
+-- A pump already waits for the next slot: it will send, then take the next slot itself.
 if redis.call('ZCOUNT', KEYS[8], live, '+inf') > 0 then
   return 0
 end
