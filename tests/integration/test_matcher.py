@@ -663,10 +663,22 @@ def test_a_pump_whose_request_fails_unexpectedly_settles_the_others_then_raises(
     h.push(10)
     published: list[Result] = []
     failed = threading.Event()
+    answer = ok_answer()
+    both_sent = threading.Event()
+
+    def counted(ids: list[str]) -> httpx.Response:
+        if len(h.api.requests) == 2:
+            both_sent.set()
+        return answer(ids)
+
+    h.api.answer = counted
 
     def publish(results: Sequence[Result]) -> None:
         if not failed.is_set():
             failed.set()
+            # The failure comes once both batches are sent: the pump stops taking after
+            # it, and the test is about the flight already out.
+            both_sent.wait(10)
             raise RuntimeError("publishing failed")
         published.extend(results)
 
