@@ -20,7 +20,7 @@ import pytest
 from devtools.localstack import LocalPipeline
 from devtools.localstack import wait_until as _wait
 from tests.support.hashes import HASH
-from tests.support.pipelines import discard
+from tests.support.pipelines import discard, wait_settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -62,6 +62,8 @@ def _dead_letters(pipe: LocalPipeline, reason: str) -> list[dict[str, Any]]:
 
 
 def _status_tag(pipe: LocalPipeline, key: str) -> str:
+    # A result is recorded before its content is tagged: read once the tasks are done.
+    wait_settled(pipe)
     content_key = key.removesuffix(".bin")
     tags = pipe.s3().get_object_tagging(Bucket=pipe.bucket, Key=content_key)["TagSet"]
     return str({t["Key"]: t["Value"] for t in tags}["edgematch-status"])

@@ -23,7 +23,14 @@ from devtools.localstack import wait_until as _wait
 from edgematch.downstream.quarantine import META_SOURCE, ContentVersion, quarantine_key
 from edgematch.infra.s3text import decode_metadata_value
 from tests.support.hashes import HASH
-from tests.support.pipelines import MakePipeline, cli, content_tags, dead_letters, log_events
+from tests.support.pipelines import (
+    MakePipeline,
+    cli,
+    content_tags,
+    dead_letters,
+    log_events,
+    wait_settled,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -58,6 +65,7 @@ def test_keys_of_every_kind_are_scanned_quarantined_reported_and_found(
     results = pipe.wait_for_results(hash_keys, timeout_s=90)
     assert set(results) == set(hash_keys)
     _wait(lambda: len(pipe.reports()) == len(HIT_KEYS), 90, "a report per hit")
+    wait_settled(pipe)  # a result is recorded before its content is tagged
 
     for key in HIT_KEYS:
         assert results[f"{key}.bin"]["verdict"] == "match"

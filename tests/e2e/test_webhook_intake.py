@@ -15,7 +15,7 @@ import pytest
 
 from devtools.localstack import LocalPipeline
 from devtools.localstack import wait_until as _wait
-from tests.support.pipelines import discard
+from tests.support.pipelines import discard, wait_settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -49,7 +49,9 @@ def make_pipeline() -> Iterator[MakePipeline]:
 
 
 def _summary(pipe: LocalPipeline, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """What an operator sees of a set of uploads, with ids and times left out."""
+    """What an operator sees of a set of uploads, with ids and times left out (once the
+    tasks are done: a result is recorded before its content is tagged)."""
+    wait_settled(pipe)
     s3 = pipe.s3()
     out: dict[str, Any] = {}
     for key, doc in sorted(results.items()):
