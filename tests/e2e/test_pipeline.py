@@ -41,6 +41,18 @@ def test_uploads_are_scanned_matched_and_tagged(make_pipeline: MakePipeline, bro
 
     assert set(results) == set(hashes)
     assert {k for k, r in results.items() if r["verdict"] == "match"} == set(known)
+
+    def tagged() -> bool:
+        # A result is recorded, then its verdict tag written (under the tag's lock): the
+        # last ones of a batch may still be on their way when every result is there.
+        s3 = pipe.s3()
+        return all(
+            len(s3.get_object_tagging(Bucket=pipe.bucket, Key=k.removesuffix(".bin"))["TagSet"])
+            == 2
+            for k in hashes
+        )
+
+    _wait(tagged, 10, "every content object to be tagged")
     for key, doc in results.items():
         assert doc["schema"] == "edgematch.result/v1"
         assert doc["content_key"] == key.removesuffix(".bin")
