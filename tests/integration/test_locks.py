@@ -17,7 +17,7 @@ import redis
 
 from devtools.devstack import RedisServer
 from edgematch.infra.redisclient import redis_client as build_redis_client
-from edgematch.recovery.locks import LockHeld, exclusive
+from edgematch.recovery.locks import LockHeld, exclusive, exclusive_many
 
 pytestmark = pytest.mark.integration
 
@@ -87,6 +87,29 @@ def test_a_killed_holders_lock_is_free_within_one_ttl(redis_server: RedisServer)
             holder.kill()
         client.delete(NAME)
         client.close()
+
+
+def test_many_locks_taken_together_are_kept_and_released_together(
+    redis_client: redis.Redis,
+) -> None:
+    """exclusive_many: the free ones are held (and kept past their TTL), the one another
+    holder has is LockHeld with what is left of its TTL, and the block's end frees only
+    those it held."""
+    ttl_s = 1.0
+    names = [f"{NAME}:many:{i}" for i in range(3)]
+    redis_client.set(names[1], "theirs", px=20_000)
+    with exclusive_many(
+        redis_client, names, ttl_s=ttl_s, what={n: n for n in names}, wait_s=0.2
+    ) as held:
+        assert held[names[0]] is None and held[names[2]] is None
+        refused = held[names[1]]
+        assert isinstance(refused, LockHeld) and 10 < refused.retry_after_s <= 20
+        time.sleep(2 * ttl_s)
+        assert all(redis_client.exists(name) for name in names)
+        with pytest.raises(LockHeld), exclusive(redis_client, names[0], ttl_s=ttl_s, what="x"):
+            pass
+    assert not redis_client.exists(names[0]) and not redis_client.exists(names[2])
+    assert redis_client.get(names[1]) == b"theirs"
 
 
 def test_one_thread_keeps_every_lock_a_process_holds(redis_client: redis.Redis) -> None:
