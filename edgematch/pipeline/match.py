@@ -25,6 +25,10 @@ from edgematch.pipeline.buffer import Batch, Empty, Wait
 from edgematch.pipeline.flights import Flights, serialized
 from edgematch.runtime import Runtime
 
+#: How long before its slot the pump that follows one giving way is due: the process may be
+#: in the middle of another task when the slot comes (a results task takes tens of ms).
+GIVE_WAY_LEAD_S = 0.15
+
 
 @dataclass(frozen=True)
 class PumpReport:
@@ -43,6 +47,7 @@ def pump(
     start_pump: Callable[[str], None],
     sleep: Callable[[float], None] = time.sleep,
     others_waiting: Callable[[], bool] | None = None,
+    start_pump_later: Callable[[str, float], None] | None = None,
 ) -> PumpReport:
     """Drain the buffer for at most ``pump_max_s``; then hand over to a new pump if needed.
 
@@ -51,6 +56,10 @@ def pump(
     process, says whether other steps' tasks wait: the pump then ends instead of sleeping
     until the next slot, since sleeping would hold back the ingest that fills the next
     batches and the results that follow; a new pump takes its turn in the match queue.
+    ``start_pump_later`` (a pump task with a countdown), given with ``others_waiting``,
+    starts that new pump when the slot is due instead of at once: the match queue is
+    served first, so a pump queued at once would run before the waiting work and give way
+    again, a match task and its bookkeeping for nothing, many times a slot.
     """
     buf = rt.buffer
     deadline = time.monotonic() + rt.settings.pump_max_s
@@ -59,6 +68,7 @@ def pump(
     flights = Flights(rt.settings.match_pumps)
     publish_one = serialized(publish)
     ended = False
+    wait_s = 0.0  # the last wait for a slot: when the next pump is due, if this one gives way
     try:
         while True:
             # Room first: a batch taken is a slot spent, and goes out at once.
@@ -85,7 +95,11 @@ def pump(
                 stopped = "empty"
                 break
             assert isinstance(taken, Wait)
-            why = _wait(rt, pump_id, taken, deadline, sleep=sleep, others_waiting=others_waiting)
+            wait_s = taken.seconds
+            # A pump gives way only once it has sent: the one started to take this slot
+            # takes it, whatever else waits.
+            gives_way = others_waiting if batches else None
+            why = _wait(rt, pump_id, taken, deadline, sleep=sleep, others_waiting=gives_way)
             if why is not None:
                 stopped = why
                 break
@@ -97,13 +111,32 @@ def pump(
             # two. A pump that ended because another one waits for the next slot leaves
             # the kick to that one. Kicked before this pump's last answers are in, so that
             # in a worker of several processes the next pump takes the next slot meanwhile.
-            if ended and stopped != "another_waits":
-                _kick(rt, start_pump)
+            if ended:
+                _hand_over(rt, stopped, wait_s, start_pump, start_pump_later)
         finally:
             # Every request sent is settled before the task returns, even when the loop
             # failed (a Redis outage in a take): the answers are in flight already.
             flights.land()
     return PumpReport(batches=batches, items=items, stopped=stopped)
+
+
+def _hand_over(
+    rt: Runtime,
+    stopped: str,
+    wait_s: float,
+    start_pump: Callable[[str], None],
+    start_pump_later: Callable[[str, float], None] | None,
+) -> None:
+    """Start the next pump if one is useful: when the slot is due, after giving way."""
+    if stopped == "another_waits":
+        return
+    if stopped == "yield" and start_pump_later is not None:
+        later = start_pump_later
+        # Due a little before the slot: the process may be busy with a task when it is.
+        due_s = max(0.0, wait_s - GIVE_WAY_LEAD_S)
+        _kick(rt, lambda next_id: later(next_id, due_s))
+        return
+    _kick(rt, start_pump)
 
 
 def _launch(rt: Runtime, batch: Batch, flights: Flights, *, publish: settling.PublishMany) -> bool:

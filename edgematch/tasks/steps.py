@@ -75,6 +75,10 @@ def start_pump(pump_id: str) -> None:
     runtime().publisher.send(match, {"pump_id": pump_id})
 
 
+def _start_pump_later(pump_id: str, seconds: float) -> None:
+    runtime().publisher.send(match, {"pump_id": pump_id}, countdown=seconds)  # 0: at once
+
+
 def _ingest_one(
     event: dict[str, Any], correlation_id: str, lane: str, defer: Defer | None = None
 ) -> str:
@@ -134,6 +138,8 @@ def match(pump_id: str) -> dict[str, Any]:
         publish=publish_results,
         start_pump=start_pump,
         others_waiting=(lambda: backpressure.others_waiting(rt, others)) if sole else None,
+        # On RabbitMQ a countdown is whole seconds (config/rabbit.py): far past the slot.
+        start_pump_later=None if rt.settings.broker.amqp else _start_pump_later,
     )
     return {"batches": report.batches, "items": report.items, "stopped": report.stopped}
 

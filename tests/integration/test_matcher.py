@@ -814,12 +814,14 @@ def test_a_sole_process_pump_yields_instead_of_sleeping_when_other_work_waits(
     make_harness: MakeHarness, busy: bool
 ) -> None:
     """In a one-process worker, a pump that would sleep for its next slot while ingest or
-    results tasks wait ends instead (and a new pump is queued); otherwise it waits."""
+    results tasks wait ends instead (and a new pump is queued, due when the slot is);
+    otherwise it waits."""
     h = make_harness(match_pumps=1, batch_linger_ms=300)
     h.push(7)
     pump_id = h.rt.buffer.kick()
     assert pump_id is not None
     started: list[str] = []
+    due: list[tuple[str, float]] = []
     slept: list[float] = []
 
     def sleep(seconds: float) -> None:
@@ -833,12 +835,16 @@ def test_a_sole_process_pump_yields_instead_of_sleeping_when_other_work_waits(
         start_pump=started.append,
         sleep=sleep,
         others_waiting=lambda: busy,
+        start_pump_later=lambda next_id, seconds: due.append((next_id, seconds)),
     )
 
     if busy:
         assert report == matcher.PumpReport(batches=1, items=5, stopped="yield")
         assert slept == []
-        assert len(started) == 1  # the next pump, queued behind the waiting work
+        # The next pump, due when the slot is (the two left linger 300 ms), not at once:
+        # the match queue is served first, so it would run before the waiting work.
+        assert started == []
+        assert len(due) == 1 and 0 < due[0][1] <= 0.3 - matcher.GIVE_WAY_LEAD_S
         assert h.rt.buffer.depth() == 2
     else:
         assert report == matcher.PumpReport(batches=2, items=7, stopped="empty")
