@@ -15,6 +15,7 @@ pipeline/settling.py.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -146,12 +147,20 @@ def _launch(rt: Runtime, batch: Batch, flights: Flights, *, publish: settling.Pu
         rt.buffer.settle(batch.id, (), ())
         return False
 
+    # The lease is renewed from now until the batch is settled: a flight waiting for a
+    # thread (pumps of a threads pool share them) must not let it run out.
+    kept = contextlib.ExitStack()
+    kept.enter_context(rt.buffer.keeping(batch.id))
+
     def send() -> None:
-        # The lease is renewed until the batch is settled.
-        with rt.buffer.keeping(batch.id):
+        with kept:
             request.send_batch(rt, batch, publish=publish)
 
-    flights.launch(send)
+    try:
+        flights.launch(send)
+    except BaseException:
+        kept.close()
+        raise
     return True
 
 
