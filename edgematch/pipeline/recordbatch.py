@@ -91,6 +91,37 @@ def consume_many(
     return [_finish(item, hand_on=hand_on, log=log) for item in items]
 
 
+def consume_documents(
+    docs: Sequence[dict[str, Any]],
+    *,
+    store: ResultStore,
+    tags: VerdictTags,
+    log: Any,
+    hand_on: HandOn,
+    allowlist: Allowlist | None = None,
+) -> list[str | BaseException]:
+    """:func:`consume_many` for result documents as the results queue carries them: one
+    outcome a document, in order — ``"recorded"``, ``"repeat"``, or the exception that
+    failed it (an unreadable document fails alone, its own task retries it)."""
+    parsed: list[Result | BaseException] = []
+    for doc in docs:
+        try:
+            parsed.append(Result.from_dict(doc))
+        except Exception as exc:  # noqa: BLE001 - its own task applies the policy
+            parsed.append(exc)
+    readable = [r for r in parsed if isinstance(r, Result)]
+    recorded = iter(
+        consume_many(
+            readable, store=store, tags=tags, log=log, hand_on=hand_on, allowlist=allowlist
+        )
+    )
+    outcomes: list[str | BaseException] = []
+    for r in parsed:
+        o = next(recorded) if isinstance(r, Result) else r
+        outcomes.append(o if isinstance(o, BaseException) else "recorded" if o else "repeat")
+    return outcomes
+
+
 def rounds(items: Sequence[_Item]) -> list[list[_Item]]:
     """``items`` in rounds, in order, no round holding two items of one hash object or one
     content object: their compare-and-sets and tag locks would be one another's. Pure."""

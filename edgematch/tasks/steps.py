@@ -36,7 +36,7 @@ from edgematch.pipeline import backpressure
 from edgematch.pipeline import ingest as ingest_step
 from edgematch.pipeline import match as matcher
 from edgematch.pipeline.pushes import WAITING, Defer, Pushes
-from edgematch.pipeline.recordbatch import consume_many
+from edgematch.pipeline.recordbatch import consume_documents
 from edgematch.pipeline.recording import consume
 from edgematch.pipeline.results import Result
 from edgematch.pipeline.tagging import verdict_tags
@@ -335,29 +335,14 @@ def record_results(
     rt = runtime()
 
     def together(docs: list[dict[str, Any]]) -> list[str | BaseException]:
-        # An unreadable document fails alone: its own task retries, then dead-letters it.
-        parsed: list[Result | BaseException] = []
-        for doc in docs:
-            try:
-                parsed.append(Result.from_dict(doc))
-            except Exception as exc:  # noqa: BLE001 - its own task applies the policy
-                parsed.append(exc)
-        readable = [r for r in parsed if isinstance(r, Result)]
-        recorded = iter(
-            consume_many(
-                readable,
-                store=rt.results,
-                tags=verdict_tags(rt),
-                log=log,
-                hand_on=on_result,
-                allowlist=rt.allowlist,
-            )
+        return consume_documents(
+            docs,
+            store=rt.results,
+            tags=verdict_tags(rt),
+            log=log,
+            hand_on=on_result,
+            allowlist=rt.allowlist,
         )
-        outcomes: list[str | BaseException] = []
-        for r in parsed:
-            o = next(recorded) if isinstance(r, Result) else r
-            outcomes.append(o if isinstance(o, BaseException) else "recorded" if o else "repeat")
-        return outcomes
 
     outcome = self.guarded_batch(
         STEP_RESULTS,
