@@ -1,6 +1,13 @@
-"""moto's server, as ``python -m moto.server`` runs it, counting the requests it serves by
-S3 or SQS operation: ``GET /_bench/requests`` answers the counts since the last
-``POST /_bench/requests/reset``.
+"""moto's server, counting the requests it serves by S3 or SQS operation:
+``GET /_bench/requests`` answers the counts since the last ``POST /_bench/requests/reset``.
+
+Served with HTTP/1.1 keep-alive, as S3 and SQS serve: moto's own server (werkzeug's
+development server, ``python -m moto.server``) closes every connection after one answer,
+so each request would cost its client a new TCP connection that production never pays
+(0.17–0.25 ms of the client's CPU a call here, ``bench/s3calls.py``). The same moto is served
+here by waitress, a threaded WSGI server that keeps connections open. ``--closing-port``
+serves the same moto (one process, the same buckets and queues) with moto's own server too,
+for runs that show what the closing costs side by side (``python -m bench --moto-closing``).
 
 The count is made on the server side, one dictionary increment a request, so it sees every
 client (edgematch's processes, the benchmark's own) and costs moto almost nothing. S3
@@ -24,10 +31,13 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from bench.prices import SQS_OPERATIONS
-from devtools.devstack import MotoServer, wait_for_port
+from devtools.devstack import MotoServer, free_port, wait_for_port
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+#: waitress's threads: more than the requests a benchmark run has in flight at once.
+THREADS = 32
 
 #: S3 sub-resources that name an operation on their own (``?tagging`` …).
 _SUBRESOURCES = ("tagging", "versions", "uploads", "uploadId", "delete", "notification", "acl")
@@ -120,15 +130,29 @@ class Counting:
 
 
 class CountingMotoServer(MotoServer):
-    """:class:`devtools.devstack.MotoServer` run as this module: the same moto, counted."""
+    """:class:`devtools.devstack.MotoServer` run as this module: the same moto, counted,
+    kept alive at :attr:`url`, and closing every connection at :attr:`closing_url`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closing_port = free_port()
+
+    @property
+    def closing_url(self) -> str:
+        """The same moto behind moto's own server, which closes every connection."""
+        return f"http://127.0.0.1:{self.closing_port}"
 
     def start(self) -> CountingMotoServer:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.motocount", "-H", "127.0.0.1", "-p", str(self.port)],
+            [
+                *(sys.executable, "-m", "bench.motocount", "-H", "127.0.0.1"),
+                *("-p", str(self.port), "--closing-port", str(self.closing_port)),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port, 30.0)
+        wait_for_port(self.closing_port, 30.0)
         return self
 
 
@@ -156,23 +180,32 @@ def main() -> None:
         MotoRequestHandler,
         create_backend_app,
     )
-    from werkzeug.serving import run_simple  # noqa: PLC0415
+    from waitress import serve  # type: ignore[import-untyped, import-not-found, unused-ignore]  # noqa: PLC0415
+    from werkzeug.serving import make_server  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="python -m bench.motocount")
     parser.add_argument("-H", "--host", default="127.0.0.1")
-    parser.add_argument("-p", "--port", type=int, required=True)
+    parser.add_argument("-p", "--port", type=int, required=True, help="kept alive (waitress)")
+    parser.add_argument(
+        "--closing-port", type=int, help="the same moto with its own server (closes connections)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("MOTO_PORT", str(args.port))
     _lean_retention_check()
     app = DomainDispatcherApplication(create_backend_app)
     app.debug = True  # type: ignore[attr-defined]
-    run_simple(
-        args.host,
-        args.port,
-        Counting(app),
-        threaded=True,
-        request_handler=MotoRequestHandler,
-    )
+    counted = Counting(app)
+    if args.closing_port:
+        closing = make_server(
+            args.host,
+            args.closing_port,
+            counted,
+            threaded=True,
+            request_handler=MotoRequestHandler,
+        )
+        threading.Thread(target=closing.serve_forever, name="closing", daemon=True).start()
+    # Threads enough for every client of a run (a worker's flights, intake's polls) at once.
+    serve(counted, host=args.host, port=args.port, threads=THREADS, _quiet=True)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ EDGEMATCH, FIXED, RATE_LIMITED = "edgematch", "fixed_sleep", "rate_limited"
 MATCH_STEP = "edgematch_match_step"
 #: The whole pipeline in runs long enough for a steady-state figure, at each (R, workers).
 STEADY = "steady"
+#: The steady-state variant whose processes reach S3 and SQS through moto's own server.
+CLOSING = "moto closing every connection"
 SYSTEMS = (EDGEMATCH, MATCH_STEP, FIXED, RATE_LIMITED, STEADY)
 
 
@@ -116,6 +118,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="EDGEMATCH_X=V[,EDGEMATCH_Y=W]",
         help="run every steady-state configuration again with these settings too, side by "
         "side in the same run (repeatable), e.g. EDGEMATCH_TAG_CLEAN=off",
+    )
+    p.add_argument(
+        "--moto-closing",
+        action="store_true",
+        help="run every steady-state configuration again with edgematch's processes talking to "
+        "moto's own server, which closes every connection (the benchmark's moto keeps them "
+        "open, as S3 and SQS do): what the closing costs, side by side in the same run",
     )
     p.add_argument("--systems", default=",".join(SYSTEMS), help="which systems to run")
     p.add_argument(
@@ -309,7 +318,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "repeats": args.repeats,
             "steady": args.steady,
             "steady_hashes": args.steady_hashes,
-            "steady_variants": args.steady_variant,
+            "steady_variants": args.steady_variant + ([CLOSING] if args.moto_closing else []),
             "prices": {"date": prices.PRICES_DATE, "source": prices.PRICES_SOURCE},
             "edgematch_settings": _settings(args),
             "broker": args.broker,
@@ -371,8 +380,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     row["margin"] = margin
                     doc["margin_rows"].append(row)
         if STEADY in systems:
+            closing = [CLOSING] if args.moto_closing else []
             for rate, workers in args.steady:
-                for variant in ["", *args.steady_variant]:
+                for variant in ["", *args.steady_variant, *closing]:
                     row = attempt(
                         f"edgematch steady state, R = {rate:g}, {workers} worker process(es)"
                         + (f", {variant}" if variant else ""),
@@ -425,8 +435,12 @@ def _steady(
 ) -> dict[str, Any]:
     """The Procfile's processes through a backlog long enough for a steady-state figure, at
     ``rate`` (the sandbox's and edgematch's) and ``workers``; ``variant``: settings of
-    theirs (``EDGEMATCH_X=V,…``) on top of ``--set``."""
-    extra = dict(pair.split("=", 1) for pair in variant.split(",") if pair)
+    theirs (``EDGEMATCH_X=V,…``) on top of ``--set``, or ``CLOSING``: S3 and SQS through
+    moto's own server, which closes every connection."""
+    if variant == CLOSING:
+        extra = {"AWS_ENDPOINT_URL": stack.moto.closing_url}
+    else:
+        extra = dict(pair.split("=", 1) for pair in variant.split(",") if pair)
     env = _settings(args, EDGEMATCH_RATE_LIMIT=f"{rate:g}", **extra)
     suffix = "".join(c for c in variant.lower() if c.isalnum())[-16:]
     tag = f"st{rate:g}x{workers}" + (f"-{suffix}" if variant else "")

@@ -78,7 +78,8 @@ class Stack:
             },
         )
         # The same moto, counting the requests it serves by operation (bench/motocount.py).
-        self.pipe.moto = CountingMotoServer()
+        self.moto = CountingMotoServer()
+        self.pipe.moto = self.moto
         self.http = httpx.Client(timeout=10)
 
     def start(self) -> Stack:
