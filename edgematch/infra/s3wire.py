@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import structlog
-from botocore.awsrequest import AWSPreparedRequest, AWSRequest, AWSResponse
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse, HeadersDict
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -314,9 +314,15 @@ class S3Wire:
             now=datetime.now(UTC).replace(tzinfo=None),
             sign_payload=self._sign_payload,
         )
-        prepared = AWSRequest(method, request.url, headers, request.body or None).prepare()
-        prepared.stream_output = request.operation == "GetObject"
-        return prepared
+        if request.body:  # as botocore's preparer sets it (after signing: not signed)
+            headers["Content-Length"] = str(len(request.body))
+        return AWSPreparedRequest(
+            method,
+            request.url,
+            HeadersDict(headers),  # type: ignore[arg-type] # what botocore's preparer passes
+            request.body or None,
+            stream_output=request.operation == "GetObject",
+        )
 
 
 def _route_of(request: AWSPreparedRequest, key: str) -> tuple[_Route | None, str]:
