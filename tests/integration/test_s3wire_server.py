@@ -140,14 +140,15 @@ def test_lean_requests_are_the_ones_boto3_sends(s3: S3Client) -> None:
     lean path sends the method, URL (which the signature covers) and body boto3 sends."""
     wire = S3Wire(s3)
     lean: list[tuple[str, str, bytes]] = []
-    session = wire._http
+    conns = wire._conns
+    assert conns is not None
+    send = conns.send
 
-    class Spy:
-        def send(self, request: Any) -> Any:
-            lean.append((request.method, request.url, request.body or b""))
-            return session.send(request)
+    def spy(method: str, url: str, headers: dict[str, str], body: bytes | None, **kw: Any) -> Any:
+        lean.append((method, url, body or b""))
+        return send(method, url, headers, body, **kw)
 
-    wire._http = Spy()
+    conns.send = spy  # type: ignore[method-assign]
     tags = {"TagSet": [{"Key": "a b+c=d", "Value": "x:y/z@w"}]}
     calls: list[tuple[str, dict[str, Any]]] = []
     for key in KEYS:
