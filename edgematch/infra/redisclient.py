@@ -27,6 +27,7 @@ never the server's full message: a script's error text may quote the data it ran
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Iterable, Iterator
 from importlib import resources
@@ -302,11 +303,17 @@ class Redis(redis.Redis):
 def lua_script(client: redis.Redis, name: str) -> redis.commands.core.Script:
     """``client``'s handle on the Lua script ``edgematch/infra/lua/<name>.lua``.
 
-    Read from the installed package; loaded on the server at its first call (and again
-    whenever the server has forgotten it, on a client of :func:`redis_client`).
+    Read from the installed package once a process; loaded on the server at its first call
+    (and again whenever the server has forgotten it, on a client of :func:`redis_client`).
     """
-    source = resources.files("edgematch.infra").joinpath(f"lua/{name}.lua").read_text("utf-8")
-    return client.register_script(source)
+    return client.register_script(_lua_source(name))
+
+
+@functools.cache
+def _lua_source(name: str) -> str:
+    """The text of one of the package's Lua scripts (a handful: kept for the process, so
+    that objects built per task do not read the file each time)."""
+    return resources.files("edgematch.infra").joinpath(f"lua/{name}.lua").read_text("utf-8")
 
 
 def redis_client(url: str, *, sentinel_master: str | None = None, timeout_s: float = 10.0) -> Redis:
