@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import (
+    BotoCoreError,
     ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
@@ -97,6 +98,8 @@ class Connections:
                 conn.close()  # closed while idle: once more on a new connection
                 conn, reused = self._make(origin, url), False
                 reply = self._exchange(conn, method, target, headers, body)
+        except BotoCoreError:
+            raise  # the new connection's own failure, botocore's already (some are OSErrors)
         except ssl.SSLError as exc:
             conn.close()
             raise SSLError(endpoint_url=url, error=exc) from exc

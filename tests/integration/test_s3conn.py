@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -52,7 +52,9 @@ class _Handler(BaseHTTPRequestHandler):
         return None
 
 
-def _serve(handler: type[_Handler], tls: tuple[Path, Path] | None = None) -> Iterator[str]:
+def _serve(
+    handler: type[_Handler], tls: tuple[Path, Path] | None = None
+) -> Generator[str, None, None]:
     server = ThreadingHTTPServer(("127.0.0.1", devstack.free_port()), handler)
     scheme = "http"
     if tls is not None:
@@ -201,3 +203,18 @@ def test_a_proxy_or_a_client_certificate_stays_with_the_clients_session(
     assert proxied.handles("http://127.0.0.1:9000/b/k")  # no proxy for that scheme
     with_cert = Connections(URLLib3Session(client_cert=str(certificate[0])))
     assert not with_cert.handles(url)
+
+
+def test_a_stale_connection_whose_server_is_gone_is_endpoint_connection_error(
+    handler: type[_Handler],
+) -> None:
+    """The kept connection was closed while idle, and the new one is refused: the caller
+    sees the refusal, as botocore raises it, not the closed connection."""
+    handler.drop_after = True
+    serving = _serve(handler)
+    url = next(serving)
+    conns = Connections(URLLib3Session())
+    assert _get(conns, f"{url}/b/k")
+    serving.close()  # the server is gone: nothing listens on its port any more
+    with pytest.raises(EndpointConnectionError):
+        _get(conns, f"{url}/b/k")
