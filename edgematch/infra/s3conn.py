@@ -1,10 +1,11 @@
 """The lean S3 path's HTTP connections: kept alive per origin, over ``http.client`` directly.
 
 botocore sends through urllib3 (a pool manager, its URL parsing and header classes, then
-``http.client``); for the lean path's three small requests that layering is most of a
+``http.client``); for the lean path's three small requests that layering was most of a
 call's CPU. Here a request goes straight to an ``http.client`` connection kept for its
-origin (scheme, host, port): 0.22–0.30 ms of CPU a tag GET against 0.42–0.55 through
-urllib3's pool and 0.72–0.84 through botocore's session, side by side (bench/s3calls.py).
+origin (scheme, host, port; the ``MAX_ORIGINS`` most recently used). A tag GET costs 0.39
+of boto3's CPU this way, against 0.58 through botocore's session (``bench.s3calls``,
+docs/benchmark.md, "Cost per hash, 2026-12-04 (afternoon)").
 
 Everything is taken from the boto3 client's own HTTP session, so the wire and the security
 are the client's: TLS verified against the client's CA bundle (``AWS_CA_BUNDLE``, its
@@ -46,6 +47,9 @@ from botocore.httpsession import get_cert_path
 __all__ = ["Connections"]
 
 _DEFAULT_TIMEOUT_S: Final = 60.0
+#: Origins whose idle connections are kept, the most recently used (as urllib3's pool
+#: manager keeps botocore's pools): one origin a bucket where buckets are virtual hosts.
+MAX_ORIGINS: Final = 10
 #: A failure of a reused connection before any answer: it was closed while idle.
 _STALE: Final = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 _Origin = tuple[str, str, int]
@@ -128,12 +132,18 @@ class Connections:
         return self._make(origin, url), False
 
     def _give_back(self, origin: _Origin, conn: http.client.HTTPConnection) -> None:
+        dropped: list[http.client.HTTPConnection] = []
         with self._lock:
-            idle = self._idle.setdefault(origin, [])
+            idle = self._idle.pop(origin, [])
+            self._idle[origin] = idle  # the most recently used last
             if len(idle) < self._max_idle and self._pid == os.getpid():
                 idle.append(conn)
-                return
-        conn.close()
+            else:
+                dropped.append(conn)
+            while len(self._idle) > MAX_ORIGINS:
+                dropped += self._idle.pop(next(iter(self._idle)))
+        for stale in dropped:
+            stale.close()
 
     def _make(self, origin: _Origin, url: str) -> http.client.HTTPConnection:
         scheme, host, port = origin

@@ -22,6 +22,7 @@ from botocore.exceptions import (
 from botocore.httpsession import URLLib3Session
 
 from devtools import devstack
+from edgematch.infra import s3conn
 from edgematch.infra.s3conn import Connections
 
 pytestmark = pytest.mark.integration
@@ -218,3 +219,26 @@ def test_a_stale_connection_whose_server_is_gone_is_endpoint_connection_error(
     serving.close()  # the server is gone: nothing listens on its port any more
     with pytest.raises(EndpointConnectionError):
         _get(conns, f"{url}/b/k")
+
+
+def test_idle_connections_are_kept_for_the_most_recent_origins_only(
+    handler: type[_Handler],
+) -> None:
+    """One origin a bucket where buckets are virtual hosts: only the ``MAX_ORIGINS`` most
+    recently used keep their idle connections, the others' are closed."""
+    servings = [_serve(handler) for _ in range(s3conn.MAX_ORIGINS + 2)]
+    try:
+        urls = [next(serving) for serving in servings]
+        conns = Connections(URLLib3Session())
+        for url in urls:
+            assert _get(conns, f"{url}/b/k")
+        kept = conns._idle
+        assert len(kept) == s3conn.MAX_ORIGINS
+        ports = [int(url.rsplit(":", 1)[1]) for url in urls]
+        assert [origin[2] for origin in kept] == ports[2:]  # the two oldest dropped
+        assert all(len(idle) == 1 for idle in kept.values())
+        assert _get(conns, f"{urls[0]}/b/k")  # a dropped origin connects again
+        assert len(handler.connections) == len(urls) + 1
+    finally:
+        for serving in servings:
+            serving.close()
