@@ -114,8 +114,7 @@ class Connections:
             conn.close()
             raise ConnectionClosedError(endpoint_url=url) from exc
         raw = _Raw(reply, conn, url, lambda c: self._give_back(origin, c))
-        answered: Any = dict(reply.getheaders())  # AWSResponse keeps them case-insensitively
-        response = AWSResponse(url, reply.status, answered, raw)
+        response = AWSResponse(url, reply.status, _headers(reply), raw)
         if not stream:
             _ = response.content  # read whole: the connection goes back now
         return response
@@ -195,6 +194,17 @@ class Connections:
     ) -> http.client.HTTPResponse:
         conn.request(method, target, body=body, headers=headers)
         return conn.getresponse()
+
+
+def _headers(reply: http.client.HTTPResponse) -> Any:
+    """The answer's headers, a header sent twice joined with ", " as urllib3 joins it: two
+    Content-Lengths or checksums that disagree are never read as one of them."""
+    joined: dict[str, str] = {}
+    names: dict[str, str] = {}
+    for name, value in reply.getheaders():
+        first = names.setdefault(name.lower(), name)
+        joined[first] = f"{joined[first]}, {value}" if first in joined else value
+    return joined  # AWSResponse keeps them case-insensitively
 
 
 class _Raw:

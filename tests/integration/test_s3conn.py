@@ -22,8 +22,11 @@ from botocore.exceptions import (
 from botocore.httpsession import URLLib3Session
 
 from devtools import devstack
+from edgematch.config.settings import Settings
 from edgematch.infra import s3conn
+from edgematch.infra.s3answers import UnreadableAnswer, object_answer
 from edgematch.infra.s3conn import Connections
+from edgematch.infra.storage import make_s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -142,10 +145,36 @@ def test_errors_are_botocores(url: str, handler: type[_Handler]) -> None:
     port = devstack.free_port()  # nothing listens there
     with pytest.raises(EndpointConnectionError):
         _get(Connections(URLLib3Session()), f"http://127.0.0.1:{port}/b/k")
-    handler.delay_s = 3.0
-    # The client's own read timeout (botocore's Config(read_timeout=...)) is the one kept.
+    # edgematch's S3 client: its read timeout is EDGEMATCH_API_TIMEOUT_S, default 10 s.
+    settings = Settings()
+    handler.delay_s = settings.api_timeout_s + 1
+    session = make_s3_client(settings)._endpoint.http_session  # type: ignore[attr-defined]
     with pytest.raises(ReadTimeoutError):
-        _get(Connections(_session(timeout=(5, 1))), f"{url}/b/slow")
+        _get(Connections(session), f"{url}/b/slow")
+
+
+def test_a_header_sent_twice_is_joined_and_two_lengths_are_unreadable() -> None:
+    """Two Content-Lengths that disagree are never read as either: the GET's answer is
+    refused (retried, then unscannable), as through urllib3."""
+
+    class Twice(_Handler):
+        connections: ClassVar[list[int]] = []
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "5")
+            self.send_header("content-length", "7")
+            self.send_header("x-amz-meta-a", "1")
+            self.end_headers()
+            self.wfile.write(b"hash!")
+            self.close_connection = True
+
+    for url in _serve(Twice):
+        response = Connections(URLLib3Session()).send("GET", f"{url}/b/k", {}, None, stream=True)
+        assert response.headers["Content-Length"] == "5, 7"
+        with pytest.raises(UnreadableAnswer):
+            object_answer(response, checksums=False)
+        response.raw.close()
 
 
 @pytest.mark.parametrize("sent", [b"", b"HTTP/1.1 20"])
