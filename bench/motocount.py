@@ -4,10 +4,11 @@
 Served with HTTP/1.1 keep-alive, as S3 and SQS serve: moto's own server (werkzeug's
 development server, ``python -m moto.server``) closes every connection after one answer,
 so each request would cost its client a new TCP connection that production never pays
-(0.17–0.25 ms of the client's CPU a call here, ``bench/s3calls.py``). The same moto is served
-here by waitress, a threaded WSGI server that keeps connections open. ``--closing-port``
-serves the same moto (one process, the same buckets and queues) with moto's own server too,
-for runs that show what the closing costs side by side (``python -m bench --moto-closing``).
+(0.15–0.22 ms of the client's CPU a lean call here: ``closing_costs`` of ``bench.s3calls``).
+The same moto is served here by waitress, a threaded WSGI server that keeps connections
+open. ``--closing-port`` serves the same moto (one process, the same buckets and queues)
+with moto's own server too, for runs that show what the closing costs side by side
+(``python -m bench --moto-closing``).
 
 The count is made on the server side, one dictionary increment a request, so it sees every
 client (edgematch's processes, the benchmark's own) and costs moto almost nothing. S3
@@ -97,6 +98,10 @@ class Counting:
         path = environ.get("PATH_INFO", "")
         if path.startswith("/_bench/requests"):
             return self._admin(environ, start_response)
+        # moto reads the request's path as sent from RAW_URI, which werkzeug sets and
+        # waitress names REQUEST_URI: without it moto decodes PATH_INFO once more, and a key
+        # with "%20" in its name would be another key.
+        environ.setdefault("RAW_URI", environ.get("REQUEST_URI", ""))
         name = self._classify(environ)
         with self._lock:
             self.counts[name] += 1

@@ -1,11 +1,14 @@
 """The hot path's S3 calls, boto3 against the lean path, CPU of the calling process a call.
 
-Against moto's server in its own process (path-style, as edgematch and the benchmark use
-it): a versioned bucket with 924-byte hash files under keys with unicode, spaces, ``+``,
-``%``, ``?``, ``#`` (and a 1,024-byte key, measured apart), one client as
-``make_s3_client`` builds it, and two
-:class:`~edgematch.infra.storage.ObjectStore` on it — the default (lean) and
-``lean=False`` (every call through boto3). Rounds alternate the two, call by call kind:
+Against the benchmark's moto in its own process (bench/motocount.py; path-style, as
+edgematch and the benchmark use it): a versioned bucket with 924-byte hash files under keys
+with unicode, spaces, ``+``, ``%``, ``?``, ``#`` (and a 1,024-byte key, measured apart),
+clients as ``make_s3_client`` builds them, and three
+:class:`~edgematch.infra.storage.ObjectStore`: ``boto3`` (``lean=False``, every call through
+boto3) and ``lean`` (the default) through moto's own server, which closes every connection,
+and ``lean_kept`` through the same moto kept alive, as S3 keeps connections
+(``closing_costs``: what the closing costs a lean call). Rounds alternate them, call by
+call kind:
 
 * ``get_hash`` — ``read_hash`` pinned by version with the event's size (one GET a hash);
 * ``get_tags`` — ``get_tags`` (GetObjectTagging);
@@ -31,8 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.motocount import CountingMotoServer
 from bench.run import git, machine
-from devtools.devstack import MotoServer
 from edgematch.config.settings import Settings
 from edgematch.infra.s3wire import S3Wire
 from edgematch.infra.storage import ObjectStore, make_s3_client
@@ -86,13 +89,13 @@ def _cpu_ms_a_call(call: Callable[[int], None], calls: int) -> float:
 
 def run(rounds: int, calls: int) -> dict[str, Any]:
     measured_on = machine()
-    moto = MotoServer().start()
+    moto = CountingMotoServer().start()
     try:
         os.environ.update(
             AWS_ACCESS_KEY_ID="bench",
             AWS_SECRET_ACCESS_KEY="bench",
             AWS_DEFAULT_REGION="us-east-1",
-            AWS_ENDPOINT_URL=moto.url,
+            AWS_ENDPOINT_URL=moto.closing_url,
         )
         s3 = make_s3_client(Settings())
         s3.create_bucket(Bucket=BUCKET)
@@ -101,9 +104,13 @@ def run(rounds: int, calls: int) -> dict[str, Any]:
             k: s3.put_object(Bucket=BUCKET, Key=k, Body=HASH)["VersionId"]
             for k in [*KEYS, LONG_KEY]
         }
+        # The same moto, its connections kept alive (as S3's are): what closing costs.
+        os.environ["AWS_ENDPOINT_URL"] = moto.url
+        kept = make_s3_client(Settings())
         variants = {
             "boto3": _calls(ObjectStore(s3, lean=False), S3Wire(s3, lean=False), versions),
             "lean": _calls(ObjectStore(s3), S3Wire(s3), versions),
+            "lean_kept": _calls(ObjectStore(kept), S3Wire(kept), versions),
         }
         for kinds in variants.values():  # warm up: routes, connections, caches
             for call in kinds.values():
@@ -122,13 +129,16 @@ def run(rounds: int, calls: int) -> dict[str, Any]:
     for row in figures.values():
         row["saved"] = round(row["boto3"] - row["lean"], 3)
         row["ratio"] = round(row["lean"] / row["boto3"], 3)
+        row["closing_costs"] = round(row["lean"] - row["lean_kept"], 3)
     return {
         "schema": "edgematch.bench.s3calls/v1",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "git": {"commit": git("rev-parse", "--short", "HEAD")},
         "machine": measured_on,
         "command": f".venv/bin/python -m bench.s3calls --rounds {rounds} --calls {calls}",
-        "what": "CPU ms a call of this process (median over rounds), moto server over HTTP",
+        "what": "CPU ms a call of this process (median over rounds), moto server over HTTP: "
+        "boto3 and lean through moto's own server (closing every connection), lean_kept "
+        "through the same moto kept alive",
         "rounds": rounds,
         "calls_a_round": calls,
         "cpu_ms_a_call": figures,

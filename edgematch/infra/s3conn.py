@@ -3,9 +3,9 @@
 botocore sends through urllib3 (a pool manager, its URL parsing and header classes, then
 ``http.client``); for the lean path's three small requests that layering was most of a
 call's CPU. Here a request goes straight to an ``http.client`` connection kept for its
-origin (scheme, host, port; the ``MAX_ORIGINS`` most recently used). A tag GET costs 0.39
-of boto3's CPU this way, against 0.58 through botocore's session (``bench.s3calls``,
-docs/benchmark.md, "Cost per hash, 2026-12-04 (afternoon)").
+origin (scheme, host, port; the ``MAX_ORIGINS`` most recently used). With the signature of
+infra/sigv4.py, a tag GET costs 0.42 of boto3's CPU, against 0.58 before both
+(``bench.s3calls``; docs/benchmark.md, "Cost per hash, 2026-12-04 (afternoon)").
 
 Everything is taken from the boto3 client's own HTTP session, so the wire and the security
 are the client's: TLS verified against the client's CA bundle (``AWS_CA_BUNDLE``, its

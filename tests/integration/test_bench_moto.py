@@ -67,10 +67,12 @@ def test_one_moto_behind_both_ports_counted_whichever_was_used(
     http_.request("POST", "/_bench/requests/reset")
     http_.getresponse().read()
     kept.create_bucket(Bucket="bench-moto")
-    key = "a b/ünï + 100%.bin"
+    key = "a b/ünï + c%20d 100%.bin"
     kept.put_object(Bucket="bench-moto", Key=key, Body=b"\x01" * 924)
-    # Written through one port, read through the other: the same buckets.
+    # Written through one port, read through the other: the same buckets, the same keys.
     assert closing.get_object(Bucket="bench-moto", Key=key)["Body"].read() == b"\x01" * 924
+    listed = closing.list_objects_v2(Bucket="bench-moto")["Contents"]
+    assert [o["Key"] for o in listed] == [key]
     closing.put_object_tagging(
         Bucket="bench-moto", Key=key, Tagging={"TagSet": [{"Key": "k", "Value": "v"}]}
     )
@@ -84,6 +86,7 @@ def test_one_moto_behind_both_ports_counted_whichever_was_used(
         "s3:PUTBucket": 1,
         "s3:PutObject": 1,
         "s3:GetObject": 1,
+        "s3:ListObjectsV2": 1,
         "s3:PutObjectTagging": 1,
         "s3:GetObjectTagging": 1,
     }
